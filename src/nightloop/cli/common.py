@@ -1,0 +1,76 @@
+"""What every CLI command shares: options, settings, the store, output, error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from nightloop.config import Settings, load_settings
+from nightloop.errors import NightloopError
+from nightloop.store import Store
+
+__all__ = [
+    "ConfigOption",
+    "DbOption",
+    "JsonOption",
+    "console",
+    "err_console",
+    "fail",
+    "open_store",
+    "print_json",
+    "settings_from",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Store file (default: NIGHTLOOP_DB, then nightloop.toml, then ./nightloop.db)."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file (default: NIGHTLOOP_CONFIG, then ./nightloop.toml)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def settings_from(db: Path | None = None, config: Path | None = None) -> Settings:
+    """Settings with the command-line ``--db`` taking precedence."""
+    overrides: dict[str, Any] = {"db": db} if db is not None else {}
+    try:
+        return load_settings(config, **overrides)
+    except NightloopError as exc:
+        fail(str(exc))
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.db)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print an error that names the fix and exit non-zero."""
+    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def to_jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Plain JSON on stdout (no rich markup), so it pipes into jq."""
+    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()

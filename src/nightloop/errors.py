@@ -1,0 +1,56 @@
+"""One error base; every error a user can cause says what to do next."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BudgetExceeded",
+    "ConfigError",
+    "LabelConflict",
+    "NightloopError",
+    "NotFound",
+    "ProviderError",
+    "SourceError",
+    "StaleCandidate",
+    "StructuredOutputError",
+    "TemplateError",
+]
+
+
+class NightloopError(Exception):
+    """Base of every error nightloop raises on purpose."""
+
+
+class ConfigError(NightloopError):
+    """The configuration is missing or invalid."""
+
+
+class SourceError(NightloopError):
+    """A conversation source cannot be opened at all (single bad records are quarantined instead)."""
+
+
+class NotFound(NightloopError):
+    """A prompt, version, label, run or review item does not exist."""
+
+
+class LabelConflict(NightloopError):
+    """A compare-and-swap label move lost the race: the label moved since it was read."""
+
+
+class StaleCandidate(NightloopError):
+    """A candidate's base version is no longer the production version."""
+
+
+class TemplateError(NightloopError):
+    """A prompt template does not parse or does not render with its variables."""
+
+
+class ProviderError(NightloopError):
+    """A model provider failed after the SDK's own retries."""
+
+
+class StructuredOutputError(ProviderError):
+    """A model's structured answer was not valid JSON or did not match the schema, even after a repair re-ask."""
+
+
+class BudgetExceeded(NightloopError):
+    """The night's token/USD budget is spent; stages stop cleanly and keep what they have."""

@@ -1,0 +1,44 @@
+"""The versioned store on SQLite (sqlite-utils): the source of truth.
+
+Each area (conversations, prompts, cache, runs) owns its tables and its own
+append-only migration set; :class:`Store` opens the file and composes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nightloop.store import cache, conversations, prompts, runs
+from nightloop.store.cache import CacheRepo
+from nightloop.store.conversations import ConversationRepo
+from nightloop.store.db import open_db, transaction
+from nightloop.store.prompts import PromptRepo
+from nightloop.store.runs import RunRepo
+
+__all__ = ["CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+
+MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations]
+
+
+class Store:
+    """One store file; ``Store(None)`` is in memory (tests)."""
+
+    def __init__(self, path: Path | str | None) -> None:
+        self.path = None if path is None else Path(path)
+        self.db = open_db(path, MIGRATION_SETS)
+        self.conversations = ConversationRepo(self.db)
+        self.prompts = PromptRepo(self.db)
+        self.cache = CacheRepo(self.db)
+        self.runs = RunRepo(self.db)
+
+    def transaction(self):
+        return transaction(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
