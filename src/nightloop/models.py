@@ -23,6 +23,13 @@ __all__ = [
     "Failure",
     "FailureKind",
     "Feedback",
+    "InvalidCandidate",
+    "JudgeOutput",
+    "JudgeResult",
+    "PairwiseVerdict",
+    "ProposedCandidate",
+    "ProposedEdit",
+    "RubricVerdict",
     "GateDecision",
     "Message",
     "NightReport",
@@ -215,6 +222,21 @@ class Candidate(_Model):
     @property
     def sha256(self) -> str:
         return sha256_text(self.template)
+
+
+class InvalidCandidate(_Model):
+    """A judge proposal refused by validation, kept with its reasons (never evaluated)."""
+
+    candidate: Candidate
+    reasons: list[str]
+
+
+class JudgeResult(_Model):
+    """What the judge stage hands forward: valid candidates, refused ones with reasons, and any judge fault."""
+
+    candidates: list[Candidate] = Field(default_factory=list)
+    invalid: list[InvalidCandidate] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
 
 
 class Usage(_Model):
