@@ -141,6 +141,9 @@ class Settings(BaseSettings):
 
     db: Path = Path("nightloop.db")
     prompts_dir: Path = Path("prompts")
+    #: Conversation sources read at the start of every night (files, globs, directories, SQLite); may be empty
+    #: when conversations are ingested separately with `nightloop ingest`.
+    sources: list[str] = Field(default_factory=list)
     limit: int = 100
     min_failures: int = 3
     seed: int = 0
@@ -168,7 +171,7 @@ class Settings(BaseSettings):
 
     def config_hash(self) -> str:
         """Hash of what changes a night's result (not where files live): part of the run id."""
-        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir"})
+        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources"})
         return sha256_text(canonical_json(relevant))[:12]
 
 
