@@ -31,6 +31,7 @@ __all__ = [
     "ProposedEdit",
     "RubricVerdict",
     "GateDecision",
+    "IngestStats",
     "Message",
     "NightReport",
     "Outcome",
@@ -165,6 +166,21 @@ class Quarantined(_Model):
     locator: str
     raw_excerpt: str = ""
     reason: str
+
+
+class IngestStats(_Model):
+    """What one ingest did: counts, which conversations are new, and the records it could not read."""
+
+    ingested: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    new_ids: list[str] = Field(default_factory=list)
+    #: The first quarantined records of this run (all of them are in the store's quarantine table).
+    quarantined_records: list[Quarantined] = Field(default_factory=list)
+    #: Failures found in the new conversations, per kind.
+    failures: dict[str, int] = Field(default_factory=dict)
+    #: Problems that did not stop the ingest (e.g. a classifier that raised on one conversation).
+    errors: list[str] = Field(default_factory=list)
 
 
 class Failure(_Model):

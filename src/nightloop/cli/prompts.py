@@ -1,9 +1,249 @@
-"""CLI commands: prompts."""
+"""CLI commands: `nightloop prompts …` — the versioned prompt store, its labels and its prompts/ mirror."""
 
 from __future__ import annotations
 
+import getpass
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    open_store,
+    print_json,
+    settings_from,
+)
+from nightloop.errors import NightloopError
+from nightloop.prompt_files import export_prompts, import_prompts
+from nightloop.review import diff_stats, render_diff, unified_diff
+from nightloop.store import Store
+from nightloop.store.prompts import PRODUCTION
+
+__all__ = ["register"]
+
+prompts_app = typer.Typer(
+    name="prompts",
+    help="The versioned prompt store: list, show, diff, label, roll back, and mirror to prompts/.",
+    no_args_is_help=True,
+)
+
+RefArg = Annotated[str, typer.Argument(help="NAME (its production version), NAME@LABEL, NAME@latest or NAME/VERSION.")]
+NameArg = Annotated[str, typer.Argument(help="Prompt name.")]
+DirArg = Annotated[
+    Path | None, typer.Argument(help="Directory of <name>.j2 + <name>.yaml files (default: prompts_dir from config, ./prompts).")
+]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing this, for the history (default: your OS user).")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the history.")]
+LabelOption = Annotated[str, typer.Option("--label", help="Which label.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the app."""
+    app.add_typer(prompts_app, name="prompts")
+
+
+def _store(db: Path | None, config: Path | None) -> Store:
+    try:
+        return open_store(settings_from(db, config))
+    except NightloopError as exc:
+        fail(str(exc))
+
+
+def _who(by: str | None) -> str:
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return "human"
+
+
+@prompts_app.command("list")
+def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List managed prompts: production and latest version, labels, autonomy."""
+    with _store(db, config) as store:
+        repo = store.prompts
+        rows = []
+        for name in repo.names():
+            latest = repo.label_version(name, "latest")
+            rows.append(
+                {
+                    "name": name,
+                    "production": repo.label_version(name, PRODUCTION),
+                    "latest": latest,
+                    "labels": repo.labels(name),
+                    "autonomy": repo.get_meta(name).autonomy,
+                }
+            )
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        console.print("No prompts in the store yet. Add some with `nightloop prompts import prompts/`.")
+        return
+    table = Table("name", "production", "latest", "labels", "autonomy")
+    for row in rows:
+        labels = ", ".join(f"{k}→v{v}" for k, v in row["labels"].items() if k != PRODUCTION)
+        table.add_row(row["name"], _v(row["production"]), _v(row["latest"]), labels or "-", row["autonomy"])
+    console.print(table)
+
+
+@prompts_app.command("show")
+def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Show one prompt version: its template and where it came from."""
+    with _store(db, config) as store:
+        try:
+            version = store.prompts.resolve(ref)
+        except NightloopError as exc:
+            fail(str(exc))
+        labels = [k for k, v in store.prompts.labels(version.name).items() if v == version.version]
+    if as_json:
+        print_json({**version.model_dump(mode="json"), "labels": labels})
+        return
+    origin = f"parent v{version.parent}" if version.parent is not None else "no parent"
+    console.print(
+        Text.assemble(
+            (f"{version.name} v{version.version}", "bold"),
+            f"  {', '.join(labels) or 'no labels'}  ·  by {version.created_by}  ·  "
+            f"{version.created_at:%Y-%m-%d %H:%M} UTC  ·  {origin}  ·  sha256 {version.sha256[:12]}",
+        )
+    )
+    if version.message:
+        console.print(Text(version.message, style="dim"))
+    console.print(Text(version.template), highlight=False)
+
+
+@prompts_app.command("diff")
+def diff(
+    old: Annotated[str, typer.Argument(help="The old side: NAME, NAME@LABEL or NAME/VERSION.")],
+    new: Annotated[str, typer.Argument(help="The new side: NAME, NAME@LABEL or NAME/VERSION.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Show a colored diff between two prompt versions, e.g. `support_agent@production support_agent/5`."""
+    with _store(db, config) as store:
+        try:
+            a, b = store.prompts.resolve(old), store.prompts.resolve(new)
+        except NightloopError as exc:
+            fail(str(exc))
+    text = unified_diff(a.template, b.template, f"{a.name}/{a.version}", f"{b.name}/{b.version}")
+    added, removed = diff_stats(a.template, b.template)
+    console.print(render_diff(text))
+    console.print(Text(f"+{added} -{removed} lines", style="dim"))
+
+
+@prompts_app.command("import")
+def import_command(
+    directory: DirArg = None, db: DbOption = None, config: ConfigOption = None, by: ByOption = None
+) -> None:
+    """Record changed templates in prompts/ as new versions (a new prompt's first version becomes production).
+
+    Hand edits become versions but do not move production: point it there with `nightloop prompts label`.
+    """
+    settings = settings_from(db, config)
+    directory = directory or settings.prompts_dir
+    with open_store(settings) as store:
+        try:
+            created = import_prompts(store, directory, created_by=_who(by))
+        except NightloopError as exc:
+            fail(str(exc))
+    if not created:
+        console.print(f"Nothing new in {directory}: every template is already a stored version.")
+    for version in created:
+        console.print(f"{version.name}: created v{version.version} (parent {_v(version.parent)})")
+
+
+@prompts_app.command("export")
+def export_command(directory: DirArg = None, db: DbOption = None, config: ConfigOption = None) -> None:
+    """Write the production (else latest) version of every prompt to <dir>/<name>.j2 + <name>.yaml."""
+    settings = settings_from(db, config)
+    directory = directory or settings.prompts_dir
+    with open_store(settings) as store:
+        try:
+            written = export_prompts(store, directory)
+        except NightloopError as exc:
+            fail(str(exc))
+    if not written:
+        console.print("The store has no prompt versions to export. Add some with `nightloop prompts import prompts/`.")
+    for version in written:
+        console.print(f"{version.name}: wrote v{version.version} to {directory}")
+
+
+@prompts_app.command("label")
+def label_command(
+    name: NameArg,
+    version: Annotated[int, typer.Argument(help="Version number the label should point at.")],
+    label: Annotated[str, typer.Argument(help="Label to move, e.g. production or staging.")],
+    db: DbOption = None,
+    config: ConfigOption = None,
+    by: ByOption = None,
+    reason: ReasonOption = "",
+) -> None:
+    """Point LABEL of NAME at VERSION (recorded in the label history)."""
+    with _store(db, config) as store:
+        try:
+            before = store.prompts.label_version(name, label)
+            store.prompts.set_label(name, label, version, _who(by), reason)
+        except NightloopError as exc:
+            fail(str(exc))
+    console.print(f"{name}@{label}: {_v(before)} → v{version}")
+
+
+@prompts_app.command("history")
+def history(
+    name: NameArg,
+    label: Annotated[str | None, typer.Option("--label", help="Only this label's moves.")] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show every label move of NAME, oldest first."""
+    with _store(db, config) as store:
+        try:
+            store.prompts.latest(name)  # NotFound with a hint for an unknown prompt
+        except NightloopError as exc:
+            fail(str(exc))
+        moves = store.prompts.label_history(name, label)
+    if as_json:
+        print_json(moves)
+        return
+    if not moves:
+        console.print(f"No label of {name} has ever moved.")
+        return
+    table = Table("when (UTC)", "label", "from", "to", "by", "reason")
+    for move in moves:
+        table.add_row(
+            f"{move.moved_at:%Y-%m-%d %H:%M:%S}", move.label, _v(move.from_version), _v(move.to_version),
+            move.moved_by, move.reason,
+        )
+    console.print(table)
+
+
+@prompts_app.command("rollback")
+def rollback(
+    name: NameArg,
+    label: LabelOption = PRODUCTION,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    by: ByOption = None,
+    reason: ReasonOption = "",
+) -> None:
+    """Move a label back to the version it pointed at before its last move."""
+    with _store(db, config) as store:
+        try:
+            before = store.prompts.label_version(name, label)
+            after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason)
+        except NightloopError as exc:
+            fail(str(exc))
+    console.print(f"{name}@{label}: rolled back {_v(before)} → v{after}")
+
+
+def _v(version: int | None) -> str:
+    return "-" if version is None else f"v{version}"

@@ -1,0 +1,154 @@
+"""Model calls: the provider protocol, the rules every provider shares, and (lazily) the client.
+
+Provider modules (``openai``, ``anthropic``, ``sim``) import the SDKs; importing
+this package does not, so the CLI starts fast. ``LLMClient``, ``build_provider``,
+``build_clients``, ``BudgetLedger`` and ``cache_key`` are loaded on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from importlib import import_module
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nightloop.config import RoleConfig
+from nightloop.errors import ConfigError, ProviderError, StructuredOutputError
+from nightloop.llm.base import LLMRequest, LLMResponse, Provider
+
+__all__ = [
+    "BudgetLedger",
+    "Clients",
+    "LLMClient",
+    "LLMRequest",
+    "LLMResponse",
+    "Provider",
+    "build_clients",
+    "build_provider",
+    "cache_key",
+    "connection_error",
+    "parse_structured",
+    "repair_instruction",
+    "resolve_api_key",
+    "status_error",
+    "structured_failure",
+]
+
+_LAZY = {
+    "BudgetLedger": "nightloop.llm.budget",
+    "Clients": "nightloop.llm.client",
+    "LLMClient": "nightloop.llm.client",
+    "build_clients": "nightloop.llm.client",
+    "build_provider": "nightloop.llm.client",
+    "cache_key": "nightloop.llm.cache",
+}
+
+#: Sent when a local OpenAI-compatible server (Ollama, vLLM) needs no key but the SDK insists on one.
+PLACEHOLDER_API_KEY = "not-needed"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def resolve_api_key(
+    api_key: str | None, *, key_env: str, base_url: str | None, base_url_env: str, provider: str
+) -> str:
+    """The key to hand the SDK: explicit, then ``key_env``; a placeholder for a keyless custom base URL."""
+    key = api_key or os.environ.get(key_env)
+    if key:
+        return key
+    if base_url or os.environ.get(base_url_env):
+        return PLACEHOLDER_API_KEY
+    raise ConfigError(
+        f"No {provider} API key: set {key_env}, or point the role at a server that needs none "
+        f"with base_url (or {base_url_env})."
+    )
+
+
+# --- structured output ----------------------------------------------------------------------------
+
+_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
+
+
+def parse_structured(schema: type[BaseModel], answer: str | dict[str, Any] | None) -> tuple[BaseModel | None, str]:
+    """Validate a model's structured answer: ``(instance, "")`` or ``(None, what is wrong)``."""
+    if answer is None or answer == "":
+        return None, "the answer was empty; a JSON object was expected"
+    try:
+        if isinstance(answer, str):
+            # Local models often wrap JSON in a Markdown fence even when asked not to.
+            fenced = _FENCE.match(answer.strip())
+            return schema.model_validate_json(fenced.group(1) if fenced else answer), ""
+        return schema.model_validate(answer), ""
+    except ValidationError as exc:
+        return None, _describe(exc)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors(include_url=False)[:8]:
+        where = ".".join(str(p) for p in error["loc"]) or "(root)"
+        problems.append(f"{where}: {error['msg']}")
+    return "; ".join(problems)
+
+
+def repair_instruction(schema: type[BaseModel], problem: str) -> str:
+    """The user turn of the one repair re-ask: quotes what was wrong and restates the schema."""
+    return (
+        f"Your previous answer could not be used: {problem}. "
+        f"Reply again with only a JSON object that matches this JSON schema, no other text:\n"
+        f"{json.dumps(schema.model_json_schema(), ensure_ascii=False)}"
+    )
+
+
+def structured_failure(provider: str, model: str, schema: type[BaseModel], problem: str) -> StructuredOutputError:
+    return StructuredOutputError(
+        f"{provider} model {model!r} did not return a valid {schema.__name__} even after one repair re-ask "
+        f"({problem}). Use a stronger model for this role, or lower its temperature."
+    )
+
+
+# --- provider faults --------------------------------------------------------------------------------
+
+_STATUS_HINTS = {
+    400: "the request was refused: check the model supports these parameters (tools, JSON schema, max_tokens)",
+    401: "the key was refused: check {key_env}",
+    403: "the key may not use this model: check {key_env} and the account's model access",
+    404: "unknown model or endpoint: check the role's model name and base_url",
+    408: "the provider timed out: retry later or raise max_retries",
+    413: "the request is too large: fewer or shorter messages",
+    422: "the request was refused: check the model supports these parameters",
+    429: "rate limited or out of quota: lower [replay] concurrency, raise max_retries, or check the account's quota",
+}
+
+
+def status_error(provider: str, role: RoleConfig, status: int, detail: str, *, key_env: str) -> ProviderError:
+    """A ProviderError for an HTTP error that survived the SDK's retries; the message names the fix."""
+    hint = _STATUS_HINTS.get(status)
+    if hint is None:
+        hint = "the provider is failing: try again later or raise max_retries" if status >= 500 else "see the detail"
+    retried = f" after {role.max_retries} retries" if status in (408, 409, 429) or status >= 500 else ""
+    error = ProviderError(
+        f"{provider} {role.model!r} failed with HTTP {status}{retried}: {detail}. Hint: {hint.format(key_env=key_env)}."
+    )
+    error.status = status  # type: ignore[attr-defined]  # lets callers tell rate limits from refusals
+    return error
+
+
+def connection_error(provider: str, role: RoleConfig, *, timed_out: bool, url: str) -> ProviderError:
+    if timed_out:
+        message = (
+            f"{provider} {role.model!r} did not answer within timeout_s={role.timeout_s}s "
+            f"({role.max_retries} retries): raise the role's timeout_s or max_retries, or check {url} is up."
+        )
+    else:
+        message = f"{provider} {role.model!r}: cannot connect to {url} after {role.max_retries} retries; check base_url and the network."
+    error = ProviderError(message)
+    error.status = None  # type: ignore[attr-defined]
+    return error

@@ -1,0 +1,573 @@
+"""The night: the stages composed in order, in plain Python (no Prefect needed).
+
+``run_night(settings, prompt_name, logical_date)`` is the whole product in one
+call. Each stage's output is persisted under the run id (prompt + logical date
++ config hash), so an interrupted night resumes where it stopped, replay
+resumes per (candidate, case, repeat), and a finished night is not redone
+unless forced. The Prefect flow in ``flows/nightly.py`` calls the same stage
+functions one task each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, Field
+
+from nightloop.classify import classify_conversation
+from nightloop.config import Settings
+from nightloop.errors import BudgetExceeded, NightloopError
+from nightloop.models import (
+    BASELINE,
+    Candidate,
+    Conversation,
+    Failure,
+    GateDecision,
+    JudgeResult,
+    NightReport,
+    ReplayCase,
+    ReviewItem,
+)
+from nightloop.store import Store
+
+__all__ = [
+    "STAGES",
+    "Night",
+    "StageOutcome",
+    "run_id_for",
+    "run_night",
+    "stage_classify",
+    "stage_gate",
+    "stage_ingest",
+    "stage_judge",
+    "stage_replay",
+    "stage_replay_set",
+    "stage_review",
+    "stage_watch",
+]
+
+STAGES = ("ingest", "classify", "watch", "replay_set", "judge", "replay", "gate", "review")
+ProgressFn = Callable[[str, str], None]
+StageRunner = Callable[..., Any]
+M = TypeVar("M", bound=BaseModel)
+
+
+class StopNight(Exception):
+    """A stage decided the night ends here (not an error): status and reason go in the report."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- stage outputs (persisted as JSON under the run id) ---
+
+
+class IngestOutput(BaseModel):
+    conversation_ids: list[str] = Field(default_factory=list)
+    new_ids: list[str] = Field(default_factory=list)
+    ingested: int = 0
+    quarantined: int = 0
+
+
+class ClassifyOutput(BaseModel):
+    failures: list[Failure] = Field(default_factory=list)
+    failed_ids: list[str] = Field(default_factory=list)
+    new_failures: int = 0
+    by_kind: dict[str, int] = Field(default_factory=dict)
+
+
+class WatchOutput(BaseModel):
+    checked_version: int | None = None
+    rolled_back_to: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ReplaySetOutput(BaseModel):
+    hash: str
+    base_version: int
+    cases: list[ReplayCase]
+    train_failure_ids: list[str]
+
+
+class ReplayOutput(BaseModel):
+    results: int
+    budget_exhausted: bool = False
+    errors: int = 0
+
+
+class GateOutput(BaseModel):
+    decisions: list[GateDecision] = Field(default_factory=list)
+    winner: str | None = None
+
+
+class ReviewOutput(BaseModel):
+    action: str
+    review_id: str | None = None
+    promoted_version: int | None = None
+
+
+class StageOutcome(BaseModel):
+    """What one stage call reports to its caller (the CLI or the Prefect task)."""
+
+    stage: str
+    reused: bool
+    summary: str
+
+
+# --- the night's context ---
+
+
+def run_id_for(settings: Settings, prompt_name: str, logical_date: date) -> str:
+    return f"{prompt_name}:{logical_date.isoformat()}:{settings.config_hash()}"
+
+
+@dataclass
+class Night:
+    """One prompt's night: where stages read and write, and the shared budget ledger."""
+
+    settings: Settings
+    store: Store
+    prompt_name: str
+    logical_date: date
+    progress: ProgressFn | None = None
+    _clients: Any = field(default=None, repr=False)
+    _ledger: Any = field(default=None, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        return run_id_for(self.settings, self.prompt_name, self.logical_date)
+
+    @property
+    def window_end(self) -> datetime:
+        """Conversations ending before the logical date (midnight UTC) belong to this night."""
+        return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
+
+    @property
+    def ledger(self):
+        if self._ledger is None:
+            from nightloop.llm.budget import BudgetLedger
+
+            budget = self.settings.budget
+            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices)
+        return self._ledger
+
+    @property
+    def clients(self):
+        if self._clients is None:
+            from nightloop.llm.client import build_clients
+
+            cache = self.store.cache if self.settings.llm.cache else None
+            self._clients = build_clients(self.settings, cache=cache, ledger=self.ledger)
+        return self._clients
+
+    def say(self, stage: str, message: str) -> None:
+        if self.progress is not None:
+            self.progress(stage, message)
+
+    def saved(self, stage: str, model: type[M]) -> M | None:
+        raw = self.store.runs.stage_output(self.run_id, stage)
+        return None if raw is None else model.model_validate(raw)
+
+    def save(self, stage: str, output: BaseModel) -> None:
+        self.store.runs.save_stage(self.run_id, stage, output.model_dump(mode="json"))
+
+
+def _once(night: Night, stage: str, model: type[M], compute: Callable[[], M]) -> M:
+    """Return the stage's persisted output, computing and persisting it the first time."""
+    previous = night.saved(stage, model)
+    if previous is not None:
+        return previous
+    night.say(stage, "running")
+    output = compute()
+    night.save(stage, output)
+    return output
+
+
+# --- stages ---
+
+
+def stage_ingest(night: Night) -> IngestOutput:
+    """Read configured sources, then take the last ``limit`` conversations ending before the logical date."""
+
+    def compute() -> IngestOutput:
+        ingested = quarantined = 0
+        if night.settings.sources:
+            from nightloop.ingest import ingest
+
+            stats = ingest(night.store, list(night.settings.sources), classify_config=night.settings.classify)
+            ingested, quarantined = stats.ingested, stats.quarantined
+        window = night.store.conversations.recent(night.prompt_name, night.window_end, night.settings.limit)
+        ids = [c.id for c in window]
+        seen = night.store.runs.seen_before(night.run_id, night.prompt_name, ids)
+        night.store.runs.mark_seen(night.run_id, night.prompt_name, ids)
+        return IngestOutput(
+            conversation_ids=ids,
+            new_ids=[i for i in ids if i not in seen],
+            ingested=ingested,
+            quarantined=quarantined,
+        )
+
+    return _once(night, "ingest", IngestOutput, compute)
+
+
+def _conversations(night: Night, ids: list[str]) -> list[Conversation]:
+    found = (night.store.conversations.get(i) for i in ids)
+    return [c for c in found if c is not None]
+
+
+def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
+    """Run the failure detectors over the night's window and store what they find."""
+
+    def compute() -> ClassifyOutput:
+        failures: list[Failure] = []
+        by_conversation: dict[str, list[Failure]] = {}
+        for conversation in _conversations(night, ingested.conversation_ids):
+            found = classify_conversation(conversation, night.settings.classify)
+            by_conversation[conversation.id] = found
+            failures.extend(found)
+        for conversation_id, found in by_conversation.items():
+            night.store.conversations.save_failures(conversation_id, found)
+        new = set(ingested.new_ids)
+        failed_ids = sorted({f.conversation_id for f in failures})
+        return ClassifyOutput(
+            failures=failures,
+            failed_ids=failed_ids,
+            new_failures=sum(1 for f in failures if f.conversation_id in new),
+            by_kind=dict(Counter(f.kind for f in failures)),
+        )
+
+    return _once(night, "classify", ClassifyOutput, compute)
+
+
+def _failure_counts(night: Night, version: int, exclude_window: set[str] | None = None) -> tuple[int, int]:
+    """(failed conversations, conversations) that ran with ``version`` of this prompt, before the night."""
+    conversations = [
+        c
+        for c in night.store.conversations.iter_conversations(prompt_name=night.prompt_name, until=night.window_end)
+        if c.prompt_version == version
+    ]
+    ids = [c.id for c in conversations]
+    failed = {f.conversation_id for f in night.store.conversations.failures(conversation_ids=ids)} if ids else set()
+    return len(failed), len(ids)
+
+
+def stage_watch(night: Night) -> WatchOutput:
+    """Roll production back when its current version breaks more often than its parent did."""
+
+    def compute() -> WatchOutput:
+        from nightloop.watch import check_breakage
+
+        prompts = night.store.prompts
+        production = prompts.label_version(night.prompt_name, "production")
+        if production is None:
+            return WatchOutput(reasons=["no production version yet"])
+        current = prompts.get(night.prompt_name, production)
+        if current.parent is None:
+            return WatchOutput(checked_version=production, reasons=["production has no parent to compare with"])
+        verdict = check_breakage(
+            _failure_counts(night, current.parent), _failure_counts(night, production), night.settings.watch
+        )
+        if not verdict.breakage:
+            return WatchOutput(checked_version=production, reasons=verdict.reasons)
+        prompts.move_label(
+            night.prompt_name,
+            "production",
+            current.parent,
+            expected_version=production,
+            moved_by="nightloop watch",
+            reason="; ".join(verdict.reasons),
+        )
+        night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
+        night.store.runs.remember_rejected(night.prompt_name, current.sha256, "watch", "; ".join(verdict.reasons))
+        return WatchOutput(checked_version=production, rolled_back_to=current.parent, reasons=verdict.reasons)
+
+    return _once(night, "watch", WatchOutput, compute)
+
+
+def _production(night: Night):
+    version = night.store.prompts.label_version(night.prompt_name, "production")
+    if version is None:
+        raise StopNight(
+            "stopped_early",
+            f"prompt {night.prompt_name!r} has no production version in the store; "
+            "import it with `nightloop prompts import prompts/`",
+        )
+    return night.store.prompts.get(night.prompt_name, version)
+
+
+def stage_replay_set(night: Night, ingested: IngestOutput, classified: ClassifyOutput) -> ReplaySetOutput:
+    """Cases to replay: from the night's failures (train/holdout) plus regression cases that went well."""
+
+    def compute() -> ReplaySetOutput:
+        from nightloop.replay import build_replay_set, replay_set_hash, train_failure_ids
+
+        base = _production(night)
+        conversations = {c.id: c for c in _conversations(night, ingested.conversation_ids)}
+        failed_ids = set(classified.failed_ids)
+        cases = build_replay_set(
+            night.prompt_name,
+            failures=classified.failures,
+            failed={i: c for i, c in conversations.items() if i in failed_ids},
+            succeeded=[c for i, c in conversations.items() if i not in failed_ids],
+            config=night.settings.replay,
+            seed=night.settings.seed,
+        )
+        return ReplaySetOutput(
+            hash=replay_set_hash(cases),
+            base_version=base.version,
+            cases=cases,
+            train_failure_ids=sorted(train_failure_ids(cases)),
+        )
+
+    return _once(night, "replay_set", ReplaySetOutput, compute)
+
+
+def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetOutput) -> JudgeResult:
+    """Ask the judge for K candidates addressing the train failures; invalid ones are refused with reasons."""
+
+    def compute() -> JudgeResult:
+        from nightloop.judge import propose
+
+        base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
+        train_ids = set(replay_set.train_failure_ids)
+        train = [f for f in classified.failures if f.id in train_ids]
+        conversations = {c.id: c for c in _conversations(night, sorted({f.conversation_id for f in train}))}
+        return asyncio.run(
+            propose(
+                night.clients.judge,
+                prompt_name=night.prompt_name,
+                base=base,
+                failures=train,
+                conversations=conversations,
+                config=night.settings.judge,
+                rejected_hashes=night.store.runs.rejected_hashes(night.prompt_name),
+                seed=night.settings.seed,
+            )
+        )
+
+    return _once(night, "judge", JudgeResult, compute)
+
+
+def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutput:
+    """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
+    previous = night.saved("replay", ReplayOutput)
+    if previous is not None:
+        return previous
+    from nightloop.replay import run_replay
+
+    base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
+    templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
+    done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
+    total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
+    night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
+    outcome = asyncio.run(
+        run_replay(
+            night.clients.agent,
+            replay_set.cases,
+            templates,
+            repeats=night.settings.replay.repeats,
+            concurrency=night.settings.replay.concurrency,
+            scorer_client=night.clients.scorer,
+            declared_scorers=night.store.prompts.get_meta(night.prompt_name).scorers,
+            done=done,
+            on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
+            seed=night.settings.seed,
+        )
+    )
+    output = ReplayOutput(
+        results=len(night.store.runs.eval_results(night.run_id)),
+        budget_exhausted=outcome.budget_exhausted,
+        errors=outcome.errors,
+    )
+    if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
+        night.save("replay", output)
+    return output
+
+
+def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> GateOutput:
+    """Decide per candidate; remember rejected templates so the judge does not propose them again."""
+
+    def compute() -> GateOutput:
+        from nightloop.gate import choose_winner, decide
+
+        results = night.store.runs.eval_results(night.run_id)
+        decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
+        by_id = {c.id: c for c in judged.candidates}
+        for decision in decisions:
+            if decision.verdict == "reject" and decision.candidate_id in by_id:
+                night.store.runs.remember_rejected(
+                    night.prompt_name, by_id[decision.candidate_id].sha256, "gate", "; ".join(decision.reasons)
+                )
+        winner = choose_winner(decisions)
+        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
+
+    return _once(night, "gate", GateOutput, compute)
+
+
+def review_id_for(run_id: str, candidate: Candidate) -> str:
+    return hashlib.sha256(f"{run_id}|{candidate.sha256}".encode()).hexdigest()[:10]
+
+
+def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> ReviewOutput:
+    """Queue the winner for a prompt author — or, for an ``auto`` prompt with a clean record, promote it."""
+
+    def compute() -> ReviewOutput:
+        if gated.winner is None:
+            return ReviewOutput(action="nothing to review: no candidate passed the gate")
+        candidate = next(c for c in judged.candidates if c.id == gated.winner)
+        decision = next(d for d in gated.decisions if d.candidate_id == gated.winner)
+        autonomy = night.store.prompts.get_meta(night.prompt_name).autonomy
+        if autonomy == "propose":
+            return ReviewOutput(action="proposed only (autonomy: propose); see the night report")
+        item = ReviewItem(
+            id=review_id_for(night.run_id, candidate),
+            run_id=night.run_id,
+            prompt_name=night.prompt_name,
+            candidate=candidate,
+            decision=decision,
+            created_at=datetime.now(UTC),
+        )
+        night.store.runs.enqueue_review(item)
+        if autonomy == "auto" and not night.store.runs.rollbacks(night.prompt_name):
+            from nightloop.review import approve
+
+            version = approve(night.store, item.id, reviewer="nightloop (autonomy: auto)", comment="auto-promoted")
+            return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=version.version)
+        return ReviewOutput(action="waiting for review", review_id=item.id)
+
+    return _once(night, "review", ReviewOutput, compute)
+
+
+# --- composition ---
+
+
+def _report(night: Night, status: str, **parts: Any) -> NightReport:
+    ingested: IngestOutput | None = parts.get("ingested")
+    classified: ClassifyOutput | None = parts.get("classified")
+    judged: JudgeResult | None = parts.get("judged")
+    gated: GateOutput | None = parts.get("gated")
+    reviewed: ReviewOutput | None = parts.get("reviewed")
+    conversations = len(ingested.conversation_ids) if ingested else 0
+    production = night.store.prompts.label_version(night.prompt_name, "production")
+    ledger = night._ledger
+    return NightReport(
+        run_id=night.run_id,
+        prompt_name=night.prompt_name,
+        date=night.logical_date,
+        status=status,
+        conversations=conversations,
+        new_conversations=len(ingested.new_ids) if ingested else 0,
+        quarantined=ingested.quarantined if ingested else 0,
+        failures=classified.by_kind if classified else {},
+        failure_rate=(len(classified.failed_ids) / conversations) if classified and conversations else 0.0,
+        prompt_version=production,
+        candidates=len(judged.candidates) if judged else 0,
+        invalid_candidates=len(judged.invalid) if judged else 0,
+        decisions=gated.decisions if gated else [],
+        review_id=reviewed.review_id if reviewed else None,
+        promoted_version=reviewed.promoted_version if reviewed else None,
+        tokens=ledger.tokens if ledger else 0,
+        cost_usd=ledger.spent_usd if ledger else 0.0,
+        notes=parts.get("notes", []),
+    )
+
+
+def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """The default stage runner: a plain call (the Prefect flow passes one that wraps each stage in a task)."""
+    return fn(*args)
+
+
+def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) -> str:
+    """Run the stages in order, filling ``parts``; return the night's status."""
+    notes: list[str] = parts["notes"]
+    parts["ingested"] = ingested = run("ingest", stage_ingest, night)
+    if not ingested.conversation_ids:
+        raise StopNight("stopped_early", f"no conversations for {night.prompt_name!r} ending before {night.logical_date}")
+    parts["classified"] = classified = run("classify", stage_classify, night, ingested)
+    watched = run("watch", stage_watch, night)
+    if watched.rolled_back_to is not None:
+        notes.append(f"watch rolled production back to v{watched.rolled_back_to}: " + "; ".join(watched.reasons))
+    if classified.new_failures < night.settings.min_failures:
+        raise StopNight(
+            "stopped_early",
+            f"only {classified.new_failures} new failure(s) (minimum {night.settings.min_failures}); nothing to improve",
+        )
+    replay_set = run("replay_set", stage_replay_set, night, ingested, classified)
+    parts["judged"] = judged = run("judge", stage_judge, night, classified, replay_set)
+    notes.extend(f"judge: {e}" for e in judged.errors)
+    notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
+    if not judged.candidates:
+        raise StopNight("done", "the judge proposed no valid candidate tonight")
+    replayed = run("replay", stage_replay, night, replay_set, judged)
+    if replayed.budget_exhausted:
+        raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
+    parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
+    parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
+    notes.append(reviewed.action)
+    return "done"
+
+
+def run_night(
+    settings: Settings,
+    prompt_name: str,
+    logical_date: date,
+    *,
+    store: Store | None = None,
+    force: bool = False,
+    progress: ProgressFn | None = None,
+    runner: StageRunner = direct,
+) -> NightReport:
+    """Run (or resume) one prompt's night and return its report; a finished night is skipped unless ``force``."""
+    own_store = store is None
+    store = store or Store(settings.db)
+    try:
+        night = Night(settings, store, prompt_name, logical_date, progress=progress)
+        status = store.runs.status(night.run_id)
+        if status not in (None, "running", "failed", "budget_exhausted") and not force:
+            report = store.runs.report(night.run_id)
+            if report is not None:
+                return report.model_copy(
+                    update={"status": "skipped", "notes": [f"night {logical_date} already finished ({status}); use --force to re-run"]}
+                )
+        if force:
+            store.runs.reset(night.run_id)
+        store.runs.start(night.run_id, prompt_name, logical_date.isoformat(), settings.config_hash())
+        parts: dict[str, Any] = {"notes": []}
+        try:
+            status = _run_stages(night, parts, runner)
+        except StopNight as stop:
+            status = stop.status
+            parts["notes"].append(stop.reason)
+        except BudgetExceeded as exc:
+            status = "budget_exhausted"
+            parts["notes"].append(str(exc))
+        except Exception as exc:
+            # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
+            parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
+            store.runs.finish(_report(night, "failed", **parts))
+            raise
+        report = _report(night, status, **parts)
+        store.runs.finish(report)
+        return report
+    finally:
+        if own_store:
+            store.close()
+
+
+def managed_prompts(store: Store) -> list[str]:
+    """Every prompt the store manages (the default set of prompts for a night)."""
+    return store.prompts.names()
+
+
+def nights_between(since: date, until: date) -> list[date]:
+    if until < since:
+        raise NightloopError(f"--until {until} is before --since {since}; swap them")
+    return [date.fromordinal(d) for d in range(since.toordinal(), until.toordinal() + 1)]

@@ -1,0 +1,196 @@
+"""PII and secret scrubbing: conversation text is redacted before anything is sent to a judge.
+
+A small set of patterns, each replaced by a typed placeholder (``[EMAIL]``,
+``[PHONE]``, ``[CARD]``, ``[IBAN]``, ``[SECRET]``). Patterns that match many
+innocent strings (card numbers, IBANs) are confirmed with their checksum, so
+order numbers, prices, dates and version numbers survive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nightloop.models import Conversation, Message, ToolCall
+
+__all__ = ["PATTERNS", "Pattern", "redact", "redact_conversation", "redact_value"]
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn checksum every payment card number carries."""
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2 == 1:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _only_digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _card_number(match: re.Match[str]) -> bool:
+    digits = _only_digits(match.group(0))
+    return 13 <= len(digits) <= 19 and luhn_valid(digits)
+
+
+def _iban(match: re.Match[str]) -> bool:
+    compact = re.sub(r"\s", "", match.group(0)).upper()
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def _phone_number(match: re.Match[str]) -> bool:
+    return 8 <= len(_only_digits(match.group(0))) <= 15
+
+
+def _national_phone_number(match: re.Match[str]) -> bool:
+    # Nine digits at least, so dates written with spaces ("05 15 2024") survive.
+    return 9 <= len(_only_digits(match.group(0))) <= 12
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One kind of sensitive text: where it is, what replaces it, and an optional confirmation."""
+
+    name: str
+    regex: re.Pattern[str]
+    placeholder: str
+    confirm: Callable[[re.Match[str]], bool] | None = None
+    #: Regex group kept in front of the placeholder (e.g. the ``api_key=`` of ``api_key=abc…``).
+    keep_group: str | None = None
+
+    def sub(self, text: str) -> str:
+        return self.regex.sub(self._replacement, text)
+
+    def _replacement(self, match: re.Match[str]) -> str:
+        if self.confirm is not None and not self.confirm(match):
+            return match.group(0)
+        kept = match.group(self.keep_group) if self.keep_group else ""
+        return f"{kept}{self.placeholder}"
+
+
+_SECRET_KEY_NAMES = (
+    r"api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?key(?:[_-]?id)?|"
+    r"auth(?:[_-]?token)?|token|access[_-]?token|refresh[_-]?token|password|passwd|pwd|private[_-]?key|session(?:[_-]?id)?"
+)
+
+#: Applied in order: secrets first (they may contain digits or ``@``), then contact and payment data.
+PATTERNS: tuple[Pattern, ...] = (
+    Pattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{16,}"), "[SECRET]"),
+    Pattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"), "[SECRET]"),
+    Pattern("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[SECRET]"),
+    Pattern("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "[SECRET]"),
+    Pattern("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[SECRET]"),
+    Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[SECRET]"),
+    Pattern(
+        "bearer_token",
+        re.compile(r"(?P<keep>\b[Bb]earer\s+)[A-Za-z0-9._~+/-]{16,}=*"),
+        "[SECRET]",
+        keep_group="keep",
+    ),
+    Pattern(
+        "secret_assignment",
+        re.compile(
+            rf"""(?P<keep>\b(?:{_SECRET_KEY_NAMES})["']?[ \t]*[:=][ \t]*["']?)(?!\[SECRET\])[A-Za-z0-9_\-/+.~]{{8,}}=*""",
+            re.IGNORECASE,
+        ),
+        "[SECRET]",
+        keep_group="keep",
+    ),
+    Pattern(
+        # Any key=value whose value looks like key material (long hex or base64), whatever the key is called.
+        "long_secret_value",
+        re.compile(
+            r"""(?P<keep>\b[A-Za-z_][\w.-]*["']?[ \t]*[:=][ \t]*["']?)"""
+            r"(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{32,}|(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])[A-Za-z0-9+/_-]{32,}=*)"
+            r"(?![\w+/=-])"
+        ),
+        "[SECRET]",
+        keep_group="keep",
+    ),
+    Pattern("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), "[EMAIL]"),
+    Pattern(
+        "iban",
+        re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
+        "[IBAN]",
+        confirm=_iban,
+    ),
+    Pattern("card", re.compile(r"(?<![\d.,])\d(?:[ -]?\d){12,18}(?!\d)(?![.,]\d)"), "[CARD]", confirm=_card_number),
+    Pattern(
+        "phone_international",
+        re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\d-])"),
+        "[PHONE]",
+        confirm=_phone_number,
+    ),
+    Pattern(
+        "phone_north_american",
+        re.compile(r"(?<![\w.-])(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-])"),
+        "[PHONE]",
+    ),
+    Pattern(
+        # National formats with a trunk zero: "020 7946 0958", "07700 900123", "06 12 34 56 78".
+        "phone_national",
+        re.compile(r"(?<![\w.-])0\d{1,4}(?:[ -]\d{2,6}){1,4}(?![\w-])"),
+        "[PHONE]",
+        confirm=_national_phone_number,
+    ),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with emails, phone numbers, card numbers, IBANs and secrets replaced by typed placeholders."""
+    if not text:
+        return text
+    for pattern in PATTERNS:
+        text = pattern.sub(text)
+    return text
+
+
+def redact_value(value: Any) -> Any:
+    """Redact every string inside a JSON-like value (dicts, lists, strings); other values unchanged."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(item) for item in value]
+    return value
+
+
+def _redact_tool_call(call: ToolCall) -> ToolCall:
+    function = call.function.model_copy(update={"arguments": redact(call.function.arguments)})
+    return call.model_copy(update={"function": function})
+
+
+def _redact_message(message: Message) -> Message:
+    update: dict[str, Any] = {"content": redact(message.content) if message.content else message.content}
+    if message.tool_calls:
+        update["tool_calls"] = [_redact_tool_call(call) for call in message.tool_calls]
+    return message.model_copy(update=update)
+
+
+def redact_conversation(conv: Conversation) -> Conversation:
+    """A copy of ``conv`` with message text, tool arguments, variables and outcome text redacted."""
+    outcome = conv.outcome.model_copy(
+        update={
+            "error": redact(conv.outcome.error) if conv.outcome.error else conv.outcome.error,
+            "expected": redact_value(conv.outcome.expected),
+        }
+    )
+    if outcome.feedback is not None and outcome.feedback.comment:
+        outcome.feedback = outcome.feedback.model_copy(update={"comment": redact(outcome.feedback.comment)})
+    return conv.model_copy(
+        update={
+            "messages": [_redact_message(message) for message in conv.messages],
+            "variables": redact_value(conv.variables),
+            "metadata": redact_value(conv.metadata),
+            "outcome": outcome,
+        }
+    )

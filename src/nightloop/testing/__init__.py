@@ -1,0 +1,264 @@
+"""Loopback fakes of the model providers' HTTP APIs, shipped so tests and benchmarks share them.
+
+Each fake is a real HTTP server on 127.0.0.1 (a random port) served from a
+background thread, so the real SDK clients talk to it over the wire with their
+own retries and timeouts. Answers come from a queue of scripted :class:`Answer`
+objects; when the queue is empty the fake echoes the last user message, or asks
+``responder(request_json)``. Every request body is kept in ``requests`` and
+counted in ``calls``.
+
+    with FakeOpenAIServer() as fake:
+        fake.push(Answer.error(429, headers={"retry-after": "0"}), Answer.text("hi"))
+        provider = OpenAIProvider(RoleConfig(provider="openai", model="gpt-4o", base_url=fake.base_url), api_key="x")
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+__all__ = ["Answer", "FakeAnthropicServer", "FakeLLMServer", "FakeOpenAIServer", "Responder"]
+
+
+@dataclass
+class Answer:
+    """One scripted reply of a fake server; build with the class methods."""
+
+    reply: str | None = None
+    json_value: Any = None
+    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    error_message: str = ""
+    delay_s: float = 0.0
+    raw_body: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @classmethod
+    def text(cls, reply: str, **kwargs: Any) -> Answer:
+        return cls(reply=reply, **kwargs)
+
+    @classmethod
+    def json(cls, value: Any, **kwargs: Any) -> Answer:
+        """A JSON answer: message text for OpenAI, the forced tool's input for Anthropic structured output."""
+        return cls(json_value=value, **kwargs)
+
+    @classmethod
+    def tools(cls, *calls: tuple[str, dict[str, Any]], reply: str | None = None, **kwargs: Any) -> Answer:
+        """The model calls tools: ``Answer.tools(("lookup_order", {"id": 42}))``."""
+        return cls(reply=reply, tool_calls=list(calls), **kwargs)
+
+    @classmethod
+    def error(cls, status: int, *, headers: dict[str, str] | None = None, message: str = "") -> Answer:
+        return cls(status=status, headers=dict(headers or {}), error_message=message or f"fake error {status}")
+
+    @classmethod
+    def slow(cls, delay_s: float, then: Answer | None = None) -> Answer:
+        """Wait ``delay_s`` before answering (to force a client timeout)."""
+        answer = then or cls(reply="late")
+        answer.delay_s = delay_s
+        return answer
+
+    @classmethod
+    def malformed(cls, body: str = '{"choices": [') -> Answer:
+        """HTTP 200 whose body is not valid JSON."""
+        return cls(raw_body=body)
+
+    @property
+    def content_text(self) -> str | None:
+        if self.json_value is not None:
+            return json.dumps(self.json_value)
+        return self.reply
+
+
+#: Builds the answer for a request when the queue is empty: an Answer, a text, or a JSON value.
+Responder = Callable[[dict[str, Any]], "Answer | str | dict[str, Any] | list[Any]"]
+
+
+def as_answer(value: Answer | str | dict[str, Any] | list[Any]) -> Answer:
+    if isinstance(value, Answer):
+        return value
+    if isinstance(value, str):
+        return Answer.text(value)
+    return Answer.json(value)
+
+
+def rough_tokens(text: str) -> int:
+    """About four characters a token: enough for usage and budget tests."""
+    return max(1, len(text) // 4)
+
+
+def last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return " ".join(str(b.get("text") or b.get("content") or "") for b in content if isinstance(b, dict))
+    return ""
+
+
+class FakeLLMServer:
+    """A loopback HTTP server answering one provider's endpoint from a script; subclasses set the wire format."""
+
+    path = "/"
+
+    def __init__(self, *, responder: Responder | None = None, latency_s: float = 0.0) -> None:
+        self.responder = responder
+        self.latency_s = latency_s
+        self.requests: list[dict[str, Any]] = []
+        self.request_headers: list[dict[str, str]] = []
+        self.calls = 0
+        self._answers: deque[Answer] = deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- scripting -------------------------------------------------------------------------
+
+    def push(self, *answers: Answer | str | dict[str, Any]) -> None:
+        """Queue answers, served in order before the default answer."""
+        with self._lock:
+            self._answers.extend(as_answer(a) for a in answers)
+
+    @property
+    def pending(self) -> int:
+        """Scripted answers not served yet."""
+        with self._lock:
+            return len(self._answers)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._answers.clear()
+            self.requests.clear()
+            self.request_headers.clear()
+            self.calls = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the fake server is not started; use it as a context manager or call start()")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as the SDK's ``base_url``."""
+        return self.url
+
+    def start(self) -> Self:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self), bind_and_activate=False)
+        server.daemon_threads = True
+        server.request_queue_size = 256  # the default backlog of 5 stalls bursts of concurrent connections
+        server.server_bind()
+        server.server_activate()
+        server.handle_error = lambda request, address: None  # a client that hung up is not an error here
+        self._server = server
+        self._stop.clear()
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()  # wakes handlers that are sleeping on a delay
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- serving -----------------------------------------------------------------------------
+
+    def next_answer(self, request: dict[str, Any]) -> Answer:
+        with self._lock:
+            self.calls += 1
+            self.requests.append(request)
+            scripted = self._answers.popleft() if self._answers else None
+        if scripted is not None:
+            return scripted
+        if self.responder is not None:
+            return as_answer(self.responder(request))
+        return Answer.text(f"echo: {last_user_text(request.get('messages') or [])}")
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stop.wait(seconds)
+
+    def render(self, request: dict[str, Any], answer: Answer) -> dict[str, Any]:
+        """The success body for ``answer`` in this provider's wire format."""
+        raise NotImplementedError
+
+    def render_error(self, answer: Answer) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _handler_for(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (the http.server naming)
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.path.split("?")[0].rstrip("/") != fake.path:
+                self._send(404, {"error": {"message": f"fake serves POST {fake.path}, not {self.path}"}})
+                return
+            try:
+                request = json.loads(raw or b"{}")
+            except ValueError:
+                self._send(400, {"error": {"message": "request body is not JSON"}})
+                return
+            with fake._lock:
+                fake.request_headers.append({k.lower(): v for k, v in self.headers.items()})
+            answer = fake.next_answer(request)
+            fake.wait(fake.latency_s + answer.delay_s)
+            if fake._stop.is_set():
+                return
+            if answer.raw_body is not None:
+                self._send_raw(answer.status, answer.raw_body.encode(), answer.headers)
+            elif answer.status >= 400:
+                self._send(answer.status, fake.render_error(answer), answer.headers)
+            else:
+                self._send(answer.status, fake.render(request, answer), answer.headers)
+
+        def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            self._send_raw(status, json.dumps(body).encode(), headers or {})
+
+        def _send_raw(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up (its timeout): nothing to answer
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
+            """Silent: library code never prints."""
+
+    return Handler
+
+
+from nightloop.testing.fake_anthropic import FakeAnthropicServer  # noqa: E402  (subclasses of the base above)
+from nightloop.testing.fake_openai import FakeOpenAIServer  # noqa: E402
