@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from nightloop.config import GateConfig
 from nightloop.gate import choose_winner, decide
-from nightloop.models import BASELINE, EvalResult, Expectation, Message, ReplayCase
+from nightloop.models import BASELINE, EvalResult, Expectation, GateDecision, Message, ReplayCase
 
 K = 4
 REPEATS = 3
@@ -79,8 +79,8 @@ def simulate_arm(arm: str, sims: list[SimCase], lift: dict[str, float], rng: ran
     return results
 
 
-def simulate_night(rng: random.Random, effect: bool, config: GateConfig) -> tuple[bool, float]:
-    """(a candidate was chosen, mean true lift on failure-origin cases)."""
+def simulate_night(rng: random.Random, effect: bool, config: GateConfig) -> tuple[list[GateDecision], float]:
+    """The night's gate decisions and the mean true lift on its failure-origin cases."""
     sims = simulate_cases(rng)
     candidate_ids = [f"cand-{k}" for k in range(K)]
     results = simulate_arm(BASELINE, sims, {}, rng)
@@ -90,12 +90,7 @@ def simulate_night(rng: random.Random, effect: bool, config: GateConfig) -> tupl
         failure_sims = [s for s in sims if s.case.origin != "regression"]
         lifts += [min(1.0, s.pass_probability + lift.get(s.case.id, 0.0)) - s.pass_probability for s in failure_sims]
         results += simulate_arm(cid, sims, lift, rng)
-    decisions = decide(results, [s.case for s in sims], candidate_ids, config)
-    verdicts.update(d.verdict for d in decisions)
-    return choose_winner(decisions) is not None, sum(lifts) / len(lifts)
-
-
-verdicts: Counter[str] = Counter()
+    return decide(results, [s.case for s in sims], candidate_ids, config), sum(lifts) / len(lifts)
 
 
 def main() -> None:
@@ -108,9 +103,9 @@ def main() -> None:
     started = time.perf_counter()
     figures = {}
     for scenario, effect in (("null", False), ("+10", True)):
-        verdicts.clear()
         outcomes = [simulate_night(rng, effect, config) for _ in range(args.nights)]
-        promoted = sum(chosen for chosen, _ in outcomes) / args.nights
+        verdicts = Counter(d.verdict for decisions, _ in outcomes for d in decisions)
+        promoted = sum(choose_winner(decisions) is not None for decisions, _ in outcomes) / args.nights
         true_lift = sum(lift for _, lift in outcomes) / args.nights
         figures[scenario] = promoted
         shares = ", ".join(f"{v} {verdicts[v] / (K * args.nights):.3f}" for v in ("promote", "hold", "reject"))

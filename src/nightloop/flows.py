@@ -105,9 +105,10 @@ def nightly(
     prompts: list[str] | None = None,
     force: bool = False,
     config_file: str | None = None,
+    db: str | None = None,
 ) -> list[dict[str, Any]]:
     """One night for every managed prompt (or ``prompts``): ingest → classify → judge → replay → gate → review."""
-    settings = load_settings(config_file)
+    settings = load_settings(config_file, **({"db": db} if db else {}))
     night_date = logical_date or datetime.now(UTC).date()
     reports = []
     with Store(settings.db) as store:
@@ -129,9 +130,10 @@ def backfill(
     prompts: list[str] | None = None,
     force: bool = False,
     config_file: str | None = None,
+    db: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run the nightly flow for each date from ``since`` to ``until``, in date order."""
     reports: list[dict[str, Any]] = []
     for night_date in pipeline.nights_between(since, until):
-        reports.extend(nightly(logical_date=night_date, prompts=prompts, force=force, config_file=config_file))
+        reports.extend(nightly(logical_date=night_date, prompts=prompts, force=force, config_file=config_file, db=db))
     return reports

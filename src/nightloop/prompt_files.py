@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from nightloop.errors import NightloopError, NotFound, TemplateError
 from nightloop.models import PromptMeta, PromptVersion, sha256_text
 from nightloop.store import Store
-from nightloop.store.prompts import PRODUCTION, InvalidName, parse_ref
+from nightloop.store.prompts import LATEST, PRODUCTION, InvalidName, check_name
 from nightloop.templates import check_template
 
 __all__ = [
@@ -95,8 +95,8 @@ def export_prompts(store: Store, directory: Path | str) -> list[PromptVersion]:
     written: list[PromptVersion] = []
     for name in repo.names():
         try:
-            label = PRODUCTION if repo.label_version(name, PRODUCTION) is not None else "latest"
-            version = repo.resolve(parse_ref(f"{name}@{label}"))
+            label = PRODUCTION if repo.label_version(name, PRODUCTION) is not None else LATEST
+            version = repo.at_label(name, label)
         except NotFound:  # metadata without any version: nothing to mirror yet
             continue
         _write_if_changed(directory / f"{name}{TEMPLATE_SUFFIX}", version.template)
@@ -125,7 +125,7 @@ def _existing_dir(directory: Path | str) -> Path:
 
 def _read_template(path: Path, name: str) -> str:
     try:
-        parse_ref(name)
+        check_name(name)
     except InvalidName as exc:
         raise PromptFileError(f"{path}: {exc} Rename the file.") from exc
     try:

@@ -1,9 +1,182 @@
-"""CLI commands: night."""
+"""CLI commands: run, backfill, serve — the nightly loop."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from typing import Annotated
+
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nightloop import pipeline
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    err_console,
+    fail,
+    open_store,
+    print_json,
+    settings_from,
+)
+from nightloop.errors import NightloopError
+from nightloop.models import NightReport
+
+DateOption = Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")]
+PromptOption = Annotated[
+    list[str] | None, typer.Option("--prompt", help="Prompt name (repeatable; default: every managed prompt).")
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="Re-run nights that already finished.")]
+
+
+def parse_date(value: str | None, option: str) -> date:
+    if value is None:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        fail(f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. {option} 2026-11-17.")
+
+
+def reports_table(reports: list[NightReport]) -> Table:
+    table = Table(title="nights", show_lines=False)
+    for column in ("date", "prompt", "status", "conversations", "failure rate", "failures", "candidates", "verdicts", "review"):
+        table.add_column(column)
+    for r in reports:
+        verdicts = ", ".join(f"{d.candidate_id.rsplit('-', 1)[-1]}:{d.verdict}" for d in r.decisions) or "—"
+        failures = ", ".join(f"{k} {n}" for k, n in sorted(r.failures.items())) or "—"
+        review = r.review_id or (f"promoted v{r.promoted_version}" if r.promoted_version else "—")
+        table.add_row(
+            r.date.isoformat(), r.prompt_name, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
+            failures, str(r.candidates), verdicts, review,
+        )
+    return table
+
+
+def print_reports(reports: list[NightReport], as_json: bool) -> None:
+    if as_json:
+        print_json(reports)
+        return
+    console.print(reports_table(reports))
+    for r in reports:
+        for note in r.notes:
+            console.print(f"[dim]{r.prompt_name} {r.date}:[/] {note}", highlight=False)
+        if r.review_id:
+            console.print(f"Review it: [bold]nightloop review show {r.review_id}[/]")
+
+
+def run_plain(settings, prompts: list[str] | None, night_date: date, force: bool) -> list[NightReport]:
+    """The nights without Prefect, with the current stage shown on stderr."""
+    reports = []
+    with open_store(settings) as store:
+        names = prompts or pipeline.managed_prompts(store)
+        if not names:
+            fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
+        for name in names:
+            with err_console.status(f"{name} {night_date}: starting") as status:
+                def progress(stage: str, message: str, name: str = name) -> None:
+                    status.update(f"{name} {night_date}: {stage} — {message}")
+
+                reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force, progress=progress))
+    return reports
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the app."""
+    """Add run, backfill and serve."""
+
+    @app.command()
+    def run(
+        date_: DateOption = None,
+        prompt: PromptOption = None,
+        no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run as plain Python, without Prefect.")] = False,
+        force: ForceOption = False,
+        db: DbOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Run one night: ingest → classify → judge → replay → gate → review queue.
+
+        Example: nightloop run --date 2026-11-24 --no-prefect
+        """
+        settings = settings_from(db, config)
+        night_date = parse_date(date_, "--date")
+        try:
+            if no_prefect:
+                reports = run_plain(settings, prompt, night_date, force)
+            else:
+                from nightloop.flows import nightly
+
+                raw = nightly(
+                    logical_date=night_date, prompts=prompt, force=force,
+                    config_file=str(config) if config else None, db=str(settings.db),
+                )
+                reports = [NightReport.model_validate(r) for r in raw]
+        except NightloopError as exc:
+            fail(str(exc))
+        print_reports(reports, as_json)
+
+    @app.command()
+    def backfill(
+        since: Annotated[str, typer.Option("--since", help="First logical date, YYYY-MM-DD.")],
+        until: Annotated[str, typer.Option("--until", help="Last logical date, YYYY-MM-DD (inclusive).")],
+        prompt: PromptOption = None,
+        force: ForceOption = False,
+        db: DbOption = None,
+        config: ConfigOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Run the nights from --since to --until in date order; finished nights are skipped (say --force to redo).
+
+        Example: nightloop backfill --since 2026-11-17 --until 2026-11-19
+        """
+        settings = settings_from(db, config)
+        try:
+            dates = pipeline.nights_between(parse_date(since, "--since"), parse_date(until, "--until"))
+        except NightloopError as exc:
+            fail(str(exc))
+        reports: list[NightReport] = []
+        with open_store(settings) as store:
+            names = prompt or pipeline.managed_prompts(store)
+            if not names:
+                fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
+            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err_console, transient=as_json) as bar:
+                task = bar.add_task("nights", total=len(dates) * len(names))
+                for night_date in dates:
+                    for name in names:
+                        bar.update(task, description=f"{name} {night_date}")
+                        try:
+                            reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force))
+                        except NightloopError as exc:
+                            err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")
+                        bar.advance(task)
+        ran = [r for r in reports if r.status != "skipped"]
+        if not as_json:
+            skipped = len(reports) - len(ran)
+            console.print(f"Ran {len(ran)} night(s); skipped {skipped} already finished (use --force to re-run them).")
+        print_reports(reports, as_json)
+
+    @app.command()
+    def serve(
+        cron: Annotated[str, typer.Option("--cron", help="Schedule (cron syntax, UTC).")] = "0 2 * * *",
+        config: ConfigOption = None,
+    ) -> None:
+        """Run the nightly schedule on this machine with Prefect's serve (no work pool needed).
+
+        Needs a long-running Prefect server: start one with `prefect server start` and set PREFECT_API_URL.
+        """
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            fail(
+                "Schedules only fire with a running Prefect server. In another terminal run "
+                "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` and re-run "
+                "`nightloop serve`. (For one night without a server: `nightloop run --no-prefect`.)"
+            )
+        from nightloop.flows import nightly
+
+        parameters = {"config_file": str(config)} if config else {}
+        console.print(f"Serving the nightly flow on cron [bold]{cron}[/] (UTC) against {PREFECT_API_URL.value()}; Ctrl-C stops.")
+        nightly.serve(name="nightly", cron=cron, parameters=parameters, pause_on_shutdown=False)

@@ -1,9 +1,150 @@
-"""CLI commands: review."""
+"""CLI commands: review — list, show, approve, reject candidates that passed the gate."""
 
 from __future__ import annotations
 
+import getpass
+from typing import Annotated
+
 import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from nightloop.cli.common import DbOption, JsonOption, console, fail, open_store, print_json, settings_from
+from nightloop.errors import NightloopError
+from nightloop.models import ReviewItem
+
+ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
+
+
+def _reviewer(value: str | None) -> str:
+    return value or getpass.getuser()
+
+
+def pending_table(items: list[ReviewItem]) -> Table:
+    table = Table(title="pending reviews")
+    for column in ("id", "prompt", "base", "night", "baseline → candidate", "p (Holm)", "edits"):
+        table.add_column(column)
+    for item in items:
+        d = item.decision
+        p = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
+        table.add_row(
+            item.id, item.prompt_name, f"v{item.candidate.base_version}", item.run_id.split(":")[1],
+            f"{d.baseline_rate:.2f} → {d.candidate_rate:.2f}", p, str(len(item.candidate.edits)),
+        )
+    return table
+
+
+def show_item(store, item: ReviewItem) -> None:
+    """The reviewer's screen: the colored diff, each edit with its failures, the gate's numbers and reasons."""
+    from nightloop.review import render_diff, unified_diff
+
+    base = store.prompts.get(item.prompt_name, item.candidate.base_version)
+    production = store.prompts.label_version(item.prompt_name, "production")
+    console.print(
+        f"[bold]{item.id}[/] · {item.prompt_name} · candidate for v{base.version} · status {item.status} "
+        f"· production is v{production}",
+        highlight=False,
+    )
+    if production != base.version and item.status == "pending":
+        console.print(f"[yellow]production moved to v{production} since this was proposed: approving will be refused.[/]")
+    console.print(Panel(render_diff(unified_diff(base.template, item.candidate.template, f"v{base.version}", "candidate")), title="diff"))
+    if item.candidate.rationale:
+        console.print(f"[bold]Rationale:[/] {item.candidate.rationale}", highlight=False)
+    for n, edit in enumerate(item.candidate.edits, 1):
+        console.print(f"[bold]Edit {n}:[/] {edit.description}", highlight=False)
+        if edit.why:
+            console.print(f"  why: {edit.why}", highlight=False)
+        for failure_id in edit.addresses:
+            console.print(f"  fixes: {failure_id}", highlight=False)
+    d = item.decision
+    table = Table(title="gate")
+    for column in ("cases", "baseline", "candidate", "delta", "95% CI", "p", "p (Holm)", "regressions"):
+        table.add_column(column)
+    ci = f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if d.ci_low is not None and d.ci_high is not None else "—"
+    table.add_row(
+        str(d.n_cases), f"{d.baseline_rate:.2f}", f"{d.candidate_rate:.2f}", f"{d.delta:+.2f}", ci,
+        f"{d.p_value:.3g}" if d.p_value is not None else "—",
+        f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—",
+        ", ".join(d.regressions) or "none",
+    )
+    console.print(table)
+    for reason in d.reasons:
+        console.print(f"  • {reason}", highlight=False)
+    if item.status == "pending":
+        console.print(f"\nApprove: [bold]nightloop review approve {item.id}[/]   Reject: [bold]nightloop review reject {item.id} --comment '…'[/]")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this area's commands to the app."""
+    """Add the `review` command group."""
+    review_app = typer.Typer(help="Review candidates that passed the gate: list, show, approve, reject.", no_args_is_help=False)
+    app.add_typer(review_app, name="review")
+
+    @review_app.callback(invoke_without_command=True)
+    def review(
+        ctx: typer.Context,
+        prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt.")] = None,
+        db: DbOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """List the candidates waiting for review."""
+        if ctx.invoked_subcommand is not None:
+            return
+        with open_store(settings_from(db)) as store:
+            items = store.runs.review_items("pending", prompt)
+        if as_json:
+            print_json(items)
+        elif not items:
+            console.print("Nothing is waiting for review.")
+        else:
+            console.print(pending_table(items))
+
+    @review_app.command("show")
+    def show(
+        item_id: Annotated[str, typer.Argument(help="Review id (a unique prefix is enough).")],
+        db: DbOption = None,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Show a candidate: colored diff, the failures each edit addresses, the gate's numbers and reasons."""
+        with open_store(settings_from(db)) as store:
+            try:
+                item = store.runs.review_item(item_id)
+            except NightloopError as exc:
+                fail(str(exc))
+            if as_json:
+                print_json(item)
+            else:
+                show_item(store, item)
+
+    @review_app.command("approve")
+    def approve(
+        item_id: Annotated[str, typer.Argument(help="Review id.")],
+        comment: Annotated[str | None, typer.Option("--comment", help="Why you approve (kept in history).")] = None,
+        reviewer: ReviewerOption = None,
+        db: DbOption = None,
+    ) -> None:
+        """Approve: create the new version and move `production` to it (refused if production moved meanwhile)."""
+        from nightloop.review import approve as approve_item
+
+        with open_store(settings_from(db)) as store:
+            try:
+                version = approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment)
+            except NightloopError as exc:
+                fail(str(exc))
+        console.print(f"Approved: {version.name} v{version.version} is now production (parent v{version.parent}).")
+
+    @review_app.command("reject")
+    def reject(
+        item_id: Annotated[str, typer.Argument(help="Review id.")],
+        comment: Annotated[str, typer.Option("--comment", help="Why (required; the judge will not propose it again).")],
+        reviewer: ReviewerOption = None,
+        db: DbOption = None,
+    ) -> None:
+        """Reject a candidate with a comment; the judge will not propose the same template again."""
+        from nightloop.review import reject as reject_item
+
+        with open_store(settings_from(db)) as store:
+            try:
+                item = reject_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment)
+            except NightloopError as exc:
+                fail(str(exc))
+        console.print(f"Rejected {item.id}; production stays as it is.")

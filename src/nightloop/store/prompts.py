@@ -37,6 +37,7 @@ __all__ = [
     "ManagedPrompt",
     "PromptRef",
     "PromptRepo",
+    "check_name",
     "get_prompt",
     "migrations",
     "parse_ref",
@@ -141,14 +142,15 @@ def parse_ref(ref: str) -> PromptRef:
         name, _, version_text = ref.rpartition("/")
         if not version_text.isdigit():
             raise InvalidName(f"{ref!r}: the part after '/' must be a version number, e.g. {name or 'NAME'}/3.")
-        return PromptRef(name=_checked_name(name), version=int(version_text))
+        return PromptRef(name=check_name(name), version=int(version_text))
     if "@" in ref:
         name, _, label = ref.partition("@")
-        return PromptRef(name=_checked_name(name), label=_checked_label(label, allow_latest=True))
-    return PromptRef(name=_checked_name(ref), label=PRODUCTION)
+        return PromptRef(name=check_name(name), label=_checked_label(label, allow_latest=True))
+    return PromptRef(name=check_name(ref), label=PRODUCTION)
 
 
-def _checked_name(name: str) -> str:
+def check_name(name: str) -> str:
+    """``name`` if it is a valid prompt name, else :class:`InvalidName`."""
     if not _NAME_RE.match(name or ""):
         raise InvalidName(
             f"{name!r} is not a valid prompt name: use letters, digits, '_', '-' and '.', starting with a letter or digit."
@@ -199,7 +201,7 @@ class PromptRepo:
         source_run: str | None = None,
     ) -> PromptVersion:
         """Add the next version of ``name`` (``parent=None``: the production version, else the latest)."""
-        _checked_name(name)
+        check_name(name)
         check_template(template)
         with transaction(self.db):
             latest = self._max_version(name)
@@ -285,7 +287,7 @@ class PromptRepo:
         return PromptMeta()
 
     def set_meta(self, name: str, meta: PromptMeta) -> None:
-        _checked_name(name)
+        check_name(name)
         text = yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
         with transaction(self.db):
             self.db["prompt_meta"].upsert({"name": name, "meta": text}, pk="name")

@@ -1,0 +1,605 @@
+"""Failure detectors: rules that read a conversation and say what went wrong, with the turn that shows it.
+
+Each detector is a small strategy class behind the :class:`Detector` protocol, chosen by
+name through :data:`DETECTORS`. An LLM classifier for what rules can't decide plugs in
+the same way: any object with a ``name`` and a ``detect`` method.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import math
+import re
+import string
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import jsonschema
+
+from nightloop.config import ClassifyConfig
+from nightloop.models import Conversation, Failure, FailureKind, Message, canonical_json
+
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "HarnessErrorDetector",
+    "TimeoutDetector",
+    "ToolErrorDetector",
+    "UserCorrectionDetector",
+    "WrongOutputDetector",
+    "answers_match",
+    "classify_conversation",
+    "classify_many",
+    "excerpt",
+    "extract_answer",
+    "make_detectors",
+]
+
+logger = logging.getLogger(__name__)
+
+EVIDENCE_LIMIT = 300
+#: Relative tolerance when a reference answer and a final answer are both numbers.
+NUMERIC_REL_TOL = 0.01
+#: References longer than this (or spanning lines: code, test suites, trajectories) are
+#: not answers a rule can compare; they are left to a rubric scorer.
+MAX_COMPARABLE_REFERENCE = 200
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds one family of failures in a conversation.
+
+    Contract: return every failure found (an empty list when none), each with the
+    0-based message index ``turn`` that shows it, a verbatim ``evidence`` excerpt of at
+    most 300 characters, this detector's ``name`` and a ``confidence`` in [0, 1].
+    A detector may raise on a conversation it cannot read; :func:`classify_conversation`
+    then skips it for that conversation, so one odd record never stops a night.
+    """
+
+    name: str
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]: ...
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def excerpt(text: str | None, start: int | None = None, end: int | None = None, limit: int = EVIDENCE_LIMIT) -> str:
+    """A verbatim window of ``text`` around ``[start, end)`` with whitespace collapsed, at most ``limit`` chars."""
+    text = text or ""
+    if start is None:
+        start, end = 0, min(len(text), limit)
+    end = start if end is None else end
+    margin = max(0, (limit - (end - start)) // 2)
+    lo, hi = max(0, start - margin), min(len(text), end + margin)
+    window = " ".join(text[lo:hi].split())
+    prefix, suffix = ("…" if lo > 0 else ""), ("…" if hi < len(text) else "")
+    budget = limit - len(prefix) - len(suffix)
+    if len(window) > budget:
+        window, suffix = window[: max(0, budget - 1)], "…"
+    return f"{prefix}{window}{suffix}"
+
+
+def _failure(
+    conversation: Conversation, kind: FailureKind, turn: int | None, evidence: str, detector: str, confidence: float
+) -> Failure:
+    return Failure(
+        conversation_id=conversation.id,
+        kind=kind,
+        turn=turn,
+        evidence=evidence[:EVIDENCE_LIMIT],
+        detector=detector,
+        confidence=min(max(confidence, 0.0), 1.0),
+    )
+
+
+def _last_index(messages: Sequence[Message], role: str | None = None) -> int:
+    for index in range(len(messages) - 1, -1, -1):
+        if role is None or messages[index].role == role:
+            return index
+    return len(messages) - 1
+
+
+def _is_answer_text(message: Message) -> bool:
+    return message.role == "assistant" and bool(message.text.strip()) and not message.tool_calls
+
+
+def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int]:
+    """Indexes of assistant turns that answer the user (not tool steps).
+
+    When the agent marks its answers (``config.answer_pattern``, e.g. ``<solution>``) and
+    this conversation uses the mark, only marked turns are answers; the others are
+    intermediate steps whose follow-up "user" turns are observations, not verdicts.
+    """
+    candidates = [i for i, m in enumerate(conversation.messages) if _is_answer_text(m)]
+    if not config.answer_pattern:
+        return candidates
+    pattern = re.compile(config.answer_pattern, re.DOTALL | re.IGNORECASE)
+    marked = [i for i in candidates if pattern.search(conversation.messages[i].text)]
+    return marked or candidates
+
+
+def extract_answer(conversation: Conversation, config: ClassifyConfig) -> tuple[int, str, bool] | None:
+    """The final answer: ``(turn, text, matched_pattern)``, or None when the agent never answered in text.
+
+    Group 1 of the last ``config.answer_pattern`` match in the final assistant text; the
+    whole message when the pattern is unset or absent.
+    """
+    messages = conversation.messages
+    turn = next((i for i in range(len(messages) - 1, -1, -1) if _is_answer_text(messages[i])), None)
+    if turn is None:
+        return None
+    text = messages[turn].text
+    if config.answer_pattern:
+        matches = list(re.finditer(config.answer_pattern, text, re.DOTALL | re.IGNORECASE))
+        if matches:
+            last = matches[-1]
+            value = last.group(1) if last.re.groups else last.group(0)
+            return turn, (value or "").strip(), True
+    return turn, text.strip(), False
+
+
+def normalize(text: str, steps: Iterable[str]) -> str:
+    for step in steps:
+        if step == "strip":
+            text = text.strip()
+        elif step == "lower":
+            text = text.lower()
+        elif step == "collapse_whitespace":
+            text = " ".join(text.split())
+        elif step == "strip_punctuation":
+            text = text.translate(str.maketrans("", "", string.punctuation)).strip()
+    return text
+
+
+# --- answer comparison ---------------------------------------------------------------
+
+_NUMBER = re.compile(r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?(?![\w])")
+_OPTION = re.compile(r"^\s*\(?([a-z])\s*(?:\)|\.(?:\s|$)|:|$)", re.IGNORECASE)
+_TRUE_WORDS = {"true", "yes", "correct", "y"}
+_FALSE_WORDS = {"false", "no", "incorrect", "n"}
+
+
+def _parse_number(text: str) -> float | None:
+    """The number a short answer states (``"1,050"``, ``"$12.50"``, ``"25%"`` -> 0.25), else None."""
+    cleaned = text.strip().strip("$€£ ").replace("−", "-")
+    if not cleaned or not _NUMBER.fullmatch(cleaned) or not any(c.isdigit() for c in cleaned):
+        return None
+    percent = cleaned.endswith("%")
+    value = float(cleaned.rstrip("%").replace(",", ""))
+    return value / 100 if percent else value
+
+
+def _numbers_in(text: str) -> list[float]:
+    values: list[float] = []
+    for match in _NUMBER_IN_TEXT.finditer(text):
+        parsed = _parse_number(match.group(0))
+        if parsed is not None:
+            values.append(parsed)
+            if match.group(0).endswith("%"):
+                values.append(parsed * 100)  # "25%" answers both 0.25 and 25
+    return values
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=NUMERIC_REL_TOL, abs_tol=1e-9)
+
+
+def _parse_structured(text: str) -> Any:
+    """JSON (or a Python literal such as ``[1, 2]``/``{'a': 1}``) inside ``text``, or None."""
+    import ast
+
+    candidate = text.strip()
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", candidate, re.DOTALL)
+    if fenced:
+        candidate = fenced.group(1).strip()
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(candidate)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+    return None
+
+
+def _items_match(answer_items: Sequence[Any], expected_items: Sequence[Any], config: ClassifyConfig) -> bool:
+    if len(answer_items) != len(expected_items):
+        return False
+    if all(_value_matches(a, e, config) for a, e in zip(answer_items, expected_items)):
+        return True
+    remaining = list(answer_items)  # same items in another order: a set answered as a list
+    for expected in expected_items:
+        hit = next((i for i, a in enumerate(remaining) if _value_matches(a, expected, config)), None)
+        if hit is None:
+            return False
+        remaining.pop(hit)
+    return True
+
+
+def _value_matches(answer: Any, expected: Any, config: ClassifyConfig) -> bool:
+    verdict = answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config)
+    if verdict is None and not isinstance(answer, str):
+        return answer == expected
+    return bool(verdict)
+
+
+def _split_items(text: str) -> list[str]:
+    inner = text.strip().strip("[](){}")
+    return [part.strip().strip("'\"") for part in re.split(r",|;|\band\b", inner) if part.strip()]
+
+
+def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
+    """Whether ``answer`` states the reference ``expected``; None when rules can't tell."""
+    if expected is None:
+        return None
+    if isinstance(expected, bool):
+        word = normalize(answer, ["strip", "lower", "strip_punctuation"])
+        if word in _TRUE_WORDS | _FALSE_WORDS:
+            return (word in _TRUE_WORDS) == expected
+        return None
+    if isinstance(expected, (int, float)):
+        return _number_matches(answer, float(expected))
+    if isinstance(expected, (list, tuple, set)):
+        parsed = _parse_structured(answer)
+        items = list(parsed) if isinstance(parsed, (list, tuple, set)) else _split_items(answer)
+        return _items_match(items, list(expected), config)
+    if isinstance(expected, dict):
+        parsed = _parse_structured(answer)
+        return isinstance(parsed, dict) and canonical_json(parsed) == canonical_json(expected)
+    return _text_matches(answer, str(expected), config)
+
+
+def _number_matches(answer: str, expected: float) -> bool:
+    stated = _parse_number(answer)
+    if stated is not None:
+        return _close(stated, expected)
+    # A sentence around the number ("The total is 4000.") still states it.
+    return any(_close(value, expected) for value in _numbers_in(answer))
+
+
+def _text_matches(answer: str, expected: str, config: ClassifyConfig) -> bool | None:
+    if "\n" in expected.strip() or len(expected) > MAX_COMPARABLE_REFERENCE:
+        return None
+    number = _parse_number(expected)
+    if number is not None:
+        return _number_matches(answer, number)
+    if expected.strip().lower() in {"true", "false"}:
+        return answers_match(answer, expected.strip().lower() == "true", config)
+    if expected.strip().startswith(("[", "(")):
+        parsed = _parse_structured(expected)
+        if isinstance(parsed, (list, tuple)):
+            return answers_match(answer, list(parsed), config)
+    steps = list(config.normalize)
+    want, got = normalize(expected, steps), normalize(answer, steps)
+    if want == got:
+        return True
+    if len(want) == 1 and want.isalpha():  # a multiple-choice letter
+        option = _OPTION.match(got)
+        return option.group(1).lower() == want.lower() if option else None
+    if want and re.search(rf"(?<!\w){re.escape(want)}(?!\w)", got):
+        return True
+    loose = ["strip", "lower", "collapse_whitespace", "strip_punctuation"]
+    return normalize(expected, loose) == normalize(answer, loose)
+
+
+# --- detectors -----------------------------------------------------------------------
+
+
+class TimeoutDetector:
+    """The run hit a budget: harness timeout, latency, turn count, or a loop of identical tool calls."""
+
+    name = "timeout"
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        failures: list[Failure] = []
+        messages, outcome = conversation.messages, conversation.outcome
+        last = len(messages) - 1
+        if outcome.status == "timeout":
+            reason = outcome.error or f"run ended at its step limit: {excerpt(messages[last].text, limit=240)}"
+            failures.append(_failure(conversation, "timeout", last, f"status timeout: {reason}", self.name, 1.0))
+        latency = _latency_ms(conversation)
+        if config.max_latency_ms is not None and latency is not None and latency > config.max_latency_ms:
+            evidence = f"latency {latency:.0f} ms > budget {config.max_latency_ms:.0f} ms"
+            failures.append(_failure(conversation, "timeout", last, evidence, self.name, 0.9))
+        turns = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        if config.max_turns is not None and len(turns) > config.max_turns:
+            over = turns[config.max_turns]
+            evidence = f"{len(turns)} assistant turns > budget {config.max_turns}: {excerpt(messages[over].text, limit=200)}"
+            failures.append(_failure(conversation, "timeout", over, evidence, self.name, 0.9))
+        failures.extend(self._loops(conversation, config))
+        return failures
+
+    def _loops(self, conversation: Conversation, config: ClassifyConfig) -> Iterator[Failure]:
+        threshold = max(2, config.max_identical_tool_calls)
+        run_key, run_length = None, 0
+        for turn, key, label in _tool_calls(conversation.messages):
+            run_key, run_length = (key, run_length + 1) if key == run_key else (key, 1)
+            if run_length == threshold:
+                evidence = f"{excerpt(label, limit=230)} called {threshold} times in a row with the same arguments"
+                yield _failure(conversation, "timeout", turn, evidence, self.name, 0.85)
+
+
+def _latency_ms(conversation: Conversation) -> float | None:
+    if conversation.outcome.latency_ms is not None:
+        return conversation.outcome.latency_ms
+    if conversation.started_at and conversation.ended_at:
+        return (conversation.ended_at - conversation.started_at).total_seconds() * 1000
+    return None
+
+
+def _tool_calls(messages: Sequence[Message]) -> Iterator[tuple[int, tuple[str, str], str]]:
+    """Every tool call in order: ``(turn, (name, canonical arguments), "name(arguments)")``."""
+    for turn, message in enumerate(messages):
+        for call in message.tool_calls or []:
+            arguments = call.function.arguments
+            try:
+                canonical = canonical_json(json.loads(arguments))
+            except (ValueError, TypeError):
+                canonical = arguments.strip()
+            yield turn, (call.function.name, canonical), f"{call.function.name}({arguments})"
+
+
+# User-turn rules. Strong phrases reject the previous answer whatever it was; a bare
+# leading "no" only counts when the agent had stated something, not asked a question.
+_CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
+    (re.compile(p, re.IGNORECASE), c)
+    for p, c in [
+        (r"\byour (?:answer|response|solution|reply|result) (?:is|was) (?:wrong|incorrect|not (?:right|correct))", 0.95),
+        (r"\bnot what i (?:asked|wanted|meant|said|need(?:ed)?|requested|ordered)\b", 0.9),
+        (r"\b(?:that|this|it)(?:'s|’s| is| was)\s+(?:wrong|incorrect|not (?:right|correct|true|accurate))\b", 0.9),
+        (r"\b(?:that|this|it)(?:'s|’s| is| was)\s+not\s+(?:my|our|the (?:right|correct))\b", 0.85),
+        (r"\byou(?:'re|’re| are)?\s+(?:misunderstood|got it wrong|are wrong|wrong|mistaken|made a mistake)\b", 0.9),
+        (r"\byou (?:gave|sent|quoted|showed) (?:me )?(?:the )?(?:wrong|incorrect)\b", 0.9),
+        (r"\bi (?:said|meant|already (?:said|told you|gave you|mentioned)|told you)\b", 0.85),
+        (r"\bi asked (?:for|you|about|to)\b", 0.85),
+        (r"\bas i (?:said|mentioned|already said)\b", 0.85),
+        (r"\b(?:please|pls|can you|could you)\s+(?:\w+\s+)?(?:answer|reply|respond|write|say that|repeat that)\s+in\s+\w+", 0.8),
+        (r"\b(?:this|that) (?:is|was) (?:bad|incorrect|wrong)\b", 0.8),
+    ]
+]
+_LEADING_NO = re.compile(r"^\W*(?:no|nope|nah|not quite|not really)\b[\s,.!;:-]+(?P<rest>\S.*)", re.IGNORECASE | re.DOTALL)
+_NEUTRAL_NO = re.compile(
+    r"^\W*(?:no|nope|nah)\b[\s,.!;:-]*(?:thanks?|thank you|problem|worries|need|rush|hurry|pressure|that'?s (?:all|it|fine|ok|everything)|"
+    r"i'?m (?:good|fine|ok|all set)|i think that'?s|nothing|not (?:now|right now|at the moment)|other|more|that will be all|all good)",
+    re.IGNORECASE,
+)
+_THUMBS_DOWN = re.compile(r"thumbs?[\s_-]*down|👎|\bdislike[sd]?\b|\bnot helpful\b|\bunhelpful\b|\bbad (?:answer|response)\b", re.IGNORECASE)
+
+
+def _asks_question(message: Message) -> bool:
+    tail = message.text.strip()[-200:]
+    return "?" in tail.rsplit("\n\n", 1)[-1]
+
+
+class UserCorrectionDetector:
+    """A user turn that rejects or corrects the agent's answer, or explicit thumbs-down feedback."""
+
+    name = "user_correction"
+    min_repeat_words = 4
+    repeat_ratio = 0.85
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        messages = conversation.messages
+        answers = set(answer_turns(conversation, config))
+        failures: list[Failure] = []
+        for turn in range(1, len(messages)):
+            message = messages[turn]
+            if message.role != "user" or turn - 1 not in answers or not message.text.strip():
+                continue
+            found = self._correction(message, messages[turn - 1]) or self._repeat(messages, turn)
+            if found:
+                evidence, confidence = found
+                failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, confidence))
+        feedback = conversation.outcome.feedback
+        if feedback is not None and feedback.comment and _THUMBS_DOWN.search(feedback.comment):
+            score = "" if feedback.score is None else f"score {feedback.score:g}, "
+            evidence = f'feedback ({score}comment "{excerpt(feedback.comment, limit=200)}")'
+            turn = _last_index(messages, "assistant")
+            failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, 0.9))
+        return failures
+
+    def _correction(self, message: Message, previous: Message) -> tuple[str, float] | None:
+        text = message.text
+        hits = [(p.search(text), c) for p, c in _CORRECTIONS]
+        best = max(((m, c) for m, c in hits if m), key=lambda hit: hit[1], default=None)
+        if best:
+            match, confidence = best
+            return excerpt(text, match.start(), match.end()), confidence
+        lead = _LEADING_NO.match(text)
+        if lead and not _NEUTRAL_NO.match(text) and not _asks_question(previous) and len(lead.group("rest").split()) >= 2:
+            return excerpt(text), 0.7
+        return None
+
+    def _repeat(self, messages: Sequence[Message], turn: int) -> tuple[str, float] | None:
+        """The user asks the same thing again: the answer did not land."""
+        text = normalize(messages[turn].text, ["lower", "collapse_whitespace"])
+        if len(text.split()) < self.min_repeat_words:
+            return None
+        for earlier in messages[:turn]:
+            if earlier.role != "user":
+                continue
+            before = normalize(earlier.text, ["lower", "collapse_whitespace"])
+            if difflib.SequenceMatcher(None, text, before, autojunk=False).ratio() >= self.repeat_ratio:
+                return f"repeated request: {excerpt(messages[turn].text, limit=260)}", 0.6
+        return None
+
+
+class WrongOutputDetector:
+    """The final answer differs from the reference, breaks the declared JSON schema, or was graded down."""
+
+    name = "wrong_output"
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        failures: list[Failure] = []
+        answer = extract_answer(conversation, config)
+        expected = conversation.outcome.expected
+        if answer is not None and expected is not None:
+            turn, text, marked = answer
+            if answers_match(text, expected, config) is False:
+                shown = excerpt(str(expected) if not isinstance(expected, str) else expected, limit=100)
+                evidence = f'answer "{excerpt(text, limit=150)}" != expected "{shown}"'
+                confidence = 0.9 if marked else 0.6
+                failures.append(_failure(conversation, "wrong_output", turn, evidence, self.name, confidence))
+        if answer is not None and config.json_schema is not None:
+            failures.extend(self._schema(conversation, answer, config.json_schema))
+        failures.extend(self._graded_down(conversation, config))
+        return failures
+
+    def _schema(self, conversation: Conversation, answer: tuple[int, str, bool], schema: dict[str, Any]) -> list[Failure]:
+        turn, text, _ = answer
+        document = _parse_json_document(text)
+        if document is _NOT_JSON:
+            problem = "not JSON"
+        else:
+            error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
+            if error is None:
+                return []
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            problem = f"schema violation at {where}: {error.message}"
+        evidence = f'{excerpt(problem, limit=120)}: "{excerpt(text, limit=160)}"'
+        return [_failure(conversation, "format", turn, evidence, self.name, 0.95)]
+
+    def _graded_down(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        feedback = conversation.outcome.feedback
+        if feedback is None or feedback.score is None or feedback.score >= config.negative_feedback_below:
+            return []
+        if feedback.comment and _THUMBS_DOWN.search(feedback.comment):
+            return []  # a person's thumbs-down: reported as a user correction instead
+        comment = f' "{excerpt(feedback.comment, limit=200)}"' if feedback.comment else ""
+        evidence = f"feedback score {feedback.score:g} < {config.negative_feedback_below:g}{comment}"
+        turn = _last_index(conversation.messages, "assistant")
+        return [_failure(conversation, "wrong_output", turn, evidence, self.name, 0.8)]
+
+
+_NOT_JSON = object()
+
+
+def _parse_json_document(text: str) -> Any:
+    candidates = [text.strip()]
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fenced:
+        candidates.append(fenced.group(1).strip())
+    braces = re.search(r"[\[{].*[\]}]", text, re.DOTALL)
+    if braces:
+        candidates.append(braces.group(0))
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except ValueError:
+            continue
+    return _NOT_JSON
+
+
+_ERROR_PREFIX = re.compile(
+    r"^\s*(?:Traceback \(most recent call last\)|(?:error|exception|fatal|failed|failure)\b\s*[:\-!]|"
+    r"[A-Z]\w*(?:Error|Exception)\b:|HTTP(?:/[\d.]+)?\s+[45]\d\d\b|[45]\d\d (?:Client|Server) Error\b)",
+    re.IGNORECASE,
+)
+_ERROR_STATUSES = {"error", "failed", "failure", "fail"}
+
+
+def tool_result_error(content: str | None) -> str | None:
+    """Why a tool result is an error (a short phrase), or None when it is normal content."""
+    text = (content or "").strip()
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        error = document.get("error")
+        if error not in (None, "", False, {}, []):
+            return "error field"
+        status = document.get("status")
+        if isinstance(status, str) and status.strip().lower() in _ERROR_STATUSES:
+            return f"status {status}"
+        if document.get("success") is False or document.get("ok") is False:
+            return "success false"
+        return None
+    if document is not None:
+        return None
+    return "error text" if _ERROR_PREFIX.match(text) else None
+
+
+class ToolErrorDetector:
+    """Tool results that are errors (an ``error`` field, an error status, ``Error:``/``Traceback`` text)."""
+
+    name = "tool_error"
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        names = {call.id: call.function.name for m in conversation.messages for call in m.tool_calls or [] if call.id}
+        failures: list[Failure] = []
+        for turn, message in enumerate(conversation.messages):
+            if message.role != "tool":
+                continue
+            reason = tool_result_error(message.content)
+            if reason is None:
+                continue
+            tool = message.name or names.get(message.tool_call_id or "", "tool")
+            evidence = f"{tool} returned: {excerpt(message.content, limit=260)}"
+            confidence = 0.9 if reason == "error field" or "Traceback" in message.text[:40] else 0.8
+            failures.append(_failure(conversation, "tool_error", turn, evidence, self.name, confidence))
+        return failures
+
+
+class HarnessErrorDetector:
+    """The agent's harness recorded an error (``outcome.status == "error"``): the run broke, not the answer."""
+
+    name = "harness_error"
+
+    def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
+        outcome = conversation.outcome
+        if outcome.status != "error":
+            return []
+        lines = [line for line in (outcome.error or "").splitlines() if line.strip()]
+        reason = lines[-1] if lines else "no error message recorded"
+        evidence = f"harness error: {excerpt(reason, limit=280)}"
+        return [_failure(conversation, "tool_error", len(conversation.messages) - 1, evidence, self.name, 1.0)]
+
+
+#: Every rule detector by name; ``make_detectors`` picks from here.
+DETECTORS: dict[str, type[Detector]] = {
+    "timeout": TimeoutDetector,
+    "user_correction": UserCorrectionDetector,
+    "wrong_output": WrongOutputDetector,
+    "tool_error": ToolErrorDetector,
+    "harness_error": HarnessErrorDetector,
+}
+
+
+def make_detectors(names: Iterable[str] | None = None) -> list[Detector]:
+    """Detector instances by name (all of them when ``names`` is None); unknown names raise ValueError."""
+    chosen = list(DETECTORS) if names is None else list(names)
+    unknown = [name for name in chosen if name not in DETECTORS]
+    if unknown:
+        raise ValueError(f"Unknown detector(s) {', '.join(unknown)}; valid detectors: {', '.join(DETECTORS)}")
+    return [DETECTORS[name]() for name in chosen]
+
+
+def classify_conversation(
+    conversation: Conversation, config: ClassifyConfig, detectors: Sequence[Detector] | None = None
+) -> list[Failure]:
+    """Every failure the detectors find, one per failure id (the most confident), in turn order."""
+    found: dict[str, Failure] = {}
+    for detector in make_detectors() if detectors is None else detectors:
+        try:
+            failures = detector.detect(conversation, config)
+        except Exception:  # one odd conversation must not stop the night
+            logger.warning("detector %s skipped conversation %s", getattr(detector, "name", detector), conversation.id, exc_info=True)
+            continue
+        for failure in failures:
+            kept = found.get(failure.id)
+            if kept is None or failure.confidence > kept.confidence:
+                found[failure.id] = failure
+    return sorted(found.values(), key=lambda f: (f.turn if f.turn is not None else -1, f.kind))
+
+
+def classify_many(
+    conversations: Iterable[Conversation], config: ClassifyConfig, detectors: Sequence[Detector] | None = None
+) -> dict[str, list[Failure]]:
+    """Failures per conversation id (an empty list for a conversation that went well)."""
+    chosen = make_detectors() if detectors is None else list(detectors)
+    return {c.id: classify_conversation(c, config, chosen) for c in conversations}

@@ -1,0 +1,581 @@
+"""The judge stage: failures -> K revised templates from a judge model, each validated before replay.
+
+Conversation content is untrusted: it is redacted, quoted as data in clearly
+delimited blocks the content cannot close, and a candidate that copies text
+from it (a possible prompt injection) is refused.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Protocol
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel, Field, ValidationError
+
+from nightloop.config import JudgeConfig
+from nightloop.errors import ProviderError, TemplateError
+from nightloop.models import (
+    Candidate,
+    Conversation,
+    Edit,
+    Failure,
+    InvalidCandidate,
+    JudgeOutput,
+    JudgeResult,
+    Message,
+    PromptVersion,
+    ProposedCandidate,
+    sha256_text,
+)
+from nightloop.redact import redact, redact_conversation
+from nightloop.templates import render, template_variables
+
+__all__ = [
+    "DATA_DELIMITERS",
+    "FailureGroup",
+    "JudgeClient",
+    "ShownFailure",
+    "candidate_id",
+    "changed_line_count",
+    "conversation_texts",
+    "group_failures",
+    "judge_messages",
+    "neutralise_delimiters",
+    "propose",
+    "select_shown",
+    "validate_candidate",
+]
+
+#: Tags that delimit quoted material in the judge prompt; content must never be able to open or close them.
+DATA_DELIMITERS = ("conversation_data", "current_template")
+
+EVIDENCE_CHARS = 400
+TURN_CHARS = 500
+TURNS_BEFORE = 2
+MIN_QUOTED_WORDS = 4
+
+# Jinja2's own globals are not variables the application provides.
+_JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
+
+_STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below between both
+    but by can could did do does doing don down during each few for from further had has have having he her here hers
+    him his how i if in into is it its just me more most my no nor not now of off on once only or other our out over
+    own please same she should so some such than that the their them then there these they this those through to too
+    under until up very was we were what when where which while who whom why will with would you your yours yes
+    said asked meant want wanted""".split()
+)
+
+
+class JudgeClient(Protocol):
+    """What the judge needs from a model client: one ``complete`` call (``nightloop.llm.client.LLMClient`` fits)."""
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        response_schema: Any = None,
+        tools: Any = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        sample: int = 0,
+        seed: int | None = None,
+    ) -> Any: ...
+
+
+class FailureGroup(BaseModel):
+    """Failures that share a kind, a detector and likely a cause (similar evidence)."""
+
+    kind: str
+    detector: str
+    cause: str
+    keywords: list[str] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    #: Failures of this group left out of the judge prompt by the cap.
+    hidden: int = 0
+
+    @property
+    def ids(self) -> list[str]:
+        return [failure.id for failure in self.failures]
+
+
+class ShownFailure(BaseModel):
+    """One failure as the judge sees it: neutralised, redacted, truncated text."""
+
+    id: str
+    kind: str
+    detector: str
+    confidence: float
+    evidence: str
+    turns: str
+
+
+# --- Text helpers -----------------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    """Case- and punctuation-normalised words."""
+    return re.findall(r"\w+", text.lower())
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit].rstrip()} … [{len(text) - limit} more characters]"
+
+
+def neutralise_delimiters(text: str) -> str:
+    """Make quoted content unable to open or close a delimiter block (``</conversation_data>`` -> ``‹/conversation_data>``)."""
+    names = "|".join(DATA_DELIMITERS)
+    return re.sub(
+        rf"(?:<|&lt;|&#60;|\\u003c)(\s*[\\/]?\s*)(?=(?:{names})\b)",
+        lambda match: "‹" + re.sub(r"\s", "", match.group(1)),
+        text,
+        flags=re.IGNORECASE,
+    )
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """Short metadata (ids, detector names) comes from data too: one line, neutralised, bounded."""
+    return _truncate(neutralise_delimiters(" ".join(str(text).split())), limit)
+
+
+def _keywords(text: str) -> list[str]:
+    keywords = []
+    for word in _words(text):
+        if len(word) < 3 or word.isdigit() or word in _STOPWORDS:
+            continue
+        keywords.append(word[:-1] if len(word) > 4 and word.endswith("s") else word)
+    return keywords
+
+
+# --- Grouping ----------------------------------------------------------------------------------------------
+
+
+def _jaccard(left: set[str], right: set[str]) -> float:
+    if not left and not right:
+        return 1.0
+    return len(left & right) / len(left | right)
+
+
+def _cluster_by_evidence(failures: list[Failure]) -> list[list[Failure]]:
+    """Greedy, order-stable clustering: a failure joins the first cluster whose seed evidence is similar."""
+    clusters: list[tuple[set[str], list[Failure]]] = []
+    for failure in failures:
+        words = set(_keywords(failure.evidence))
+        for seed_words, members in clusters:
+            if _jaccard(words, seed_words) >= 0.25:
+                members.append(failure)
+                break
+        else:
+            clusters.append((words, [failure]))
+    return [members for _, members in clusters]
+
+
+def _cause(detector: str, failures: list[Failure]) -> tuple[str, list[str]]:
+    counts = Counter(word for failure in failures for word in set(_keywords(failure.evidence)))
+    top = [word for word, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:3]]
+    label = f"{detector}: {', '.join(top)}" if top else detector
+    return label, top
+
+
+def group_failures(failures: Iterable[Failure], conversations: dict[str, Conversation] | None = None) -> list[FailureGroup]:
+    """Group by kind and detector, then by similar evidence keywords; largest groups first. Deterministic."""
+    del conversations  # grouping looks at evidence only; kept in the signature for cause heuristics that need turns
+    by_source: dict[tuple[str, str], list[Failure]] = {}
+    for failure in sorted(failures, key=lambda f: (-f.confidence, f.id)):
+        by_source.setdefault((failure.kind, failure.detector), []).append(failure)
+    groups = []
+    for (kind, detector), members in sorted(by_source.items()):
+        for cluster in _cluster_by_evidence(members):
+            cause, keywords = _cause(detector, cluster)
+            groups.append(FailureGroup(kind=kind, detector=detector, cause=cause, keywords=keywords, failures=cluster))
+    return sorted(groups, key=lambda g: (-len(g.failures), g.kind, g.cause))
+
+
+def select_shown(groups: list[FailureGroup], limit: int) -> list[FailureGroup]:
+    """At most ``limit`` failures, taken round-robin across groups so every group is represented."""
+    taken: list[list[Failure]] = [[] for _ in groups]
+    remaining = limit
+    depth = 0
+    while remaining > 0 and any(depth < len(group.failures) for group in groups):
+        for index, group in enumerate(groups):
+            if remaining > 0 and depth < len(group.failures):
+                taken[index].append(group.failures[depth])
+                remaining -= 1
+        depth += 1
+    return [
+        group.model_copy(update={"failures": kept, "hidden": group.hidden + len(group.failures) - len(kept)})
+        for group, kept in zip(groups, taken, strict=True)
+        if kept
+    ]
+
+
+# --- Meta-prompts -------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _meta_environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+    )
+
+
+@lru_cache(maxsize=4)
+def _meta_template(name: str) -> jinja2.Template:
+    source = resources.files("nightloop").joinpath("meta_prompts", name).read_text(encoding="utf-8")
+    return _meta_environment().from_string(source)
+
+
+def _describe_message(index: int, message: Message) -> str:
+    parts = []
+    if message.text:
+        parts.append(message.text)
+    for call in message.tool_calls or []:
+        parts.append(f"calls tool {call.function.name}({call.function.arguments})")
+    speaker = f"tool {message.name}" if message.role == "tool" and message.name else message.role
+    return f"[turn {index}] {speaker}: {_truncate(' / '.join(parts) or '(empty)', TURN_CHARS)}"
+
+
+def _relevant_turns(failure: Failure, conversation: Conversation | None) -> str:
+    """The failing turn and the turns just before it (system turns are the template itself, left out)."""
+    if conversation is None:
+        return ""
+    last = len(conversation.messages) - 1
+    end = min(failure.turn, last) if failure.turn is not None and failure.turn >= 0 else last
+    start = max(0, end - TURNS_BEFORE)
+    lines = [
+        _describe_message(index, conversation.messages[index])
+        for index in range(start, end + 1)
+        if conversation.messages[index].role != "system"
+    ]
+    return "\n".join(lines)
+
+
+def _shown_failure(failure: Failure, conversation: Conversation | None) -> ShownFailure:
+    return ShownFailure(
+        id=_one_line(failure.id),
+        kind=failure.kind,
+        detector=_one_line(failure.detector, 80),
+        confidence=round(failure.confidence, 2),
+        evidence=neutralise_delimiters(_truncate(redact(failure.evidence), EVIDENCE_CHARS)) or "(no evidence recorded)",
+        turns=neutralise_delimiters(_relevant_turns(failure, conversation)),
+    )
+
+
+def _variables_display(names: Iterable[str]) -> str:
+    return ", ".join("{{ " + name + " }}" for name in sorted(names)) or "(none)"
+
+
+def judge_messages(
+    *,
+    prompt_name: str,
+    base: PromptVersion,
+    groups: list[FailureGroup],
+    conversations: dict[str, Conversation],
+    k: int,
+    max_diff_lines: int,
+    total_failures: int | None = None,
+) -> list[Message]:
+    """The system and user messages of the judge call; ``conversations`` must already be redacted."""
+    variables = _variables_display(_safe_names(base.template))
+    shown_groups = [
+        {
+            "kind": group.kind,
+            "cause": _one_line(group.cause, 120),
+            "hidden": group.hidden,
+            "failures": [_shown_failure(f, conversations.get(f.conversation_id)) for f in group.failures],
+        }
+        for group in groups
+    ]
+    shown = sum(len(group.failures) for group in groups)
+    system = _meta_template("judge_system.j2").render(variables_display=variables, max_diff_lines=max_diff_lines)
+    user = _meta_template("judge_user.j2").render(
+        prompt_name=_one_line(prompt_name),
+        version=base.version,
+        variables_display=variables,
+        template=neutralise_delimiters(base.template.rstrip("\n")),
+        groups=shown_groups,
+        shown=shown,
+        total=total_failures if total_failures is not None else shown,
+        k=k,
+        max_diff_lines=max_diff_lines,
+    )
+    return [Message(role="system", content=system), Message(role="user", content=user)]
+
+
+# --- Validation --------------------------------------------------------------------------------------------
+
+
+def _template_names(template: str) -> set[str]:
+    return template_variables(template) - _JINJA_GLOBALS
+
+
+def _comparable_lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip("\n").splitlines()]
+
+
+def _diff_opcodes(base: str, candidate: str) -> list[tuple[str, int, int, int, int]]:
+    # TODO(lead): dedupe with nightloop.review's diff helpers once they land.
+    matcher = difflib.SequenceMatcher(None, _comparable_lines(base), _comparable_lines(candidate), autojunk=False)
+    return [op for op in matcher.get_opcodes() if op[0] != "equal"]
+
+
+def changed_line_count(base: str, candidate: str) -> int:
+    """Lines a reviewer has to read: a replaced block counts its longer side, inserts and deletes their length."""
+    return sum(max(i2 - i1, j2 - j1) for _, i1, i2, j1, j2 in _diff_opcodes(base, candidate))
+
+
+def _added_lines(base: str, candidate: str) -> list[str]:
+    lines = _comparable_lines(candidate)
+    return [line for _, _, _, j1, j2 in _diff_opcodes(base, candidate) for line in lines[j1:j2] if line.strip()]
+
+
+def conversation_texts(
+    conversations: Iterable[Conversation], roles: Sequence[str] = ("user", "tool", "assistant")
+) -> list[str]:
+    """Message text of ``roles`` (by default never the system prompt, which is the template itself)."""
+    return [message.text for conv in conversations for message in conv.messages if message.role in roles and message.text]
+
+
+def _sentences(text: str) -> list[list[str]]:
+    """Clauses of ``text`` as word lists: split on sentence punctuation, commas, and coordinating 'and/but/then'."""
+    clauses = re.split(r"[.!?;:,\n]+|\b(?:and|but|then|so)\b", text, flags=re.IGNORECASE)
+    return [words for clause in clauses if (words := _words(clause))]
+
+
+def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
+    return f" {' '.join(needle)} " in f" {' '.join(haystack)} "
+
+
+class _CopyDetector:
+    """Finds added lines that copy conversation content (text already in the base template does not count).
+
+    Three tests: an n-gram of ``ngram`` words shared with any message; a user clause of at least
+    four words contained in the line; the whole line found inside a user message.
+    """
+
+    def __init__(self, texts: Iterable[str], user_texts: Iterable[str], ngram: int, base_template: str) -> None:
+        base_words = _words(base_template)
+        self.ngram = ngram
+        self.known_ngrams = set().union(*(_ngrams(_words(text), ngram) for text in texts)) - _ngrams(base_words, ngram)
+        self.user_texts = [_words(text) for text in user_texts]
+        self.user_clauses = [
+            clause
+            for text in user_texts
+            for clause in _sentences(text)
+            if len(clause) >= MIN_QUOTED_WORDS and not _contains(base_words, clause)
+        ]
+
+    def copied(self, line: str) -> bool:
+        words = _words(line)
+        if _ngrams(words, self.ngram) & self.known_ngrams:
+            return True
+        if any(_contains(words, clause) for clause in self.user_clauses):
+            return True
+        return len(words) >= MIN_QUOTED_WORDS and any(_contains(text, words) for text in self.user_texts)
+
+
+def _sample_variables(names: set[str], given: dict[str, Any] | None) -> dict[str, Any]:
+    return {name: (given or {}).get(name, f"<{name}>") for name in names}
+
+
+def _render_problem(candidate: str, base: str, sample: dict[str, Any]) -> str | None:
+    try:
+        render(candidate, sample)
+    except Exception as exc:  # a judge template may fail in any way Jinja2 can fail
+        try:
+            render(base, sample)
+        except Exception:  # the sample does not fit the base either: rendering says nothing about the candidate
+            return None
+        return f"does not render with the base template's variables: {exc}"
+    return None
+
+
+def validate_candidate(
+    candidate: Candidate,
+    *,
+    base_template: str,
+    conversation_texts: list[str],
+    config: JudgeConfig,
+    rejected_hashes: Iterable[str] = frozenset(),
+    sample_variables: dict[str, Any] | None = None,
+    user_texts: list[str] | None = None,
+) -> list[str]:
+    """Plain-words reasons to refuse ``candidate``; an empty list means it may be replayed.
+
+    ``conversation_texts`` are the user, tool and assistant messages of the failures' conversations;
+    ``user_texts`` (default: all of them) are the ones whose short clauses count as possible injections.
+    ``sample_variables`` are realistic values for the render check (placeholders otherwise).
+    """
+    try:
+        names = _template_names(candidate.template)
+    except TemplateError as exc:
+        return [f"template does not parse: {exc}"]
+    base_names = _template_names(base_template)
+    reasons = []
+    if missing := sorted(base_names - names):
+        reasons.append(f"drops template variable(s) the application provides: {', '.join(missing)}")
+    if extra := sorted(names - base_names):
+        reasons.append(f"uses variable(s) the application does not provide: {', '.join(extra)}")
+    if not reasons and (problem := _render_problem(candidate.template, base_template, _sample_variables(names, sample_variables))):
+        reasons.append(problem)
+    if _comparable_lines(candidate.template) == _comparable_lines(base_template):
+        reasons.append("identical to the current template (no change)")
+    if candidate.sha256 in set(rejected_hashes):
+        reasons.append("identical to a candidate a reviewer rejected before")
+    changed = changed_line_count(base_template, candidate.template)
+    if changed > config.max_diff_lines:
+        reasons.append(f"diff too large to review: {changed} changed lines (limit {config.max_diff_lines})")
+    detector = _CopyDetector(
+        conversation_texts, conversation_texts if user_texts is None else user_texts, config.copy_ngram, base_template
+    )
+    for line in _added_lines(base_template, candidate.template):
+        if detector.copied(line):
+            reasons.append(f'adds text copied from conversation content (possible prompt injection): "{line.strip()}"')
+    return reasons
+
+
+# --- The stage ---------------------------------------------------------------------------------------------
+
+
+def candidate_id(prompt_name: str, base: PromptVersion, template: str) -> str:
+    return f"{prompt_name}-v{base.version}-{sha256_text(template)[:8]}"
+
+
+def _with_base_line_ending(template: str, base_template: str) -> str:
+    # Judges often drop the final newline; restoring it keeps diffs and hashes about real changes.
+    if base_template.endswith("\n") and not template.endswith("\n"):
+        return template + "\n"
+    return template
+
+
+def _to_candidate(proposal: ProposedCandidate, *, prompt_name: str, base: PromptVersion, shown_ids: set[str]) -> Candidate:
+    template = _with_base_line_ending(proposal.template, base.template)
+    edits = [
+        Edit(description=edit.description, why=edit.why, addresses=[a for a in edit.addresses if a in shown_ids])
+        for edit in proposal.edits
+    ]
+    addresses = list(dict.fromkeys(address for edit in edits for address in edit.addresses))
+    return Candidate(
+        id=candidate_id(prompt_name, base, template),
+        prompt_name=prompt_name,
+        base_version=base.version,
+        template=template,
+        rationale=proposal.rationale,
+        edits=edits,
+        addresses=addresses,
+    )
+
+
+def _parsed_output(response: Any) -> JudgeOutput:
+    parsed = getattr(response, "parsed", None)
+    if isinstance(parsed, JudgeOutput):
+        return parsed
+    if parsed is None and getattr(response, "text", None):
+        return JudgeOutput.model_validate_json(response.text)
+    return JudgeOutput.model_validate(parsed)
+
+
+def _sample_from(conversations: Iterable[Conversation], names: set[str]) -> dict[str, Any] | None:
+    """Real variable values from a conversation that has them all, so the render check uses realistic shapes."""
+    for conv in conversations:
+        if names and names <= set(conv.variables):
+            return {name: conv.variables[name] for name in names}
+    return None
+
+
+async def propose(
+    client: JudgeClient,
+    *,
+    prompt_name: str,
+    base: PromptVersion,
+    failures: list[Failure],
+    conversations: dict[str, Conversation],
+    config: JudgeConfig,
+    rejected_hashes: Iterable[str] = frozenset(),
+    seed: int = 0,
+    max_tokens: int | None = None,
+) -> JudgeResult:
+    """Ask the judge for ``config.candidates`` revisions of ``base`` that fix ``failures``, and validate them.
+
+    Judge faults (provider errors, truncated or schema-violating output) are recorded in
+    ``JudgeResult.errors`` and the night goes on without candidates; ``BudgetExceeded`` propagates.
+    """
+    result = JudgeResult()
+    if not failures:
+        return result
+    redacted = {cid: redact_conversation(conv) for cid, conv in conversations.items()}
+    shown_groups = select_shown(group_failures(failures, redacted), config.max_failures_shown)
+    messages = judge_messages(
+        prompt_name=prompt_name,
+        base=base,
+        groups=shown_groups,
+        conversations=redacted,
+        k=config.candidates,
+        max_diff_lines=config.max_diff_lines,
+        total_failures=len(failures),
+    )
+    try:
+        response = await client.complete(messages, response_schema=JudgeOutput, seed=seed, max_tokens=max_tokens)
+        output = _parsed_output(response)
+    except ProviderError as exc:
+        result.errors.append(f"judge call failed, no candidates tonight: {exc}")
+        return result
+    except (ValidationError, ValueError) as exc:
+        result.errors.append(f"judge answer does not match the JudgeOutput schema, no candidates tonight: {exc}")
+        return result
+
+    proposals = output.candidates
+    if not proposals:
+        result.errors.append("judge returned no candidates")
+    if len(proposals) > config.candidates:
+        result.errors.append(f"judge returned {len(proposals)} candidates where {config.candidates} were asked; kept the first {config.candidates}")
+        proposals = proposals[: config.candidates]
+
+    shown_failures = [f for group in shown_groups for f in group.failures]
+    shown_ids = {f.id for f in shown_failures}
+    quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
+    evidence = [redact(f.evidence) for f in failures if f.evidence]
+    texts = conversation_texts(quoted_convs) + evidence
+    user_texts = conversation_texts(quoted_convs, roles=("user",)) + evidence
+    sample = _sample_from(quoted_convs, _safe_names(base.template))
+    rejected = set(rejected_hashes)
+    seen: set[str] = set()
+    for proposal in proposals:
+        candidate = _to_candidate(proposal, prompt_name=prompt_name, base=base, shown_ids=shown_ids)
+        if candidate.sha256 in seen:
+            continue  # the same template proposed twice is one candidate
+        seen.add(candidate.sha256)
+        reasons = validate_candidate(
+            candidate,
+            base_template=base.template,
+            conversation_texts=texts,
+            config=config,
+            rejected_hashes=rejected,
+            sample_variables=sample,
+            user_texts=user_texts,
+        )
+        if reasons:
+            result.invalid.append(InvalidCandidate(candidate=candidate, reasons=reasons))
+        else:
+            result.candidates.append(candidate)
+    return result
+
+
+def _safe_names(template: str) -> set[str]:
+    try:
+        return _template_names(template)
+    except TemplateError:
+        return set()

@@ -1,0 +1,146 @@
+"""Conversation sources: one module per format, a shared ``fetch()``, and the auto-detector.
+
+``open_source("logs/")`` reads every ``*.jsonl``, ``*.jsonl.gz`` and ``*.json`` below a directory,
+detecting each file's format from its first record; globs, single files and SQLite specs work too.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from nightloop.errors import SourceError
+from nightloop.sources.base import Record, Source, Window, select
+from nightloop.sources.jsonl import JsonlSource
+from nightloop.sources.openai_chat import OpenAIChatSource
+from nightloop.sources.otel import OtelSource
+from nightloop.sources.sqlite import SqliteSource
+
+__all__ = [
+    "FORMATS",
+    "ChainSource",
+    "JsonlSource",
+    "OpenAIChatSource",
+    "OtelSource",
+    "Source",
+    "SqliteSource",
+    "Window",
+    "detect_format",
+    "expand_spec",
+    "open_source",
+]
+
+FORMATS: dict[str, type] = {
+    "jsonl": JsonlSource,
+    "openai": OpenAIChatSource,
+    "sqlite": SqliteSource,
+    "otel": OtelSource,
+}
+DIRECTORY_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SNIFF_BYTES = 1 << 16
+SNIFF_LINES = 20
+
+
+class ChainSource:
+    """Several sources read one after the other, with one window and one limit over all of them."""
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self.sources = list(sources)
+
+    def records(self) -> Iterator[Record]:
+        for source in self.sources:
+            yield from source.fetch()
+
+    def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
+        return select(self.records(), window, limit)
+
+    def __repr__(self) -> str:
+        return f"ChainSource({self.sources!r})"
+
+
+def _is_sqlite_spec(text: str) -> bool:
+    return text.startswith("sqlite:") or "::" in text
+
+
+def expand_spec(spec: str | Path) -> list[Path]:
+    """A file, glob or directory -> the files it names (sorted); nothing found -> SourceError."""
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        paths = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+        if not paths:
+            raise SourceError(f"No files match {text!r}; check the pattern (quote it so the shell does not expand it).")
+        return paths
+    path = Path(text)
+    if path.is_dir():
+        found = {p for pattern in DIRECTORY_PATTERNS for p in path.rglob(pattern) if p.is_file()}
+        if not found:
+            raise SourceError(f"Directory {path} holds no {', '.join(DIRECTORY_PATTERNS)} files; point at the files themselves.")
+        return sorted(found)
+    if not path.exists():
+        raise SourceError(f"{path} does not exist; check the path, or pass a directory or a quoted glob.")
+    if not path.is_file():
+        raise SourceError(f"{path} is not a regular file; pass a file, a directory or a glob.")
+    return [path]
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes of a file's content (gunzipped)."""
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read(SNIFF_BYTES)
+        with open(path, "rb") as handle:
+            return handle.read(SNIFF_BYTES)
+    except (OSError, EOFError) as exc:
+        raise SourceError(f"Cannot read {path}: {exc}; check the file (is it a complete .gz?).") from exc
+
+
+def detect_format(path: Path) -> str:
+    """Sniff one file: SQLite by magic/suffix, OTLP by ``resourceSpans``, else JSONL canonical vs OpenAI by ``id``."""
+    if path.suffix.lower() in SQLITE_SUFFIXES:
+        return "sqlite"
+    head = _head(path)
+    if head.startswith(SQLITE_MAGIC):
+        return "sqlite"
+    if b'"resourceSpans"' in head:
+        return "otel"
+    for line in head.splitlines()[:SNIFF_LINES]:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a bad first line is quarantined by the reader; look at the next one
+        if isinstance(record, dict) and "messages" in record:
+            return "jsonl" if "id" in record else "openai"
+        break
+    return "jsonl"  # the canonical reader quarantines each line with its reason
+
+
+def open_source(spec: str | Path, format: str | None = None) -> Source:
+    """Open a source by spec (file, glob, directory, ``path.db[::table]``, ``sqlite:///…``); ``format`` overrides detection."""
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"Unknown source format {format!r}; valid formats: {', '.join(FORMATS)}")
+    text = str(spec)
+    if format == "sqlite" or (format is None and _is_sqlite_spec(text)):
+        if _is_sqlite_spec(text):
+            return SqliteSource(text)
+        return _chain([SqliteSource(p) for p in expand_spec(spec)])
+    paths = expand_spec(spec)
+    if format is not None:
+        return FORMATS[format](paths)
+    by_format: dict[str, list[Path]] = {}
+    for path in paths:
+        by_format.setdefault(detect_format(path), []).append(path)
+    sources = [SqliteSource(p) for p in by_format.pop("sqlite", [])]
+    sources += [FORMATS[name](group) for name, group in by_format.items()]
+    return _chain(sources)
+
+
+def _chain(sources: list[Source]) -> Source:
+    return sources[0] if len(sources) == 1 else ChainSource(sources)
