@@ -241,7 +241,8 @@ def _describe_message(index: int, message: Message) -> str:
     for call in message.tool_calls or []:
         parts.append(f"calls tool {call.function.name}({call.function.arguments})")
     speaker = f"tool {message.name}" if message.role == "tool" and message.name else message.role
-    return f"[turn {index}] {speaker}: {_truncate(' / '.join(parts) or '(empty)', TURN_CHARS)}"
+    # Redacted again here so the prompt is safe even when a caller passes raw conversations.
+    return f"[turn {index}] {speaker}: {_truncate(redact(' / '.join(parts)) or '(empty)', TURN_CHARS)}"
 
 
 def _relevant_turns(failure: Failure, conversation: Conversation | None) -> str:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from nightloop.config import RoleConfig
 from nightloop.errors import ConfigError, ProviderError, StructuredOutputError
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
+from nightloop.models import Usage
 
 __all__ = [
     "BudgetLedger",
@@ -26,6 +27,7 @@ __all__ = [
     "LLMRequest",
     "LLMResponse",
     "Provider",
+    "add_usage",
     "build_clients",
     "build_provider",
     "cache_key",
@@ -68,6 +70,14 @@ def resolve_api_key(
     raise ConfigError(
         f"No {provider} API key: set {key_env}, or point the role at a server that needs none "
         f"with base_url (or {base_url_env})."
+    )
+
+
+def add_usage(first: Usage, second: Usage) -> Usage:
+    """Token counts of two calls that made one answer (a repair re-ask)."""
+    return Usage(
+        input_tokens=first.input_tokens + second.input_tokens,
+        output_tokens=first.output_tokens + second.output_tokens,
     )
 
 

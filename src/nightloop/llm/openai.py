@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from nightloop.config import RoleConfig
 from nightloop.errors import ProviderError
 from nightloop.llm import (
+    add_usage,
     connection_error,
     parse_structured,
     repair_instruction,
@@ -68,7 +69,7 @@ class OpenAIProvider:
                     {"role": "user", "content": repair_instruction(schema, problem)},
                 ]
                 completion = await self._create(request, messages)
-                usage = _add(usage, _usage(completion))
+                usage = add_usage(usage, _usage(completion))
                 parsed, problem = _parse(schema, completion)
                 if parsed is None:
                     raise structured_failure("OpenAI", request.model, schema, problem)
@@ -188,9 +189,6 @@ def _usage(completion: Any) -> Usage:
         return Usage()
     return Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
 
-
-def _add(first: Usage, second: Usage) -> Usage:
-    return Usage(input_tokens=first.input_tokens + second.input_tokens, output_tokens=first.output_tokens + second.output_tokens)
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -1,14 +1,330 @@
-"""Store area: conversations (tables, migrations and queries)."""
+"""Store area: conversations, their failures, and quarantined records (tables, migrations and queries).
+
+Timestamps are stored as fixed-width UTC ISO text (``2026-11-23T10:00:00.000000+00:00``) so that
+SQL comparisons order them correctly. A conversation's ``ended_at`` column falls back to its start
+time when the end is unknown, so every timed conversation has a place in ``recent()``.
+"""
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
 import sqlite_utils
 
-__all__ = ["ConversationRepo", "migrations"]
+from nightloop.errors import NotFound
+from nightloop.models import Conversation, Failure, IngestStats, Quarantined
+from nightloop.store.db import transaction
+
+__all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
 
 migrations = sqlite_utils.Migrations("nightloop.conversations")
 
+#: Called inside each batch's transaction with the batch's new conversations and the running stats;
+#: whatever it writes commits (or rolls back) together with the batch.
+OnBatch = Callable[[list[Conversation], IngestStats], None]
+
+#: How many quarantined records an IngestStats carries (the store keeps all of them).
+STATS_QUARANTINE_SAMPLE = 1000
+
+
+@migrations(name="m001_conversations")
+def m001_conversations(db: sqlite_utils.Database) -> None:
+    db["conversations"].create(
+        {
+            "id": str,
+            "prompt_name": str,
+            "prompt_version": int,
+            "started_at": str,
+            "ended_at": str,
+            "status": str,
+            "json": str,
+            "ingested_at": str,
+        },
+        pk="id",
+        not_null={"json", "ingested_at"},
+    )
+    db["conversations"].create_index(["prompt_name", "ended_at"], index_name="conversations_prompt_ended")
+    db["conversations"].create_index(["ended_at"], index_name="conversations_ended")
+
+
+@migrations(name="m002_failures")
+def m002_failures(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        create table failures (
+            conversation_id text not null references conversations(id) on delete cascade,
+            kind text not null,
+            turn integer,
+            evidence text not null default '',
+            detector text not null,
+            confidence real not null default 1.0
+        )
+        """
+    )
+    # coalesce: a NULL turn is a value here, so "no turn" is unique too.
+    db.execute(
+        "create unique index failures_unique on failures (conversation_id, kind, coalesce(turn, -1), detector)"
+    )
+    db.execute("create index failures_kind on failures (kind)")
+
+
+@migrations(name="m003_quarantine")
+def m003_quarantine(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        create table quarantine (
+            id integer primary key autoincrement,
+            source text not null,
+            locator text not null unique,
+            raw_excerpt text not null default '',
+            reason text not null,
+            quarantined_at text not null
+        )
+        """
+    )
+
+
+def utc_text(moment: datetime | None) -> str | None:
+    """The stored form of a timestamp (naive = UTC)."""
+    if moment is None:
+        return None
+    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.isoformat(timespec="microseconds")
+
+
+def _now_text() -> str:
+    return utc_text(datetime.now(timezone.utc))
+
+
+def _conversation_row(conversation: Conversation, ingested_at: str) -> tuple[Any, ...]:
+    return (
+        conversation.id,
+        conversation.prompt_name,
+        conversation.prompt_version,
+        utc_text(conversation.started_at),
+        utc_text(conversation.ended_at or conversation.started_at),
+        conversation.outcome.status,
+        conversation.model_dump_json(),
+        ingested_at,
+    )
+
+
+def _failure_row(failure: Failure) -> tuple[Any, ...]:
+    return (failure.conversation_id, failure.kind, failure.turn, failure.evidence, failure.detector, failure.confidence)
+
+
+FAILURE_COLUMNS = "conversation_id, kind, turn, evidence, detector, confidence"
+
 
 class ConversationRepo:
+    """Conversations (stored once per id), their failures, and the quarantine."""
+
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
+
+    # --- writing ---
+
+    def add(
+        self,
+        items: Iterable[Conversation | Quarantined],
+        batch_size: int = 1000,
+        on_batch: OnBatch | None = None,
+    ) -> IngestStats:
+        """Store conversations (an id already stored is a duplicate, not an error) and quarantined records, in batches."""
+        stats = IngestStats()
+        conversations: list[Conversation] = []
+        quarantined: list[Quarantined] = []
+        for item in items:
+            if isinstance(item, Conversation):
+                conversations.append(item)
+            else:
+                quarantined.append(item)
+            if len(conversations) + len(quarantined) >= batch_size:
+                self._add_batch(conversations, quarantined, stats, on_batch)
+                conversations, quarantined = [], []
+        if conversations or quarantined:
+            self._add_batch(conversations, quarantined, stats, on_batch)
+        return stats
+
+    def _add_batch(
+        self,
+        conversations: list[Conversation],
+        quarantined: list[Quarantined],
+        stats: IngestStats,
+        on_batch: OnBatch | None,
+    ) -> None:
+        conn = self.db.conn
+        now = _now_text()
+        with transaction(self.db):
+            stored = {
+                row[0]
+                for row in conn.execute(
+                    "select id from conversations where id in (select value from json_each(?))",
+                    [json.dumps([c.id for c in conversations])],
+                )
+            }
+            new: list[Conversation] = []
+            for conversation in conversations:
+                if conversation.id in stored:
+                    stats.duplicates += 1
+                else:
+                    stored.add(conversation.id)
+                    new.append(conversation)
+            conn.executemany(
+                "insert into conversations (id, prompt_name, prompt_version, started_at, ended_at, status, json, ingested_at)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [_conversation_row(c, now) for c in new],
+            )
+            conn.executemany(
+                "insert or ignore into quarantine (source, locator, raw_excerpt, reason, quarantined_at) values (?, ?, ?, ?, ?)",
+                [(q.source, q.locator, q.raw_excerpt, q.reason, now) for q in quarantined],
+            )
+            stats.ingested += len(new)
+            stats.new_ids.extend(c.id for c in new)
+            stats.quarantined += len(quarantined)
+            room = STATS_QUARANTINE_SAMPLE - len(stats.quarantined_records)
+            stats.quarantined_records.extend(quarantined[: max(room, 0)])
+            if on_batch is not None:
+                on_batch(new, stats)
+
+    def save_failures(self, conversation_id: str, failures: list[Failure]) -> None:
+        """Replace one conversation's failures (saving the same list twice changes nothing)."""
+        self.save_failures_many({conversation_id: failures})
+
+    def save_failures_many(self, failures_by_conversation: dict[str, list[Failure]]) -> None:
+        """Replace the failures of each conversation in the dict, in one transaction."""
+        if not failures_by_conversation:
+            return
+        conn = self.db.conn
+        ids = list(failures_by_conversation)
+        rows = [_failure_row(f) for failures in failures_by_conversation.values() for f in failures]
+        with transaction(self.db):
+            conn.execute("delete from failures where conversation_id in (select value from json_each(?))", [json.dumps(ids)])
+            try:
+                conn.executemany(f"insert or replace into failures ({FAILURE_COLUMNS}) values (?, ?, ?, ?, ?, ?)", rows)
+            except sqlite3.IntegrityError as exc:
+                missing = [i for i in ids if self.get_row(i) is None]
+                raise NotFound(f"Conversations {missing[:5]} are not in the store; ingest them before saving their failures.") from exc
+
+    # --- reading conversations ---
+
+    def get_row(self, conversation_id: str) -> dict[str, Any] | None:
+        row = self.db.conn.execute("select * from conversations where id = ?", [conversation_id]).fetchone()
+        if row is None:
+            return None
+        columns = [d[0] for d in self.db.conn.execute("select * from conversations limit 0").description]
+        return dict(zip(columns, row, strict=True))
+
+    def get(self, conversation_id: str) -> Conversation | None:
+        row = self.db.conn.execute("select json from conversations where id = ?", [conversation_id]).fetchone()
+        return None if row is None else Conversation.model_validate_json(row[0])
+
+    def count(self, prompt_name: str | None = None) -> int:
+        if prompt_name is None:
+            return self.db.conn.execute("select count(*) from conversations").fetchone()[0]
+        return self.db.conn.execute("select count(*) from conversations where prompt_name = ?", [prompt_name]).fetchone()[0]
+
+    def prompt_names(self) -> list[str]:
+        rows = self.db.conn.execute("select distinct prompt_name from conversations where prompt_name is not null order by prompt_name")
+        return [row[0] for row in rows]
+
+    def recent(self, prompt_name: str, before: datetime | None, limit: int) -> list[Conversation]:
+        """The last ``limit`` conversations of a prompt ending before ``before``, newest first."""
+        sql = "select json from conversations where prompt_name = ?"
+        params: list[Any] = [prompt_name]
+        if before is not None:
+            sql += " and ended_at < ?"
+            params.append(utc_text(before))
+        sql += " order by ended_at desc, id desc limit ?"
+        params.append(limit)
+        return [Conversation.model_validate_json(row[0]) for row in self.db.conn.execute(sql, params)]
+
+    def iter_conversations(
+        self,
+        prompt_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Conversation]:
+        """Conversations ending in ``[since, until)``, oldest first, streamed."""
+        where, params = self._where(prompt_name=prompt_name, since=since, until=until)
+        cursor = self.db.conn.execute(f"select json from conversations c {where} order by c.ended_at, c.id", params)
+        while rows := cursor.fetchmany(500):
+            for row in rows:
+                yield Conversation.model_validate_json(row[0])
+
+    @staticmethod
+    def _where(
+        prompt_name: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if prompt_name is not None:
+            clauses.append("c.prompt_name = ?")
+            params.append(prompt_name)
+        if since is not None:
+            clauses.append("c.ended_at >= ?")
+            params.append(utc_text(since))
+        if until is not None:
+            clauses.append("c.ended_at < ?")
+            params.append(utc_text(until))
+        return ("where " + " and ".join(clauses) if clauses else ""), params
+
+    # --- reading failures ---
+
+    def failures(
+        self,
+        prompt_name: str | None = None,
+        kind: str | None = None,
+        since: datetime | None = None,
+        conversation_ids: Iterable[str] | None = None,
+    ) -> list[Failure]:
+        """Stored failures, filtered; ``since`` is on the conversation's end time. Ordered by conversation time, then turn."""
+        where, params = self._where(prompt_name=prompt_name, since=since)
+        extra: list[str] = []
+        if kind is not None:
+            extra.append("f.kind = ?")
+            params.append(kind)
+        if conversation_ids is not None:
+            extra.append("f.conversation_id in (select value from json_each(?))")
+            params.append(json.dumps(list(conversation_ids)))
+        if extra:
+            where = (where + " and " if where else "where ") + " and ".join(extra)
+        sql = (
+            f"select f.conversation_id, f.kind, f.turn, f.evidence, f.detector, f.confidence"
+            f" from failures f join conversations c on c.id = f.conversation_id {where}"
+            f" order by c.ended_at, f.conversation_id, coalesce(f.turn, -1), f.kind, f.detector"
+        )
+        columns = ("conversation_id", "kind", "turn", "evidence", "detector", "confidence")
+        return [Failure.model_validate(dict(zip(columns, row, strict=True))) for row in self.db.conn.execute(sql, params)]
+
+    def failure_counts(self, prompt_name: str | None = None, since: datetime | None = None) -> dict[str, int]:
+        """Failures per kind."""
+        where, params = self._where(prompt_name=prompt_name, since=since)
+        rows = self.db.conn.execute(
+            f"select f.kind, count(*) from failures f join conversations c on c.id = f.conversation_id {where}"
+            " group by f.kind order by f.kind",
+            params,
+        )
+        return {kind: n for kind, n in rows}
+
+    # --- reading the quarantine ---
+
+    def quarantined(self, limit: int | None = None) -> list[Quarantined]:
+        """Quarantined records in the order they arrived (the latest ``limit`` when given)."""
+        sql = "select source, locator, raw_excerpt, reason from quarantine order by id desc"
+        params: list[Any] = []
+        if limit is not None:
+            sql += " limit ?"
+            params.append(limit)
+        rows = list(self.db.conn.execute(sql, params))
+        rows.reverse()
+        return [Quarantined(source=s, locator=loc, raw_excerpt=raw, reason=reason) for s, loc, raw, reason in rows]
+
+    def quarantine_count(self) -> int:
+        return self.db.conn.execute("select count(*) from quarantine").fetchone()[0]

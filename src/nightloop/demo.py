@@ -1,0 +1,146 @@
+"""`make demo`: three simulated nights of the full loop on the bundled demo prompt, offline.
+
+Every model here is nightloop's offline simulator (provider ``sim``), a
+stand-in for a real model. The demo approves the gate's winner on the
+reviewer's behalf and says so, showing the diff it approves.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from nightloop import pipeline
+from nightloop.config import load_settings
+from nightloop.ingest import ingest
+from nightloop.prompt_files import import_prompts
+from nightloop.review import approve, render_diff, unified_diff
+from nightloop.simulate import simulate_from_store
+from nightloop.store import Store
+
+PROMPT = "support_agent"
+FIRST_DAY = date(2026, 11, 17)
+
+
+def run_demo(
+    workdir: Path = Path("demo"),
+    prompts_dir: Path = Path("prompts"),
+    nights: int = 3,
+    per_night: int = 100,
+    seed: int = 7,
+    console: Console | None = None,
+) -> list[dict]:
+    """Run the demo in ``workdir`` (wiped first) and return one row per night."""
+    console = console or Console()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    settings = load_settings(db=workdir / "nightloop.db", seed=seed)
+    console.print(
+        Panel(
+            "nightloop demo — every model here is the [bold]offline simulator[/] (provider 'sim'), "
+            "a deterministic stand-in for a real LLM. No network, no keys.\n"
+            f"Store: {settings.db}   Prompt: {PROMPT}   Nights: {nights} × {per_night} conversations",
+            title="nightloop",
+        )
+    )
+    rows = []
+    with Store(settings.db) as store:
+        imported = import_prompts(store, prompts_dir, created_by="demo (from prompts/)")
+        console.print(f"Imported {len(imported)} prompt version(s) from {prompts_dir}/.")
+        for n in range(nights):
+            rows.append(_one_night(store, settings, n + 1, FIRST_DAY + timedelta(days=n), per_night, seed, workdir, console))
+        _summary(store, rows, console)
+    return rows
+
+
+def _one_night(store: Store, settings, number: int, day: date, per_night: int, seed: int, workdir: Path, console: Console) -> dict:
+    started = time.monotonic()
+    production = store.prompts.label_version(PROMPT, "production")
+    console.rule(f"Night {number}: {day} traffic on {PROMPT} v{production}")
+    with console.status(f"simulating {per_night} production conversations with v{production}…"):
+        files = simulate_from_store(
+            store, PROMPT, nights=1, per_night=per_night, seed=seed + number, out=workdir / "logs", start_date=day
+        )
+        stats = ingest(store, [str(f) for f in files], classify_config=settings.classify)
+    console.print(f"Day {day}: {stats.ingested} conversations ingested, {stats.quarantined} quarantined.")
+    with console.status("running the night…") as status:
+        report = pipeline.run_night(
+            settings, PROMPT, day + timedelta(days=1), store=store,
+            progress=lambda stage, message: status.update(f"night {number}: {stage} — {message}"),
+        )
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(report.failures.items())) or "none"
+    console.print(f"Failure rate {report.failure_rate:.1%} ({failures}); {report.candidates} candidate(s) evaluated.")
+    for decision in report.decisions:
+        console.print(f"  {decision.candidate_id}: [bold]{decision.verdict}[/] — {decision.reasons[0] if decision.reasons else ''}", highlight=False)
+    promoted = None
+    if report.review_id:
+        item = store.runs.review_item(report.review_id)
+        base = store.prompts.get(PROMPT, item.candidate.base_version)
+        console.print(
+            "[bold yellow]The demo approves this candidate on the reviewer's behalf[/] "
+            f"(in production a prompt author runs `nightloop review approve {item.id}`). The diff it approves:"
+        )
+        console.print(render_diff(unified_diff(base.template, item.candidate.template, f"v{base.version}", "candidate")))
+        promoted = approve(store, item.id, reviewer="demo (on the reviewer's behalf)", comment="approved by make demo").version
+        console.print(f"production: v{base.version} → v{promoted}")
+    else:
+        console.print("No candidate passed the gate tonight; production stays.")
+    console.print(f"[dim]night {number} took {time.monotonic() - started:.1f}s[/]")
+    return {
+        "night": number,
+        "day": day.isoformat(),
+        "version": production,
+        "conversations": report.conversations,
+        "failure_rate": report.failure_rate,
+        "failures": report.failures,
+        "promoted": promoted,
+        "cost_usd": report.cost_usd,
+    }
+
+
+def _summary(store: Store, rows: list[dict], console: Console) -> None:
+    table = Table(title="failure rate per night (simulated production traffic)")
+    for column in ("night", "day", "prompt version", "conversations", "failure rate", "failures", "promoted", "sim cost $"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            str(r["night"]), r["day"], f"v{r['version']}", str(r["conversations"]), f"{r['failure_rate']:.1%}",
+            ", ".join(f"{k} {v}" for k, v in sorted(r["failures"].items())) or "—",
+            f"v{r['promoted']}" if r["promoted"] else "—", f"{r['cost_usd']:.4f}",
+        )
+    console.print(table)
+    history = Table(title=f"{PROMPT} version history")
+    for column in ("version", "parent", "created by", "message"):
+        history.add_column(column)
+    for v in store.prompts.versions(PROMPT):
+        history.add_row(f"v{v.version}", f"v{v.parent}" if v.parent else "—", v.created_by, (v.message or "")[:70])
+    console.print(history)
+    first, last = rows[0]["failure_rate"], rows[-1]["failure_rate"]
+    verdict = "lower" if last < first else "NOT lower"
+    console.print(f"Failure rate night 1 → night {len(rows)}: {first:.1%} → {last:.1%} ({verdict}).")
+    console.print("Next: `nightloop report --db demo/nightloop.db`, `nightloop prompts history support_agent --db demo/nightloop.db`.")
+
+
+def main(
+    workdir: Path = typer.Option(Path("demo"), help="Where the demo writes its store and logs (wiped first)."),
+    nights: int = typer.Option(3, help="How many nights to simulate."),
+    per_night: int = typer.Option(100, help="Conversations per simulated day."),
+    seed: int = typer.Option(7, help="Simulator seed."),
+) -> None:
+    """Run the offline demo of the nightly loop."""
+    rows = run_demo(workdir=workdir, nights=nights, per_night=per_night, seed=seed)
+    if len(rows) > 1 and rows[-1]["failure_rate"] >= rows[0]["failure_rate"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    typer.run(main)

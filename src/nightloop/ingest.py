@@ -1,0 +1,92 @@
+"""Ingest: stream sources into the store and classify each new conversation, batch by batch.
+
+Conversations and their failures are written in the same transaction, so an interrupted ingest
+never leaves a stored conversation unclassified; re-running it only counts duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nightloop.config import ClassifyConfig
+from nightloop.models import Conversation, Failure, IngestStats
+from nightloop.sources import Source, Window, open_source
+
+if TYPE_CHECKING:
+    from nightloop.store import Store
+
+__all__ = ["Classifier", "ingest", "open_sources"]
+
+log = logging.getLogger(__name__)
+
+Classifier = Callable[[Conversation], list[Failure]]
+#: Called after each batch with the running stats (a failing observer is logged, never raised).
+OnProgress = Callable[[IngestStats], None]
+
+MAX_ERRORS_KEPT = 20
+
+
+def open_sources(specs: Sequence[str | Path], format: str | None = None) -> list[Source]:
+    """Open every spec up front, so a missing file fails before anything is written (SourceError)."""
+    return [open_source(spec, format) for spec in specs]
+
+
+def default_classifier(config: ClassifyConfig) -> Classifier:
+    from nightloop.classify import classify_conversation
+
+    return lambda conversation: classify_conversation(conversation, config)
+
+
+def ingest(
+    store: Store,
+    specs: Sequence[str | Path],
+    *,
+    format: str | None = None,
+    classify_config: ClassifyConfig | None = None,
+    on_progress: OnProgress | None = None,
+    window: Window | None = None,
+    limit: int | None = None,
+    classifier: Classifier | None = None,
+    batch_size: int = 1000,
+) -> IngestStats:
+    """Read ``specs`` into ``store``, classifying each new conversation; returns what happened.
+
+    ``limit`` caps conversations per spec; ``classifier`` replaces the rule classifier (tests, custom detectors).
+    """
+    sources = open_sources(specs, format)
+    classify = classifier or default_classifier(classify_config or ClassifyConfig())
+    records = chain.from_iterable(source.fetch(window, limit) for source in sources)
+
+    def on_batch(new: list[Conversation], stats: IngestStats) -> None:
+        found = {conversation.id: _classify_safely(classify, conversation, stats) for conversation in new}
+        store.conversations.save_failures_many(found)
+        for failures in found.values():
+            for failure in failures:
+                stats.failures[failure.kind] = stats.failures.get(failure.kind, 0) + 1
+        if on_progress is not None:
+            _notify(on_progress, stats)
+
+    return store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
+
+
+def _classify_safely(classify: Classifier, conversation: Conversation, stats: IngestStats) -> list[Failure]:
+    """One conversation the classifier chokes on is recorded, not fatal."""
+    try:
+        return list(classify(conversation))
+    except Exception as exc:  # noqa: BLE001 - a detector bug must not abort the ingest
+        log.warning("classifier failed on %s: %s", conversation.id, exc)
+        if len(stats.errors) < MAX_ERRORS_KEPT:
+            stats.errors.append(f"classify {conversation.id}: {type(exc).__name__}: {exc}")
+        return []
+
+
+def _notify(on_progress: OnProgress, stats: IngestStats) -> None:
+    try:
+        on_progress(stats)
+    except Exception as exc:  # noqa: BLE001 - observers can't crash the run
+        log.warning("progress callback failed: %s", exc)
+

@@ -1,0 +1,87 @@
+"""The night's budget ledger: what model calls cost, and a hard stop when a cap is reached."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+
+from nightloop.config import ModelPrice, Settings
+from nightloop.errors import BudgetExceeded
+from nightloop.models import Usage
+
+__all__ = ["BudgetLedger"]
+
+
+class BudgetLedger:
+    """Counts spend (USD, tokens, calls) against optional caps; prices are USD per million tokens.
+
+    ``check()`` before a call refuses once a cap is reached; calls already in flight
+    finish and are recorded, so a night can overshoot by at most its concurrency.
+    """
+
+    def __init__(self, max_usd: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice]) -> None:
+        self.max_usd = max_usd
+        self.max_tokens = max_tokens
+        self.prices = dict(prices)
+        self._spent_usd = 0.0
+        self._tokens = 0
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BudgetLedger:
+        return cls(settings.budget.max_usd, settings.budget.max_tokens, settings.llm.prices)
+
+    def price_of(self, model: str) -> ModelPrice | None:
+        """Exact name first, then the longest known prefix ("gpt-4o-2024-08-06" prices as "gpt-4o")."""
+        if model in self.prices:
+            return self.prices[model]
+        prefixes = [name for name in self.prices if model.startswith(name)]
+        return self.prices[max(prefixes, key=len)] if prefixes else None
+
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
+        """USD for one call; an unknown model costs 0 (its tokens are still counted)."""
+        price = self.price_of(model)
+        if price is None:
+            return 0.0
+        return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
+
+    def check(self) -> None:
+        """Raise :class:`BudgetExceeded` when a cap is already reached."""
+        with self._lock:
+            spent, tokens = self._spent_usd, self._tokens
+        if self.max_usd is not None and spent >= self.max_usd:
+            raise BudgetExceeded(
+                f"Budget spent: ${spent:.4f} of the ${self.max_usd:.2f} cap. "
+                f"Raise `[budget] max_usd` in nightloop.toml (or NIGHTLOOP_BUDGET__MAX_USD) to allow more."
+            )
+        if self.max_tokens is not None and tokens >= self.max_tokens:
+            raise BudgetExceeded(
+                f"Token budget spent: {tokens} of the {self.max_tokens} token cap. "
+                f"Raise `[budget] max_tokens` in nightloop.toml (or NIGHTLOOP_BUDGET__MAX_TOKENS) to allow more."
+            )
+
+    def record(self, usage: Usage) -> None:
+        """Count one provider call; a cached answer costs nothing and is not counted."""
+        if usage.cached:
+            return
+        with self._lock:
+            self._spent_usd += usage.cost_usd
+            self._tokens += usage.tokens
+            self._calls += 1
+
+    @property
+    def spent_usd(self) -> float:
+        return self._spent_usd
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    @property
+    def calls(self) -> int:
+        return self._calls
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.max_usd is None else max(self.max_usd - self._spent_usd, 0.0)

@@ -1,0 +1,562 @@
+"""Replay: build the cases a night evaluates, and run the agent on them under each template.
+
+Building (:func:`build_replay_set`):
+
+- One case per failed conversation, at its first failing assistant turn. An
+  assistant *turn* is the whole block of assistant and tool messages that answers
+  one user message, so the case's messages end with that user message: the agent
+  redoes the entire answer, tool calls included. Leading system messages are
+  removed (the runner puts the rendered candidate template in their place);
+  earlier tool results stay, and every tool result the conversation recorded is
+  kept in ``metadata["tool_results"]`` so the runner can answer the agent's tool
+  calls.
+- The expectation comes from what failed: ``reference`` for a wrong answer with a
+  known expected answer; a ``rubric`` quoting the user's correction, the
+  negative feedback, or the evidence; ``max_tool_calls`` for timeouts and tool loops.
+- Regression cases: conversations that went well, sampled with the seeded Random,
+  replayed up to their final answer and compared ``pairwise`` with it.
+- Split: within each failure kind, cases ordered by a hash of their id; the first
+  ``holdout_fraction`` go to holdout, the rest to train (each kind with two or
+  more cases lands in both). Regression cases are always holdout.
+
+Running (:func:`run_replay`): every (candidate, case, repeat) not already done,
+at most ``concurrency`` at a time, each result handed to ``on_result`` as it lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from nightloop.config import ReplayConfig
+from nightloop.errors import BudgetExceeded
+from nightloop.models import (
+    BASELINE,
+    Conversation,
+    EvalResult,
+    Expectation,
+    Failure,
+    Message,
+    ReplayCase,
+    ToolCall,
+    canonical_json,
+    sha256_text,
+)
+from nightloop.score import Scorer, Scoring
+from nightloop.templates import render
+
+if TYPE_CHECKING:
+    from nightloop.llm.client import LLMClient
+
+__all__ = [
+    "REGRESSION",
+    "ReplayOutcome",
+    "build_replay_set",
+    "recorded_tool_results",
+    "replay",
+    "replay_set_hash",
+    "run_replay",
+    "train_failure_ids",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``ReplayCase.origin`` and ``metadata["kind"]`` of regression cases.
+REGRESSION = "regression"
+#: A timeout or tool loop is fixed when the agent answers within this many tool calls.
+MAX_TOOL_CALLS_AFTER_TIMEOUT = 2
+#: How much of a correction, feedback comment or evidence a rubric quotes.
+MAX_RUBRIC_QUOTE = 500
+
+# When one turn shows several failures, the one giving the most precise expectation names the case.
+_KIND_PRIORITY = ("wrong_output", "user_correction", "timeout", "format", "refusal", "tool_error")
+
+
+# --- building the replay set ---
+
+
+def _flat(text: str, limit: int = MAX_RUBRIC_QUOTE) -> str:
+    flat = " ".join(text.split()).replace('"', "'")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _last_assistant_before(messages: list[Message], index: int) -> int | None:
+    return next((i for i in range(index - 1, -1, -1) if messages[i].role == "assistant"), None)
+
+
+def _final_answer_index(messages: list[Message]) -> int | None:
+    """The last assistant message with text and no tool calls: the conversation's final answer."""
+    return next(
+        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant" and messages[i].text.strip() and not messages[i].tool_calls),
+        None,
+    )
+
+
+def _is_correction(conversation: Conversation, failure: Failure) -> bool:
+    """A user_correction pointing at a user turn (rather than at feedback about the whole conversation)."""
+    turn = failure.turn
+    return (
+        failure.kind == "user_correction"
+        and turn is not None
+        and 0 < turn < len(conversation.messages)
+        and conversation.messages[turn].role == "user"
+    )
+
+
+def _failing_assistant_index(conversation: Conversation, failure: Failure) -> int | None:
+    """Index of the assistant message the failure is about (a correction blames the answer before it)."""
+    messages = conversation.messages
+    turn = failure.turn
+    if turn is not None and 0 <= turn < len(messages):
+        role = messages[turn].role
+        if role == "assistant":
+            return turn
+        if role == "user":
+            return _last_assistant_before(messages, turn)
+        if role == "tool":
+            following = next((i for i in range(turn + 1, len(messages)) if messages[i].role == "assistant"), None)
+            return following if following is not None else _last_assistant_before(messages, turn)
+    last = _final_answer_index(messages)
+    return last if last is not None else _last_assistant_before(messages, len(messages))
+
+
+def _turn_start(messages: list[Message], assistant_index: int) -> int:
+    """Where the assistant turn containing ``assistant_index`` begins (after the user message it answers)."""
+    start = assistant_index
+    while start > 0 and messages[start - 1].role in ("assistant", "tool"):
+        start -= 1
+    return start
+
+
+def _prefix(messages: list[Message], end: int) -> list[Message]:
+    """messages[:end] without the leading system message(s)."""
+    head = list(messages[:end])
+    while head and head[0].role == "system":
+        head.pop(0)
+    return head
+
+
+def recorded_tool_results(conversation: Conversation) -> list[dict[str, str]]:
+    """Every tool result of the conversation as {name, arguments, content}, in order."""
+    calls: dict[str, tuple[str, str]] = {}
+    for message in conversation.messages:
+        for call in message.tool_calls or []:
+            calls[call.id] = (call.function.name, call.function.arguments)
+    results = []
+    for message in conversation.messages:
+        if message.role != "tool":
+            continue
+        name, arguments = calls.get(message.tool_call_id or "", (message.name or "", "{}"))
+        if name:
+            results.append({"name": name, "arguments": arguments, "content": message.text})
+    return results
+
+
+def _tool_names(conversation: Conversation) -> list[str]:
+    return sorted({c.function.name for m in conversation.messages for c in (m.tool_calls or [])})
+
+
+def _expectation(conversation: Conversation, failure: Failure, failing_index: int) -> Expectation:
+    """What a replayed answer must do, derived from what failed."""
+    outcome = conversation.outcome
+    comment = (outcome.feedback.comment if outcome.feedback else None) or ""
+    evidence = _flat(failure.evidence) if failure.evidence.strip() else ""
+    if failure.kind == "wrong_output" and outcome.expected is not None:
+        return Expectation(kind="reference", value=outcome.expected)
+    if _is_correction(conversation, failure):
+        correction = _flat(conversation.messages[failure.turn].text)  # type: ignore[index]
+        return Expectation(kind="rubric", value=f'satisfies the user\'s correction: "{correction}"')
+    if failure.kind == "user_correction" or (failure.kind == "wrong_output" and comment.strip()):
+        said = _flat(comment or failure.evidence) or "negative feedback"
+        return Expectation(
+            kind="rubric", value=f'addresses the user\'s negative feedback on the original answer: "{said}"'
+        )
+    if failure.kind == "timeout":
+        return Expectation(kind="max_tool_calls", value=MAX_TOOL_CALLS_AFTER_TIMEOUT)
+    rubrics = {
+        "wrong_output": "gives a correct answer to the user's request; the original answer was judged wrong",
+        "tool_error": "recovers from the tool error and still helps the user",
+        "refusal": "helps with the user's request instead of refusing it",
+        "format": "follows the required output format",
+    }
+    text = rubrics.get(failure.kind, "answers the user's request well")
+    return Expectation(kind="rubric", value=f'{text}: "{evidence}"' if evidence else text)
+
+
+def _failure_case(prompt_name: str, conversation: Conversation, failures: list[Failure]) -> ReplayCase | None:
+    """The case for a conversation's first failing turn, or None when there is nothing to replay."""
+    located = [(index, f) for f in failures if (index := _failing_assistant_index(conversation, f)) is not None]
+    if not located:
+        return None
+    first = min(index for index, _ in located)
+    at_first = [f for index, f in located if index == first]
+    # A wrong answer only yields a precise (reference) expectation when the expected answer is known.
+    has_expected = conversation.outcome.expected is not None
+
+    def priority(f: Failure) -> tuple[int, str]:
+        rank = _KIND_PRIORITY.index(f.kind) if f.kind in _KIND_PRIORITY else len(_KIND_PRIORITY)
+        if f.kind == "wrong_output" and not has_expected:
+            rank = len(_KIND_PRIORITY)
+        return rank, f.id
+
+    primary = min(at_first, key=priority)
+    messages = _prefix(conversation.messages, _turn_start(conversation.messages, first))
+    if not any(m.role == "user" for m in messages):
+        log.debug("no user message before the failing turn of %s; not replayable", conversation.id)
+        return None
+    return ReplayCase(
+        id=f"{conversation.id}@{first}",
+        prompt_name=prompt_name,
+        messages=messages,
+        variables=dict(conversation.variables),
+        expectation=_expectation(conversation, primary, first),
+        origin=primary.id,
+        metadata={
+            "kind": primary.kind,
+            "conversation_id": conversation.id,
+            "turn": first,
+            "failure_ids": sorted(f.id for f in failures),
+            "tool_results": recorded_tool_results(conversation),
+            "tool_names": _tool_names(conversation),
+        },
+    )
+
+
+def _regression_case(prompt_name: str, conversation: Conversation) -> ReplayCase | None:
+    final = _final_answer_index(conversation.messages)
+    if final is None:
+        return None
+    messages = _prefix(conversation.messages, _turn_start(conversation.messages, final))
+    if not any(m.role == "user" for m in messages):
+        return None
+    return ReplayCase(
+        id=f"{conversation.id}@{final}",
+        prompt_name=prompt_name,
+        messages=messages,
+        variables=dict(conversation.variables),
+        expectation=Expectation(kind="pairwise", reference_output=conversation.messages[final].text),
+        origin=REGRESSION,
+        split="holdout",
+        metadata={
+            "kind": REGRESSION,
+            "conversation_id": conversation.id,
+            "turn": final,
+            "tool_results": recorded_tool_results(conversation),
+            "tool_names": _tool_names(conversation),
+        },
+    )
+
+
+def _id_hash(case_id: str) -> str:
+    return sha256_text(case_id)
+
+
+def _cap_stratified(cases: list[ReplayCase], cap: int, rng: random.Random) -> list[ReplayCase]:
+    """At most ``cap`` cases, taken round-robin across failure kinds so rare kinds stay represented."""
+    if len(cases) <= cap:
+        return cases
+    by_kind: dict[str, list[ReplayCase]] = defaultdict(list)
+    for case in sorted(cases, key=lambda c: c.id):
+        by_kind[case.metadata["kind"]].append(case)
+    for bucket in by_kind.values():
+        rng.shuffle(bucket)
+    kept: list[ReplayCase] = []
+    queues = [by_kind[kind] for kind in sorted(by_kind)]
+    while len(kept) < cap:
+        for queue in queues:
+            if queue and len(kept) < cap:
+                kept.append(queue.pop(0))
+    return kept
+
+
+def _split(cases: list[ReplayCase], holdout_fraction: float) -> list[ReplayCase]:
+    """Train/holdout by a hash of the case id, stratified by kind (each kind in both where it has ≥ 2 cases)."""
+    by_kind: dict[str, list[ReplayCase]] = defaultdict(list)
+    for case in cases:
+        by_kind[case.metadata["kind"]].append(case)
+    split: dict[str, str] = {}
+    for bucket in by_kind.values():
+        bucket.sort(key=lambda c: _id_hash(c.id))
+        n = len(bucket)
+        holdout = round(n * holdout_fraction)
+        if n >= 2 and 0 < holdout_fraction < 1:
+            holdout = min(max(holdout, 1), n - 1)
+        elif n == 1 and 0 < holdout_fraction < 1:
+            holdout = int(int(_id_hash(bucket[0].id)[:8], 16) / 0xFFFFFFFF < holdout_fraction)
+        for position, case in enumerate(bucket):
+            split[case.id] = "holdout" if position < holdout else "train"
+    return [case.model_copy(update={"split": split[case.id]}) for case in cases]
+
+
+def build_replay_set(
+    prompt_name: str,
+    *,
+    failures: list[Failure],
+    failed: dict[str, Conversation],
+    succeeded: list[Conversation],
+    config: ReplayConfig,
+    seed: int,
+) -> list[ReplayCase]:
+    """Failure cases (split train/holdout) then regression cases (holdout), deterministic for a seed.
+
+    Failures whose conversation is missing from ``failed`` or that leave nothing to
+    replay (no user message before the failing turn) yield no case.
+    """
+    rng = random.Random(seed)
+    # Regression sampling first, so it does not change when the night's failures do.
+    regression = _sample_regression(prompt_name, succeeded, set(failed), config.regression_cases, rng)
+
+    by_conversation: dict[str, list[Failure]] = defaultdict(list)
+    for failure in failures:
+        by_conversation[failure.conversation_id].append(failure)
+    failure_cases = [
+        case
+        for conversation_id in sorted(by_conversation)
+        if conversation_id in failed
+        and (case := _failure_case(prompt_name, failed[conversation_id], by_conversation[conversation_id]))
+    ]
+    failure_cases = _cap_stratified(failure_cases, config.max_failure_cases, rng)
+    failure_cases = sorted(_split(failure_cases, config.holdout_fraction), key=lambda c: c.id)
+    return failure_cases + regression
+
+
+def _sample_regression(
+    prompt_name: str, succeeded: list[Conversation], failed_ids: set[str], count: int, rng: random.Random
+) -> list[ReplayCase]:
+    pool = sorted((c for c in succeeded if c.id not in failed_ids), key=lambda c: c.id)
+    rng.shuffle(pool)
+    cases: list[ReplayCase] = []
+    for conversation in pool:
+        if len(cases) >= count:
+            break
+        case = _regression_case(prompt_name, conversation)
+        if case is not None:
+            cases.append(case)
+    return sorted(cases, key=lambda c: c.id)
+
+
+def train_failure_ids(cases: Sequence[ReplayCase]) -> set[str]:
+    """Ids of the failures the judge may see: those of train cases only (never a holdout conversation's)."""
+    ids: set[str] = set()
+    for case in cases:
+        if case.split == "train" and case.origin != REGRESSION:
+            ids.update(case.metadata.get("failure_ids") or [case.origin])
+    return ids
+
+
+def replay_set_hash(cases: Sequence[ReplayCase]) -> str:
+    """Content hash of a replay set (independent of list order)."""
+    dumped = sorted((c.model_dump(mode="json") for c in cases), key=lambda d: d["id"])
+    return sha256_text(canonical_json(dumped))
+
+
+# --- running ---
+
+
+class ReplayOutcome(BaseModel):
+    """What one replay run produced; ``results`` are only the evaluations this run did."""
+
+    results: list[EvalResult] = Field(default_factory=list)
+    budget_exhausted: bool = False
+    errors: int = 0
+    #: Evaluations skipped because they were already in ``done``.
+    skipped: int = 0
+
+
+def _canonical_arguments(arguments: str) -> str:
+    try:
+        return canonical_json(json.loads(arguments))
+    except (json.JSONDecodeError, TypeError):
+        return arguments.strip()
+
+
+def _tool_answer(case: ReplayCase, call: ToolCall) -> str:
+    """The recorded result for a tool call: same name and arguments, else the first with the same name."""
+    recorded = [r for r in case.metadata.get("tool_results") or [] if r.get("name") == call.function.name]
+    if not recorded:
+        return canonical_json(
+            {"error": f"no recorded result for tool {call.function.name!r} in this conversation; it cannot be replayed"}
+        )
+    wanted = _canonical_arguments(call.function.arguments)
+    same = next((r for r in recorded if _canonical_arguments(r.get("arguments", "{}")) == wanted), recorded[0])
+    return same.get("content") or ""
+
+
+def _tool_specs(case: ReplayCase) -> list[dict[str, Any]] | None:
+    """Permissive function specs for the tools the conversation used, so the agent can call them again."""
+    names = case.metadata.get("tool_names") or []
+    if not names:
+        return None
+    return [
+        {"type": "function", "function": {"name": n, "parameters": {"type": "object", "additionalProperties": True}}}
+        for n in names
+    ]
+
+
+class _Step(BaseModel):
+    text: str = ""
+    tool_calls: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
+    latency_ms: float = 0.0
+    capped: bool = False
+
+
+async def _run_agent(
+    agent: LLMClient,
+    case: ReplayCase,
+    system: str,
+    *,
+    repeat: int,
+    max_steps: int,
+    tools: list[dict[str, Any]] | None,
+) -> _Step:
+    """Call the agent, answering its tool calls from the recorded results, up to ``max_steps`` calls."""
+    messages = [Message(role="system", content=system), *case.messages]
+    total = _Step()
+    for step in range(max_steps):
+        response = await agent.complete(messages, tools=tools, sample=repeat)
+        usage = response.usage
+        total.tokens += usage.tokens
+        total.cost_usd += usage.cost_usd
+        total.latency_ms += usage.latency_ms
+        total.text = response.text or ""
+        calls = response.tool_calls or []
+        total.tool_calls += len(calls)
+        if not calls:
+            return total
+        if step == max_steps - 1:
+            total.capped = True
+            return total
+        messages.append(Message(role="assistant", content=response.text, tool_calls=calls))
+        messages.extend(Message(role="tool", tool_call_id=c.id, content=_tool_answer(case, c)) for c in calls)
+    return total
+
+
+def _work(
+    cases: Sequence[ReplayCase], candidate_ids: list[str], repeats: int, done: Collection[tuple[str, str, int]]
+) -> Iterator[tuple[str, ReplayCase, int]]:
+    # Repeat-major, then case, then candidate: if the budget stops the run early,
+    # the results so far are paired (both arms of a case) for the gate.
+    for repeat in range(repeats):
+        for case in cases:
+            for candidate_id in candidate_ids:
+                if (candidate_id, case.id, repeat) not in done:
+                    yield candidate_id, case, repeat
+
+
+def _safe_call(on_result: Callable[[EvalResult], None] | None, result: EvalResult) -> None:
+    if on_result is None:
+        return
+    try:
+        on_result(result)
+    except Exception:  # an observer must not crash the run
+        log.exception("on_result callback failed for %s/%s/%s", result.candidate_id, result.case_id, result.repeat)
+
+
+async def run_replay(
+    agent: LLMClient,
+    cases: Sequence[ReplayCase],
+    templates: dict[str, str],
+    *,
+    repeats: int,
+    concurrency: int,
+    scorer_client: LLMClient | None = None,
+    declared_scorers: Sequence[Any] = (),
+    seed: int = 0,
+    scoring: Scoring | None = None,
+    done: Collection[tuple[str, str, int]] = frozenset(),
+    on_result: Callable[[EvalResult], None] | None = None,
+    max_steps: int = 6,
+    tools: list[dict[str, Any]] | None = None,
+) -> ReplayOutcome:
+    """Evaluate every (candidate, case, repeat) not in ``done``; ``templates`` maps candidate id -> template.
+
+    The rendered template becomes the system message; repeats are distinct cache
+    entries (``sample=repeat``), so a re-run replays from the cache. Tool calls are
+    answered from the case's recorded results (``tools`` overrides the specs derived
+    from them). A provider or template fault becomes a failed result with ``error``;
+    ``BudgetExceeded`` stops launching work, lets the calls in flight finish, drops
+    the evaluation that hit it and returns with ``budget_exhausted=True``.
+    An unknown declared scorer raises ``ValueError`` before any call is made.
+    """
+    scoring = scoring or Scoring(client=scorer_client, declared=tuple(declared_scorers), seed=seed)
+    scorers: dict[str, Scorer] = {case.id: scoring.scorer(case) for case in cases}
+    systems = _render_all(cases, templates)
+    candidate_ids = [BASELINE] + sorted(c for c in templates if c != BASELINE) if BASELINE in templates else sorted(templates)
+    work = _work(cases, candidate_ids, repeats, done)
+    planned = len(candidate_ids) * len(cases) * repeats
+    outcome = ReplayOutcome(skipped=planned - sum(1 for _ in _work(cases, candidate_ids, repeats, done)))
+    stop = asyncio.Event()
+
+    async def evaluate(candidate_id: str, case: ReplayCase, repeat: int) -> EvalResult:
+        system = systems[(candidate_id, case.id)]
+        base = {"candidate_id": candidate_id, "case_id": case.id, "repeat": repeat}
+        if isinstance(system, Exception):
+            return EvalResult(**base, error=f"template: {system}", reason="the template does not render")
+        try:
+            step = await _run_agent(
+                agent, case, system, repeat=repeat, max_steps=max_steps, tools=tools if tools is not None else _tool_specs(case)
+            )
+        except BudgetExceeded:
+            raise
+        except Exception as exc:  # one call's fault must never abort the night
+            return EvalResult(**base, error=f"{type(exc).__name__}: {exc}", reason="the agent call failed")
+        scored = await scorers[case.id].score(
+            case, step.text, tool_calls=step.tool_calls, client=scoring.client,
+            rng=scoring.rng_for(case.id, candidate_id, repeat),
+        )
+        reason = scored.reason + (f" (stopped after {max_steps} agent steps)" if step.capped else "")
+        return EvalResult(
+            **base,
+            output=step.text,
+            score=scored.score,
+            passed=scored.passed,
+            reason=reason,
+            tokens=step.tokens,
+            cost_usd=step.cost_usd,
+            latency_ms=step.latency_ms,
+            error=None if scored.error is None else f"scorer: {scored.error}",
+        )
+
+    async def worker() -> None:
+        for candidate_id, case, repeat in work:
+            if stop.is_set():
+                return
+            try:
+                result = await evaluate(candidate_id, case, repeat)
+            except BudgetExceeded:
+                outcome.budget_exhausted = True
+                stop.set()
+                return
+            outcome.results.append(result)
+            outcome.errors += result.error is not None
+            _safe_call(on_result, result)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    return outcome
+
+
+def _render_all(cases: Sequence[ReplayCase], templates: dict[str, str]) -> dict[tuple[str, str], str | Exception]:
+    """Each (candidate, case) system message, or the error that prevented rendering it."""
+    rendered: dict[tuple[str, str], str | Exception] = {}
+    for candidate_id, template in templates.items():
+        for case in cases:
+            try:
+                rendered[(candidate_id, case.id)] = render(template, case.variables)
+            except Exception as exc:  # TemplateError, or anything the sandbox raises
+                rendered[(candidate_id, case.id)] = exc
+    return rendered
+
+
+def replay(agent: LLMClient, cases: Sequence[ReplayCase], templates: dict[str, str], **options: Any) -> ReplayOutcome:
+    """Synchronous :func:`run_replay` (for scripts and the CLI)."""
+    return asyncio.run(run_replay(agent, cases, templates, **options))
