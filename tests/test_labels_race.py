@@ -11,7 +11,7 @@ from nightloop.store import Store
 WORKERS = 3
 ROUNDS = 3
 VERSIONS_PER_WORKER = 4
-TIMEOUT_S = 60
+TIMEOUT_S = 15
 
 
 def _race_labels(path: str, worker: int, barrier, results) -> None:

@@ -247,7 +247,7 @@ def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
     return _once(night, "classify", ClassifyOutput, compute)
 
 
-def _failure_counts(night: Night, version: int, exclude_window: set[str] | None = None) -> tuple[int, int]:
+def _failure_counts(night: Night, version: int) -> tuple[int, int]:
     """(failed conversations, conversations) that ran with ``version`` of this prompt, before the night."""
     conversations = [
         c
@@ -524,12 +524,16 @@ def run_night(
     force: bool = False,
     progress: ProgressFn | None = None,
     runner: StageRunner = direct,
+    clients: Any = None,
 ) -> NightReport:
-    """Run (or resume) one prompt's night and return its report; a finished night is skipped unless ``force``."""
+    """Run (or resume) one prompt's night and return its report; a finished night is skipped unless ``force``.
+
+    ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
+    """
     own_store = store is None
     store = store or Store(settings.db)
     try:
-        night = Night(settings, store, prompt_name, logical_date, progress=progress)
+        night = Night(settings, store, prompt_name, logical_date, progress=progress, _clients=clients)
         status = store.runs.status(night.run_id)
         if status not in (None, "running", "failed", "budget_exhausted") and not force:
             report = store.runs.report(night.run_id)

@@ -108,11 +108,12 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
-def repair_instruction(schema: type[BaseModel], problem: str) -> str:
+def repair_instruction(
+    schema: type[BaseModel], problem: str, *, ask: str = "Reply again with only a JSON object, no other text"
+) -> str:
     """The user turn of the one repair re-ask: quotes what was wrong and restates the schema."""
     return (
-        f"Your previous answer could not be used: {problem}. "
-        f"Reply again with only a JSON object that matches this JSON schema, no other text:\n"
+        f"Your previous answer could not be used: {problem}. {ask}, matching this JSON schema:\n"
         f"{json.dumps(schema.model_json_schema(), ensure_ascii=False)}"
     )
 

@@ -79,7 +79,8 @@ class AnthropicProvider:
         if schema is not None:
             parsed, problem = _parse(schema, reply, answer_tool)
             if parsed is None:
-                turns = turns + _repair_turns(reply, answer_tool, repair_instruction(schema, problem))
+                ask = f"Call the {answer_tool} tool again with an input"
+                turns = turns + _repair_turns(reply, answer_tool, repair_instruction(schema, problem, ask=ask))
                 reply = await self._create(request, system, turns, tools, answer_tool)
                 usage = add_usage(usage, _usage(reply))
                 parsed, problem = _parse(schema, reply, answer_tool)

@@ -1,0 +1,192 @@
+"""The client every stage calls: budget check, cache, provider call, cost accounting.
+
+    clients = build_clients(settings, cache=store.cache, ledger=BudgetLedger.from_settings(settings))
+    answer = await clients.judge.complete(messages, response_schema=JudgeOutput)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from nightloop.config import RoleConfig, Settings
+from nightloop.llm.base import LLMRequest, LLMResponse, Provider
+from nightloop.llm.budget import BudgetLedger
+from nightloop.llm.cache import cache_key
+from nightloop.models import Message
+from nightloop.store.cache import CacheRepo
+
+__all__ = ["Clients", "LLMClient", "PROVIDERS", "build_clients", "build_provider"]
+
+
+class LLMClient:
+    """One role's model: ``complete()`` checks the budget, answers from the cache or the provider, and records cost.
+
+    With a cache, identical requests made concurrently share one provider call.
+    ``calls`` counts provider calls, ``cache_hits`` answers that cost nothing.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        role: RoleConfig,
+        *,
+        cache: CacheRepo | None = None,
+        ledger: BudgetLedger | None = None,
+    ) -> None:
+        self.provider = provider
+        self.role = role
+        self.cache = cache
+        self.ledger = ledger
+        self.calls = 0
+        self.cache_hits = 0
+        self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        response_schema: type[BaseModel] | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        sample: int = 0,
+        seed: int | None = None,
+    ) -> LLMResponse:
+        """Answer ``messages``; unset sampling settings come from the role's config."""
+        request = LLMRequest(
+            messages=list(messages),
+            model=self.role.model,
+            temperature=self.role.temperature if temperature is None else temperature,
+            max_tokens=self.role.max_tokens if max_tokens is None else max_tokens,
+            tools=tools,
+            response_schema=response_schema,
+            seed=seed,
+            sample=sample,
+        )
+        return await self.send(request)
+
+    async def send(self, request: LLMRequest) -> LLMResponse:
+        """``complete()`` for a ready-made request."""
+        if self.ledger is not None:
+            self.ledger.check()
+        if self.cache is None:
+            return await self._call_provider(request, key=None)
+        key = cache_key(self.provider.name, request)
+        cached = self._from_cache(key, request)
+        if cached is not None:
+            self.cache_hits += 1
+            return cached
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(key)
+        if pending is not None and pending.get_loop() is loop:
+            shared = await asyncio.shield(pending)
+            self.cache_hits += 1
+            return _as_cached(shared)
+        future: asyncio.Future[LLMResponse] = loop.create_future()
+        self._inflight[key] = future
+        try:
+            response = await self._call_provider(request, key=key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so a future nobody else awaited logs nothing
+            raise
+        else:
+            future.set_result(response)
+            return response
+        finally:
+            self._inflight.pop(key, None)
+
+    async def _call_provider(self, request: LLMRequest, *, key: str | None) -> LLMResponse:
+        response = await self.provider.complete(request)
+        self.calls += 1
+        if self.ledger is not None:
+            usage = response.usage
+            usage.cost_usd = self.ledger.cost(response.model or request.model, usage.input_tokens, usage.output_tokens)
+            self.ledger.record(usage)
+        if self.cache is not None and key is not None:
+            self.cache.put(key, response.model_dump(mode="json"))
+        return response
+
+    def _from_cache(self, key: str, request: LLMRequest) -> LLMResponse | None:
+        assert self.cache is not None
+        stored = self.cache.get(key)
+        if stored is None:
+            return None
+        try:
+            response = LLMResponse.model_validate(stored)
+            if request.response_schema is not None:
+                response.parsed = request.response_schema.model_validate(stored.get("parsed"))
+        except ValidationError:
+            self.cache.delete(key)  # written by an older shape of the schema: ask again
+            return None
+        return _as_cached(response)
+
+
+def _as_cached(response: LLMResponse) -> LLMResponse:
+    # The original latency is kept: a replayed answer from the cache must not look faster than a fresh one.
+    usage = response.usage.model_copy(update={"cached": True, "cost_usd": 0.0})
+    return response.model_copy(update={"usage": usage})
+
+
+def _openai(role: RoleConfig, seed: int) -> Provider:
+    return import_module("nightloop.llm.openai").OpenAIProvider(role)
+
+
+def _anthropic(role: RoleConfig, seed: int) -> Provider:
+    return import_module("nightloop.llm.anthropic").AnthropicProvider(role)
+
+
+def _sim(role: RoleConfig, seed: int) -> Provider:
+    return import_module("nightloop.llm.sim").SimProvider(seed=seed)
+
+
+#: Provider name -> factory; modules load lazily so an unused SDK is never imported.
+PROVIDERS: dict[str, Callable[[RoleConfig, int], Provider]] = {
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "sim": _sim,
+}
+
+
+def build_provider(role: RoleConfig, *, seed: int = 0) -> Provider:
+    """The provider a role names; raises ValueError listing the valid names for an unknown one."""
+    factory = PROVIDERS.get(role.provider)
+    if factory is None:
+        raise ValueError(f"Unknown provider {role.provider!r}; valid providers: {', '.join(sorted(PROVIDERS))}.")
+    return factory(role, seed)
+
+
+@dataclass
+class Clients:
+    """The three model roles of a night."""
+
+    judge: LLMClient
+    agent: LLMClient
+    scorer: LLMClient
+
+    @property
+    def calls(self) -> int:
+        return self.judge.calls + self.agent.calls + self.scorer.calls
+
+    @property
+    def cache_hits(self) -> int:
+        return self.judge.cache_hits + self.agent.cache_hits + self.scorer.cache_hits
+
+
+def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: BudgetLedger) -> Clients:
+    """One client per role from ``settings.llm``, sharing the ledger (and the cache when ``llm.cache`` is on)."""
+    shared_cache = cache if settings.llm.cache else None
+
+    def client(role: RoleConfig) -> LLMClient:
+        return LLMClient(build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger)
+
+    return Clients(judge=client(settings.llm.judge), agent=client(settings.llm.agent), scorer=client(settings.llm.scorer))

@@ -1,0 +1,170 @@
+"""The night end to end on the offline simulator: stages, idempotency, resume, report, backfill."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nightloop import pipeline
+from nightloop.config import Settings, load_settings
+from nightloop.ingest import ingest
+from nightloop.llm.base import LLMRequest, LLMResponse
+from nightloop.llm.budget import BudgetLedger
+from nightloop.llm.cache import cache_key
+from nightloop.llm.client import Clients, LLMClient
+from nightloop.llm.sim import SimProvider
+from nightloop.prompt_files import import_prompts
+from nightloop.simulate import simulate_from_store
+from nightloop.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "support_agent"
+DAY = date(2026, 11, 17)
+
+
+def _settings(tmp_path: Path, **overrides) -> Settings:
+    return load_settings(db=tmp_path / "night.db", seed=3, **overrides)
+
+
+def _day_of_traffic(store: Store, settings: Settings, tmp_path: Path, day: date = DAY, n: int = 60) -> None:
+    files = simulate_from_store(store, PROMPT, nights=1, per_night=n, seed=11, out=tmp_path / "logs", start_date=day)
+    ingest(store, [str(f) for f in files], classify_config=settings.classify)
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    settings = _settings(tmp_path)
+    store = Store(settings.db)
+    import_prompts(store, REPO / "prompts", created_by="test")
+    _day_of_traffic(store, settings, tmp_path)
+    yield settings, store
+    store.close()
+
+
+def test_a_night_proposes_gates_and_queues_a_better_prompt(world) -> None:
+    settings, store = world
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    assert report.status == "done", report.notes
+    assert report.conversations == 60 and report.failure_rate > 0.2
+    assert report.candidates >= 1 and report.decisions
+    promoted = [d for d in report.decisions if d.verdict == "promote"]
+    assert promoted, [d.reasons for d in report.decisions]
+    assert report.review_id is not None
+    item = store.runs.review_item(report.review_id)
+    assert item.status == "pending" and item.decision.delta > 0
+    assert set(store.runs.finished_stages(report.run_id)) == set(pipeline.STAGES)
+
+
+def test_a_finished_night_is_not_redone_unless_forced(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    first = pipeline.run_night(settings, PROMPT, night, store=store)
+    again = pipeline.run_night(settings, PROMPT, night, store=store)
+    assert again.status == "skipped" and "already finished" in again.notes[0]
+    forced = pipeline.run_night(settings, PROMPT, night, store=store, force=True)
+    assert forced.status == first.status and forced.run_id == first.run_id
+
+
+def test_too_few_failures_stop_the_night_early(world) -> None:
+    settings, store = world
+    strict = settings.model_copy(update={"min_failures": 10_000})
+    report = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=1), store=store)
+    assert report.status == "stopped_early"
+    assert any("new failure" in note for note in report.notes)
+
+
+def test_a_night_with_no_conversations_says_so(world) -> None:
+    settings, store = world
+    report = pipeline.run_night(settings, PROMPT, DAY - timedelta(days=5), store=store)
+    assert report.status == "stopped_early" and "no conversations" in report.notes[0]
+
+
+class Interrupted(BaseException):
+    """Stands in for a kill: not an Exception, so nothing on the way catches it."""
+
+
+class RecordingSim(SimProvider):
+    """The simulator, recording the cache key of every call it completes; optionally killed after N agent calls."""
+
+    def __init__(self, seed: int, kill_after: int | None = None) -> None:
+        super().__init__(seed=seed)
+        self.completed: list[str] = []
+        self.kill_after = kill_after
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        if self.kill_after is not None and request.response_schema is None and len(self.completed) >= self.kill_after:
+            raise Interrupted()
+        response = await super().complete(request)
+        self.completed.append(cache_key(self.name, request))
+        return response
+
+
+def _clients(settings: Settings, store: Store, provider: SimProvider) -> Clients:
+    ledger = BudgetLedger(None, None, settings.llm.prices)
+    make = lambda role: LLMClient(provider, role, cache=store.cache, ledger=ledger)  # noqa: E731
+    return Clients(judge=make(settings.llm.judge), agent=make(settings.llm.agent), scorer=make(settings.llm.scorer))
+
+
+def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    first = RecordingSim(settings.seed, kill_after=150)
+    with pytest.raises(Interrupted):
+        pipeline.run_night(settings, PROMPT, night, store=store, clients=_clients(settings, store, first))
+    run_id = pipeline.run_id_for(settings, PROMPT, night)
+    assert store.runs.status(run_id) == "running"
+    assert "judge" in store.runs.finished_stages(run_id) and "replay" not in store.runs.finished_stages(run_id)
+    saved_before = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
+    assert saved_before
+
+    second = RecordingSim(settings.seed)
+    report = pipeline.run_night(settings, PROMPT, night, store=store, clients=_clients(settings, store, second))
+    assert report.status == "done"
+    assert not set(first.completed) & set(second.completed), "a finished model call was made again"
+    after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
+    assert all(after[key] == result for key, result in saved_before.items())
+    expected = (report.candidates + 1) * len(pipeline.ReplaySetOutput.model_validate(
+        store.runs.stage_output(run_id, "replay_set")).cases) * settings.replay.repeats
+    assert len(after) == expected
+
+
+def test_report_json_per_night(world, tmp_path: Path) -> None:
+    settings, store = world
+    pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    from nightloop.cli import app
+
+    result = CliRunner().invoke(app, ["report", "--json", "--db", str(settings.db)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["date"] == "2026-11-18" and row["conversations"] == 60
+    assert set(row["failures"]) and 0 < row["failure_rate"] < 1
+    assert row["promoted_version"] is None
+
+
+def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    with Store(settings.db) as store:
+        import_prompts(store, REPO / "prompts", created_by="test")
+        for offset in range(3):
+            files = simulate_from_store(
+                store, PROMPT, nights=1, per_night=30, seed=offset, out=tmp_path / "logs", start_date=DAY + timedelta(days=offset)
+            )
+            ingest(store, [str(f) for f in files], classify_config=settings.classify)
+    from nightloop.cli import app
+
+    args = ["backfill", "--since", "2026-11-18", "--until", "2026-11-20", "--db", str(settings.db), "--json"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert [r["status"] != "skipped" for r in json.loads(first.stdout)] == [True, True, True]
+    second = CliRunner().invoke(app, args)
+    reports = json.loads(second.stdout)
+    assert [r["status"] for r in reports] == ["skipped"] * 3
+    assert all("already finished" in r["notes"][0] for r in reports)
+    forced = CliRunner().invoke(app, [*args, "--force"])
+    assert [r["status"] != "skipped" for r in json.loads(forced.stdout)] == [True, True, True]
