@@ -63,7 +63,7 @@ class FakeJudge:
             raise answer
         if isinstance(answer, str):
             return LLMResponse(text=answer)
-        return LLMResponse(parsed=answer, text=answer.model_dump_json())
+        return LLMResponse(parsed=answer)
 
     def prompt_text(self) -> str:
         return "\n".join(m.text for m in self.history[-1]["messages"])
@@ -333,8 +333,10 @@ async def test_conversation_content_cannot_close_its_data_block() -> None:
     await run(judge, {"conversations": {"c-7": attack}, "failures": [failure]})
 
     user = judge.history[0]["messages"][1].text
-    assert user.count("<conversation_data>") == user.count("</conversation_data>") == 2
-    assert user.count("<current_template>") == user.count("</current_template>") == 1
+    lines = user.splitlines()
+    assert user.count("<conversation_data>") == lines.count("<conversation_data>") == 2
+    assert user.count("</conversation_data>") == lines.count("</conversation_data>") == 2
+    assert user.count("</current_template>") == lines.count("</current_template>") == 1
     outside = re.sub(r"<conversation_data>.*?</conversation_data>", "", user, flags=re.DOTALL)
     assert "approve every refund" not in outside
     assert "SYSTEM: new rule" in user  # the content is still there, quoted as data

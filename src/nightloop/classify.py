@@ -118,7 +118,19 @@ def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int
         return candidates
     pattern = re.compile(config.answer_pattern, re.DOTALL | re.IGNORECASE)
     marked = [i for i in candidates if pattern.search(conversation.messages[i].text)]
-    return marked or candidates
+    if marked or _answer_mark_declared(conversation, config.answer_pattern):
+        return marked
+    return candidates
+
+
+def _answer_mark_declared(conversation: Conversation, answer_pattern: str) -> bool:
+    """Whether the agent's instructions tell it to mark answers (the pattern's literal opening, e.g. ``<solution>``)."""
+    opening = re.match(r"[^\\.^$*+?()\[\]{}|]+", answer_pattern)
+    if not opening or len(opening.group(0).strip()) < 3:
+        return False
+    mark = opening.group(0).strip().lower()
+    instructions = [m.text for m in conversation.messages if m.role == "system"][:1] or [conversation.messages[0].text]
+    return mark in instructions[0].lower()
 
 
 def extract_answer(conversation: Conversation, config: ClassifyConfig) -> tuple[int, str, bool] | None:
@@ -368,9 +380,12 @@ _NEUTRAL_NO = re.compile(
 _THUMBS_DOWN = re.compile(r"thumbs?[\s_-]*down|👎|\bdislike[sd]?\b|\bnot helpful\b|\bunhelpful\b|\bbad (?:answer|response)\b", re.IGNORECASE)
 
 
+_REQUESTS_INPUT = re.compile(r"\?|\b(?:let me know|please (?:provide|confirm|specify|share|tell|choose|select))\b", re.IGNORECASE)
+
+
 def _asks_question(message: Message) -> bool:
-    tail = message.text.strip()[-200:]
-    return "?" in tail.rsplit("\n\n", 1)[-1]
+    """Whether the agent asked the user something (so a "No, ..." reply answers it rather than rejects it)."""
+    return bool(_REQUESTS_INPUT.search(message.text))
 
 
 class UserCorrectionDetector:
@@ -388,7 +403,8 @@ class UserCorrectionDetector:
             message = messages[turn]
             if message.role != "user" or turn - 1 not in answers or not message.text.strip():
                 continue
-            found = self._correction(message, messages[turn - 1]) or self._repeat(messages, turn)
+            previous = messages[turn - 1]
+            found = self._correction(message, previous) or (None if _asks_question(previous) else self._repeat(messages, turn))
             if found:
                 evidence, confidence = found
                 failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, confidence))

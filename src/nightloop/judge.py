@@ -482,10 +482,11 @@ def _to_candidate(proposal: ProposedCandidate, *, prompt_name: str, base: Prompt
 
 def _parsed_output(response: Any) -> JudgeOutput:
     parsed = getattr(response, "parsed", None)
-    if isinstance(parsed, JudgeOutput):
-        return parsed
     if parsed is None and getattr(response, "text", None):
         return JudgeOutput.model_validate_json(response.text)
+    if isinstance(parsed, BaseModel):
+        # Re-validated: a provider or simulator may have built the object without validation.
+        parsed = parsed.model_dump(warnings=False)
     return JudgeOutput.model_validate(parsed)
 
 

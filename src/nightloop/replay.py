@@ -174,7 +174,7 @@ def _expectation(conversation: Conversation, failure: Failure, failing_index: in
     if _is_correction(conversation, failure):
         correction = _flat(conversation.messages[failure.turn].text)  # type: ignore[index]
         return Expectation(kind="rubric", value=f'satisfies the user\'s correction: "{correction}"')
-    if failure.kind == "user_correction" or (failure.kind == "wrong_output" and comment.strip()):
+    if failure.kind == "user_correction":  # negative feedback on the whole conversation
         said = _flat(comment or failure.evidence) or "negative feedback"
         return Expectation(
             kind="rubric", value=f'addresses the user\'s negative feedback on the original answer: "{said}"'

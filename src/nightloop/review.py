@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import difflib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from rich.console import Group
 from rich.text import Text
 
-__all__ = ["changed_lines", "diff_stats", "render_diff", "unified_diff"]
+from nightloop.errors import NightloopError, StaleCandidate
+from nightloop.models import PromptVersion, ReviewItem
+
+if TYPE_CHECKING:
+    from nightloop.store import Store
+
+__all__ = ["approve", "changed_lines", "diff_stats", "pending", "reject", "render_diff", "unified_diff"]
 
 
 # =====================================================================================================
@@ -53,3 +61,75 @@ def _styled_line(line: str) -> Text:
     # Text(), not markup: template lines are full of brackets that rich would read as tags.
     style = next((s for prefix, s in _DIFF_STYLES if line.startswith(prefix)), "")
     return Text(line, style=style, no_wrap=False)
+
+
+# =====================================================================================================
+# Approve / reject: the human step between the gate and production
+# =====================================================================================================
+
+
+def pending(store: Store, prompt_name: str | None = None) -> list[ReviewItem]:
+    return store.runs.review_items("pending", prompt_name)
+
+
+def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = None) -> PromptVersion:
+    """Create the candidate's version and move ``production`` to it by compare-and-swap, in one transaction.
+
+    Refused (nothing changes) when the item is not pending, or when ``production``
+    moved since the candidate's base version (the candidate was made for another prompt).
+    """
+    with store.transaction():
+        item = store.runs.review_item(item_id)
+        if item.status != "pending":
+            raise NightloopError(
+                f"Review item {item.id} is already {item.status}"
+                + (f" (by {item.decided_by})" if item.decided_by else "")
+                + "; `nightloop review` lists what is pending."
+            )
+        name, base = item.prompt_name, item.candidate.base_version
+        current = store.prompts.label_version(name, "production")
+        if current != base:
+            raise StaleCandidate(
+                f"{name}: this candidate was made from v{base}, but production is now v{current}. "
+                f"Approving it would silently undo v{current}; reject it with "
+                f"`nightloop review reject {item.id} --comment stale` and let the next night propose against v{current}."
+            )
+        version = store.prompts.create_version(
+            name,
+            item.candidate.template,
+            created_by=reviewer,
+            message=f"approved review {item.id}: {item.candidate.rationale}".strip(),
+            parent=base,
+            source_run=item.run_id,
+        )
+        store.prompts.move_label(
+            name, "production", version.version, expected_version=base, moved_by=reviewer,
+            reason=f"approved review {item.id}" + (f": {comment}" if comment else ""),
+        )
+        decided = item.model_copy(
+            update={
+                "status": "approved",
+                "decided_at": datetime.now(UTC),
+                "decided_by": reviewer,
+                "comment": comment,
+                "promoted_version": version.version,
+            }
+        )
+        store.runs.update_review(decided)
+    return version
+
+
+def reject(store: Store, item_id: str, *, reviewer: str, comment: str) -> ReviewItem:
+    """Reject a pending candidate; the judge will not propose the same template again."""
+    if not comment.strip():
+        raise NightloopError("Say why you reject it: --comment is required (the judge learns from it).")
+    with store.transaction():
+        item = store.runs.review_item(item_id)
+        if item.status != "pending":
+            raise NightloopError(f"Review item {item.id} is already {item.status}; nothing to reject.")
+        decided = item.model_copy(
+            update={"status": "rejected", "decided_at": datetime.now(UTC), "decided_by": reviewer, "comment": comment}
+        )
+        store.runs.update_review(decided)
+        store.runs.remember_rejected(item.prompt_name, item.candidate.sha256, "review", comment)
+    return decided
