@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from nightloop.classify import classify_conversation
+from nightloop.classify import RECOVERED_CONFIDENCE, classify_conversation
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation
 
@@ -41,8 +41,12 @@ def line(name: str, s: dict[str, float]) -> str:
     )
 
 
-def evaluate(path: Path, labels: dict, config: ClassifyConfig) -> tuple[list[tuple[bool, bool]], Counter, list[str], float]:
+def evaluate(
+    path: Path, labels: dict, config: ClassifyConfig
+) -> tuple[list[tuple[bool, bool]], list[tuple[bool, bool]], list[tuple[bool, bool]], Counter, list[str], float]:
     pairs: list[tuple[bool, bool]] = []
+    ok_pairs: list[tuple[bool, bool]] = []  # harness status "ok": no timeout/error to give the failure away
+    sure_pairs: list[tuple[bool, bool]] = []  # counting only failures above RECOVERED_CONFIDENCE
     kinds: Counter = Counter()
     mistakes: list[str] = []
     started = time.perf_counter()
@@ -51,13 +55,17 @@ def evaluate(path: Path, labels: dict, config: ClassifyConfig) -> tuple[list[tup
             continue
         conversation = Conversation.from_jsonl(raw)
         failures = classify_conversation(conversation, config)
-        kinds.update(f"{f.detector}:{f.kind}" for f in failures)
         predicted, actual = bool(failures), not labels[conversation.id]["success"]
+        for detector in {f.detector for f in failures}:  # per detector: conversations flagged, of which failed
+            kinds[(detector, actual)] += 1
         pairs.append((predicted, actual))
+        sure_pairs.append((any(f.confidence > RECOVERED_CONFIDENCE for f in failures), actual))
+        if conversation.outcome.status == "ok":
+            ok_pairs.append((predicted, actual))
         if predicted != actual:
             shown = failures[0].evidence[:120] if failures else "-"
             mistakes.append(f"  {'FP' if predicted else 'FN'} {conversation.id}: {shown}")
-    return pairs, kinds, mistakes, time.perf_counter() - started
+    return pairs, ok_pairs, sure_pairs, kinds, mistakes, time.perf_counter() - started
 
 
 def main() -> int:
@@ -82,10 +90,14 @@ def main() -> int:
                 print(f"{path.name}: no labels, skipped")
                 continue
             labels = json.loads(labels_path.read_text(encoding="utf-8"))
-            pairs, kinds, mistakes, seconds = evaluate(path, labels, config)
+            pairs, ok_pairs, sure_pairs, kinds, mistakes, seconds = evaluate(path, labels, config)
             everything.extend(pairs)
             print(line(path.stem, scores(pairs)) + f"  ({len(pairs) / seconds:,.0f} conv/s)")
-            print("  failures found: " + ", ".join(f"{k}={v}" for k, v in sorted(kinds.items())))
+            print(line("  of which status ok", scores(ok_pairs)))
+            print(line(f"  only confidence > {RECOVERED_CONFIDENCE}", scores(sure_pairs)))
+            detectors = sorted({name for name, _ in kinds})
+            print("  flagged by (conversations, of which labelled failed): "
+                  + ", ".join(f"{d} {kinds[(d, True)] + kinds[(d, False)]} ({kinds[(d, True)]})" for d in detectors))
             for mistake in mistakes[: args.show_errors]:
                 print(mistake)
         print(line("overall", scores(everything)))

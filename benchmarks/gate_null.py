@@ -9,7 +9,7 @@ case's probability by U(0, 0.2), +10 points on average. Cost and latency are dra
 same per-case distributions for both arms. Each night goes through the real
 ``gate.decide`` and ``gate.choose_winner``; any winner in a null night is a false promotion.
 
-Run: .venv/bin/python benchmarks/gate_null.py [--nights 1000] [--seed 0]
+Run: .venv/bin/python benchmarks/gate_null.py [--nights 1000] [--seed 0] [--test mcnemar|permutation]
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 from nightloop.config import GateConfig
-from nightloop.gate import choose_winner, decide
+from nightloop.gate import PAIRED_TESTS, PairedTest, choose_winner, decide, get_paired_test
 from nightloop.models import BASELINE, EvalResult, Expectation, GateDecision, Message, ReplayCase
 
 K = 4
@@ -79,7 +78,9 @@ def simulate_arm(arm: str, sims: list[SimCase], lift: dict[str, float], rng: ran
     return results
 
 
-def simulate_night(rng: random.Random, effect: bool, config: GateConfig) -> tuple[list[GateDecision], float]:
+def simulate_night(
+    rng: random.Random, effect: bool, config: GateConfig, test: PairedTest
+) -> tuple[list[GateDecision], float]:
     """The night's gate decisions and the mean true lift on its failure-origin cases."""
     sims = simulate_cases(rng)
     candidate_ids = [f"cand-{k}" for k in range(K)]
@@ -90,29 +91,55 @@ def simulate_night(rng: random.Random, effect: bool, config: GateConfig) -> tupl
         failure_sims = [s for s in sims if s.case.origin != "regression"]
         lifts += [min(1.0, s.pass_probability + lift.get(s.case.id, 0.0)) - s.pass_probability for s in failure_sims]
         results += simulate_arm(cid, sims, lift, rng)
-    return decide(results, [s.case for s in sims], candidate_ids, config), sum(lifts) / len(lifts)
+    decisions = decide(results, [s.case for s in sims], candidate_ids, config, test=test)
+    return decisions, sum(lifts) / len(lifts)
+
+
+def candidate_shares(decisions: list[GateDecision], config: GateConfig) -> dict[str, float]:
+    """Share of candidates per verdict, per veto, and blocked by a veto although significant with the effect."""
+    n = len(decisions)
+
+    def share(test) -> float:
+        return sum(1 for d in decisions if test(d)) / n
+
+    def has_reason(prefix: str):
+        return lambda d: any(r.startswith(prefix) for r in d.reasons)
+
+    return {
+        "promote": share(lambda d: d.verdict == "promote"),
+        "hold": share(lambda d: d.verdict == "hold"),
+        "reject": share(lambda d: d.verdict == "reject"),
+        "regression veto": share(lambda d: bool(d.regressions)),
+        "kind veto": share(has_reason("failure kind")),
+        "cost/latency veto": share(lambda d: has_reason("mean cost")(d) or has_reason("mean latency")(d)),
+        "significant but vetoed": share(
+            lambda d: d.verdict == "reject" and d.p_adjusted < config.alpha and d.delta >= config.min_effect
+        ),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nights", type=int, default=1000, help="Nights per scenario (default 1000).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the one random.Random (default 0).")
+    parser.add_argument("--test", choices=sorted(PAIRED_TESTS), default="mcnemar", help="Paired test.")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     config = GateConfig()
+    test = get_paired_test(args.test, rng)
     started = time.perf_counter()
     figures = {}
     for scenario, effect in (("null", False), ("+10", True)):
-        outcomes = [simulate_night(rng, effect, config) for _ in range(args.nights)]
-        verdicts = Counter(d.verdict for decisions, _ in outcomes for d in decisions)
+        outcomes = [simulate_night(rng, effect, config, test) for _ in range(args.nights)]
         promoted = sum(choose_winner(decisions) is not None for decisions, _ in outcomes) / args.nights
         true_lift = sum(lift for _, lift in outcomes) / args.nights
+        shares = candidate_shares([d for decisions, _ in outcomes for d in decisions], config)
         figures[scenario] = promoted
-        shares = ", ".join(f"{v} {verdicts[v] / (K * args.nights):.3f}" for v in ("promote", "hold", "reject"))
-        print(f"{scenario:>4} nights: {args.nights}, a winner chosen in {promoted:.3f}; "
-              f"true lift on failure cases {true_lift:+.3f}; candidate verdicts: {shares}")
-    print(f"config: {config.model_dump()}, K={K}, repeats={REPEATS}, seed={args.seed}, "
-          f"{time.perf_counter() - started:.1f} s")
+        print(f"{scenario:>4}: {args.nights} nights, a winner chosen in {promoted:.3f}, "
+              f"true lift on failure-origin cases {true_lift:+.3f}")
+        print("      candidates: " + ", ".join(f"{name} {value:.3f}" for name, value in shares.items()))
+    print(f"test={args.test} K={K} repeats={REPEATS} seed={args.seed} config={config.model_dump(exclude={'test'})} "
+          f"({time.perf_counter() - started:.1f} s)")
     print(f"false_promotion={figures['null']:.3f} power={figures['+10']:.3f}")
 
 

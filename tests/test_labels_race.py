@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import queue
+import time
 from pathlib import Path
 
 from nightloop.errors import LabelConflict
@@ -11,7 +13,7 @@ from nightloop.store import Store
 WORKERS = 3
 ROUNDS = 3
 VERSIONS_PER_WORKER = 4
-TIMEOUT_S = 15
+TIMEOUT_S = 60
 
 
 def _race_labels(path: str, worker: int, barrier, results) -> None:
@@ -44,11 +46,17 @@ def _run(target, path: Path, expected_results: int) -> list:
     processes = [ctx.Process(target=target, args=(str(path), w, barrier, results)) for w in range(WORKERS)]
     for process in processes:
         process.start()
-    collected = []
+    collected: list = []
+    deadline = time.monotonic() + TIMEOUT_S
     try:
-        # Drain before joining: a child cannot exit while its queued results are unread.
-        for _ in range(expected_results):
-            collected.append(results.get(timeout=TIMEOUT_S))
+        # Drain before joining (a child cannot exit while its queued results are unread), and stop early
+        # when a worker died, so a crash shows up as its exit code instead of a long wait.
+        while len(collected) < expected_results and time.monotonic() < deadline:
+            try:
+                collected.append(results.get(timeout=0.2))
+            except queue.Empty:
+                crashed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+                assert not crashed, f"a worker crashed (exit codes {crashed}); see its traceback above"
     finally:
         for process in processes:
             process.join(TIMEOUT_S)

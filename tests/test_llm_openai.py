@@ -43,7 +43,8 @@ def provider_for(fake: FakeOpenAIServer, **overrides: Any) -> OpenAIProvider:
 
 
 def ask(text: str, **fields: Any) -> LLMRequest:
-    return LLMRequest(messages=[Message(role="system", content="Be brief."), Message(role="user", content=text)], model="gpt-4o", **fields)
+    messages = [Message(role="system", content="Be brief."), Message(role="user", content=text)]
+    return LLMRequest(messages=messages, model="gpt-4o", **fields)
 
 
 async def test_text_answer_with_usage(fake: FakeOpenAIServer) -> None:
@@ -112,7 +113,10 @@ async def test_structured_answer_in_a_code_fence_is_accepted(fake: FakeOpenAISer
 
 
 async def test_invalid_json_then_valid_answer_is_repaired(fake: FakeOpenAIServer) -> None:
-    fake.push(Answer.text("Sure! passed: yes"), Answer.json({"passed": True, "score": 1.0}))
+    fake.push(
+        Answer.text("Sure! passed: yes", input_tokens=10, output_tokens=4),
+        Answer.json({"passed": True, "score": 1.0}, input_tokens=20, output_tokens=6),
+    )
 
     response = await provider_for(fake).complete(ask("grade it", response_schema=RubricVerdict))
 
@@ -121,8 +125,7 @@ async def test_invalid_json_then_valid_answer_is_repaired(fake: FakeOpenAIServer
     repair = fake.requests[1]["messages"]
     assert repair[-2] == {"role": "assistant", "content": "Sure! passed: yes"}
     assert repair[-1]["role"] == "user" and "could not be used" in repair[-1]["content"]
-    # both calls' tokens are counted
-    assert response.usage.input_tokens > fake.requests[0]["messages"].__len__()
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (30, 10)  # both calls are paid for
 
 
 async def test_schema_violation_twice_raises_structured_output_error(fake: FakeOpenAIServer) -> None:
@@ -216,7 +219,9 @@ async def test_keyless_local_server_gets_a_placeholder_key(fake: FakeOpenAIServe
     assert fake.request_headers[0]["authorization"].startswith("Bearer ")
 
 
-async def test_environment_key_and_base_url_are_honoured(fake: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_environment_key_and_base_url_are_honoured(
+    fake: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "env-key")
     monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
 

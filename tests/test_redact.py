@@ -105,7 +105,10 @@ def test_redact_conversation_covers_messages_tool_arguments_variables_and_outcom
                 },
                 {"role": "tool", "tool_call_id": "t1", "content": '{"phone": "+44 20 7946 0958"}'},
             ],
-            "outcome": {"error": "failed for jane@example.com", "feedback": {"score": 0, "comment": "mail jane@example.com"}},
+            "outcome": {
+                "error": "failed for jane@example.com",
+                "feedback": {"score": 0, "comment": "mail jane@example.com"},
+            },
         }
     )
     redacted = redact_conversation(conv)
@@ -129,7 +132,17 @@ def test_text_without_digits_or_separators_never_changes(text: str) -> None:
 
 @given(
     st.lists(
-        st.sampled_from(["jane@example.com", "4111 1111 1111 1111", "+44 20 7946 0958", "order #4412", "hello", "sk-" + "a" * 24, "$12.50"]),
+        st.sampled_from(
+            [
+                "jane@example.com",
+                "4111 1111 1111 1111",
+                "+44 20 7946 0958",
+                "order #4412",
+                "hello",
+                "sk-" + "a" * 24,
+                "$12.50",
+            ]
+        ),
         max_size=8,
     )
 )

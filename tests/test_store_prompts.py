@@ -72,7 +72,7 @@ def test_parent_defaults_to_production_then_latest(store: Store) -> None:
     repo.set_label("p", "production", 1, "a")
     assert repo.create_version("p", "three", created_by="a").parent == 1  # edits what production runs
     assert repo.create_version("p", "four", created_by="a", parent=2).parent == 2
-    with pytest.raises(NotFound, match="v1–v4"):
+    with pytest.raises(NotFound, match="v1-v4"):
         repo.create_version("p", "five", created_by="a", parent=9)
 
 
@@ -168,6 +168,8 @@ def test_rollback_returns_to_the_previous_version(store: Store) -> None:
         repo.create_version("p", text, created_by="x")
     with pytest.raises(NotFound, match="no earlier version"):
         repo.rollback("p", moved_by="watch")
+    with pytest.raises(NotFound, match="No prompt named 'q'"):
+        repo.rollback("q", moved_by="watch")
     repo.set_label("p", "production", 1, "x")
     with pytest.raises(NotFound, match="never moved from another version"):
         repo.rollback("p", moved_by="watch")
@@ -206,7 +208,10 @@ def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
 def test_import_twice_is_a_no_op(store: Store, tmp_path: Path) -> None:
     directory = _prompts_dir(tmp_path, {"support": TEMPLATE, "billing": "Bill {{ who }}."})
     created = import_prompts(store, directory)
-    assert sorted((v.name, v.version, v.created_by) for v in created) == [("billing", 1, "human"), ("support", 1, "human")]
+    assert sorted((v.name, v.version, v.created_by) for v in created) == [
+        ("billing", 1, "human"),
+        ("support", 1, "human"),
+    ]
     assert store.prompts.labels("support") == {"production": 1}
 
     assert import_prompts(store, directory) == []
@@ -265,7 +270,7 @@ def test_an_edit_of_an_older_export_records_that_version_as_parent(store: Store,
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     template=st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{}%#\r\x00\x85\u2028\u2029"),
+        alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="{}%#\r\x00\x85\u2028\u2029"),
         max_size=200,
     )
 )
@@ -298,6 +303,13 @@ def test_bad_prompt_files_are_explained(store: Store, tmp_path: Path, files, met
     directory = _prompts_dir(tmp_path, files, metas)
     with pytest.raises(PromptFileError, match=message):
         import_prompts(store, directory)
+
+
+def test_two_metadata_files_for_one_prompt_are_refused(store: Store, tmp_path: Path) -> None:
+    directory = _prompts_dir(tmp_path, {"support": TEMPLATE}, {"support": "description: a\n"})
+    (directory / "support.yml").write_text("description: b\n", encoding="utf-8")
+    with pytest.raises(PromptFileError, match=r"support\.yaml and .*support\.yml describe the same prompt"):
+        read_prompt_dir(directory)
 
 
 def test_a_missing_directory_says_how_to_create_it(store: Store, tmp_path: Path) -> None:
@@ -342,7 +354,7 @@ def test_get_prompt_is_strict_and_sandboxed(store: Store) -> None:
 
 
 def test_get_prompt_explains_what_is_missing(store: Store, tmp_path: Path) -> None:
-    with pytest.raises(NotFound, match="does not exist.*nightloop prompts import prompts/"):
+    with pytest.raises(NotFound, match=r"does not exist.*nightloop prompts import prompts/"):
         get_prompt("support", db=tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
     with pytest.raises(NotFound, match="nightloop prompts import prompts/"):

@@ -7,6 +7,7 @@ the same way: any object with a ``name`` and a ``detect`` method.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import json
 import logging
@@ -25,6 +26,7 @@ __all__ = [
     "DETECTORS",
     "Detector",
     "HarnessErrorDetector",
+    "RECOVERED_CONFIDENCE",
     "TimeoutDetector",
     "ToolErrorDetector",
     "UserCorrectionDetector",
@@ -42,6 +44,9 @@ logger = logging.getLogger(__name__)
 EVIDENCE_LIMIT = 300
 #: Relative tolerance when a reference answer and a final answer are both numbers.
 NUMERIC_REL_TOL = 0.01
+#: A correction the agent recovered from (its final answer matches the reference) is still a
+#: failure worth a better prompt, but a less certain sign that the conversation went wrong.
+RECOVERED_CONFIDENCE = 0.5
 #: References longer than this (or spanning lines: code, test suites, trajectories) are
 #: not answers a rule can compare; they are left to a rubric scorer.
 MAX_COMPARABLE_REFERENCE = 200
@@ -109,9 +114,9 @@ def _is_answer_text(message: Message) -> bool:
 def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int]:
     """Indexes of assistant turns that answer the user (not tool steps).
 
-    When the agent marks its answers (``config.answer_pattern``, e.g. ``<solution>``) and
-    this conversation uses the mark, only marked turns are answers; the others are
-    intermediate steps whose follow-up "user" turns are observations, not verdicts.
+    When the agent marks its answers (``config.answer_pattern``, e.g. ``<solution>``: used in
+    this conversation or required by its system prompt), only marked turns are answers; the
+    others are intermediate steps whose follow-up "user" turns are observations, not verdicts.
     """
     candidates = [i for i, m in enumerate(conversation.messages) if _is_answer_text(m)]
     if not config.answer_pattern:
@@ -202,8 +207,6 @@ def _close(a: float, b: float) -> bool:
 
 def _parse_structured(text: str) -> Any:
     """JSON (or a Python literal such as ``[1, 2]``/``{'a': 1}``) inside ``text``, or None."""
-    import ast
-
     candidate = text.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", candidate, re.DOTALL)
     if fenced:
@@ -258,7 +261,9 @@ def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | 
         items = list(parsed) if isinstance(parsed, (list, tuple, set)) else _split_items(answer)
         return _items_match(items, list(expected), config)
     if isinstance(expected, dict):
-        parsed = _parse_structured(answer)
+        parsed = _parse_json_document(answer)
+        if parsed is _NOT_JSON:
+            parsed = _parse_structured(answer)
         return isinstance(parsed, dict) and canonical_json(parsed) == canonical_json(expected)
     return _text_matches(answer, str(expected), config)
 
@@ -279,10 +284,12 @@ def _text_matches(answer: str, expected: str, config: ClassifyConfig) -> bool | 
         return _number_matches(answer, number)
     if expected.strip().lower() in {"true", "false"}:
         return answers_match(answer, expected.strip().lower() == "true", config)
-    if expected.strip().startswith(("[", "(")):
+    if expected.strip().startswith(("[", "(", "{")):
         parsed = _parse_structured(expected)
         if isinstance(parsed, (list, tuple)):
             return answers_match(answer, list(parsed), config)
+        if isinstance(parsed, dict):
+            return answers_match(answer, parsed, config)
     steps = list(config.normalize)
     want, got = normalize(expected, steps), normalize(answer, steps)
     if want == got:
@@ -362,18 +369,29 @@ _CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
         (r"\bnot what i (?:asked|wanted|meant|said|need(?:ed)?|requested|ordered)\b", 0.9),
         (r"\b(?:that|this|it)(?:'s|’s| is| was)\s+(?:wrong|incorrect|not (?:right|correct|true|accurate))\b", 0.9),
         (r"\b(?:that|this|it)(?:'s|’s| is| was)\s+not\s+(?:my|our|the (?:right|correct))\b", 0.85),
-        (r"\byou(?:'re|’re| are)?\s+(?:misunderstood|got it wrong|are wrong|wrong|mistaken|made a mistake)\b", 0.9),
+        (r"\byou(?:'re|’re| are) (?:wrong|mistaken)\b|\byou (?:misunderstood|got it wrong|made a mistake)\b", 0.9),
         (r"\byou (?:gave|sent|quoted|showed) (?:me )?(?:the )?(?:wrong|incorrect)\b", 0.9),
         (r"\bi (?:said|meant|already (?:said|told you|gave you|mentioned)|told you)\b", 0.85),
         (r"\bi asked (?:for|you|about|to)\b", 0.85),
         (r"\bas i (?:said|mentioned|already said)\b", 0.85),
         (r"\b(?:please|pls|can you|could you)\s+(?:\w+\s+)?(?:answer|reply|respond|write|say that|repeat that)\s+in\s+\w+", 0.8),
         (r"\b(?:this|that) (?:is|was) (?:bad|incorrect|wrong)\b", 0.8),
+        (r"\bi (?:didn'?t|did not|never) (?:ask|want)\b|\bjust answer (?:my|the) question\b", 0.85),
+        (r"\b(?:that'?s|this is|it'?s|way|far|much) too (?:long|short|verbose|vague)\b", 0.75),
+        # The same moves in the other languages the demo shop serves (de, fr, es).
+        (r"\b(?:das|es) (?:ist|war) (?:falsch|nicht (?:richtig|korrekt|meine?|das,? was ich))", 0.85),
+        (r"\bich (?:habe|hatte) (?:doch )?(?:nach\b.*\bgefragt|gesagt|gemeint)|\bich meinte\b|\bdas habe ich nicht gefragt", 0.85),
+        (r"\b(?:viel )?zu lang\b|\btrop long\b|\bdemasiado largo\b", 0.75),
+        (r"\bbitte (?:antworten|schreiben) sie (?:auf|in) \w+", 0.8),
+        (r"\b(?:c['’]est|ce n['’]est) (?:faux|incorrect|pas (?:ma|mon|ce que|le bon|la bonne))", 0.85),
+        (r"\bj['’]ai (?:demandé|dit)\b|\b(?:répondez|merci de répondre)(?: moi)? en \w+", 0.85),
+        (r"\b(?:eso|esto) (?:está mal|es incorrecto|no es (?:mi|lo que|el|la))|\bno es lo que (?:pregunté|pedí|quería)", 0.85),
+        (r"\b(?:pregunté|pedí|dije) (?:por|el|la|que)\b|\b(?:responda|conteste)(?:me)? en \w+", 0.85),
     ]
 ]
-_LEADING_NO = re.compile(r"^\W*(?:no|nope|nah|not quite|not really)\b[\s,.!;:-]+(?P<rest>\S.*)", re.IGNORECASE | re.DOTALL)
+_LEADING_NO = re.compile(r"^\W*(?:no|nope|nah|not quite|not really|nein|non)\b[\s,.!;:-]+(?P<rest>\S.*)", re.IGNORECASE | re.DOTALL)
 _NEUTRAL_NO = re.compile(
-    r"^\W*(?:no|nope|nah)\b[\s,.!;:-]*(?:thanks?|thank you|problem|worries|need|rush|hurry|pressure|that'?s (?:all|it|fine|ok|everything)|"
+    r"^\W*(?:no|nope|nah|nein|non)\b[\s,.!;:-]*(?:thanks?|thank you|merci|danke|gracias|problem|worries|need|rush|hurry|pressure|that'?s (?:all|it|fine|ok|everything)|"
     r"i'?m (?:good|fine|ok|all set)|i think that'?s|nothing|not (?:now|right now|at the moment)|other|more|that will be all|all good)",
     re.IGNORECASE,
 )
@@ -385,7 +403,16 @@ _REQUESTS_INPUT = re.compile(r"\?|\b(?:let me know|please (?:provide|confirm|spe
 
 def _asks_question(message: Message) -> bool:
     """Whether the agent asked the user something (so a "No, ..." reply answers it rather than rejects it)."""
-    return bool(_REQUESTS_INPUT.search(message.text))
+    return bool(_REQUESTS_INPUT.search(message.text.strip()[-300:]))  # how the turn ends, sign-off included
+
+
+def _verified_final_answer_turn(conversation: Conversation, config: ClassifyConfig) -> int | None:
+    """The turn of a final answer that matches the reference, or None when there is none or rules can't tell."""
+    answer = extract_answer(conversation, config)
+    if answer is None or conversation.outcome.expected is None:
+        return None
+    turn, text, _ = answer
+    return turn if answers_match(text, conversation.outcome.expected, config) is True else None
 
 
 class UserCorrectionDetector:
@@ -393,11 +420,13 @@ class UserCorrectionDetector:
 
     name = "user_correction"
     min_repeat_words = 4
+    max_repeat_chars = 600
     repeat_ratio = 0.85
 
     def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
         messages = conversation.messages
         answers = set(answer_turns(conversation, config))
+        recovered_after = _verified_final_answer_turn(conversation, config)
         failures: list[Failure] = []
         for turn in range(1, len(messages)):
             message = messages[turn]
@@ -407,6 +436,8 @@ class UserCorrectionDetector:
             found = self._correction(message, previous) or (None if _asks_question(previous) else self._repeat(messages, turn))
             if found:
                 evidence, confidence = found
+                if recovered_after is not None and turn < recovered_after:
+                    evidence, confidence = f"(recovered later) {evidence}", min(confidence, RECOVERED_CONFIDENCE)
                 failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, confidence))
         feedback = conversation.outcome.feedback
         if feedback is not None and feedback.comment and _THUMBS_DOWN.search(feedback.comment):
@@ -431,13 +462,14 @@ class UserCorrectionDetector:
     def _repeat(self, messages: Sequence[Message], turn: int) -> tuple[str, float] | None:
         """The user asks the same thing again: the answer did not land."""
         text = normalize(messages[turn].text, ["lower", "collapse_whitespace"])
-        if len(text.split()) < self.min_repeat_words:
-            return None
+        if len(text.split()) < self.min_repeat_words or len(text) > self.max_repeat_chars:
+            return None  # long turns are pasted content or observations, not a request said again
         for earlier in messages[:turn]:
-            if earlier.role != "user":
+            if earlier.role != "user" or len(earlier.text) > 2 * self.max_repeat_chars:
                 continue
             before = normalize(earlier.text, ["lower", "collapse_whitespace"])
-            if difflib.SequenceMatcher(None, text, before, autojunk=False).ratio() >= self.repeat_ratio:
+            matcher = difflib.SequenceMatcher(None, text, before, autojunk=False)
+            if matcher.real_quick_ratio() >= self.repeat_ratio and matcher.ratio() >= self.repeat_ratio:
                 return f"repeated request: {excerpt(messages[turn].text, limit=260)}", 0.6
         return None
 

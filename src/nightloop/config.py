@@ -10,10 +10,11 @@ Provider keys are read by the SDKs themselves (``OPENAI_API_KEY``,
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -98,6 +99,17 @@ class ClassifyConfig(BaseModel):
     )
     negative_feedback_below: float = 0.5
     json_schema: dict[str, Any] | None = None
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _answer_pattern_compiles(cls, value: str | None) -> str | None:
+        # A broken regex would otherwise silently switch off answer checks for every conversation.
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"classify.answer_pattern is not a valid regular expression ({exc}); fix it in nightloop.toml") from exc
+        return value
 
 
 class JudgeConfig(BaseModel):

@@ -11,7 +11,9 @@ Statistics
   - Paired test, a strategy chosen by ``GateConfig.test`` (see :data:`PAIRED_TESTS`):
     ``mcnemar`` is the exact McNemar test on majority verdicts, i.e. a one-sided binomial
     test (``scipy.stats.binomtest``) that the cases flipping to pass outnumber those
-    flipping to fail.
+    flipping to fail. ``permutation`` (a sign-flip test on the per-case pass-rate
+    differences, seeded Monte Carlo) uses the repeats instead of collapsing them to a
+    majority and has more power; ``benchmarks/gate_null.py --test permutation`` measures it.
   - Holm's step-down correction across the night's K candidates gives ``p_adjusted``.
   - Effect: ``delta`` = candidate − baseline mean per-case pass rate, must reach ``min_effect``.
   - Interval: a paired Student-t interval (two-sided, level 1 − alpha) on the per-case
@@ -37,12 +39,14 @@ vetoes; ``hold`` otherwise (including too few cases). Every number and reason is
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean, stdev
 from typing import Protocol
 
+import numpy as np
 from scipy import stats
 
 from nightloop.config import GateConfig
@@ -54,6 +58,7 @@ __all__ = [
     "ArmTally",
     "CasePair",
     "McNemarTest",
+    "PairedPermutationTest",
     "PairedTest",
     "TestOutcome",
     "choose_winner",
@@ -138,16 +143,50 @@ class McNemarTest:
         return TestOutcome(p_value=float(p_value), summary=summary)
 
 
-#: The paired tests by name (``GateConfig.test``); a bootstrap on per-case pass rates plugs in here.
-PAIRED_TESTS: dict[str, type[PairedTest]] = {"mcnemar": McNemarTest}
+class PairedPermutationTest:
+    """Sign-flip permutation test on per-case pass-rate differences (Monte Carlo, seeded).
+
+    Under "no effect" the two arms are exchangeable within a case, so each case's difference
+    is as likely to have either sign; p is the share of sign-flipped sums at least as large
+    as the observed one, counted the (1 + hits) / (1 + resamples) way so it is never 0.
+    """
+
+    name = "permutation"
+
+    def __init__(self, rng: random.Random | None = None, resamples: int = 2000) -> None:
+        self._rng = rng if rng is not None else random.Random(0)
+        self._resamples = resamples
+
+    def test(self, pairs: Sequence[CasePair]) -> TestOutcome:
+        diffs = np.array([p.candidate.rate - p.baseline.rate for p in pairs if p.candidate.rate != p.baseline.rate])
+        if diffs.size == 0:
+            return TestOutcome(1.0, "sign-flip permutation test: no case changed its pass rate, p=1")
+        generator = np.random.default_rng(self._rng.getrandbits(64))
+        signs = generator.choice(np.array([-1.0, 1.0]), size=(self._resamples, diffs.size))
+        observed = float(diffs.sum())
+        hits = int(np.count_nonzero(signs @ diffs >= observed - 1e-9))
+        p_value = (1 + hits) / (1 + self._resamples)
+        summary = (
+            f"sign-flip permutation test on per-case pass rates: {int((diffs > 0).sum())} cases up, "
+            f"{int((diffs < 0).sum())} down, one-sided p={_fmt_p(p_value)} ({self._resamples} resamples)"
+        )
+        return TestOutcome(p_value=p_value, summary=summary)
 
 
-def get_paired_test(name: str) -> PairedTest:
+#: The paired tests by name (``GateConfig.test``), each built from the night's seeded rng.
+PAIRED_TESTS: dict[str, Callable[[random.Random | None], PairedTest]] = {
+    "mcnemar": lambda rng: McNemarTest(),
+    "permutation": lambda rng: PairedPermutationTest(rng),
+}
+
+
+def get_paired_test(name: str, rng: random.Random | None = None) -> PairedTest:
     """The paired test called ``name``; an unknown name raises ValueError listing the known ones."""
     try:
-        return PAIRED_TESTS[name]()
+        factory = PAIRED_TESTS[name]
     except KeyError:
         raise ValueError(f"Unknown gate test {name!r}; choose one of: {', '.join(sorted(PAIRED_TESTS))}.") from None
+    return factory(rng)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -178,11 +217,15 @@ class _Arm:
     """One arm's results on the eligible cases, grouped by case with duplicates collapsed."""
 
     by_case: dict[str, list[EvalResult]] = field(default_factory=dict)
+    _tallies: dict[str, ArmTally] = field(default_factory=dict)
 
     def tally(self, case_id: str) -> ArmTally:
-        rows = self.by_case[case_id]
-        passes = sum(1 for r in rows if r.passed and r.error is None)
-        return ArmTally(passes=passes, runs=len(rows), errors=sum(1 for r in rows if r.error is not None))
+        if case_id not in self._tallies:  # the baseline is tallied once, not once per candidate
+            rows = self.by_case[case_id]
+            passes = sum(1 for r in rows if r.passed and r.error is None)
+            errors = sum(1 for r in rows if r.error is not None)
+            self._tallies[case_id] = ArmTally(passes=passes, runs=len(rows), errors=errors)
+        return self._tallies[case_id]
 
     def rows(self, case_ids: Iterable[str]) -> list[EvalResult]:
         return [r for cid in case_ids for r in self.by_case.get(cid, ())]
@@ -215,9 +258,13 @@ def decide(
     config: GateConfig,
     *,
     min_cases: int = MIN_CASES,
+    test: PairedTest | None = None,
 ) -> list[GateDecision]:
-    """One decision per candidate, in ``candidate_ids`` order, each with every number and reason."""
-    test = get_paired_test(config.test)
+    """One decision per candidate, in ``candidate_ids`` order, each with every number and reason.
+
+    ``test`` overrides the paired test named by ``config.test`` (e.g. a seeded permutation test).
+    """
+    test = test if test is not None else get_paired_test(config.test)
     eligible = {c.id: c for c in cases if c.split == "holdout" or c.origin == "regression"}
     arms, unknown = _group_by_arm(results, eligible, {BASELINE, *candidate_ids}, {c.id for c in cases})
     baseline = arms.get(BASELINE, _Arm())
@@ -289,7 +336,8 @@ def _verdict(analysis: _Analysis, p_adjusted: float, k: int, config: GateConfig,
 
     worse = delta < 0 and -delta >= config.min_effect
     if analysis.vetoes:
-        verdict, why = "reject", f"reject: {len(analysis.vetoes)} veto(es) above, whatever the overall gain"
+        verdict = "reject"
+        why = f"reject: vetoed ({len(analysis.vetoes)} veto reason(s) above), whatever the overall gain"
     elif worse:
         verdict = "reject"
         why = f"reject: the candidate is worse ({delta:+.2f}, at least the {config.min_effect:g} minimum)"
@@ -420,6 +468,8 @@ def _error_notes(rows: Sequence[EvalResult], arm: str) -> list[str]:
 def _rate_sentence(
     base: float, cand: float, n: int, low: float | None, high: float | None, alpha: float
 ) -> str:
+    if n == 0:
+        return "no holdout/regression case has results for both the baseline and the candidate"
     sentence = f"holdout+regression pass rate {base:.2f} -> {cand:.2f} ({cand - base:+.2f}) over {n} cases"
     if low is not None and high is not None:
         sentence += f", {1 - alpha:.0%} CI [{low:+.2f}, {high:+.2f}]"

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from nightloop.config import JudgeConfig
 from nightloop.errors import ProviderError, TemplateError
@@ -35,6 +35,7 @@ from nightloop.models import (
     sha256_text,
 )
 from nightloop.redact import redact, redact_conversation
+from nightloop.review import changed_lines
 from nightloop.templates import render, template_variables
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "JudgeClient",
     "ShownFailure",
     "candidate_id",
-    "changed_line_count",
     "conversation_texts",
     "group_failures",
     "judge_messages",
@@ -109,6 +109,7 @@ class FailureGroup(BaseModel):
 class ShownFailure(BaseModel):
     """One failure as the judge sees it: neutralised, redacted, truncated text."""
 
+    number: int
     id: str
     kind: str
     detector: str
@@ -132,10 +133,13 @@ def _truncate(text: str, limit: int) -> str:
 
 
 def neutralise_delimiters(text: str) -> str:
-    """Make quoted content unable to open or close a delimiter block (``</conversation_data>`` -> ``‹/conversation_data>``)."""
+    """Make quoted content unable to open or close a delimiter block.
+
+    ``</conversation_data>`` becomes ``‹/conversation_data>``; spaced, HTML-escaped and JSON-escaped variants too.
+    """
     names = "|".join(DATA_DELIMITERS)
     return re.sub(
-        rf"(?:<|&lt;|&#60;|\\u003c)(\s*[\\/]?\s*)(?=(?:{names})\b)",
+        rf"(?:<|&lt;|&#60;|\\u003c)([\s\\/]*)(?=(?:{names})\b)",
         lambda match: "‹" + re.sub(r"\s", "", match.group(1)),
         text,
         flags=re.IGNORECASE,
@@ -186,9 +190,13 @@ def _cause(detector: str, failures: list[Failure]) -> tuple[str, list[str]]:
     return label, top
 
 
-def group_failures(failures: Iterable[Failure], conversations: dict[str, Conversation] | None = None) -> list[FailureGroup]:
-    """Group by kind and detector, then by similar evidence keywords; largest groups first. Deterministic."""
-    del conversations  # grouping looks at evidence only; kept in the signature for cause heuristics that need turns
+def group_failures(
+    failures: Iterable[Failure], conversations: dict[str, Conversation] | None = None
+) -> list[FailureGroup]:
+    """Group by kind and detector, then by similar evidence keywords; largest groups first. Deterministic.
+
+    ``conversations`` is accepted for cause heuristics that need more than the evidence; none does yet.
+    """
     by_source: dict[tuple[str, str], list[Failure]] = {}
     for failure in sorted(failures, key=lambda f: (-f.confidence, f.id)):
         by_source.setdefault((failure.kind, failure.detector), []).append(failure)
@@ -223,8 +231,9 @@ def select_shown(groups: list[FailureGroup], limit: int) -> list[FailureGroup]:
 
 @lru_cache(maxsize=1)
 def _meta_environment() -> SandboxedEnvironment:
+    # Sandboxed like managed templates: meta-prompts are package data, but what they render is not.
     return SandboxedEnvironment(
-        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False
+        undefined=jinja2.StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
     )
 
 
@@ -260,8 +269,9 @@ def _relevant_turns(failure: Failure, conversation: Conversation | None) -> str:
     return "\n".join(lines)
 
 
-def _shown_failure(failure: Failure, conversation: Conversation | None) -> ShownFailure:
+def _shown_failure(number: int, failure: Failure, conversation: Conversation | None) -> ShownFailure:
     return ShownFailure(
+        number=number,
         id=_one_line(failure.id),
         kind=failure.kind,
         detector=_one_line(failure.detector, 80),
@@ -287,15 +297,21 @@ def judge_messages(
 ) -> list[Message]:
     """The system and user messages of the judge call; ``conversations`` must already be redacted."""
     variables = _variables_display(_safe_names(base.template))
-    shown_groups = [
-        {
-            "kind": group.kind,
-            "cause": _one_line(group.cause, 120),
-            "hidden": group.hidden,
-            "failures": [_shown_failure(f, conversations.get(f.conversation_id)) for f in group.failures],
-        }
-        for group in groups
-    ]
+    numbered = enumerate((f for group in groups for f in group.failures), start=1)
+    shown_failures = [_shown_failure(n, f, conversations.get(f.conversation_id)) for n, f in numbered]
+    shown_groups = []
+    for group in groups:
+        members, shown_failures = shown_failures[: len(group.failures)], shown_failures[len(group.failures) :]
+        shown_groups.append(
+            {
+                # The ids come first so that everything said about the group follows one of its own ids.
+                "ids": [f.id for f in members],
+                "kind": group.kind,
+                "cause": _one_line(group.cause, 120),
+                "hidden": group.hidden,
+                "failures": members,
+            }
+        )
     shown = sum(len(group.failures) for group in groups)
     system = _meta_template("judge_system.j2").render(variables_display=variables, max_diff_lines=max_diff_lines)
     user = _meta_template("judge_user.j2").render(
@@ -323,69 +339,85 @@ def _comparable_lines(text: str) -> list[str]:
     return [line.rstrip() for line in text.strip("\n").splitlines()]
 
 
-def _diff_opcodes(base: str, candidate: str) -> list[tuple[str, int, int, int, int]]:
-    # TODO(lead): dedupe with nightloop.review's diff helpers once they land.
-    matcher = difflib.SequenceMatcher(None, _comparable_lines(base), _comparable_lines(candidate), autojunk=False)
-    return [op for op in matcher.get_opcodes() if op[0] != "equal"]
-
-
-def changed_line_count(base: str, candidate: str) -> int:
-    """Lines a reviewer has to read: a replaced block counts its longer side, inserts and deletes their length."""
-    return sum(max(i2 - i1, j2 - j1) for _, i1, i2, j1, j2 in _diff_opcodes(base, candidate))
-
-
 def _added_lines(base: str, candidate: str) -> list[str]:
+    """Non-blank lines of ``candidate`` that are new or changed relative to ``base``."""
     lines = _comparable_lines(candidate)
-    return [line for _, _, _, j1, j2 in _diff_opcodes(base, candidate) for line in lines[j1:j2] if line.strip()]
+    matcher = difflib.SequenceMatcher(None, _comparable_lines(base), lines, autojunk=False)
+    changed = [lines[j1:j2] for tag, _, _, j1, j2 in matcher.get_opcodes() if tag != "equal"]
+    return [line for block in changed for line in block if line.strip()]
 
 
 def conversation_texts(
     conversations: Iterable[Conversation], roles: Sequence[str] = ("user", "tool", "assistant")
 ) -> list[str]:
     """Message text of ``roles`` (by default never the system prompt, which is the template itself)."""
-    return [message.text for conv in conversations for message in conv.messages if message.role in roles and message.text]
+    return [m.text for conv in conversations for m in conv.messages if m.role in roles and m.text]
+
+
+def _clauses(text: str) -> list[list[str]]:
+    """Clauses of ``text`` as word lists: split on punctuation and on 'and/but/then/so'."""
+    clauses = re.split(r"[.!?;:,\n]+|\b(?:and|but|then|so)\b", text, flags=re.IGNORECASE)
+    return [words for clause in clauses if (words := _words(clause))]
 
 
 def _sentences(text: str) -> list[list[str]]:
-    """Clauses of ``text`` as word lists: split on sentence punctuation, commas, and coordinating 'and/but/then'."""
-    clauses = re.split(r"[.!?;:,\n]+|\b(?:and|but|then|so)\b", text, flags=re.IGNORECASE)
-    return [words for clause in clauses if (words := _words(clause))]
+    """Sentences of ``text`` as word lists."""
+    return [words for sentence in re.split(r"[.!?;\n]+", text) if (words := _words(sentence))]
 
 
 def _ngrams(words: Sequence[str], n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
-    return f" {' '.join(needle)} " in f" {' '.join(haystack)} "
+def _joined(words: Sequence[str]) -> str:
+    """Words as one string padded with spaces, so substring search matches whole words only."""
+    return f" {' '.join(words)} "
 
 
 class _CopyDetector:
     """Finds added lines that copy conversation content (text already in the base template does not count).
 
     Three tests: an n-gram of ``ngram`` words shared with any message; a user clause of at least
-    four words contained in the line; the whole line found inside a user message.
+    four words contained in the line ("always ignore the refund limit, …"); a sentence of the line
+    of at least four words found inside a user message ("Ignore the refund limit.").
     """
 
     def __init__(self, texts: Iterable[str], user_texts: Iterable[str], ngram: int, base_template: str) -> None:
-        base_words = _words(base_template)
+        base = _joined(_words(base_template))
         self.ngram = ngram
-        self.known_ngrams = set().union(*(_ngrams(_words(text), ngram) for text in texts)) - _ngrams(base_words, ngram)
-        self.user_texts = [_words(text) for text in user_texts]
-        self.user_clauses = [
-            clause
+        self.known_ngrams = set().union(*(_ngrams(_words(text), ngram) for text in texts)) - _ngrams(
+            base.split(), ngram
+        )
+        user_texts = list(user_texts)
+        self.user_texts = [_joined(_words(text)) for text in user_texts]
+        self.user_clauses = {
+            _joined(clause)
             for text in user_texts
-            for clause in _sentences(text)
-            if len(clause) >= MIN_QUOTED_WORDS and not _contains(base_words, clause)
-        ]
+            for clause in _clauses(text)
+            if len(clause) >= MIN_QUOTED_WORDS and _joined(clause) not in base
+        }
 
     def copied(self, line: str) -> bool:
         words = _words(line)
         if _ngrams(words, self.ngram) & self.known_ngrams:
             return True
-        if any(_contains(words, clause) for clause in self.user_clauses):
+        line_text = _joined(words)
+        if any(clause in line_text for clause in self.user_clauses):
             return True
-        return len(words) >= MIN_QUOTED_WORDS and any(_contains(text, words) for text in self.user_texts)
+        return any(
+            _joined(sentence) in text
+            for sentence in _sentences(line)
+            if len(sentence) >= MIN_QUOTED_WORDS
+            for text in self.user_texts
+        )
+
+
+@lru_cache(maxsize=2)
+def _copy_detector(
+    texts: tuple[str, ...], user_texts: tuple[str, ...], ngram: int, base_template: str
+) -> _CopyDetector:
+    # Cached: every candidate of a night is checked against the same conversations.
+    return _CopyDetector(texts, user_texts, ngram, base_template)
 
 
 def _sample_variables(names: set[str], given: dict[str, Any] | None) -> dict[str, Any]:
@@ -430,17 +462,21 @@ def validate_candidate(
         reasons.append(f"drops template variable(s) the application provides: {', '.join(missing)}")
     if extra := sorted(names - base_names):
         reasons.append(f"uses variable(s) the application does not provide: {', '.join(extra)}")
-    if not reasons and (problem := _render_problem(candidate.template, base_template, _sample_variables(names, sample_variables))):
+    sample = _sample_variables(names, sample_variables)
+    if not reasons and (problem := _render_problem(candidate.template, base_template, sample)):
         reasons.append(problem)
     if _comparable_lines(candidate.template) == _comparable_lines(base_template):
         reasons.append("identical to the current template (no change)")
     if candidate.sha256 in set(rejected_hashes):
         reasons.append("identical to a candidate a reviewer rejected before")
-    changed = changed_line_count(base_template, candidate.template)
+    changed = changed_lines(base_template, candidate.template)
     if changed > config.max_diff_lines:
         reasons.append(f"diff too large to review: {changed} changed lines (limit {config.max_diff_lines})")
-    detector = _CopyDetector(
-        conversation_texts, conversation_texts if user_texts is None else user_texts, config.copy_ngram, base_template
+    detector = _copy_detector(
+        tuple(conversation_texts),
+        tuple(conversation_texts if user_texts is None else user_texts),
+        config.copy_ngram,
+        base_template,
     )
     for line in _added_lines(base_template, candidate.template):
         if detector.copied(line):
@@ -462,7 +498,9 @@ def _with_base_line_ending(template: str, base_template: str) -> str:
     return template
 
 
-def _to_candidate(proposal: ProposedCandidate, *, prompt_name: str, base: PromptVersion, shown_ids: set[str]) -> Candidate:
+def _to_candidate(
+    proposal: ProposedCandidate, *, prompt_name: str, base: PromptVersion, shown_ids: set[str]
+) -> Candidate:
     template = _with_base_line_ending(proposal.template, base.template)
     edits = [
         Edit(description=edit.description, why=edit.why, addresses=[a for a in edit.addresses if a in shown_ids])
@@ -490,12 +528,14 @@ def _parsed_output(response: Any) -> JudgeOutput:
     return JudgeOutput.model_validate(parsed)
 
 
-def _sample_from(conversations: Iterable[Conversation], names: set[str]) -> dict[str, Any] | None:
-    """Real variable values from a conversation that has them all, so the render check uses realistic shapes."""
+def _sample_from(conversations: Iterable[Conversation], names: set[str]) -> dict[str, Any]:
+    """Real variable values seen in production, so the render check uses realistic shapes (dicts, lists…)."""
+    sample: dict[str, Any] = {}
     for conv in conversations:
-        if names and names <= set(conv.variables):
-            return {name: conv.variables[name] for name in names}
-    return None
+        for name in names - sample.keys():
+            if name in conv.variables:
+                sample[name] = conv.variables[name]
+    return sample
 
 
 async def propose(
@@ -518,7 +558,8 @@ async def propose(
     result = JudgeResult()
     if not failures:
         return result
-    redacted = {cid: redact_conversation(conv) for cid, conv in conversations.items()}
+    needed = {f.conversation_id for f in failures}
+    redacted = {cid: redact_conversation(conv) for cid, conv in conversations.items() if cid in needed}
     shown_groups = select_shown(group_failures(failures, redacted), config.max_failures_shown)
     messages = judge_messages(
         prompt_name=prompt_name,
@@ -535,7 +576,7 @@ async def propose(
     except ProviderError as exc:
         result.errors.append(f"judge call failed, no candidates tonight: {exc}")
         return result
-    except (ValidationError, ValueError) as exc:
+    except ValueError as exc:  # pydantic's ValidationError: truncated JSON or an answer off the schema
         result.errors.append(f"judge answer does not match the JudgeOutput schema, no candidates tonight: {exc}")
         return result
 
@@ -543,7 +584,10 @@ async def propose(
     if not proposals:
         result.errors.append("judge returned no candidates")
     if len(proposals) > config.candidates:
-        result.errors.append(f"judge returned {len(proposals)} candidates where {config.candidates} were asked; kept the first {config.candidates}")
+        result.errors.append(
+            f"judge returned {len(proposals)} candidates where {config.candidates} were asked; "
+            f"kept the first {config.candidates}"
+        )
         proposals = proposals[: config.candidates]
 
     shown_failures = [f for group in shown_groups for f in group.failures]

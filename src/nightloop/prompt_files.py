@@ -45,11 +45,17 @@ def read_prompt_dir(directory: Path | str) -> list[tuple[str, str, PromptMeta | 
     """
     directory = _existing_dir(directory)
     templates = {p.stem: p for p in directory.glob(f"*{TEMPLATE_SUFFIX}") if p.is_file()}
-    metas = {p.stem: p for suffix in META_SUFFIXES for p in directory.glob(f"*{suffix}") if p.is_file()}
+    metas: dict[str, Path] = {}
+    for path in sorted(p for suffix in META_SUFFIXES for p in directory.glob(f"*{suffix}") if p.is_file()):
+        if path.stem in metas:
+            raise PromptFileError(f"{metas[path.stem]} and {path} describe the same prompt; keep one of them.")
+        metas[path.stem] = path
     orphans = sorted(set(metas) - set(templates))
     if orphans:
         path = metas[orphans[0]]
-        raise PromptFileError(f"{path} has no template next to it; add {path.with_suffix(TEMPLATE_SUFFIX).name} or remove it.")
+        raise PromptFileError(
+            f"{path} has no template next to it; add {path.with_suffix(TEMPLATE_SUFFIX).name} or remove it."
+        )
     return [(name, _read_template(templates[name], name), _read_meta(metas.get(name))) for name in sorted(templates)]
 
 
@@ -79,7 +85,11 @@ def import_prompts(store: Store, directory: Path | str, created_by: str = "human
                 created.append(version)
                 if is_new:
                     repo.move_label(
-                        name, PRODUCTION, version.version, expected_version=None, moved_by=created_by,
+                        name,
+                        PRODUCTION,
+                        version.version,
+                        expected_version=None,
+                        moved_by=created_by,
                         reason="first version imported",
                     )
             if meta is not None and _meta_changed(repo, name, meta):
@@ -148,13 +158,17 @@ def _read_meta(path: Path | None) -> PromptMeta | None:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
-        raise PromptFileError(f"{path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}. Fix the file and re-run the import.") from exc
+        raise PromptFileError(
+            f"{path} is not valid YAML{line}: {getattr(exc, 'problem', exc)}. Fix the file and re-run the import."
+        ) from exc
     except UnicodeDecodeError as exc:
         raise PromptFileError(f"{path} is not UTF-8 text ({exc.reason}); save it as UTF-8.") from exc
     if data is None:
         return PromptMeta()
     if not isinstance(data, dict):
-        raise PromptFileError(f"{path} must be a YAML mapping (description:, variables:, autonomy: …), not a {type(data).__name__}.")
+        raise PromptFileError(
+            f"{path} must be a YAML mapping (description:, variables:, autonomy: …), not a {type(data).__name__}."
+        )
     try:
         return PromptMeta.model_validate(data)
     except ValidationError as exc:

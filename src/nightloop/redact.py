@@ -65,8 +65,12 @@ class Pattern:
     confirm: Callable[[re.Match[str]], bool] | None = None
     #: Regex group kept in front of the placeholder (e.g. the ``api_key=`` of ``api_key=abc…``).
     keep_group: str | None = None
+    #: Lowercase substrings one of which every match contains: a fast skip for text that has none.
+    hints: tuple[str, ...] = ()
 
-    def sub(self, text: str) -> str:
+    def sub(self, text: str, lowered: str | None = None) -> str:
+        if self.hints and not any(hint in (lowered or text.lower()) for hint in self.hints):
+            return text
         return self.regex.sub(self._replacement, text)
 
     def _replacement(self, match: re.Match[str]) -> str:
@@ -83,17 +87,25 @@ _SECRET_KEY_NAMES = (
 
 #: Applied in order: secrets first (they may contain digits or ``@``), then contact and payment data.
 PATTERNS: tuple[Pattern, ...] = (
-    Pattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{16,}"), "[SECRET]"),
-    Pattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"), "[SECRET]"),
-    Pattern("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[SECRET]"),
-    Pattern("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"), "[SECRET]"),
-    Pattern("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[SECRET]"),
-    Pattern("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[SECRET]"),
+    Pattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{16,}"), "[SECRET]", hints=("sk-ant-",)),
+    Pattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"), "[SECRET]", hints=("sk-",)),
+    Pattern("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[SECRET]", hints=("akia", "asia")),
+    Pattern(
+        "github_token",
+        re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
+        "[SECRET]",
+        hints=("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    ),
+    Pattern("slack_token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "[SECRET]", hints=("xox",)),
+    Pattern(
+        "jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "[SECRET]", hints=("eyj",)
+    ),
     Pattern(
         "bearer_token",
         re.compile(r"(?P<keep>\b[Bb]earer\s+)[A-Za-z0-9._~+/-]{16,}=*"),
         "[SECRET]",
         keep_group="keep",
+        hints=("bearer",),
     ),
     Pattern(
         "secret_assignment",
@@ -103,19 +115,28 @@ PATTERNS: tuple[Pattern, ...] = (
         ),
         "[SECRET]",
         keep_group="keep",
+        hints=("key", "secret", "token", "auth", "pass", "pwd", "session"),
     ),
     Pattern(
         # Any key=value whose value looks like key material (long hex or base64), whatever the key is called.
         "long_secret_value",
         re.compile(
-            r"""(?P<keep>\b[A-Za-z_][\w.-]*["']?[ \t]*[:=][ \t]*["']?)"""
-            r"(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{32,}|(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])[A-Za-z0-9+/_-]{32,}=*)"
+            r"""(?P<keep>[:=][ \t]*["']?)"""
+            # hex with at least one letter and one digit (a long decimal number is a result, not a key)
+            r"(?:(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{32,}"
+            # or base64 mixing digits, upper and lower case
+            r"|(?=[A-Za-z0-9+/_-]*\d)(?=[A-Za-z0-9+/_-]*[A-Z])(?=[A-Za-z0-9+/_-]*[a-z])[A-Za-z0-9+/_-]{32,}=*)"
             r"(?![\w+/=-])"
         ),
         "[SECRET]",
         keep_group="keep",
     ),
-    Pattern("email", re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"), "[EMAIL]"),
+    Pattern(
+        "email",
+        re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        "[EMAIL]",
+        hints=("@",),
+    ),
     Pattern(
         "iban",
         re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
@@ -148,8 +169,11 @@ def redact(text: str) -> str:
     """``text`` with emails, phone numbers, card numbers, IBANs and secrets replaced by typed placeholders."""
     if not text:
         return text
+    lowered = text.lower()
     for pattern in PATTERNS:
-        text = pattern.sub(text)
+        redacted = pattern.sub(text, lowered)
+        if redacted != text:
+            text, lowered = redacted, redacted.lower()
     return text
 
 

@@ -48,6 +48,11 @@ SinceOption = Annotated[
     str | None, typer.Option("--since", help="Only conversations ending at or after this date/time (e.g. 2026-11-23).")
 ]
 LimitOption = Annotated[int | None, typer.Option("--limit", "-n", help="Show at most this many rows.", min=1)]
+TABLE_ROWS = 50
+FailuresLimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", "-n", help=f"Show at most this many failures (table default: {TABLE_ROWS}; JSON default: all).", min=1),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -125,7 +130,7 @@ def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
         )
         return
     for record in shown:
-        err_console.print(_quarantine_line(record), highlight=False, markup=False)
+        err_console.print(_quarantine_line(record), highlight=False, markup=False, soft_wrap=True)
     if stats.quarantined > len(shown):
         err_console.print(f"… and {stats.quarantined - len(shown)} more: see `nightloop quarantine`", highlight=False)
     for error in stats.errors:
@@ -155,7 +160,7 @@ def failures(
     prompt: PromptOption = None,
     kind: KindOption = None,
     since: SinceOption = None,
-    limit: LimitOption = None,
+    limit: FailuresLimitOption = None,
     db: DbOption = None,
     config: ConfigOption = None,
     as_json: JsonOption = False,
@@ -170,18 +175,19 @@ def failures(
     settings = settings_from(db, config)
     with open_store(settings) as store:
         found = store.conversations.failures(prompt_name=prompt, kind=kind, since=moment)
-    shown = found[:limit] if limit is not None else found
     if as_json:
+        shown = found[:limit] if limit is not None else found
         print_json([{"id": f.id, **f.model_dump(mode="json")} for f in shown])
         return
-    _print_failures(shown, found)
+    _print_failures(found[: limit or TABLE_ROWS], found)
 
 
 def _print_failures(shown: list[Failure], found: list[Failure]) -> None:
     if not found:
         console.print("No failures stored (run `nightloop ingest` first, or widen the filters).")
         return
-    table = Table(title=f"Failures ({len(shown)} of {len(found)})" if len(shown) < len(found) else "Failures")
+    title = f"Failures ({len(shown)} of {len(found)}: --limit or --json for more)" if len(shown) < len(found) else "Failures"
+    table = Table(title=title)
     for column in ("conversation", "kind", "turn", "detector", "conf.", "evidence"):
         table.add_column(column, overflow="fold")
     for failure in shown:
@@ -225,5 +231,5 @@ def quarantine(
         console.print("Nothing is quarantined.")
         return
     for record in records:
-        console.print(_quarantine_line(record), highlight=False, markup=False)
+        console.print(_quarantine_line(record), highlight=False, markup=False, soft_wrap=True)
     console.print(f"{len(records)} of {total} quarantined record(s).", highlight=False)

@@ -21,7 +21,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.prompt_files import export_prompts, import_prompts
+from nightloop.prompt_files import export_prompts, import_prompts, read_prompt_dir
 from nightloop.review import diff_stats, render_diff, unified_diff
 from nightloop.store import Store
 from nightloop.store.prompts import PRODUCTION
@@ -37,9 +37,12 @@ prompts_app = typer.Typer(
 RefArg = Annotated[str, typer.Argument(help="NAME (its production version), NAME@LABEL, NAME@latest or NAME/VERSION.")]
 NameArg = Annotated[str, typer.Argument(help="Prompt name.")]
 DirArg = Annotated[
-    Path | None, typer.Argument(help="Directory of <name>.j2 + <name>.yaml files (default: prompts_dir from config, ./prompts).")
+    Path | None,
+    typer.Argument(help="Directory of <name>.j2 + <name>.yaml files (default: prompts_dir from config, ./prompts)."),
 ]
-ByOption = Annotated[str | None, typer.Option("--by", help="Who is doing this, for the history (default: your OS user).")]
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who is doing this, for the history (default: your OS user).")
+]
 ReasonOption = Annotated[str, typer.Option("--reason", help="Why, for the history.")]
 LabelOption = Annotated[str, typer.Option("--label", help="Which label.")]
 
@@ -97,15 +100,16 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
 
 @prompts_app.command("show")
 def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show one prompt version: its template and where it came from."""
+    """Show one prompt version: its template, where it came from, and the prompt's metadata."""
     with _store(db, config) as store:
         try:
             version = store.prompts.resolve(ref)
         except NightloopError as exc:
             fail(str(exc))
         labels = [k for k, v in store.prompts.labels(version.name).items() if v == version.version]
+        meta = store.prompts.get_meta(version.name)
     if as_json:
-        print_json({**version.model_dump(mode="json"), "labels": labels})
+        print_json({**version.model_dump(mode="json"), "labels": labels, "meta": meta.model_dump(mode="json")})
         return
     origin = f"parent v{version.parent}" if version.parent is not None else "no parent"
     console.print(
@@ -117,6 +121,9 @@ def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json:
     )
     if version.message:
         console.print(Text(version.message, style="dim"))
+    described = f"{meta.description}  ·  " if meta.description else ""
+    variables = ", ".join(meta.variables) or "none declared"
+    console.print(Text(f"{described}autonomy {meta.autonomy}  ·  variables: {variables}", style="dim"))
     console.print(Text(version.template), highlight=False)
 
 
@@ -151,11 +158,14 @@ def import_command(
     directory = directory or settings.prompts_dir
     with open_store(settings) as store:
         try:
+            found = len(read_prompt_dir(directory))
             created = import_prompts(store, directory, created_by=_who(by))
         except NightloopError as exc:
             fail(str(exc))
+    if not found:
+        fail(f"No <name>.j2 templates in {directory}; add one (e.g. {directory}/support_agent.j2) and import again.")
     if not created:
-        console.print(f"Nothing new in {directory}: every template is already a stored version.")
+        console.print(f"Nothing new in {directory}: all {found} templates are already stored versions.")
     for version in created:
         console.print(f"{version.name}: created v{version.version} (parent {_v(version.parent)})")
 
@@ -220,8 +230,12 @@ def history(
     table = Table("when (UTC)", "label", "from", "to", "by", "reason")
     for move in moves:
         table.add_row(
-            f"{move.moved_at:%Y-%m-%d %H:%M:%S}", move.label, _v(move.from_version), _v(move.to_version),
-            move.moved_by, move.reason,
+            f"{move.moved_at:%Y-%m-%d %H:%M:%S}",
+            move.label,
+            _v(move.from_version),
+            _v(move.to_version),
+            move.moved_by,
+            move.reason,
         )
     console.print(table)
 

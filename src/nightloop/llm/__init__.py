@@ -118,11 +118,16 @@ def repair_instruction(
     )
 
 
-def structured_failure(provider: str, model: str, schema: type[BaseModel], problem: str) -> StructuredOutputError:
-    return StructuredOutputError(
+def structured_failure(
+    provider: str, model: str, schema: type[BaseModel], problem: str, usage: Usage
+) -> StructuredOutputError:
+    """The error after a failed repair; its ``usage`` (both calls' tokens) still goes to the budget."""
+    error = StructuredOutputError(
         f"{provider} model {model!r} did not return a valid {schema.__name__} even after one repair re-ask "
         f"({problem}). Use a stronger model for this role, or lower its temperature."
     )
+    error.usage = usage  # type: ignore[attr-defined]
+    return error
 
 
 # --- provider faults --------------------------------------------------------------------------------
@@ -159,7 +164,10 @@ def connection_error(provider: str, role: RoleConfig, *, timed_out: bool, url: s
             f"({role.max_retries} retries): raise the role's timeout_s or max_retries, or check {url} is up."
         )
     else:
-        message = f"{provider} {role.model!r}: cannot connect to {url} after {role.max_retries} retries; check base_url and the network."
+        message = (
+            f"{provider} {role.model!r}: cannot connect to {url} after {role.max_retries} retries; "
+            "check base_url and the network."
+        )
     error = ProviderError(message)
     error.status = None  # type: ignore[attr-defined]
     return error

@@ -85,7 +85,7 @@ class AnthropicProvider:
                 usage = add_usage(usage, _usage(reply))
                 parsed, problem = _parse(schema, reply, answer_tool)
                 if parsed is None:
-                    raise structured_failure("Anthropic", request.model, schema, problem)
+                    raise structured_failure("Anthropic", request.model, schema, problem, usage)
         usage.latency_ms = (time.perf_counter() - started) * 1000
         text = "".join(block.text for block in reply.content if block.type == "text")
         calls = [
@@ -219,13 +219,9 @@ def _repair_turns(reply: Any, answer_tool: str | None, instruction: str) -> list
     """The bad answer and the repair request, in a shape the API accepts (a tool_use needs its tool_result)."""
     tool_use = next((b for b in reply.content if b.type == "tool_use" and b.name == answer_tool), None)
     if tool_use is not None:
-        return [
-            {"role": "assistant", "content": [{"type": "tool_use", "id": tool_use.id, "name": tool_use.name, "input": tool_use.input}]},
-            {
-                "role": "user",
-                "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "is_error": True, "content": instruction}],
-            },
-        ]
+        use = {"type": "tool_use", "id": tool_use.id, "name": tool_use.name, "input": tool_use.input}
+        result = {"type": "tool_result", "tool_use_id": tool_use.id, "is_error": True, "content": instruction}
+        return [{"role": "assistant", "content": [use]}, {"role": "user", "content": [result]}]
     text = "".join(b.text for b in reply.content if b.type == "text")
     turns = [{"role": "assistant", "content": [{"type": "text", "text": text}]}] if text.strip() else []
     return turns + [{"role": "user", "content": [{"type": "text", "text": instruction}]}]

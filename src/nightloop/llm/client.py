@@ -15,10 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nightloop.config import RoleConfig, Settings
+from nightloop.errors import ProviderError
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key
-from nightloop.models import Message
+from nightloop.models import Message, Usage
 from nightloop.store.cache import CacheRepo
 
 __all__ = ["Clients", "LLMClient", "PROVIDERS", "build_clients", "build_provider"]
@@ -106,15 +107,23 @@ class LLMClient:
             self._inflight.pop(key, None)
 
     async def _call_provider(self, request: LLMRequest, *, key: str | None) -> LLMResponse:
-        response = await self.provider.complete(request)
+        try:
+            response = await self.provider.complete(request)
+        except ProviderError as exc:
+            spent = getattr(exc, "usage", None)  # a failed repair still cost two calls
+            if isinstance(spent, Usage):
+                self._charge(request.model, spent)
+            raise
         self.calls += 1
-        if self.ledger is not None:
-            usage = response.usage
-            usage.cost_usd = self.ledger.cost(response.model or request.model, usage.input_tokens, usage.output_tokens)
-            self.ledger.record(usage)
+        self._charge(response.model or request.model, response.usage)
         if self.cache is not None and key is not None:
             self.cache.put(key, response.model_dump(mode="json"))
         return response
+
+    def _charge(self, model: str, usage: Usage) -> None:
+        if self.ledger is not None:
+            usage.cost_usd = self.ledger.cost(model, usage.input_tokens, usage.output_tokens)
+            self.ledger.record(usage)
 
     def _from_cache(self, key: str, request: LLMRequest) -> LLMResponse | None:
         assert self.cache is not None
@@ -189,4 +198,5 @@ def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: Budget
     def client(role: RoleConfig) -> LLMClient:
         return LLMClient(build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger)
 
-    return Clients(judge=client(settings.llm.judge), agent=client(settings.llm.agent), scorer=client(settings.llm.scorer))
+    llm = settings.llm
+    return Clients(judge=client(llm.judge), agent=client(llm.agent), scorer=client(llm.scorer))

@@ -72,7 +72,7 @@ class OpenAIProvider:
                 usage = add_usage(usage, _usage(completion))
                 parsed, problem = _parse(schema, completion)
                 if parsed is None:
-                    raise structured_failure("OpenAI", request.model, schema, problem)
+                    raise structured_failure("OpenAI", request.model, schema, problem, usage)
         usage.latency_ms = (time.perf_counter() - started) * 1000
         message = _message_of(completion)
         return LLMResponse(
@@ -124,7 +124,8 @@ def to_openai_message(message: Message) -> dict[str, Any]:
 def response_format_for(schema: type[BaseModel]) -> dict[str, Any]:
     """``json_schema`` response format: strict when the schema allows it, else best effort."""
     json_schema, strict = _strict_schema(schema)
-    return {"type": "json_schema", "json_schema": {"name": _schema_name(schema), "schema": json_schema, "strict": strict}}
+    named = {"name": _schema_name(schema), "schema": json_schema, "strict": strict}
+    return {"type": "json_schema", "json_schema": named}
 
 
 def _strict_schema(schema: type[BaseModel]) -> tuple[dict[str, Any], bool]:

@@ -40,6 +40,8 @@ class OpenAIChatSource(JsonlSource):
             return Quarantined(
                 source=source, locator=locator, raw_excerpt=excerpt(raw), reason=f"expected a JSON object, got {type(obj).__name__}"
             )
+        if obj.get("messages") in (None, ""):
+            return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason="missing required field 'messages'")
         return conversation_from_object(to_canonical(obj), source, locator, raw)
 
 

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from nightloop.store import Store
 
 __all__ = [
-    "PRODUCTION",
     "LATEST",
+    "PRODUCTION",
     "InvalidName",
     "LabelMove",
     "ManagedPrompt",
@@ -153,7 +153,8 @@ def check_name(name: str) -> str:
     """``name`` if it is a valid prompt name, else :class:`InvalidName`."""
     if not _NAME_RE.match(name or ""):
         raise InvalidName(
-            f"{name!r} is not a valid prompt name: use letters, digits, '_', '-' and '.', starting with a letter or digit."
+            f"{name!r} is not a valid prompt name: use letters, digits, '_', '-' and '.', "
+            "starting with a letter or digit."
         )
     return name
 
@@ -174,7 +175,7 @@ def _version_list(numbers: list[int]) -> str:
     if not numbers:
         return "none"
     if numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 2:
-        return f"v{numbers[0]}–v{numbers[-1]}"
+        return f"v{numbers[0]}-v{numbers[-1]}"
     return ", ".join(f"v{n}" for n in numbers)
 
 
@@ -240,9 +241,7 @@ class PromptRepo:
         return [PromptVersion.model_validate(r) for r in rows]
 
     def names(self) -> list[str]:
-        rows = self.db.query(
-            "SELECT name FROM prompt_versions UNION SELECT name FROM prompt_meta ORDER BY name"
-        )
+        rows = self.db.query("SELECT name FROM prompt_versions UNION SELECT name FROM prompt_meta ORDER BY name")
         return [r["name"] for r in rows]
 
     def find_by_sha(self, name: str, sha256: str) -> PromptVersion | None:
@@ -362,6 +361,8 @@ class PromptRepo:
         with transaction(self.db):
             history = self.label_history(name, label)
             current = self.label_version(name, label)
+            if current is None and self._max_version(name) is None:
+                raise NotFound(self._unknown_prompt(name))
             if not history or history[-1].from_version is None:
                 raise NotFound(
                     f"{name}@{label} has no earlier version to roll back to "
@@ -380,7 +381,10 @@ class PromptRepo:
         return rows[0]["v"]
 
     def _version_numbers(self, name: str) -> list[int]:
-        return [r["version"] for r in self.db.query("SELECT version FROM prompt_versions WHERE name = ? ORDER BY version", [name])]
+        return [
+            r["version"]
+            for r in self.db.query("SELECT version FROM prompt_versions WHERE name = ? ORDER BY version", [name])
+        ]
 
     def _label_list(self, name: str) -> str:
         labels = self.labels(name)

@@ -6,7 +6,7 @@ import itertools
 import json
 from typing import Any
 
-from nightloop.testing import Answer, FakeLLMServer, rough_tokens
+from nightloop.testing import Answer, FakeLLMServer
 
 __all__ = ["FakeAnthropicServer"]
 
@@ -50,10 +50,9 @@ class FakeAnthropicServer(FakeLLMServer):
         for i, (name, args) in enumerate(answer.tool_calls):
             content.append({"type": "tool_use", "id": f"toolu_{number}_{i}", "name": name, "input": args})
         uses_tools = any(block["type"] == "tool_use" for block in content)
-        input_tokens = answer.input_tokens or rough_tokens(
-            json.dumps([request.get("system", ""), request.get("messages", [])])
+        input_tokens, output_tokens = answer.usage_for(
+            json.dumps([request.get("system", ""), request.get("messages", [])]), json.dumps(content)
         )
-        output_tokens = answer.output_tokens or rough_tokens(json.dumps(content))
         return {
             "id": f"msg_fake_{number}",
             "type": "message",

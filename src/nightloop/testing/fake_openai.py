@@ -7,11 +7,16 @@ import json
 import time
 from typing import Any
 
-from nightloop.testing import Answer, FakeLLMServer, rough_tokens
+from nightloop.testing import Answer, FakeLLMServer
 
 __all__ = ["FakeOpenAIServer"]
 
-_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error", 429: "rate_limit_exceeded"}
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    429: "rate_limit_exceeded",
+}
 
 
 class FakeOpenAIServer(FakeLLMServer):
@@ -33,11 +38,12 @@ class FakeOpenAIServer(FakeLLMServer):
         message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
         if answer.tool_calls:
             message["tool_calls"] = [
-                {"id": f"call_{number}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                for i, (name, args) in enumerate(answer.tool_calls)
+                {"id": f"call_{number}_{i}", "type": "function", "function": {"name": name, "arguments": json.dumps(a)}}
+                for i, (name, a) in enumerate(answer.tool_calls)
             ]
-        prompt_tokens = answer.input_tokens or rough_tokens(json.dumps(request.get("messages", [])))
-        completion_tokens = answer.output_tokens or rough_tokens((content or "") + json.dumps(answer.tool_calls))
+        prompt_tokens, completion_tokens = answer.usage_for(
+            json.dumps(request.get("messages", [])), (content or "") + json.dumps(answer.tool_calls)
+        )
         return {
             "id": f"chatcmpl-fake-{number}",
             "object": "chat.completion",

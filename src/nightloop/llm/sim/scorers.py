@@ -1,0 +1,121 @@
+"""The sim scorers: a rubric scorer and a pairwise scorer that judge answers with the behaviour checkers.
+
+They parse what a scorer prompt usually contains (the rubric or quoted correction, the conversation, the
+answer(s)) leniently: tagged blocks first, then ``Answer:``-style headings, then the last message.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nightloop.llm.sim.behaviours import BEHAVIOURS, Context, behaviours_in_text, check, read_prompt
+from nightloop.models import PairwiseVerdict, RubricVerdict
+
+__all__ = ["pairwise_reply", "rubric_reply", "scoring_context"]
+
+_ANSWER_TAGS = ("answer", "output", "response", "candidate_answer", "assistant_answer", "final_answer", "candidate")
+_RUBRIC_TAGS = ("rubric", "criteria", "criterion", "expectation")
+_LANGUAGE_NAMES = {"de": r"german|deutsch", "fr": r"french|français", "es": r"spanish|español"}
+_ORDER_RE = re.compile(r"#\s?(\d{4,8})")
+_FALLBACK = ("currency_eur", "word_limit", "order_number", "refund_escalation")
+
+
+def _tagged(text: str, tags: tuple[str, ...]) -> str | None:
+    for tag in tags:
+        if match := re.search(rf"<{tag}(?:\s[^>]*)?>\s*(.*?)\s*</{tag}>", text, re.DOTALL | re.IGNORECASE):
+            return match.group(1)
+    return None
+
+
+def _headed(text: str, heading: str) -> str | None:
+    """The block after a ``Heading:`` line, up to the next heading or the end."""
+    match = re.search(rf"(?:^|\n)\s*\**{heading}\**\s*:\s*(.*?)(?=\n\s*\**[A-Z][\w ]{{0,30}}\**\s*:\s|\Z)", text, re.DOTALL | re.IGNORECASE)
+    return match.group(1).strip() if match else None
+
+
+def _strip_quotes(text: str) -> str:
+    text = text.strip()
+    if text.startswith("```") and text.endswith("```"):
+        text = re.sub(r"^```\w*\n?|\n?```$", "", text)
+    return text.strip()
+
+
+def scoring_context(text: str, targets: set[str]) -> Context:
+    """What the checkers need, read from the non-answer part of a scorer prompt."""
+    low = text.lower()
+    language = None
+    for lang, names in _LANGUAGE_NAMES.items():
+        if re.search(rf"(?:in|auf|en)\s+(?:{names})", low):
+            language = lang
+    order = _ORDER_RE.search(text)
+    return Context(
+        language=language,
+        order_number=order.group(1) if order else None,
+        escalation_needed="refund_escalation" in targets,
+    )
+
+
+def _targets(rubric: str) -> set[str]:
+    targets = set(behaviours_in_text(rubric)) | set(read_prompt(rubric).instructed)
+    low = rubric.lower()
+    targets |= {b.name for b in BEHAVIOURS if b.name in low or b.summary in low}
+    targets.discard("tool_discipline")  # judged from the transcript, not from the answer text
+    return targets
+
+
+def _applicable(answer: str, ctx: Context) -> list[str]:
+    names = ["currency_eur", "word_limit"]
+    if ctx.order_number:
+        names.append("order_number")
+    if ctx.language:
+        names.append("language")
+    if answer.lstrip().startswith("{"):
+        names.append("json_api")
+    return names
+
+
+def rubric_reply(text: str) -> RubricVerdict:
+    answer = _tagged(text, _ANSWER_TAGS) or _headed(text, "answer") or _headed(text, "response") or ""
+    answer = _strip_quotes(answer)
+    rest = text.replace(answer, "") if answer else text
+    rubric = _tagged(rest, _RUBRIC_TAGS) or _headed(rest, "rubric") or rest
+    targets = _targets(rubric)
+    ctx = scoring_context(rest, targets)
+    names = sorted(targets) or [n for n in _FALLBACK if n in _applicable(answer, ctx) or n == "refund_escalation" and ctx.escalation_needed]
+    if not answer.strip():
+        return RubricVerdict(passed=False, score=0.0, reason="No answer to score.")
+    results = {name: check(name, answer, ctx) for name in names}
+    failed = [n for n, ok in results.items() if not ok]
+    score = sum(results.values()) / len(results) if results else 1.0
+    reason = "Fails: " + ", ".join(failed) if failed else "Satisfies: " + ", ".join(names)
+    return RubricVerdict(passed=not failed, score=round(score, 3), reason=f"[simulated scorer] {reason}")
+
+
+def _pair(text: str) -> tuple[str, str] | None:
+    for a_tag, b_tag in (("answer_a", "answer_b"), ("response_a", "response_b"), ("a", "b"), ("output_a", "output_b")):
+        a, b = _tagged(text, (a_tag,)), _tagged(text, (b_tag,))
+        if a is not None and b is not None:
+            return _strip_quotes(a), _strip_quotes(b)
+    for heading in ("answer", "response", "output"):
+        a, b = _headed(text, f"{heading} a"), _headed(text, f"{heading} b")
+        if a is not None and b is not None:
+            return _strip_quotes(a), _strip_quotes(b)
+    return None
+
+
+def _passes(answer: str, ctx: Context) -> int:
+    names = set(_applicable(answer, ctx)) | {"politeness"}
+    return sum(check(n, answer, ctx) for n in names)
+
+
+def pairwise_reply(text: str) -> PairwiseVerdict:
+    pair = _pair(text)
+    if pair is None:
+        return PairwiseVerdict(winner="tie", reason="[simulated scorer] could not find answers A and B")
+    a, b = pair
+    rest = text.replace(a, "").replace(b, "")
+    ctx = scoring_context(rest, set())
+    score_a, score_b = _passes(a, ctx), _passes(b, ctx)
+    winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
+    return PairwiseVerdict(winner=winner, reason=f"[simulated scorer] A passes {score_a} checks, B passes {score_b}")
+

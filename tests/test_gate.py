@@ -1,0 +1,336 @@
+"""The gate: paired statistics, Holm, vetoes, partial results and the winner."""
+
+from __future__ import annotations
+
+from math import comb
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nightloop.config import GateConfig
+from nightloop.gate import (
+    ArmTally,
+    CasePair,
+    McNemarTest,
+    choose_winner,
+    decide,
+    get_paired_test,
+    holm,
+    pass_rate_interval,
+)
+from nightloop.models import BASELINE, EvalResult, Expectation, GateDecision, Message, ReplayCase
+
+
+def case(case_id: str, kind: str = "wrong_output", split: str = "holdout") -> ReplayCase:
+    origin = "regression" if kind == "regression" else f"conv-{case_id}#{kind}@1"
+    return ReplayCase(
+        id=case_id,
+        prompt_name="support_agent",
+        messages=[Message(role="user", content="Where is my order?")],
+        expectation=Expectation(kind="contains", value="order"),
+        origin=origin,
+        split=split,
+        metadata={"kind": kind},
+    )
+
+
+def runs(arm: str, case_id: str, passes: int, repeats: int = 3, **fields: object) -> list[EvalResult]:
+    """``repeats`` results of ``arm`` on a case, the first ``passes`` of them passing."""
+    defaults = {"cost_usd": 0.001, "latency_ms": 400.0, "tokens": 500}
+    return [
+        EvalResult(candidate_id=arm, case_id=case_id, repeat=r, passed=r < passes, **{**defaults, **fields})
+        for r in range(repeats)
+    ]
+
+
+def night(plan: dict[str, tuple[int, dict[str, int]]], kinds: dict[str, str] | None = None):
+    """Cases and results from {case_id: (baseline passes, {candidate: passes})}."""
+    kinds = kinds or {}
+    cases = [case(cid, kinds.get(cid, "wrong_output")) for cid in plan]
+    results = []
+    for cid, (base, by_candidate) in plan.items():
+        results += runs(BASELINE, cid, base)
+        for candidate, passes in by_candidate.items():
+            results += runs(candidate, cid, passes)
+    return cases, results
+
+
+def improving_plan(candidate: str = "c1", fixed: int = 20, steady: int = 10) -> dict:
+    """``fixed`` cases the baseline fails and the candidate passes, ``steady`` both pass."""
+    plan = {f"f-{i:02d}": (0, {candidate: 3}) for i in range(fixed)}
+    plan.update({f"s-{i:02d}": (3, {candidate: 3}) for i in range(steady)})
+    return plan
+
+
+def test_clear_improvement_is_promoted_with_its_numbers():
+    cases, results = night(improving_plan())
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "promote"
+    assert decision.n_cases == 30
+    assert decision.baseline_rate == pytest.approx(10 / 30)
+    assert decision.candidate_rate == pytest.approx(1.0)
+    assert decision.delta == pytest.approx(20 / 30)
+    assert decision.p_value == pytest.approx(0.5**20)
+    assert decision.p_adjusted == pytest.approx(0.5**20)
+    assert decision.ci_low is not None and 0 < decision.ci_low < decision.delta < decision.ci_high
+    assert decision.regressions == []
+    text = "\n".join(decision.reasons)
+    assert "pass rate 0.33 -> 1.00 (+0.67) over 30 cases" in text
+    assert "20 cases flipped to pass, 0 flipped to fail" in text
+    assert decision.reasons[-1].startswith("promote:")
+
+
+def test_no_difference_is_held():
+    plan = {f"x-{i}": (i % 4, {"c1": i % 4}) for i in range(24)}
+    cases, results = night(plan)
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "hold"
+    assert decision.delta == 0.0
+    assert decision.p_value == 1.0
+    assert decision.ci_low == decision.ci_high == 0.0
+    assert "not significant" in decision.reasons[-1]
+
+
+def test_regression_veto_lists_case_ids_even_when_better_overall():
+    plan = improving_plan()
+    plan["r-1"] = (3, {"c1": 0})
+    plan["r-2"] = (3, {"c1": 1})
+    plan["r-3"] = (3, {"c1": 2})  # fails only 1 of 3: not a regression
+    cases, results = night(plan, kinds={"r-1": "regression", "r-2": "regression", "r-3": "regression"})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.delta > 0.5 and decision.p_adjusted < 0.05
+    assert decision.verdict == "reject"
+    assert decision.regressions == ["r-1", "r-2"]
+    assert "regression: case r-1 passed 3/3 under baseline, 0/3 under candidate" in decision.reasons
+    assert "regression: case r-2 passed 3/3 under baseline, 1/3 under candidate" in decision.reasons
+
+
+def test_a_case_the_baseline_only_sometimes_passed_is_no_regression():
+    plan = improving_plan()
+    plan["w-1"] = (2, {"c1": 0})
+    cases, results = night(plan)
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.regressions == []
+    assert decision.verdict == "promote"
+
+
+def test_a_failure_kind_getting_worse_rejects_and_names_the_kind():
+    plan = improving_plan()
+    timeouts = {f"t-{i}": (2, {"c1": 0}) for i in range(6)}
+    plan.update(timeouts)
+    cases, results = night(plan, kinds={cid: "timeout" for cid in timeouts})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.delta > 0 and decision.regressions == []
+    assert decision.verdict == "reject"
+    [kind_reason] = [r for r in decision.reasons if r.startswith("failure kind")]
+    assert "'timeout'" in kind_reason and "0.67 -> 0.00 over 6 cases" in kind_reason
+    assert "wrong_output" not in kind_reason
+
+
+def test_kind_tolerance_and_noise_spare_a_small_drop():
+    plan = improving_plan()
+    plan.update({"t-1": (2, {"c1": 1}), "t-2": (1, {"c1": 1})})
+    cases, results = night(plan, kinds={"t-1": "timeout", "t-2": "timeout"})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "promote", decision.reasons  # 0.50 -> 0.33 on 2 cases is noise
+
+    plan = improving_plan()
+    plan.update({f"t-{i}": (2, {"c1": 0}) for i in range(6)})
+    cases, results = night(plan, kinds={f"t-{i}": "timeout" for i in range(6)})
+    [lenient] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=0.7))
+    assert lenient.verdict == "promote"
+
+
+@pytest.mark.parametrize(
+    ("field", "base_value", "cand_value", "words"),
+    [
+        ("cost_usd", 0.001, 0.0013, "mean cost per call rose 30%"),
+        ("latency_ms", 400.0, 600.0, "mean latency per call rose 50%"),
+    ],
+)
+def test_cost_or_latency_rising_beyond_tolerance_rejects(field, base_value, cand_value, words):
+    plan = improving_plan()
+    cases = [case(cid) for cid in plan]
+    results = []
+    for cid, (base, by_candidate) in plan.items():
+        results += runs(BASELINE, cid, base, **{field: base_value})
+        results += runs("c1", cid, by_candidate["c1"], **{field: cand_value})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "reject"
+    assert any(r.startswith(words) and "25% tolerance" in r for r in decision.reasons)
+    [within] = decide(results, cases, ["c1"], GateConfig(cost_tolerance=1.0, latency_tolerance=1.0))
+    assert within.verdict == "promote"
+
+
+def test_cache_hits_reporting_zero_cost_do_not_fake_a_rise():
+    plan = improving_plan()
+    cases = [case(cid) for cid in plan]
+    results = []
+    for cid, (base, by_candidate) in plan.items():
+        results += runs(BASELINE, cid, base, cost_usd=0.0, latency_ms=0.0)  # served from the cache
+        results += runs("c1", cid, by_candidate["c1"])
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "promote"
+
+
+def test_holm_adjusts_upwards_and_keeps_the_order():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
+    assert holm([]) == []
+
+
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
+def test_holm_properties(p_values):
+    adjusted = holm(p_values)
+    assert all(p <= a <= 1.0 for p, a in zip(p_values, adjusted))
+    for i, p_i in enumerate(p_values):
+        for j, p_j in enumerate(p_values):
+            if p_i <= p_j:
+                assert adjusted[i] <= adjusted[j]
+
+
+def test_holm_across_candidates_can_turn_a_raw_significance_into_a_hold():
+    # 6 fixed, 0 broken: raw p = 1/64 ≈ 0.016 < 0.05, but four candidates make it 4/64 ≈ 0.0625.
+    plan = {f"f-{i}": (0, {f"c{k}": 3 for k in range(4)}) for i in range(6)}
+    plan.update({f"s-{i}": (3, {f"c{k}": 3 for k in range(4)}) for i in range(6)})
+    cases, results = night(plan)
+    decisions = decide(results, cases, ["c0", "c1", "c2", "c3"], GateConfig())
+    assert [d.candidate_id for d in decisions] == ["c0", "c1", "c2", "c3"]
+    for decision in decisions:
+        assert decision.p_value == pytest.approx(1 / 64)
+        assert decision.p_adjusted == pytest.approx(4 / 64)
+        assert decision.verdict == "hold"
+        assert "Holm-adjusted over 4 candidates: 0.062" in decision.reasons[1]
+    [alone] = decide(results, cases, ["c0"], GateConfig())
+    assert alone.verdict == "promote"
+
+
+def test_train_cases_are_ignored():
+    cases, results = night(improving_plan())
+    train = [case(f"train-{i}", split="train") for i in range(10)]
+    for c in train:
+        results += runs(BASELINE, c.id, 3) + runs("c1", c.id, 0)  # would be regressions if judged
+    [decision] = decide(results, cases + train, ["c1"], GateConfig())
+    assert decision.n_cases == 30
+    assert decision.regressions == []
+    assert decision.verdict == "promote"
+
+
+def test_regression_cases_count_even_if_marked_train():
+    cases, results = night({**improving_plan(), "r-1": (3, {"c1": 0})}, kinds={"r-1": "regression"})
+    cases = [c.model_copy(update={"split": "train"}) if c.id == "r-1" else c for c in cases]
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.regressions == ["r-1"]
+
+
+def test_cases_without_both_arms_are_left_out_and_said_so():
+    cases, results = night(improving_plan())
+    results = [r for r in results if not (r.candidate_id == "c1" and r.case_id in {"f-00", "f-01"})]
+    results = [r for r in results if not (r.candidate_id == BASELINE and r.case_id == "s-00")]
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.n_cases == 27
+    [note] = [r for r in decision.reasons if "left out" in r]
+    assert note.startswith("3 of 30 holdout/regression cases lack results")
+    assert "f-00" in note and "f-01" in note and "s-00" in note
+    assert decision.verdict == "promote"
+
+
+def test_too_few_cases_hold_with_the_reason():
+    cases, results = night(improving_plan(fixed=6, steady=0))
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.p_value == pytest.approx(1 / 64)
+    assert decision.verdict == "hold"
+    assert "only 6 holdout/regression cases" in decision.reasons[-1]
+
+
+def test_a_candidate_without_results_is_held_and_counted_in_holm():
+    cases, results = night(improving_plan())
+    decisions = decide(results, cases, ["c1", "ghost"], GateConfig())
+    by_id = {d.candidate_id: d for d in decisions}
+    assert by_id["ghost"].verdict == "hold" and by_id["ghost"].n_cases == 0
+    assert any("no results for candidate ghost" in r for r in by_id["ghost"].reasons)
+    assert by_id["c1"].p_adjusted == pytest.approx(2 * 0.5**20)
+    assert by_id["c1"].verdict == "promote"
+
+
+def test_errors_count_as_fails_and_are_mentioned():
+    plan = improving_plan()
+    cases, results = night(plan)
+    errored = [
+        r.model_copy(update={"error": "timeout after 60 s"}) if r.candidate_id == "c1" and r.case_id == "s-00" else r
+        for r in results
+    ]
+    [decision] = decide(errored, cases, ["c1"], GateConfig())
+    assert decision.candidate_rate == pytest.approx(29 / 30)
+    assert decision.regressions == ["s-00"]
+    [note] = [r for r in decision.reasons if r.startswith("candidate: 3 of 90 calls errored and count as fails")]
+    assert "timeout after 60 s" in note
+
+
+def test_a_rerun_repeat_replaces_the_earlier_result():
+    cases, results = night(improving_plan())
+    stale = [r.model_copy(update={"passed": False}) for r in results if r.candidate_id == "c1"]
+    [decision] = decide(stale + results, cases, ["c1"], GateConfig())
+    assert decision.candidate_rate == pytest.approx(1.0)
+
+
+def test_a_worse_candidate_is_rejected():
+    plan = {f"f-{i}": (3, {"c1": 1}) for i in range(3)}
+    plan.update({f"s-{i}": (2, {"c1": 1}) for i in range(12)})
+    cases, results = night(plan, kinds={cid: ("timeout" if cid.startswith("f") else "format") for cid in plan})
+    [decision] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=1.0))
+    assert decision.regressions == ["f-0", "f-1", "f-2"]
+    assert decision.verdict == "reject"
+    worse = {cid: (2, {"c1": 1}) for cid in (f"x-{i}" for i in range(12))}
+    cases, results = night(worse)
+    [decision] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=1.0))
+    assert decision.regressions == []
+    assert decision.verdict == "reject"
+    assert "the candidate is worse (-0.33" in decision.reasons[-1]
+
+
+def test_mcnemar_p_value_matches_the_binomial_tail_by_hand():
+    base_fail_cand_pass = [CasePair(f"a{i}", "k", ArmTally(0, 3), ArmTally(3, 3)) for i in range(7)]
+    base_pass_cand_fail = [CasePair(f"b{i}", "k", ArmTally(2, 3), ArmTally(1, 3)) for i in range(2)]
+    concordant = [CasePair(f"c{i}", "k", ArmTally(3, 3), ArmTally(2, 3)) for i in range(5)]
+    outcome = McNemarTest().test(base_fail_cand_pass + base_pass_cand_fail + concordant)
+    by_hand = sum(comb(9, k) for k in range(7, 10)) / 2**9  # P(X >= 7), X ~ Binomial(9, 1/2) = 46/512
+    assert outcome.p_value == pytest.approx(by_hand) == pytest.approx(46 / 512)
+    assert "7 cases flipped to pass, 2 flipped to fail" in outcome.summary
+    assert McNemarTest().test([]).p_value == 1.0
+
+
+def test_unknown_test_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="mcnemar"):
+        get_paired_test("bayes")
+    assert get_paired_test("mcnemar").name == "mcnemar"
+
+
+def test_pass_rate_interval_brackets_the_mean_difference():
+    pairs = [CasePair(f"c{i}", "k", ArmTally(i % 3, 3), ArmTally(3, 3)) for i in range(12)]
+    low, high = pass_rate_interval(pairs, 0.05)
+    mean = sum(p.candidate.rate - p.baseline.rate for p in pairs) / len(pairs)
+    assert low < mean < high
+    narrower_low, narrower_high = pass_rate_interval(pairs, 0.2)
+    assert low < narrower_low < narrower_high < high
+    assert pass_rate_interval(pairs[:1], 0.05) == (None, None)
+
+
+def decision(candidate_id: str, verdict: str, candidate_rate: float, delta: float, p: float) -> GateDecision:
+    return GateDecision(
+        candidate_id=candidate_id, verdict=verdict, candidate_rate=candidate_rate, delta=delta, p_value=p
+    )
+
+
+def test_choose_winner_picks_at_most_one_promoted_candidate():
+    assert choose_winner([]) is None
+    assert choose_winner([decision("a", "hold", 0.9, 0.3, 0.001), decision("b", "reject", 0.95, 0.4, 0.0)]) is None
+    decisions = [
+        decision("a", "promote", 0.80, 0.20, 0.001),
+        decision("b", "promote", 0.85, 0.10, 0.010),
+        decision("c", "reject", 0.99, 0.40, 0.000),
+        decision("d", "promote", 0.85, 0.15, 0.020),
+        decision("e", "promote", 0.85, 0.15, 0.005),
+    ]
+    assert choose_winner(decisions).candidate_id == "e"
