@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import random
+import re
+import subprocess
+import sys
 from math import comb
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -334,3 +339,37 @@ def test_choose_winner_picks_at_most_one_promoted_candidate():
         decision("e", "promote", 0.85, 0.15, 0.005),
     ]
     assert choose_winner(decisions).candidate_id == "e"
+
+
+def test_permutation_test_is_seeded_and_sees_repeats_the_majority_hides():
+    # 0/3 -> 1/3 moves are invisible to majority verdicts and visible to the permutation test.
+    hidden = [CasePair(f"h{i}", "k", ArmTally(0, 3), ArmTally(1, 3)) for i in range(12)]
+    assert McNemarTest().test(hidden).p_value == 1.0
+    first = get_paired_test("permutation", random.Random(7)).test(hidden)
+    again = get_paired_test("permutation", random.Random(7)).test(hidden)
+    assert first == again
+    assert first.p_value == pytest.approx(1 / 2001)  # no sign flip reaches the all-positive sum
+    assert "12 cases up, 0 down" in first.summary
+    unchanged = [CasePair(f"u{i}", "k", ArmTally(2, 3), ArmTally(2, 3)) for i in range(12)]
+    assert get_paired_test("permutation").test(unchanged).p_value == 1.0
+    mixed = hidden[:6] + [CasePair(f"d{i}", "k", ArmTally(1, 3), ArmTally(0, 3)) for i in range(6)]
+    assert get_paired_test("permutation", random.Random(1)).test(mixed).p_value > 0.3
+
+
+def test_decide_takes_a_test_instead_of_the_configured_one():
+    plan = {f"h-{i}": (0, {"c1": 1}) for i in range(15)}
+    cases, results = night(plan)
+    [by_majority] = decide(results, cases, ["c1"], GateConfig())
+    [by_rates] = decide(results, cases, ["c1"], GateConfig(), test=get_paired_test("permutation", random.Random(3)))
+    assert by_majority.verdict == "hold" and by_majority.p_value == 1.0
+    assert by_rates.verdict == "promote" and by_rates.p_value < 0.001
+    assert "sign-flip permutation test" in by_rates.reasons[1]
+
+
+def test_benchmark_prints_its_figures():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_null.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--nights", "4", "--seed", "1"], capture_output=True, text=True, check=True
+    )
+    last = done.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"false_promotion=\d\.\d{3} power=\d\.\d{3}", last), done.stdout

@@ -170,6 +170,8 @@ def make_db(path: Path) -> None:
     conn.execute("create table conversations (id text, json text)")
     conn.executemany("insert into conversations values (?, ?)", [(c["id"], json.dumps(c)) for c in canonical])
     conn.execute("insert into conversations values ('broken', '{not json')")
+    # the id may live in its own column next to a document that lacks it
+    conn.execute("insert into conversations values ('col-id', ?)", [json.dumps({"messages": [{"role": "user", "content": "q"}]})])
     conn.execute("create table logs (id text, prompt_name text, ended_at text, messages text, outcome text)")
     conn.executemany(
         "insert into logs values (?, ?, ?, ?, ?)",
@@ -187,7 +189,7 @@ def test_sqlite_json_column_table(tmp_path: Path):
     path = tmp_path / "logs.db"
     make_db(path)
     conversations, bad = split(open_source(path).fetch())
-    assert [c.id for c in conversations] == ["c-1", "c-2", "c-3"]
+    assert [c.id for c in conversations] == ["c-1", "c-2", "c-3", "col-id"]
     assert len(bad) == 1 and bad[0].locator == f"{path}:conversations:4"
     assert bad[0].reason.startswith("invalid JSON")
 
@@ -339,6 +341,48 @@ def test_missing_sources_raise_source_error_naming_the_path(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="holds no"):
         open_source(tmp_path / "empty")
+
+
+@given(st.lists(st.binary(max_size=80) | st.text(max_size=80).map(str.encode), max_size=8))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_line_content_makes_a_reader_raise(tmp_path: Path, lines: list[bytes]):
+    """Garbage in any line becomes quarantined records with reasons, never an exception."""
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    for source in (JsonlSource(path), OpenAIChatSource(path), OtelSource(path)):
+        for record in source.fetch():
+            assert isinstance(record, Conversation) or record.reason
+
+
+def test_odd_otlp_structures_are_quarantined_or_skipped(tmp_path: Path):
+    weird = {
+        "resourceSpans": [
+            "not a dict",
+            {"resource": [], "scopeSpans": "nope"},
+            {"scopeSpans": [None, {"spans": [1, {"attributes": [{"key": "gen_ai.input.messages", "value": {"intValue": "x"}}]}]}]},
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {  # no trace id, no conversation id: keyed by its span id
+                                "spanId": "s1",
+                                "attributes": [
+                                    {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps([{"role": "user", "parts": "text"}])}},
+                                    {"key": "gen_ai.output.messages", "value": {"stringValue": json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "ok"}]}])}},
+                                ],
+                            }
+                        ]
+                    }
+                ]
+            },
+        ]
+    }
+    path = tmp_path / "weird.json"
+    path.write_text(json.dumps(weird))
+    conversations, bad = split(OtelSource(path).fetch())
+    assert [c.id for c in conversations] == ["span-s1"]
+    assert [m.role for m in conversations[0].messages] == ["user", "assistant"]
+    assert len(bad) == 1 and bad[0].reason.startswith("unreadable GenAI messages")
 
 
 def test_every_source_satisfies_the_protocol(tmp_path: Path):

@@ -27,8 +27,8 @@ Vetoes (any one rejects, whatever the overall gain)
     most repeats, listed by case id;
   - a failure kind (``ReplayCase.metadata["kind"]``) whose pass rate falls by more than
     ``kind_tolerance`` and where the fall is not noise (one-sided Fisher exact test on
-    the kind's calls, p < alpha; the unpaired test is conservative for paired data, so a
-    veto it raises is real);
+    the kind's calls, p < alpha; both arms ran the same cases, so treating the calls as
+    two independent samples overstates the noise and the check rarely vetoes by chance);
   - mean cost or latency per call rising by more than its relative tolerance (cache hits
     report zero and are left out of the means).
 

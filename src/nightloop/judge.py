@@ -156,7 +156,7 @@ def _keywords(text: str) -> list[str]:
     for word in _words(text):
         if len(word) < 3 or word.isdigit() or word in _STOPWORDS:
             continue
-        keywords.append(word[:-1] if len(word) > 4 and word.endswith("s") else word)
+        keywords.append(word[:-1] if len(word) > 4 and word.endswith("s") and not word.endswith("ss") else word)
     return keywords
 
 

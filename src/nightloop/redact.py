@@ -82,7 +82,8 @@ class Pattern:
 
 _SECRET_KEY_NAMES = (
     r"api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?key(?:[_-]?id)?|"
-    r"auth(?:[_-]?token)?|token|access[_-]?token|refresh[_-]?token|password|passwd|pwd|private[_-]?key|session(?:[_-]?id)?"
+    r"auth(?:[_-]?token)?|token|access[_-]?token|refresh[_-]?token|"
+    r"password|passwd|pwd|private[_-]?key|session(?:[_-]?id)?"
 )
 
 #: Applied in order: secrets first (they may contain digits or ``@``), then contact and payment data.
@@ -110,7 +111,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "secret_assignment",
         re.compile(
-            rf"""(?P<keep>\b(?:{_SECRET_KEY_NAMES})["']?[ \t]*[:=][ \t]*["']?)(?!\[SECRET\])[A-Za-z0-9_\-/+.~]{{8,}}=*""",
+            rf"""(?P<keep>\b(?:{_SECRET_KEY_NAMES})["']?[ \t]*[:=][ \t]*["']?)"""
+            r"(?!\[SECRET\])[A-Za-z0-9_\-/+.~]{8,}=*",
             re.IGNORECASE,
         ),
         "[SECRET]",

@@ -96,10 +96,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes | Exception]]:
     number = 0
     try:
         with opener(path, "rb") as handle:
-            for number, line in enumerate(handle, start=1):  # noqa: B007 - number is used after the loop
-                if number == 1 and line.startswith(b"\xef\xbb\xbf"):
-                    line = line[3:]
-                yield number, line
+            for line in handle:
+                number += 1
+                yield number, (line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line)
     except (OSError, EOFError, ValueError) as exc:  # truncated/corrupt gzip, unreadable file
         yield number + 1, exc
 

@@ -32,6 +32,7 @@ STATUS_CODE_ERROR = (2, "2", "STATUS_CODE_ERROR")
 class _Span:
     file: str
     trace_id: str
+    span_id: str
     start_ns: int
     end_ns: int
     attributes: dict[str, Any]
@@ -70,7 +71,14 @@ def attribute_value(value: Any) -> Any:
 def _attributes(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
-    return {item["key"]: attribute_value(item.get("value")) for item in items if isinstance(item, dict) and "key" in item}
+    attributes: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("key"), str):
+            try:
+                attributes[item["key"]] = attribute_value(item.get("value"))
+            except (TypeError, ValueError, AttributeError):
+                attributes[item["key"]] = item.get("value")  # keep the raw value rather than lose the span
+    return attributes
 
 
 def _nanos(value: Any) -> int:
@@ -213,7 +221,7 @@ def group_to_record(key: str, group: _Group) -> Record:
     locator = f"{group.file}:conversation:{key}"
     try:
         messages = merge_messages(spans)
-    except ValueError as exc:  # includes json.JSONDecodeError
+    except (ValueError, TypeError, AttributeError) as exc:  # ValueError includes json.JSONDecodeError
         return Quarantined(source=group.file, locator=locator, raw_excerpt="", reason=f"unreadable GenAI messages: {exc}")
     if not messages:
         return Quarantined(
@@ -249,8 +257,11 @@ class OtelSource:
             for item in _read_exports(path):
                 if isinstance(item, Quarantined):
                     yield item
-                else:
+                    continue
+                try:
                     spans.extend(_spans(item, str(path)))
+                except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
+                    yield Quarantined(source=str(path), locator=str(path), reason=f"unexpected OTLP structure: {exc!r}")
         yield from (group_to_record(key, group) for key, group in _group(spans).items())
 
     def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
@@ -313,19 +324,22 @@ def _spans(export: dict[str, Any], file: str) -> Iterator[_Span]:
     for resource_spans in export["resourceSpans"]:
         if not isinstance(resource_spans, dict):
             continue
-        resource = _attributes((resource_spans.get("resource") or {}).get("attributes"))
+        resource_info = resource_spans.get("resource")
+        resource = _attributes(resource_info.get("attributes") if isinstance(resource_info, dict) else None)
         scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or []
-        for scope in scopes:
-            for span in (scope or {}).get("spans") or []:
+        for scope in scopes if isinstance(scopes, list) else []:
+            spans = scope.get("spans") if isinstance(scope, dict) else None
+            for span in spans if isinstance(spans, list) else []:
                 if not isinstance(span, dict):
                     continue
                 attributes = _attributes(span.get("attributes"))
                 if not any(key.startswith("gen_ai.") for key in attributes):
                     continue  # HTTP, DB and other spans of the same trace
-                status = span.get("status") or {}
+                status = span.get("status") if isinstance(span.get("status"), dict) else {}
                 yield _Span(
                     file=file,
                     trace_id=str(span.get("traceId") or ""),
+                    span_id=str(span.get("spanId") or ""),
                     start_ns=_nanos(span.get("startTimeUnixNano")),
                     end_ns=_nanos(span.get("endTimeUnixNano")),
                     attributes=attributes,
@@ -341,10 +355,9 @@ def _group(spans: list[_Span]) -> dict[str, _Group]:
         s.trace_id: str(s.attributes[CONVERSATION_ID]) for s in spans if s.attributes.get(CONVERSATION_ID) is not None and s.trace_id
     }
     groups: dict[str, _Group] = {}
-    for span in spans:
+    for index, span in enumerate(spans):
         conversation_id = span.attributes.get(CONVERSATION_ID)
         key = str(conversation_id) if conversation_id is not None else trace_conversation.get(span.trace_id, span.trace_id)
-        if not key:
-            continue
+        key = key or f"span-{span.span_id or index}"  # no conversation and no trace: the span stands alone
         groups.setdefault(key, _Group(file=span.file)).spans.append(span)
     return groups

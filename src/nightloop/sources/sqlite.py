@@ -92,7 +92,18 @@ class SqliteSource:
             columns = [d[0] for d in cursor.description]
             label = self.table if self.query is None else "query"
             number = 0
-            while rows := cursor.fetchmany(FETCH_ROWS):
+            while True:
+                try:
+                    rows = cursor.fetchmany(FETCH_ROWS)
+                except sqlite3.DatabaseError as exc:  # a corrupt page mid-table: keep what was read
+                    yield Quarantined(
+                        source=str(self.path),
+                        locator=f"{self.path}:{label}:after-row-{number}",
+                        reason=f"could not read the rest of the table: {exc}",
+                    )
+                    return
+                if not rows:
+                    return
                 for row in rows:
                     number += 1
                     values = dict(zip(columns, row, strict=True))

@@ -207,17 +207,13 @@ class ConversationRepo:
             try:
                 conn.executemany(f"insert or replace into failures ({FAILURE_COLUMNS}) values (?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError as exc:
-                missing = [i for i in ids if self.get_row(i) is None]
+                missing = [i for i in ids if not self.exists(i)]
                 raise NotFound(f"Conversations {missing[:5]} are not in the store; ingest them before saving their failures.") from exc
 
     # --- reading conversations ---
 
-    def get_row(self, conversation_id: str) -> dict[str, Any] | None:
-        row = self.db.conn.execute("select * from conversations where id = ?", [conversation_id]).fetchone()
-        if row is None:
-            return None
-        columns = [d[0] for d in self.db.conn.execute("select * from conversations limit 0").description]
-        return dict(zip(columns, row, strict=True))
+    def exists(self, conversation_id: str) -> bool:
+        return self.db.conn.execute("select 1 from conversations where id = ?", [conversation_id]).fetchone() is not None
 
     def get(self, conversation_id: str) -> Conversation | None:
         row = self.db.conn.execute("select json from conversations where id = ?", [conversation_id]).fetchone()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nightloop.llm.sim.agent import Situation
@@ -44,8 +45,10 @@ class Request:
     situation: Situation
 
 
-def draw_request(rng: random.Random, shop: str | None) -> Request:
+def draw_request(rng: random.Random, shops: Mapping[str, str | None]) -> Request:
+    """A new customer request; ``shops`` names the shop per channel (what the agent's prompt says)."""
     channel = _weighted(rng, CHANNELS)
+    shop = shops.get(channel)
     order_number = str(rng.randint(40000, 49999))
     if channel == "api":
         text = json.dumps({"action": "order_status", "order_number": order_number})
