@@ -77,7 +77,8 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 
 class LLMConfig(BaseModel):
-    judge: RoleConfig = Field(default_factory=RoleConfig)
+    # The judge writes K whole templates in one answer: it needs room.
+    judge: RoleConfig = Field(default_factory=lambda: RoleConfig(max_tokens=8192))
     agent: RoleConfig = Field(default_factory=RoleConfig)
     scorer: RoleConfig = Field(default_factory=RoleConfig)
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))

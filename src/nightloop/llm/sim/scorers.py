@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from nightloop.llm.sim.agent import Situation, recover_situation
 from nightloop.llm.sim.behaviours import BEHAVIOURS, Context, behaviours_in_text, check, read_prompt
 from nightloop.models import PairwiseVerdict, RubricVerdict
 
@@ -17,7 +18,8 @@ _ANSWER_TAGS = ("answer", "output", "response", "candidate_answer", "assistant_a
 _RUBRIC_TAGS = ("rubric", "criteria", "criterion", "expectation")
 _LANGUAGE_NAMES = {"de": r"german|deutsch", "fr": r"french|français", "es": r"spanish|español"}
 _ORDER_RE = re.compile(r"#\s?(\d{4,8})")
-_FALLBACK = ("currency_eur", "word_limit", "order_number", "refund_escalation")
+#: Judged from the transcript (tool calls), not from an answer's text.
+_UNCHECKABLE = frozenset({"tool_discipline"})
 
 
 def _tagged(text: str, tags: tuple[str, ...]) -> str | None:
@@ -40,30 +42,43 @@ def _strip_quotes(text: str) -> str:
     return text.strip()
 
 
-def scoring_context(text: str, targets: set[str]) -> Context:
-    """What the checkers need, read from the non-answer part of a scorer prompt."""
+def scoring_context(text: str, targets: set[str], situation: Situation | None = None) -> Context:
+    """What the checkers need: the customer's request understood like the agent does, refined by the rubric text."""
+    base = situation.context() if situation else Context()
     low = text.lower()
-    language = None
+    language = base.language
     for lang, names in _LANGUAGE_NAMES.items():
         if re.search(rf"(?:in|auf|en)\s+(?:{names})", low):
             language = lang
     order = _ORDER_RE.search(text)
     return Context(
         language=language,
-        order_number=order.group(1) if order else None,
-        escalation_needed="refund_escalation" in targets,
+        order_number=base.order_number or (order.group(1) if order else None),
+        shop=None,
+        escalation_needed=base.escalation_needed or "refund_escalation" in targets,
+        expected_json=base.expected_json,
     )
+
+
+def _situation(text: str) -> Situation | None:
+    request = _tagged(text, ("request",))
+    if not request:
+        return None
+    situation = recover_situation("", request)
+    return None if situation.kind == "general" else situation
 
 
 def _targets(rubric: str) -> set[str]:
     targets = set(behaviours_in_text(rubric)) | set(read_prompt(rubric).instructed)
     low = rubric.lower()
     targets |= {b.name for b in BEHAVIOURS if b.name in low or b.summary in low}
-    targets.discard("tool_discipline")  # judged from the transcript, not from the answer text
-    return targets
+    return targets - _UNCHECKABLE
 
 
-def _applicable(answer: str, ctx: Context) -> list[str]:
+def _applicable(answer: str, ctx: Context, situation: Situation | None) -> list[str]:
+    """Every behaviour that can be checked for this request (all the rubric-less scorers can do)."""
+    if situation is not None:
+        return sorted(situation.needs - _UNCHECKABLE)
     names = ["currency_eur", "word_limit"]
     if ctx.order_number:
         names.append("order_number")
@@ -75,19 +90,19 @@ def _applicable(answer: str, ctx: Context) -> list[str]:
 
 
 def rubric_reply(text: str) -> RubricVerdict:
-    answer = _tagged(text, _ANSWER_TAGS) or _headed(text, "answer") or _headed(text, "response") or ""
-    answer = _strip_quotes(answer)
-    rest = text.replace(answer, "") if answer else text
+    answer = _strip_quotes(_tagged(text, _ANSWER_TAGS) or _headed(text, "answer") or _headed(text, "response") or "")
+    if not answer:
+        return RubricVerdict(passed=False, score=0.0, reason="[simulated scorer] no answer to score")
+    rest = text.replace(answer, "")
     rubric = _tagged(rest, _RUBRIC_TAGS) or _headed(rest, "rubric") or rest
+    situation = _situation(rest)
     targets = _targets(rubric)
-    ctx = scoring_context(rest, targets)
-    names = sorted(targets) or [n for n in _FALLBACK if n in _applicable(answer, ctx) or n == "refund_escalation" and ctx.escalation_needed]
-    if not answer.strip():
-        return RubricVerdict(passed=False, score=0.0, reason="No answer to score.")
+    ctx = scoring_context(rubric, targets, situation)
+    names = sorted(targets) or _applicable(answer, ctx, situation)
     results = {name: check(name, answer, ctx) for name in names}
     failed = [n for n, ok in results.items() if not ok]
     score = sum(results.values()) / len(results) if results else 1.0
-    reason = "Fails: " + ", ".join(failed) if failed else "Satisfies: " + ", ".join(names)
+    reason = "fails: " + ", ".join(failed) if failed else "satisfies: " + (", ".join(names) or "nothing checkable")
     return RubricVerdict(passed=not failed, score=round(score, 3), reason=f"[simulated scorer] {reason}")
 
 
@@ -103,8 +118,8 @@ def _pair(text: str) -> tuple[str, str] | None:
     return None
 
 
-def _passes(answer: str, ctx: Context) -> int:
-    names = set(_applicable(answer, ctx)) | {"politeness"}
+def _passes(answer: str, ctx: Context, situation: Situation | None) -> int:
+    names = set(_applicable(answer, ctx, situation)) | {"politeness"}
     return sum(check(n, answer, ctx) for n in names)
 
 
@@ -114,8 +129,8 @@ def pairwise_reply(text: str) -> PairwiseVerdict:
         return PairwiseVerdict(winner="tie", reason="[simulated scorer] could not find answers A and B")
     a, b = pair
     rest = text.replace(a, "").replace(b, "")
-    ctx = scoring_context(rest, set())
-    score_a, score_b = _passes(a, ctx), _passes(b, ctx)
+    situation = _situation(rest)
+    ctx = scoring_context("", set(), situation)
+    score_a, score_b = _passes(a, ctx, situation), _passes(b, ctx, situation)
     winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
     return PairwiseVerdict(winner=winner, reason=f"[simulated scorer] A passes {score_a} checks, B passes {score_b}")
-
