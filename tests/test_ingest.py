@@ -110,7 +110,6 @@ def test_progress_observer_sees_each_batch_and_cannot_crash_the_run(store: Store
 
 def test_the_default_classifier_is_the_rule_classifier(store: Store):
     """Without an injected classifier, ingest runs nightloop.classify with the given config."""
-    pytest.importorskip("nightloop.classify")
     stats = ingest(store, [DATA / "canonical.jsonl"], classify_config=ClassifyConfig())
     kinds = {(f.conversation_id, f.kind) for f in store.conversations.failures()}
     assert ("c-3", "timeout") in kinds

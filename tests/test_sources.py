@@ -139,6 +139,25 @@ def test_canonical_round_trip(tmp_path: Path, texts: list[str]):
     assert read == original
 
 
+def test_json_documents_arrays_and_pretty_printed_conversations(tmp_path: Path):
+    records = [json.loads(line) for line in (DATA / "canonical.jsonl").read_text().splitlines() if line.strip()]
+    array = tmp_path / "export.json"
+    array.write_text(json.dumps([*records, {"id": "no-messages"}], indent=2))
+    conversations, bad = split(open_source(array).fetch())
+    assert [c.id for c in conversations] == ["c-1", "c-2", "c-3"]
+    assert [(q.locator, q.reason) for q in bad] == [(f"{array}:[3]", "missing required field 'messages'")]
+    single = tmp_path / "one.json.gz"
+    single.write_bytes(gzip.compress(json.dumps(records[0], indent=2).encode()))
+    assert [c.id for c in open_source(single).fetch()] == ["c-1"]
+    chat = tmp_path / "chat.json"
+    chat.write_text(json.dumps([{"messages": [{"role": "user", "content": "x"}]}], indent=1))
+    assert detect_format(chat) == "openai" and next(open_source(chat).fetch()).id.startswith("oa-")
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"id": "x",\n')
+    (record,) = open_source(broken).fetch()
+    assert record.locator == str(broken) and record.reason.startswith("invalid JSON")
+
+
 # --- OpenAI chat ---
 
 

@@ -134,7 +134,9 @@ class GateConfig(BaseModel):
     kind_tolerance: float = 0.0
     cost_tolerance: float = 0.25
     latency_tolerance: float = 0.25
-    test: Literal["mcnemar"] = "mcnemar"
+    #: Paired test across cases: exact McNemar on majority verdicts (default), or a paired permutation test on
+    #: per-case pass rates (uses the repeats; about twice the power in benchmarks/gate_null.py).
+    test: Literal["mcnemar", "permutation"] = "mcnemar"
 
 
 class WatchConfig(BaseModel):

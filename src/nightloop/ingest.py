@@ -12,6 +12,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nightloop.classify import classify_conversation
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, IngestStats
 from nightloop.sources import Source, Window, open_source
@@ -36,8 +37,7 @@ def open_sources(specs: Sequence[str | Path], format: str | None = None) -> list
 
 
 def default_classifier(config: ClassifyConfig) -> Classifier:
-    from nightloop.classify import classify_conversation
-
+    """The rule detectors of :mod:`nightloop.classify`, with ``config``."""
     return lambda conversation: classify_conversation(conversation, config)
 
 

@@ -393,19 +393,16 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
 
 
 def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> GateOutput:
-    """Decide per candidate; remember rejected templates so the judge does not propose them again."""
+    """Decide per candidate with the paired test, corrections and vetoes; pick at most one winner."""
 
     def compute() -> GateOutput:
         from nightloop.gate import choose_winner, decide
 
         results = night.store.runs.eval_results(night.run_id)
         decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
-        by_id = {c.id: c for c in judged.candidates}
-        for decision in decisions:
-            if decision.verdict == "reject" and decision.candidate_id in by_id:
-                night.store.runs.remember_rejected(
-                    night.prompt_name, by_id[decision.candidate_id].sha256, "gate", "; ".join(decision.reasons)
-                )
+        # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
+        # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
+        # watch rollbacks are remembered.
         winner = choose_winner(decisions)
         return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
 

@@ -109,17 +109,32 @@ def detect_format(path: Path) -> str:
         return "sqlite"
     if b'"resourceSpans"' in head:
         return "otel"
+    for record in _first_records(head):
+        if isinstance(record, dict) and "messages" in record:
+            return "jsonl" if "id" in record else "openai"
+        break
+    return "jsonl"  # the canonical reader quarantines each record with its reason
+
+
+def _first_records(head: bytes) -> Iterator[object]:
+    """The first parseable records of a file's head: whole lines, or the first item of one JSON document."""
+    try:
+        document = json.loads(head)
+    except ValueError:
+        document = None
+    if isinstance(document, list):
+        yield from document[:1]
+        return
+    if isinstance(document, dict):
+        yield document
+        return
     for line in head.splitlines()[:SNIFF_LINES]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            yield json.loads(line)
         except ValueError:
             continue  # a bad first line is quarantined by the reader; look at the next one
-        if isinstance(record, dict) and "messages" in record:
-            return "jsonl" if "id" in record else "openai"
-        break
-    return "jsonl"  # the canonical reader quarantines each line with its reason
 
 
 def open_source(spec: str | Path, format: str | None = None) -> Source:

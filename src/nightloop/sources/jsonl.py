@@ -1,7 +1,13 @@
-"""Canonical Conversation JSONL files (DESIGN.md, "Conversation JSONL"), plain or gzipped."""
+"""Canonical Conversation JSONL files (DESIGN.md, "Conversation JSONL"), plain or gzipped.
+
+A ``.json`` file whose first line is not a whole record is read as one JSON document instead: an
+array of conversations (locator ``<file>:[<index>]``) or a single pretty-printed conversation.
+"""
 
 from __future__ import annotations
 
+import gzip
+import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -37,6 +43,9 @@ class JsonlSource:
 
 
 def _file_records(path: Path, parse: LineParser) -> Iterator[Record]:
+    if _is_json_document(path):
+        yield from _document_records(path, parse)
+        return
     source = str(path)
     for number, line in read_lines(path):
         locator = f"{source}:{number}"
@@ -50,3 +59,35 @@ def _file_records(path: Path, parse: LineParser) -> Iterator[Record]:
         if isinstance(record, Quarantined) and not record.raw_excerpt:
             record.raw_excerpt = excerpt(stripped)
         yield record
+
+
+def _is_json_document(path: Path) -> bool:
+    """A ``.json`` file that is one document (an array, or an object spread over lines), not JSON Lines."""
+    if not path.name.endswith((".json", ".json.gz")):
+        return False
+    for _, line in read_lines(path):
+        if isinstance(line, Exception):
+            return False
+        if line.strip():
+            try:
+                json.loads(line)
+            except ValueError:
+                return line.lstrip().startswith((b"[", b"{"))
+            return line.lstrip().startswith(b"[")
+    return False
+
+
+def _document_records(path: Path, parse: LineParser) -> Iterator[Record]:
+    """Records of a whole-document ``.json`` file (read whole: such files are exports, not logs)."""
+    source = str(path)
+    try:
+        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        document = json.loads(data)
+    except (OSError, EOFError, ValueError) as exc:
+        reason = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else f"could not read the file: {exc}"
+        yield Quarantined(source=source, locator=source, raw_excerpt="", reason=reason)
+        return
+    items = enumerate(document) if isinstance(document, list) else [(None, document)]
+    for index, item in items:
+        locator = source if index is None else f"{source}:[{index}]"
+        yield parse(json.dumps(item, ensure_ascii=False).encode("utf-8"), source, locator)

@@ -110,7 +110,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
             rf"\b(?:always|only)\s+(?:(?!not\b|never\b|no\b){_SKIP_WORDS}){{0,5}}(?:dollars?|usd\b|\$)",
             rf"\b{_NEG}\s+{_SKIP_WORDS}{{0,4}}(?:euros?|eur)\b",
         ),
-        p_fail=0.6,
+        p_fail=0.5,
         instructions=(
             "Give every price and amount in euros (€), never in dollars.",
             "Quote prices in EUR with the € sign.",
@@ -135,7 +135,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
             ),
         ),
         against=(rf"\b{_NEG}\s+{_SKIP_WORDS}{{0,3}}(?:the\s+)?(?:customer'?s?\s+)?order\s*(?:numbers?|ids?|references?|#)",),
-        p_fail=0.5,
+        p_fail=0.4,
         instructions=(
             "Always repeat the order number (e.g. #12345) when you talk about an order.",
             "Include the customer's order number in every answer about an order.",
@@ -185,7 +185,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
             (r"concise|brief|short|succinct|to the point|rambl|word limit|\d+\s+words", r"answer|repl|respon|keep|\bbe\b|stay|write|limit|under|words"),
         ),
         against=(),
-        p_fail=0.5,
+        p_fail=0.4,
         instructions=(
             f"Keep every answer under {WORD_LIMIT} words.",
             f"Be brief: answers of at most {WORD_LIMIT - 10} words, no filler.",
@@ -210,7 +210,7 @@ BEHAVIOURS: tuple[Behaviour, ...] = (
             ),
         ),
         against=(rf"\b(?:always|keep)\s+{_SKIP_WORDS}{{0,4}}(?:calling|call|re-?check\w*|looking up|look up)\b[^.\n]*\b(?:again|every|repeatedly|until)\b",),
-        p_fail=0.4,
+        p_fail=0.25,
         instructions=(
             "Call lookup_order at most once per request; answer from its result instead of calling it again.",
             "Look an order up only once: after the tool has answered, reply to the customer.",
