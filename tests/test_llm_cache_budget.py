@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nightloop.config import DEFAULT_PRICES, ModelPrice, RoleConfig, load_settings
 from nightloop.errors import BudgetExceeded, ProviderError, StructuredOutputError
 from nightloop.llm.anthropic import AnthropicProvider
-from nightloop.llm.base import LLMRequest
+from nightloop.llm.base import LLMRequest, Provider
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key
 from nightloop.llm.client import LLMClient, build_clients, build_provider
@@ -311,6 +311,8 @@ def test_build_provider_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert isinstance(build_provider(RoleConfig(provider="openai", model="gpt-4o")), OpenAIProvider)
     assert isinstance(build_provider(RoleConfig(provider="anthropic", model="claude-haiku-4-5")), AnthropicProvider)
+    simulator = build_provider(RoleConfig(provider="sim"), seed=7)  # loaded lazily, needs no key
+    assert simulator.name == "sim" and isinstance(simulator, Provider)
 
 
 def test_unknown_provider_lists_the_valid_ones() -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from nightloop.config import RoleConfig
 from nightloop.errors import ConfigError, ProviderError, StructuredOutputError
 from nightloop.llm.base import LLMRequest
-from nightloop.llm.openai import OpenAIProvider, response_format_for
+from nightloop.llm.openai import OpenAIProvider, response_format_for, token_limit_parameter
 from nightloop.models import Message, RubricVerdict, ToolCall, ToolFunction
 from nightloop.testing import Answer, FakeOpenAIServer
 
@@ -229,16 +229,27 @@ async def test_environment_key_and_base_url_are_honoured(
 
     assert response.text == "echo: hi"
     assert fake.request_headers[0]["authorization"] == "Bearer env-key"
-    assert fake.requests[0]["max_completion_tokens"] == 1024  # OpenAI proper gets the current parameter
+    assert fake.requests[0]["max_tokens"] == 1024
+
+
+def test_openai_itself_gets_the_current_token_limit_parameter() -> None:
+    assert token_limit_parameter("https://api.openai.com/v1/") == "max_completion_tokens"
+    assert token_limit_parameter("http://localhost:11434/v1/") == "max_tokens"
 
 
 def test_provider_survives_successive_event_loops(fake: FakeOpenAIServer) -> None:
     provider = provider_for(fake)
 
-    first = asyncio.run(provider.complete(ask("one")))
-    second = asyncio.run(provider.complete(ask("two")))
+    async def ask_then_close(text: str) -> str | None:
+        response = await provider.complete(ask(text))
+        await provider.aclose()
+        return response.text
 
-    assert (first.text, second.text) == ("echo: one", "echo: two")
+    first = asyncio.run(provider.complete(ask("one")))  # its connections are left to the closed loop
+    second = asyncio.run(provider.complete(ask("two")))
+    third = asyncio.run(ask_then_close("three"))
+
+    assert (first.text, second.text, third) == ("echo: one", "echo: two", "echo: three")
 
 
 class OpenEnded(BaseModel):

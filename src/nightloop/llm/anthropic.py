@@ -65,6 +65,12 @@ class AnthropicProvider:
             self._sdk_loop = loop
         return self._sdk
 
+    async def aclose(self) -> None:
+        """Close the SDK's connections now (optional: otherwise they go with their event loop)."""
+        if self._sdk is not None and self._sdk_loop is asyncio.get_running_loop():
+            await self._sdk.close()
+        self._sdk = self._sdk_loop = None
+
     async def complete(self, request: LLMRequest) -> LLMResponse:
         system, turns = to_anthropic_messages(request.messages)
         tools = to_anthropic_tools(request.tools or [])

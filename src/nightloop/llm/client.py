@@ -106,6 +106,12 @@ class LLMClient:
         finally:
             self._inflight.pop(key, None)
 
+    async def aclose(self) -> None:
+        """Close the provider's connections, when it holds any."""
+        close = getattr(self.provider, "aclose", None)
+        if close is not None:
+            await close()
+
     async def _call_provider(self, request: LLMRequest, *, key: str | None) -> LLMResponse:
         try:
             response = await self.provider.complete(request)
@@ -189,6 +195,11 @@ class Clients:
     @property
     def cache_hits(self) -> int:
         return self.judge.cache_hits + self.agent.cache_hits + self.scorer.cache_hits
+
+    async def aclose(self) -> None:
+        """Close every role's connections; call it at the end of an ``asyncio.run`` that used them."""
+        for client in (self.judge, self.agent, self.scorer):
+            await client.aclose()
 
 
 def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: BudgetLedger) -> Clients:

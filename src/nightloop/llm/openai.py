@@ -24,7 +24,9 @@ from nightloop.llm import (
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.models import Message, ToolCall, ToolFunction, Usage
 
-__all__ = ["OpenAIProvider", "response_format_for", "to_openai_message"]
+__all__ = ["OpenAIProvider", "response_format_for", "to_openai_message", "token_limit_parameter"]
+
+OPENAI_API = "https://api.openai.com/"
 
 
 class OpenAIProvider:
@@ -52,6 +54,12 @@ class OpenAIProvider:
             )
             self._sdk_loop = loop
         return self._sdk
+
+    async def aclose(self) -> None:
+        """Close the SDK's connections now (optional: otherwise they go with their event loop)."""
+        if self._sdk is not None and self._sdk_loop is asyncio.get_running_loop():
+            await self._sdk.close()
+        self._sdk = self._sdk_loop = None
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         messages = [to_openai_message(m) for m in request.messages]
@@ -87,8 +95,7 @@ class OpenAIProvider:
     async def _create(self, request: LLMRequest, messages: list[dict[str, Any]]) -> Any:
         client = self._client()
         params: dict[str, Any] = {"model": request.model, "messages": messages, "temperature": request.temperature}
-        # OpenAI deprecated max_tokens (reasoning models refuse it); compatible servers still expect it.
-        params["max_tokens" if self.role.base_url else "max_completion_tokens"] = request.max_tokens
+        params[token_limit_parameter(str(client.base_url))] = request.max_tokens
         if request.seed is not None:
             params["seed"] = request.seed
         if request.tools:
@@ -111,6 +118,11 @@ class OpenAIProvider:
         if not completion.choices:
             raise ProviderError(f"OpenAI {request.model!r} returned no choices; retry, or check the server.")
         return completion
+
+
+def token_limit_parameter(base_url: str) -> str:
+    """OpenAI itself deprecated ``max_tokens`` (reasoning models refuse it); compatible servers still expect it."""
+    return "max_completion_tokens" if base_url.startswith(OPENAI_API) else "max_tokens"
 
 
 def to_openai_message(message: Message) -> dict[str, Any]:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections import Counter
 
 from nightloop.llm.sim.behaviours import BEHAVIOURS, BEHAVIOUR_NAMES, behaviour, behaviours_in_text, read_prompt
 from nightloop.models import FAILURE_KINDS, JudgeOutput, ProposedCandidate, ProposedEdit
 
-__all__ = ["DEFAULT_K", "extract_template", "failure_evidence", "judge_reply", "insert_lines", "requested_k"]
+__all__ = ["DEFAULT_K", "extract_template", "failure_evidence", "failure_weights", "insert_lines", "judge_reply", "requested_k"]
 
 DEFAULT_K = 4
 
@@ -28,6 +27,8 @@ _K_RE = re.compile(r"\b(\d{1,2})\s+(?:[\w-]+\s+){0,2}?(?:candidates?|revisions?|
 _K_EQ_RE = re.compile(r"\bk\s*=\s*(\d{1,2})\b", re.IGNORECASE)
 _EVIDENCE_WINDOW = 1500
 _SECTION_RE = re.compile(r"\n#{1,3}\s")
+_GROUP_SPLIT_RE = re.compile(r"\n(?=## )")
+_HIDDEN_RE = re.compile(r"(\d+)\s+more\b", re.IGNORECASE)
 _API_RE = re.compile(r'"eta"|"status"|order_status|\bjson\b', re.IGNORECASE)
 _BULLET_RE = re.compile(r"^(\s*)([-*•]|\d+[.)])\s+")
 
@@ -78,6 +79,18 @@ def failure_evidence(text: str) -> dict[str, set[str]]:
             names = {"json_api"}
         found.setdefault(match.group(0), set()).update(names)
     return found
+
+
+def failure_weights(text: str) -> dict[str, float]:
+    """How many failures each shown one stands for: a group saying "N more like these" spreads N over its shown ids."""
+    weights: dict[str, float] = {}
+    for section in _GROUP_SPLIT_RE.split(text):
+        ids = list(dict.fromkeys(m.group(0) for m in FAILURE_ID_RE.finditer(section)))
+        hidden = _HIDDEN_RE.search(section)
+        extra = int(hidden.group(1)) / len(ids) if hidden and ids else 0.0
+        for failure_id in ids:
+            weights[failure_id] = 1.0 + extra
+    return weights
 
 
 def _depth_zero_bullets(lines: list[str]) -> list[int]:
@@ -177,13 +190,15 @@ def judge_reply(prompt_text: str, *, rng: random.Random) -> JudgeOutput:
     template = extract_template(prompt_text)
     if template is None:
         return JudgeOutput(candidates=[])
-    k = requested_k(prompt_text.replace(template, ""))
-    failures = failure_evidence(prompt_text.replace(template, ""))
+    data = prompt_text.replace(template, "")
+    k = requested_k(data)
+    failures = failure_evidence(data)
+    weights = failure_weights(data)
     by_behaviour: dict[str, list[str]] = {}
     for failure_id in sorted(failures):
         for name in sorted(failures[failure_id]):
             by_behaviour.setdefault(name, []).append(failure_id)
-    counts = Counter({name: len(ids) for name, ids in by_behaviour.items()})
+    counts = {name: sum(weights.get(i, 1.0) for i in ids) for name, ids in by_behaviour.items()}
     reading = read_prompt(template)
     ranked = sorted(counts, key=lambda n: (-counts[n], BEHAVIOUR_NAMES.index(n)))
     missing = [n for n in ranked if n not in reading.instructed or n in reading.forbidden]
