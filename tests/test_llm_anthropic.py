@@ -104,6 +104,7 @@ async def test_structured_output_through_one_forced_tool(fake: FakeAnthropicServ
     response = await provider_for(fake).complete(ask("grade it", response_schema=RubricVerdict))
 
     assert response.parsed == RubricVerdict(passed=True, score=0.75, reason="fine")
+    assert RubricVerdict.model_validate_json(response.text) == response.parsed
     assert response.tool_calls is None  # the answer tool is not a tool call of the agent
     sent = fake.requests[0]
     assert sent["tool_choice"] == {"type": "tool", "name": "RubricVerdict"}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nightloop.config import DEFAULT_PRICES, ModelPrice, RoleConfig, load_settings
+from nightloop.config import DEFAULT_PRICES, RoleConfig, load_settings
 from nightloop.errors import BudgetExceeded, ProviderError, StructuredOutputError
 from nightloop.llm.anthropic import AnthropicProvider
 from nightloop.llm.base import LLMRequest, Provider

@@ -112,6 +112,17 @@ async def test_structured_answer_in_a_code_fence_is_accepted(fake: FakeOpenAISer
     assert response.parsed == RubricVerdict(passed=False, score=0.0)
 
 
+async def test_responder_answers_when_the_queue_is_empty() -> None:
+    def grade(request: dict[str, Any]) -> dict[str, Any]:
+        return {"passed": "good" in request["messages"][-1]["content"], "score": 0.5}
+
+    with FakeOpenAIServer(responder=grade) as server:
+        fake_answer = await provider_for(server).complete(ask("good work", response_schema=RubricVerdict))
+
+    assert fake_answer.parsed == RubricVerdict(passed=True, score=0.5)
+    assert server.calls == 1 and server.pending == 0
+
+
 async def test_invalid_json_then_valid_answer_is_repaired(fake: FakeOpenAIServer) -> None:
     fake.push(
         Answer.text("Sure! passed: yes", input_tokens=10, output_tokens=4),
@@ -256,12 +267,25 @@ class OpenEnded(BaseModel):
     labels: dict[str, Any]
 
 
+class Settingish(BaseModel):
+    default: str = "x"
+    nested: RubricVerdict | None = None
+
+
 def test_schema_with_open_objects_is_sent_non_strict() -> None:
     closed = response_format_for(RubricVerdict)["json_schema"]
     open_ended = response_format_for(OpenEnded)["json_schema"]
 
     assert closed["strict"] is True and "default" not in json.dumps(closed["schema"])
     assert open_ended["strict"] is False
+
+
+def test_strict_schema_drops_default_keywords_but_keeps_a_field_named_default() -> None:
+    schema = response_format_for(Settingish)["json_schema"]["schema"]
+
+    assert set(schema["properties"]) == {"default", "nested"}
+    assert "default" not in schema["properties"]["default"]
+    assert schema["required"] == ["default", "nested"]
 
 
 def test_tool_call_messages_keep_openai_shape() -> None:

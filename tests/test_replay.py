@@ -498,3 +498,63 @@ async def test_unknown_declared_scorer_fails_before_any_call():
 def test_sync_replay_wrapper():
     outcome = replay(FakeAgent(), [simple_case("a")], TEMPLATES, repeats=1, concurrency=1)
     assert len(outcome.results) == 2 and all(r.passed for r in outcome.results)
+
+
+async def test_simulated_night_replays_offline_and_a_better_template_scores_higher():
+    """End to end offline: simulated logs -> classify -> replay set -> sim agent and sim scorers."""
+    from datetime import date
+    from pathlib import Path
+
+    from nightloop.classify import classify_conversation
+    from nightloop.config import ClassifyConfig, RoleConfig
+    from nightloop.llm.client import LLMClient
+    from nightloop.llm.sim import SimProvider
+    from nightloop.simulate import simulate_night
+
+    base = (Path(__file__).resolve().parents[1] / "prompts" / "support_agent.j2").read_text(encoding="utf-8")
+    better = base + (
+        "- Always quote prices in euros (EUR).\n- Always mention the customer's order number.\n"
+        "- Call the lookup_order tool at most once per question.\n- On the API channel answer only with JSON.\n"
+    )
+    conversations = simulate_night(
+        template=base, prompt_name="support_agent", prompt_version=1, day=date(2026, 11, 23), per_night=60, seed=1
+    )
+    classified = {c.id: classify_conversation(c, ClassifyConfig()) for c in conversations}
+    cases = build_replay_set(
+        "support_agent",
+        failures=[f for found in classified.values() for f in found],
+        failed={c.id: c for c in conversations if classified[c.id]},
+        succeeded=[c for c in conversations if not classified[c.id]],
+        config=ReplayConfig(regression_cases=10),
+        seed=1,
+    )
+    assert {c.expectation.kind for c in cases} >= {"rubric", "pairwise"}
+    agent, grader = LLMClient(SimProvider(seed=1), RoleConfig()), LLMClient(SimProvider(seed=1), RoleConfig())
+    outcome = await run_replay(agent, cases, {BASELINE: base, "better": better}, repeats=2, concurrency=8, scorer_client=grader)
+    assert outcome.errors == 0 and len(outcome.results) == 2 * 2 * len(cases)
+    failure_case_ids = {c.id for c in cases if c.origin != REGRESSION}
+
+    def rate(candidate_id: str) -> float:
+        passed = [r.passed for r in outcome.results if r.candidate_id == candidate_id and r.case_id in failure_case_ids]
+        return sum(passed) / len(passed)
+
+    assert rate("better") >= rate(BASELINE) + 0.2
+    assert grader.calls > 0 and agent.calls > 0
+
+
+def test_outcome_level_timeout_replays_the_last_turn_not_an_earlier_answer():
+    conv = conversation(
+        "c-late-loop",
+        [
+            m("user", "Hi"),
+            m("assistant", "Hello! How can I help?"),
+            m("user", "Where is order 9?"),
+            m("assistant", None, tool_calls=[call("t1", "lookup_order", {"id": 9})]),
+            m("tool", "{}", tool_call_id="t1"),
+            m("assistant", None, tool_calls=[call("t2", "lookup_order", {"id": 9})]),
+        ],
+        status="timeout",
+    )
+    failure = Failure(conversation_id=conv.id, kind="timeout", turn=None, evidence="status timeout", detector="status")
+    [case] = build_replay_set("shop", failures=[failure], failed={conv.id: conv}, succeeded=[], config=ReplayConfig(), seed=0)
+    assert case.id == "c-late-loop@5" and case.messages[-1].content == "Where is order 9?"

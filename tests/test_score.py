@@ -279,3 +279,13 @@ async def test_provider_error_from_scorer_model_is_recorded():
 
     result = await run(RubricScorer(), case_with(Expectation(kind="rubric", value="x")), "a", client=FakeScorerClient(down))
     assert not result.passed and "503" in result.error
+
+
+async def test_reference_compares_structured_answers_as_json():
+    expected = {"order_number": "44148", "status": "on_its_way"}
+    for value in (expected, '{"order_number": "44148", "status": "on_its_way"}'):
+        case = case_with(Expectation(kind="reference", value=value))
+        assert (await run(ReferenceScorer(), case, '{ "status": "on_its_way",\n  "order_number": "44148" }')).passed
+        assert (await run(ReferenceScorer(), case, '```json\n{"status": "on_its_way", "order_number": "44148"}\n```')).passed
+        assert not (await run(ReferenceScorer(), case, '{"status": "delivered", "order_number": "44148"}')).passed
+        assert not (await run(ReferenceScorer(), case, "Your order 44148 is on its way")).passed

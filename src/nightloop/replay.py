@@ -26,7 +26,6 @@ at most ``concurrency`` at a time, each result handed to ``on_result`` as it lan
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import random
@@ -92,12 +91,13 @@ def _last_assistant_before(messages: list[Message], index: int) -> int | None:
     return next((i for i in range(index - 1, -1, -1) if messages[i].role == "assistant"), None)
 
 
+def _is_answer(message: Message) -> bool:
+    return message.role == "assistant" and bool(message.text.strip()) and not message.tool_calls
+
+
 def _final_answer_index(messages: list[Message]) -> int | None:
     """The last assistant message with text and no tool calls: the conversation's final answer."""
-    return next(
-        (i for i in range(len(messages) - 1, -1, -1) if messages[i].role == "assistant" and messages[i].text.strip() and not messages[i].tool_calls),
-        None,
-    )
+    return next((i for i in range(len(messages) - 1, -1, -1) if _is_answer(messages[i])), None)
 
 
 def _is_correction(conversation: Conversation, failure: Failure) -> bool:
@@ -124,8 +124,8 @@ def _failing_assistant_index(conversation: Conversation, failure: Failure) -> in
         if role == "tool":
             following = next((i for i in range(turn + 1, len(messages)) if messages[i].role == "assistant"), None)
             return following if following is not None else _last_assistant_before(messages, turn)
-    last = _final_answer_index(messages)
-    return last if last is not None else _last_assistant_before(messages, len(messages))
+    # No usable turn (outcome-level failures: status, feedback, expected answer): the agent's last turn.
+    return _last_assistant_before(messages, len(messages))
 
 
 def _turn_start(messages: list[Message], assistant_index: int) -> int:
@@ -491,11 +491,10 @@ async def run_replay(
     scoring = scoring or Scoring(client=scorer_client, declared=tuple(declared_scorers), seed=seed)
     scorers: dict[str, Scorer] = {case.id: scoring.scorer(case) for case in cases}
     systems = _render_all(cases, templates)
-    candidate_ids = [BASELINE] + sorted(c for c in templates if c != BASELINE) if BASELINE in templates else sorted(templates)
+    candidate_ids = sorted(templates, key=lambda c: (c != BASELINE, c))  # baseline first
     work = _work(cases, candidate_ids, repeats, done)
     planned = len(candidate_ids) * len(cases) * repeats
     outcome = ReplayOutcome(skipped=planned - sum(1 for _ in _work(cases, candidate_ids, repeats, done)))
-    stop = asyncio.Event()
 
     async def evaluate(candidate_id: str, case: ReplayCase, repeat: int) -> EvalResult:
         system = systems[(candidate_id, case.id)]
@@ -503,16 +502,15 @@ async def run_replay(
         if isinstance(system, Exception):
             return EvalResult(**base, error=f"template: {system}", reason="the template does not render")
         try:
-            step = await _run_agent(
-                agent, case, system, repeat=repeat, max_steps=max_steps, tools=tools if tools is not None else _tool_specs(case)
-            )
+            specs = tools if tools is not None else _tool_specs(case)
+            step = await _run_agent(agent, case, system, repeat=repeat, max_steps=max_steps, tools=specs)
         except BudgetExceeded:
             raise
         except Exception as exc:  # one call's fault must never abort the night
             return EvalResult(**base, error=f"{type(exc).__name__}: {exc}", reason="the agent call failed")
+        rng = scoring.rng_for(case.id, candidate_id, repeat)
         scored = await scorers[case.id].score(
-            case, step.text, tool_calls=step.tool_calls, client=scoring.client,
-            rng=scoring.rng_for(case.id, candidate_id, repeat),
+            case, step.text, tool_calls=step.tool_calls, client=scoring.client, rng=rng
         )
         reason = scored.reason + (f" (stopped after {max_steps} agent steps)" if step.capped else "")
         return EvalResult(
@@ -529,13 +527,12 @@ async def run_replay(
 
     async def worker() -> None:
         for candidate_id, case, repeat in work:
-            if stop.is_set():
+            if outcome.budget_exhausted:  # launch nothing new; evaluations in flight finish
                 return
             try:
                 result = await evaluate(candidate_id, case, repeat)
             except BudgetExceeded:
                 outcome.budget_exhausted = True
-                stop.set()
                 return
             outcome.results.append(result)
             outcome.errors += result.error is not None

@@ -5,13 +5,16 @@ One :class:`Scorer` Protocol, tiny strategy classes behind it, one factory dict
 
 Default scorer per expectation kind:
 
-- ``reference`` -> ``reference``: passes when the normalised answer equals the
-  normalised expected answer (strip, lower case, collapse whitespace), when both
-  are numbers that agree (relative tolerance 1e-6), or when the expected answer is
-  short (at most 80 characters) and appears in the answer as a whole phrase
-  ("#4412" inside "Your order #4412 ships today"). Long expected answers must
-  match exactly: a long reference inside a longer answer is too easy to hit by
-  quoting. Declare ``exact`` or ``contains`` for stricter or looser checks.
+- ``reference`` -> ``reference``. A JSON expected answer (an object or a list, or
+  text holding one) passes when the answer parses to an equal JSON value. Otherwise
+  the answer passes when, normalised (strip, lower case, collapse whitespace), it
+  equals the normalised expected answer, when both are numbers that agree (relative
+  tolerance 1e-6), or when the expected answer is short (at most 80 characters) and
+  appears in the answer as a whole phrase ("#4412" inside "Your order #4412 ships
+  today", "42" inside "<solution> 42 </solution>", but not inside "1424"). Long
+  expected answers must match exactly: a long reference inside a longer answer is
+  too easy to hit by quoting. Declare ``exact`` or ``contains`` for stricter or
+  looser checks.
 - ``rubric`` -> ``rubric`` (LLM, :class:`~nightloop.models.RubricVerdict`)
 - ``pairwise`` -> ``pairwise`` (LLM, :class:`~nightloop.models.PairwiseVerdict`)
 - ``max_tool_calls`` / ``json_schema`` / ``regex`` / ``contains`` -> the scorer of the same name.
@@ -193,6 +196,9 @@ class ReferenceScorer(_BaseScorer):
         expected = _expected(case)
         if expected is None:
             return _fault("the case has no expected answer to compare with")
+        structured = expected if isinstance(expected, (dict, list)) else _json_container(expected)
+        if structured is not None:
+            return _json_reference(structured, output)
         want, got = normalize_text(_as_text(expected)), normalize_text(output)
         if not want:
             return _fault("the expected answer is empty")
@@ -204,6 +210,28 @@ class ReferenceScorer(_BaseScorer):
         if len(want) <= SHORT_REFERENCE_CHARS and _contains_phrase(got, want):
             return _passfail(True, f'contains the expected answer "{_excerpt(want)}"')
         return _passfail(False, f'does not match the expected answer "{_excerpt(want)}"')
+
+
+def _json_container(value: Any) -> dict[str, Any] | list[Any] | None:
+    """``value`` as a JSON object or list when it is text holding one."""
+    if not isinstance(value, str) or not value.strip().startswith(("{", "[")):
+        return None
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, (dict, list)) else None
+
+
+def _json_reference(expected: dict[str, Any] | list[Any], output: str) -> ScoreResult:
+    """A structured expected answer is compared as JSON values, not as text (key order and spacing don't matter)."""
+    try:
+        document = _parse_json_answer(output)
+    except json.JSONDecodeError:
+        return _passfail(False, f"the answer is not the expected JSON {_excerpt(canonical_json(expected))}")
+    if document == expected:
+        return _passfail(True, "equal to the expected JSON")
+    return _passfail(False, f"JSON differs from the expected {_excerpt(canonical_json(expected))}")
 
 
 def _contains_phrase(text: str, phrase: str) -> bool:

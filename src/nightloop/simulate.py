@@ -117,13 +117,15 @@ def simulate_conversation(
     failed: list[str] = []
     reactions: list[str] = []
 
+    # An API client knows the answer it needs, so its conversations carry it as the reference.
+    expected = situation.context().expected_json if situation.channel == "api" else None
     answer = _agent_answers(provider, transcript, rng, sample)
     if answer is None:
-        outcome = Outcome(status="timeout", error=f"agent made {transcript.tool_calls} tool calls without answering")
+        outcome = Outcome(status="timeout", error=f"agent made {transcript.tool_calls} tool calls without answering", expected=expected)
         failed = ["tool_discipline"]
     elif situation.channel == "api":
         failed = _failed(answer, request)
-        outcome = Outcome(status="ok", expected=situation.context().expected_json)
+        outcome = Outcome(status="ok", expected=expected)
     else:
         failed = _failed(answer, request)
         reaction = react(failed, situation, rng, corrected_before=False)

@@ -94,6 +94,8 @@ class AnthropicProvider:
                     raise structured_failure("Anthropic", request.model, schema, problem, usage)
         usage.latency_ms = (time.perf_counter() - started) * 1000
         text = "".join(block.text for block in reply.content if block.type == "text")
+        if parsed is not None and not text:
+            text = parsed.model_dump_json()  # like OpenAI's structured answers, the text is the JSON
         calls = [
             ToolCall(id=block.id, function=ToolFunction(name=block.name, arguments=canonical_json(block.input)))
             for block in reply.content

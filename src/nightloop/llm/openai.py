@@ -152,13 +152,22 @@ def _strict_schema(schema: type[BaseModel]) -> tuple[dict[str, Any], bool]:
     return converted, _is_closed(converted)
 
 
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")  # name -> schema: their keys are names, not keywords
+
+
 def _without_defaults(node: Any) -> Any:
-    """Strict mode rejects ``default``; every property is required there anyway."""
-    if isinstance(node, dict):
-        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    """Strict mode rejects the ``default`` keyword; every property is required there anyway."""
     if isinstance(node, list):
         return [_without_defaults(v) for v in node]
-    return node
+    if not isinstance(node, dict):
+        return node
+    cleaned = {}
+    for key, value in node.items():
+        if key in _SCHEMA_MAPS and isinstance(value, dict):
+            cleaned[key] = {name: _without_defaults(schema) for name, schema in value.items()}
+        elif key != "default":
+            cleaned[key] = _without_defaults(value)
+    return cleaned
 
 
 def _is_closed(node: Any) -> bool:

@@ -164,12 +164,7 @@ class FakeLLMServer:
         return self.url
 
     def start(self) -> Self:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self), bind_and_activate=False)
-        server.daemon_threads = True
-        server.request_queue_size = 256  # the default backlog of 5 stalls bursts of concurrent connections
-        server.server_bind()
-        server.server_activate()
-        server.handle_error = lambda request, address: None  # a client that hung up is not an error here
+        server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server = server
         self._stop.clear()
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -215,6 +210,14 @@ class FakeLLMServer:
 
     def render_error(self, answer: Answer) -> dict[str, Any]:
         raise NotImplementedError
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 stalls bursts of concurrent connections
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (its own timeout) is not an error here; nothing is printed."""
 
 
 def _handler_for(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:

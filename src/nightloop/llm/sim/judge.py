@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 
-from nightloop.llm.sim.behaviours import BEHAVIOURS, BEHAVIOUR_NAMES, behaviour, behaviours_in_text, read_prompt
+from nightloop.llm.sim.behaviours import BEHAVIOUR_NAMES, BEHAVIOURS, behaviour, behaviours_in_text, read_prompt
 from nightloop.models import FAILURE_KINDS, JudgeOutput, ProposedCandidate, ProposedEdit
 
 __all__ = ["DEFAULT_K", "extract_template", "failure_evidence", "failure_weights", "insert_lines", "judge_reply", "requested_k"]
