@@ -164,7 +164,7 @@ def _tool_names(conversation: Conversation) -> list[str]:
     return sorted({c.function.name for m in conversation.messages for c in (m.tool_calls or [])})
 
 
-def _expectation(conversation: Conversation, failure: Failure, failing_index: int) -> Expectation:
+def _expectation(conversation: Conversation, failure: Failure) -> Expectation:
     """What a replayed answer must do, derived from what failed."""
     outcome = conversation.outcome
     comment = (outcome.feedback.comment if outcome.feedback else None) or ""
@@ -217,7 +217,7 @@ def _failure_case(prompt_name: str, conversation: Conversation, failures: list[F
         prompt_name=prompt_name,
         messages=messages,
         variables=dict(conversation.variables),
-        expectation=_expectation(conversation, primary, first),
+        expectation=_expectation(conversation, primary),
         origin=primary.id,
         metadata={
             "kind": primary.kind,
@@ -256,6 +256,7 @@ def _regression_case(prompt_name: str, conversation: Conversation) -> ReplayCase
 
 
 def _id_hash(case_id: str) -> str:
+    """Orders cases for the split: stable across runs and machines, unlike ``hash()``."""
     return sha256_text(case_id)
 
 

@@ -148,7 +148,7 @@ def recover_situation(system_prompt: str, request_text: str) -> Situation:
     if product is None:
         product = next((p for p in PRODUCTS if re.search(p.category_pattern, low)), None)
     country = next((c for c in COUNTRIES if re.search(c.pattern, low)), None)
-    if kind == "price_question" and product is None or kind == "shipping_time" and country is None:
+    if (kind == "price_question" and product is None) or (kind == "shipping_time" and country is None):
         kind = "general"
     if kind == "product_recommendation" and product is None:
         product = PRODUCTS[0]

@@ -17,6 +17,8 @@ from nightloop.models import FAILURE_KINDS, JudgeOutput, ProposedCandidate, Prop
 __all__ = ["DEFAULT_K", "extract_template", "failure_evidence", "failure_weights", "insert_lines", "judge_reply", "requested_k"]
 
 DEFAULT_K = 4
+#: Every rationale says who wrote it: the simulator is labelled as such wherever its output is shown.
+LABEL = "(simulated judge) "
 
 FAILURE_ID_RE = re.compile(r"([\w.:\-]+)#(" + "|".join(FAILURE_KINDS) + r")@(\d+|-)")
 _TAGGED_TEMPLATE_RE = re.compile(
@@ -24,6 +26,7 @@ _TAGGED_TEMPLATE_RE = re.compile(
 )
 _FENCED_RE = re.compile(r"```[ \t]*(?:jinja2?|j2|django|text|txt)?[ \t]*\n(.*?)\n?```", re.DOTALL)
 _K_RE = re.compile(r"\b(\d{1,2})\s+(?:[\w-]+\s+){0,2}?(?:candidates?|revisions?|alternatives?|variants?|versions?|templates?)\b", re.IGNORECASE)
+_K_ASKED_RE = re.compile(r"\b(?:propose|return|give|generate|write|produce|suggest)\s+(?:exactly\s+|up to\s+)?(\d{1,2})\b", re.IGNORECASE)
 _K_EQ_RE = re.compile(r"\bk\s*=\s*(\d{1,2})\b", re.IGNORECASE)
 _EVIDENCE_WINDOW = 1500
 _SECTION_RE = re.compile(r"\n#{1,3}\s")
@@ -46,7 +49,7 @@ HARMFUL_LINES = {
 
 def requested_k(text: str) -> int:
     """How many candidates the judge prompt asks for."""
-    match = _K_RE.search(text) or _K_EQ_RE.search(text)
+    match = _K_ASKED_RE.search(text) or _K_RE.search(text) or _K_EQ_RE.search(text)
     return min(max(int(match.group(1)), 1), 10) if match else DEFAULT_K
 
 
@@ -151,7 +154,7 @@ def _helpful(template: str, plan: list[str], evidence: dict[str, list[str]], var
         )
         for name in plan
     ]
-    rationale = "Tell the agent explicitly to " + " and to ".join(behaviour(n).summary for n in plan) + "."
+    rationale = LABEL + "Tell the agent explicitly to " + " and to ".join(behaviour(n).summary for n in plan) + "."
     return ProposedCandidate(template=revised, rationale=rationale, edits=edits)
 
 
@@ -165,7 +168,7 @@ def _bad(template: str, top_ids: list[str], rng: random.Random) -> ProposedCandi
         line = rng.choice(UNHELPFUL_LINES)
         return ProposedCandidate(
             template=insert_lines(template, [line]),
-            rationale="Remind the agent to read carefully and answer accurately.",
+            rationale=LABEL + "Remind the agent to read carefully and answer accurately.",
             edits=[ProposedEdit(description="Add a general reminder to be careful and accurate.", addresses=top_ids,
                                 why="Careless answers caused these failures.")],
         )
@@ -174,13 +177,13 @@ def _bad(template: str, top_ids: list[str], rng: random.Random) -> ProposedCandi
         revised, _ = _remove_lines(template, lambda line: line == victim)
         return ProposedCandidate(
             template=revised,
-            rationale="Shorten the prompt by removing an instruction that looks redundant.",
+            rationale=LABEL + "Shorten the prompt by removing an instruction that looks redundant.",
             edits=[ProposedEdit(description="Remove a redundant instruction.", addresses=[], why="A shorter prompt is easier to follow.")],
         )
     line = HARMFUL_LINES[choice]
     return ProposedCandidate(
         template=insert_lines(template, [line]),
-        rationale="Make answers more focused.",
+        rationale=LABEL + "Make answers more focused.",
         edits=[ProposedEdit(description=f"Add the instruction: {line}", addresses=top_ids, why="Shorter, focused answers fail less.")],
     )
 
