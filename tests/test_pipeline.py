@@ -30,7 +30,7 @@ def _settings(tmp_path: Path, **overrides) -> Settings:
     return load_settings(db=tmp_path / "night.db", seed=3, **overrides)
 
 
-def _day_of_traffic(store: Store, settings: Settings, tmp_path: Path, day: date = DAY, n: int = 60) -> None:
+def _day_of_traffic(store: Store, settings: Settings, tmp_path: Path, day: date = DAY, n: int = 100) -> None:
     files = simulate_from_store(store, PROMPT, nights=1, per_night=n, seed=11, out=tmp_path / "logs", start_date=day)
     ingest(store, [str(f) for f in files], classify_config=settings.classify)
 
@@ -49,7 +49,7 @@ def test_a_night_proposes_gates_and_queues_a_better_prompt(world) -> None:
     settings, store = world
     report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
     assert report.status == "done", report.notes
-    assert report.conversations == 60 and report.failure_rate > 0.2
+    assert report.conversations == 100 and report.failure_rate > 0.2
     assert report.candidates >= 1 and report.decisions
     promoted = [d for d in report.decisions if d.verdict == "promote"]
     assert promoted, [d.reasons for d in report.decisions]
@@ -142,7 +142,7 @@ def test_report_json_per_night(world, tmp_path: Path) -> None:
     rows = json.loads(result.stdout)
     assert len(rows) == 1
     row = rows[0]
-    assert row["date"] == "2026-11-18" and row["conversations"] == 60
+    assert row["date"] == "2026-11-18" and row["conversations"] == 100
     assert set(row["failures"]) and 0 < row["failure_rate"] < 1
     assert row["promoted_version"] is None
 

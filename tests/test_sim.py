@@ -354,6 +354,21 @@ def test_judge_removes_a_contradicting_line_when_fixing_its_behaviour():
         assert "order_number" in reading.instructed and "order_number" not in reading.forbidden
 
 
+def test_judge_ranks_by_how_many_failures_a_group_stands_for():
+    many_short = (
+        "## Group 1: too long (40 more like these not shown)\n### Failure\n- id: a#user_correction@3\n"
+        "- evidence: That's way too long, I didn't ask for an essay. [900 more characters]\n"
+    )
+    few_dollars = "".join(
+        f"## Group {n}: currency\n### Failure\n- id: d{n}#user_correction@3\n"
+        "- evidence: No, I asked for the price in euros, not dollars. [700 more characters]\n"
+        for n in range(2, 5)
+    )
+    output = SimProvider().respond(judge_request(1, failures=many_short + few_dollars)).parsed
+    (only,) = output.candidates
+    assert read_prompt(only.template).instructed - read_prompt(DEMO_TEMPLATE).instructed == {"word_limit"}
+
+
 def test_judge_without_a_quoted_template_returns_no_candidates():
     request = LLMRequest(messages=[Message(role="user", content="Propose 3 candidates.")], model="sim-1", response_schema=JudgeOutput)
     assert SimProvider().respond(request).parsed.candidates == []

@@ -18,7 +18,7 @@ from nightloop.errors import NotFound
 from nightloop.llm.base import LLMRequest
 from nightloop.llm.sim import SIM_TOOLS, SimProvider, run_sim_tool
 from nightloop.llm.sim.behaviours import check
-from nightloop.llm.sim.user import Reaction, Request, draw_request, react
+from nightloop.llm.sim.user import Request, draw_request, react
 from nightloop.models import Conversation, Feedback, Message, Outcome, canonical_json, sha256_text
 from nightloop.store.prompts import PRODUCTION
 from nightloop.templates import render, template_variables
@@ -113,33 +113,20 @@ def simulate_conversation(
     used = {k: channel_variables[k] for k in sorted(template_variables(template)) if k in channel_variables}
     transcript = _Transcript(render(template, channel_variables), request.text)
     sample = rng.randrange(1_000_000)
-    outcome = Outcome(status="ok")
-    failed: list[str] = []
     reactions: list[str] = []
-
     # An API client knows the answer it needs, so its conversations carry it as the reference.
     expected = situation.context().expected_json if situation.channel == "api" else None
+
     answer = _agent_answers(provider, transcript, rng, sample)
     if answer is None:
-        outcome = Outcome(status="timeout", error=f"agent made {transcript.tool_calls} tool calls without answering", expected=expected)
         failed = ["tool_discipline"]
-    elif situation.channel == "api":
-        failed = _failed(answer, request)
-        outcome = Outcome(status="ok", expected=expected)
+        outcome = _timed_out(transcript, expected)
     else:
         failed = _failed(answer, request)
-        reaction = react(failed, situation, rng, corrected_before=False)
-        reactions.append(reaction.action)
-        if reaction.action == "correct":
-            transcript.wait(rng.randint(15_000, 90_000), agent=False)
-            transcript.messages.append(Message(role="user", content=reaction.text))
-            answer = _agent_answers(provider, transcript, rng, sample)
-            if answer is None:
-                outcome = Outcome(status="timeout", error=f"agent made {transcript.tool_calls} tool calls without answering")
-            else:
-                reaction = react(_failed(answer, request), situation, rng, corrected_before=True)
-                reactions.append(reaction.action)
-        outcome = _finish(outcome, reaction, transcript, provider, rng, sample) if outcome.status == "ok" else outcome
+        if situation.channel == "api":
+            outcome = Outcome(status="ok", expected=expected)
+        else:
+            outcome = _customer_reacts(failed, request, transcript, provider, rng, sample, reactions)
 
     outcome.latency_ms = float(transcript.latency_ms)
     return Conversation(
@@ -163,9 +150,32 @@ def simulate_conversation(
     )
 
 
-def _finish(
-    outcome: Outcome, reaction: Reaction, transcript: _Transcript, provider: SimProvider, rng: random.Random, sample: int
+def _timed_out(transcript: _Transcript, expected: str | None = None) -> Outcome:
+    error = f"agent made {transcript.tool_calls} tool calls without answering"
+    return Outcome(status="timeout", error=error, expected=expected)
+
+
+def _customer_reacts(
+    failed: list[str],
+    request: Request,
+    transcript: _Transcript,
+    provider: SimProvider,
+    rng: random.Random,
+    sample: int,
+    reactions: list[str],
 ) -> Outcome:
+    """A person reads the answer: corrects it (once), gives a thumbs-down, leaves, or says thanks."""
+    reaction = react(failed, request.situation, rng, corrected_before=False)
+    reactions.append(reaction.action)
+    if reaction.action == "correct":
+        transcript.wait(rng.randint(15_000, 90_000), agent=False)
+        transcript.messages.append(Message(role="user", content=reaction.text))
+        answer = _agent_answers(provider, transcript, rng, sample)
+        if answer is None:
+            return _timed_out(transcript)
+        reaction = react(_failed(answer, request), request.situation, rng, corrected_before=True)
+        reactions.append(reaction.action)
+    outcome = Outcome(status="ok")
     if reaction.action == "thumbs_down":
         outcome.feedback = Feedback(score=0.0, comment="thumbs down")
     elif reaction.action == "thanks":

@@ -30,8 +30,10 @@ _K_ASKED_RE = re.compile(r"\b(?:propose|return|give|generate|write|produce|sugge
 _K_EQ_RE = re.compile(r"\bk\s*=\s*(\d{1,2})\b", re.IGNORECASE)
 _EVIDENCE_WINDOW = 1500
 _SECTION_RE = re.compile(r"\n#{1,3}\s")
+_EVIDENCE_BLOCK_RE = re.compile(r"evidence:\s*(?:<conversation_data>)?\s*(.*?)(?:</conversation_data>|\n\s*-\s|\Z)", re.DOTALL | re.IGNORECASE)
+_USER_LINE_RE = re.compile(r"^\s*(?:\[turn \d+\]\s*)?user\s*:\s*(.*)$", re.MULTILINE | re.IGNORECASE)
 _GROUP_SPLIT_RE = re.compile(r"\n(?=## )")
-_HIDDEN_RE = re.compile(r"(\d+)\s+more\b", re.IGNORECASE)
+_HIDDEN_RE = re.compile(r"(\d+)\s+more\s+(?:like these|like this|similar|failures?|not shown)", re.IGNORECASE)
 _API_RE = re.compile(r'"eta"|"status"|order_status|\bjson\b', re.IGNORECASE)
 _BULLET_RE = re.compile(r"^(\s*)([-*•]|\d+[.)])\s+")
 
@@ -65,23 +67,48 @@ def extract_template(text: str) -> str | None:
     return None
 
 
-def failure_evidence(text: str) -> dict[str, set[str]]:
-    """Failure id -> the behaviours its evidence shows missing."""
+def _attribute(segment: str, kind: str) -> tuple[set[str], bool]:
+    """The behaviours one failure's evidence points at, and whether the pointer is direct.
+
+    Direct: the kind itself (a timeout is a tool loop; a wrong API answer is missing JSON) or what the customer
+    said (the evidence excerpt, the user turns). Indirect: features of the agent's answers quoted around it.
+    """
+    if kind == "timeout":
+        return {"tool_discipline"}, True
+    if kind in ("wrong_output", "format") and _API_RE.search(segment):
+        return {"json_api"}, True
+    # Tool calls and results appear in most transcripts: only a timeout or a wrong API answer says more.
+    ignored = {"tool_discipline", "json_api"}
+    evidence = _EVIDENCE_BLOCK_RE.search(segment)
+    said = " ".join([evidence.group(1) if evidence else "", *_USER_LINE_RE.findall(segment)])
+    direct = set(behaviours_in_text(said)) - ignored
+    if direct:
+        return direct, True
+    return set(behaviours_in_text(segment)) - ignored, False
+
+
+def _segments(text: str) -> list[tuple[str, str, str]]:
+    """(failure id, kind, the text that follows it up to the next id or heading)."""
     matches = list(FAILURE_ID_RE.finditer(text))
-    found: dict[str, set[str]] = {}
+    segments = []
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
         segment = text[match.end() : min(end, match.end() + _EVIDENCE_WINDOW)]
         segment = _SECTION_RE.split(segment, maxsplit=1)[0]  # stop at the next heading (a group's summary)
-        kind = match.group(2)
-        # Tool calls and tool results show up in most transcripts: only a timeout or a wrong API answer says more.
-        names = set(behaviours_in_text(segment)) - {"tool_discipline", "json_api"}
-        if kind == "timeout":
-            names = {"tool_discipline"}
-        elif kind in ("wrong_output", "format") and _API_RE.search(segment):
-            names = {"json_api"}
-        found.setdefault(match.group(0), set()).update(names)
+        segments.append((match.group(0), match.group(2), segment))
+    return segments
+
+
+def failure_evidence(text: str) -> dict[str, set[str]]:
+    """Failure id -> the behaviours its evidence shows missing."""
+    found: dict[str, set[str]] = {}
+    for failure_id, kind, segment in _segments(text):
+        found.setdefault(failure_id, set()).update(_attribute(segment, kind)[0])
     return found
+
+
+def _direct_ids(text: str) -> set[str]:
+    return {failure_id for failure_id, kind, segment in _segments(text) if _attribute(segment, kind)[1]}
 
 
 def failure_weights(text: str) -> dict[str, float]:
@@ -196,7 +223,9 @@ def judge_reply(prompt_text: str, *, rng: random.Random) -> JudgeOutput:
     data = prompt_text.replace(template, "")
     k = requested_k(data)
     failures = failure_evidence(data)
-    weights = failure_weights(data)
+    # A group's hidden failures count only where the shown ones point at a behaviour directly.
+    direct = _direct_ids(data)
+    weights = {i: w if i in direct else 1.0 for i, w in failure_weights(data).items()}
     by_behaviour: dict[str, list[str]] = {}
     for failure_id in sorted(failures):
         for name in sorted(failures[failure_id]):
