@@ -129,6 +129,15 @@ def test_the_agent_recovers_every_drawn_request_from_the_messages_alone():
             assert recovered.amount == truth.amount
 
 
+def test_every_sentence_the_simulator_writes_reads_as_its_own_language():
+    from nightloop.llm.sim.catalog import ANSWERS, FILLER, REQUESTS, detect_language
+
+    texts = [(lang, t) for table in ANSWERS.values() for lang, t in table.items()]
+    texts += [(lang, t) for lang, fillers in FILLER.items() for t in fillers]
+    texts += [(lang, t) for table in REQUESTS.values() for lang, variants in table.items() for t in variants]
+    assert [(lang, t) for lang, t in texts if detect_language(t) != lang] == []
+
+
 def test_text_it_cannot_place_gets_a_general_polite_answer():
     answer, calls = run_agent(SimProvider(), system_prompt(DEMO_TEMPLATE), "Bonjour, j'ai une question.", sample=0)
     assert calls == 0
@@ -367,6 +376,15 @@ def test_judge_ranks_by_how_many_failures_a_group_stands_for():
     output = SimProvider().respond(judge_request(1, failures=many_short + few_dollars)).parsed
     (only,) = output.candidates
     assert read_prompt(only.template).instructed - read_prompt(DEMO_TEMPLATE).instructed == {"word_limit"}
+
+
+def test_judge_finds_a_template_quoted_in_the_system_message():
+    request = judge_request(3)
+    user = request.messages[1].content
+    template_block = user[user.index("<current_template>") : user.index("</current_template>") + len("</current_template>")]
+    moved = request.model_copy(update={"messages": [Message(role="system", content=f"Current template:\n{template_block}"),
+                                                    Message(role="user", content=user.replace(template_block, ""))]})
+    assert len(SimProvider().respond(moved).parsed.candidates) == 3
 
 
 def test_judge_without_a_quoted_template_returns_no_candidates():

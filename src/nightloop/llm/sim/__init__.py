@@ -21,7 +21,7 @@ from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.sim.agent import Situation, agent_turn, recover_situation
 from nightloop.llm.sim.behaviours import BEHAVIOURS, Context, check, read_prompt
 from nightloop.llm.sim.catalog import LOOKUP_TOOL, SIM_TOOLS, order_facts, run_sim_tool
-from nightloop.llm.sim.judge import judge_reply
+from nightloop.llm.sim.judge import extract_template, judge_reply
 from nightloop.llm.sim.scorers import pairwise_reply, rubric_reply
 from nightloop.models import JudgeOutput, PairwiseVerdict, RubricVerdict, Usage, canonical_json
 
@@ -68,6 +68,8 @@ class SimProvider:
         prompt_text = "\n\n".join(m.text for m in request.messages if m.role != "system")
         parsed: BaseModel
         if issubclass(schema, JudgeOutput):
+            if extract_template(prompt_text) is None:  # some judge prompts quote the template in the system message
+                prompt_text = "\n\n".join(m.text for m in request.messages)
             parsed = judge_reply(prompt_text, rng=random.Random(key))
         elif issubclass(schema, RubricVerdict):
             parsed = rubric_reply(prompt_text)

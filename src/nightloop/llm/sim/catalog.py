@@ -193,7 +193,7 @@ _FUNCTION_WORDS = {
            "hello", "thanks", "regards", "kind"},
     "de": {"der", "die", "das", "ist", "und", "ich", "sie", "ihre", "ihr", "wir", "mein", "meine", "nicht", "bitte",
            "bestellung", "wie", "wo", "für", "mit", "zu", "den", "dem", "ein", "eine", "einen", "uns", "unser",
-           "unsere", "kann", "können", "haben", "habe", "guten", "tag", "grüße", "viele", "danke", "was", "es"},
+           "unsere", "kann", "können", "haben", "habe", "guten", "tag", "grüße", "viele", "danke", "was", "nach"},
     "fr": {"le", "les", "est", "et", "je", "vous", "votre", "nous", "notre", "mon", "ma", "pas", "commande",
            "pour", "avec", "du", "des", "une", "où", "combien", "bonjour", "merci", "cordialement", "sur", "dans",
            "au", "aux", "ce", "c'est", "elle", "il", "l'article", "j'ai", "qui", "sous"},
