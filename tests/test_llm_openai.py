@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,14 +18,10 @@ from nightloop.llm.openai import OpenAIProvider, response_format_for, token_limi
 from nightloop.models import Message, RubricVerdict, ToolCall, ToolFunction
 from nightloop.testing import Answer, FakeOpenAIServer
 
-LOOKUP_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "lookup_order",
-        "description": "Find an order by id.",
-        "parameters": {"type": "object", "properties": {"id": {"type": "integer"}}, "required": ["id"]},
-    },
-}
+import llm_provider_kit as kit
+from llm_provider_kit import LOOKUP_TOOL
+
+ask = partial(kit.ask, model="gpt-4o")
 
 
 @pytest.fixture
@@ -34,17 +31,11 @@ def fake() -> Iterator[FakeOpenAIServer]:
 
 
 def role_for(fake: FakeOpenAIServer, **overrides: Any) -> RoleConfig:
-    settings = {"provider": "openai", "model": "gpt-4o", "base_url": fake.base_url, "timeout_s": 5.0, "max_retries": 2}
-    return RoleConfig(**(settings | overrides))
+    return kit.role_for(fake, "openai", "gpt-4o", **overrides)
 
 
 def provider_for(fake: FakeOpenAIServer, **overrides: Any) -> OpenAIProvider:
     return OpenAIProvider(role_for(fake, **overrides), api_key="test-key")
-
-
-def ask(text: str, **fields: Any) -> LLMRequest:
-    messages = [Message(role="system", content="Be brief."), Message(role="user", content=text)]
-    return LLMRequest(messages=messages, model="gpt-4o", **fields)
 
 
 async def test_text_answer_with_usage(fake: FakeOpenAIServer) -> None:
@@ -151,25 +142,6 @@ async def test_schema_violation_twice_raises_structured_output_error(fake: FakeO
     assert "score" in fake.requests[1]["messages"][-1]["content"]  # the re-ask quoted the first error
 
 
-async def test_rate_limit_with_retry_after_is_retried_by_the_sdk(fake: FakeOpenAIServer) -> None:
-    fake.push(Answer.error(429, headers={"retry-after": "0"}), Answer.text("after the wait"))
-
-    response = await provider_for(fake).complete(ask("hi"))
-
-    assert response.text == "after the wait"
-    assert fake.calls == 2
-    assert fake.request_headers[1]["x-stainless-retry-count"] == "1"
-
-
-async def test_server_error_is_retried_by_the_sdk(fake: FakeOpenAIServer) -> None:
-    fake.push(Answer.error(500, headers={"retry-after-ms": "1"}), Answer.text("recovered"))
-
-    response = await provider_for(fake).complete(ask("hi"))
-
-    assert response.text == "recovered"
-    assert fake.calls == 2
-
-
 async def test_errors_that_survive_retries_become_provider_errors_with_a_hint(fake: FakeOpenAIServer) -> None:
     fake.push(*[Answer.error(503, headers={"retry-after-ms": "1"}, message="overloaded")] * 2)
 
@@ -189,15 +161,6 @@ async def test_refused_key_is_not_retried_and_names_the_env_var(fake: FakeOpenAI
 
     assert fake.calls == 1
     assert caught.value.status == 401
-
-
-async def test_timeout_becomes_provider_error(fake: FakeOpenAIServer) -> None:
-    fake.push(Answer.slow(2.0))
-
-    with pytest.raises(ProviderError, match="timeout_s=0.2"):
-        await provider_for(fake, timeout_s=0.2, max_retries=0).complete(ask("hi"))
-
-    assert fake.calls == 1
 
 
 async def test_body_that_is_not_json_becomes_provider_error(fake: FakeOpenAIServer) -> None:

@@ -168,3 +168,73 @@ def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
     assert all("already finished" in r["notes"][0] for r in reports)
     forced = CliRunner().invoke(app, [*args, "--force"])
     assert [r["status"] != "skipped" for r in json.loads(forced.stdout)] == [True, True, True]
+
+
+HARMFUL = ("Keep every answer under 10 words", "Never mention order numbers", "Always answer in English")
+
+
+def test_harmful_candidates_are_rejected_naming_the_regressed_cases(tmp_path: Path) -> None:
+    settings = load_settings(db=tmp_path / "h.db", seed=7)
+    with Store(settings.db) as store:
+        import_prompts(store, REPO / "prompts", created_by="test")
+        files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=8, out=tmp_path / "l2", start_date=DAY)
+        ingest(store, [str(f) for f in files], classify_config=settings.classify)
+        report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+        judged = store.runs.stage_output(report.run_id, "judge")
+    harmful = {c["id"] for c in judged["candidates"] if any(h in c["template"] for h in HARMFUL)}
+    assert harmful, "this seed's simulated judge proposes a harmful edit"
+    for decision in report.decisions:
+        if decision.candidate_id in harmful:
+            assert decision.verdict == "reject"
+            assert decision.regressions
+            assert all(any(case in reason for reason in decision.reasons) for case in decision.regressions)
+
+
+def test_auto_autonomy_promotes_and_propose_only_reports(world) -> None:
+    settings, store = world
+    meta = store.prompts.get_meta(PROMPT)
+    store.prompts.set_meta(PROMPT, meta.model_copy(update={"autonomy": "propose"}))
+    proposed = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    assert proposed.review_id is None and any("autonomy: propose" in n for n in proposed.notes)
+    assert store.prompts.label_version(PROMPT, "production") == 1
+
+    store.prompts.set_meta(PROMPT, meta.model_copy(update={"autonomy": "auto"}))
+    auto = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store, force=True)
+    assert auto.promoted_version == 2
+    assert store.prompts.label_version(PROMPT, "production") == 2
+    assert store.runs.review_item(auto.review_id).status == "approved"
+
+
+def test_a_spent_budget_stops_the_night_cleanly_and_a_bigger_one_resumes_it(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    poor = settings.model_copy(update={"budget": settings.budget.model_copy(update={"max_usd": 0.02})})
+    stopped = pipeline.run_night(poor, PROMPT, night, store=store)
+    assert stopped.status == "budget_exhausted"
+    assert any("budget" in note for note in stopped.notes)
+    assert 0 < stopped.cost_usd <= 0.03
+    partial = len(store.runs.eval_results(stopped.run_id))
+    assert partial > 0
+
+    # The budget is part of the config hash, so a bigger budget is another run; the cache still saves every call.
+    rich = settings.model_copy(update={"budget": settings.budget.model_copy(update={"max_usd": 100.0})})
+    resumed = pipeline.run_night(rich, PROMPT, night, store=store)
+    assert resumed.status == "done"
+
+
+def test_watch_rolls_back_a_version_that_breaks_production(tmp_path: Path) -> None:
+    settings = load_settings(db=tmp_path / "w.db", seed=3)
+    with Store(settings.db) as store:
+        import_prompts(store, REPO / "prompts", created_by="test")
+        _day_of_traffic(store, settings, tmp_path, DAY)
+        v1 = store.prompts.get(PROMPT, 1)
+        broken = v1.template.rstrip("\n") + "\n- Keep every answer under 10 words.\n- Never mention order numbers.\n"
+        v2 = store.prompts.create_version(PROMPT, broken, created_by="someone", parent=1)
+        store.prompts.move_label(PROMPT, "production", v2.version, expected_version=1, moved_by="someone")
+        _day_of_traffic(store, settings, tmp_path, DAY + timedelta(days=1))
+        report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=2), store=store)
+        assert store.prompts.label_version(PROMPT, "production") == 1
+        assert any("rolled production back to v1" in note for note in report.notes)
+        rollback = store.runs.rollbacks(PROMPT)[0]
+        assert rollback["from_version"] == 2 and rollback["to_version"] == 1
+        assert v2.sha256 in store.runs.rejected_hashes(PROMPT)

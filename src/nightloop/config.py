@@ -185,8 +185,12 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
 
     def config_hash(self) -> str:
-        """Hash of what changes a night's result (not where files live): part of the run id."""
-        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources"})
+        """Hash of what changes a night's result: part of the run id.
+
+        Where files live and the budget are left out: a night stopped by its budget resumes, as the same run,
+        when re-run with a bigger one.
+        """
+        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources", "budget"})
         return sha256_text(canonical_json(relevant))[:12]
 
 

@@ -10,7 +10,6 @@ temperature parameter any more, so ``request.temperature`` is not sent; nor is
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -18,80 +17,55 @@ from typing import Any
 import anthropic
 from pydantic import BaseModel
 
-from nightloop.config import RoleConfig
-from nightloop.errors import ProviderError
-from nightloop.llm import (
-    add_usage,
-    connection_error,
-    parse_structured,
-    repair_instruction,
-    resolve_api_key,
-    status_error,
-    structured_failure,
-)
+from nightloop.llm import parse_structured, repair_instruction
 from nightloop.llm.base import LLMRequest, LLMResponse
+from nightloop.llm.common import SDKProvider, schema_name
 from nightloop.models import Message, ToolCall, ToolFunction, Usage, canonical_json
 
 __all__ = ["AnthropicProvider", "to_anthropic_messages", "to_anthropic_tools"]
 
 
-class AnthropicProvider:
+class AnthropicProvider(SDKProvider):
     """The ``anthropic`` provider; retries, backoff (``retry-after``) and timeouts are the SDK's."""
 
     name = "anthropic"
+    label = "Anthropic"
+    key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
+    sdk = anthropic
+    sdk_error = anthropic.AnthropicError
+    answer_kind = "a message"
+    expected_api = "the Anthropic API"
 
-    def __init__(self, role: RoleConfig, *, api_key: str | None = None) -> None:
-        self.role = role
-        self._api_key = resolve_api_key(
-            api_key,
-            key_env="ANTHROPIC_API_KEY",
-            base_url=role.base_url,
-            base_url_env="ANTHROPIC_BASE_URL",
-            provider="Anthropic",
-        )
-        self._sdk: anthropic.AsyncAnthropic | None = None
-        self._sdk_loop: asyncio.AbstractEventLoop | None = None
+    def _new_sdk_client(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(**self._sdk_options())
 
-    def _client(self) -> anthropic.AsyncAnthropic:
-        # An async HTTP pool belongs to the event loop that opened it; a later asyncio.run() gets a fresh client.
-        loop = asyncio.get_running_loop()
-        if self._sdk is None or self._sdk_loop is not loop:
-            self._sdk = anthropic.AsyncAnthropic(
-                api_key=self._api_key,
-                base_url=self.role.base_url,  # None: the SDK reads ANTHROPIC_BASE_URL, then its default
-                timeout=self.role.timeout_s,
-                max_retries=self.role.max_retries,
-            )
-            self._sdk_loop = loop
-        return self._sdk
-
-    async def aclose(self) -> None:
-        """Close the SDK's connections now (optional: otherwise they go with their event loop)."""
-        if self._sdk is not None and self._sdk_loop is asyncio.get_running_loop():
-            await self._sdk.close()
-        self._sdk = self._sdk_loop = None
+    @staticmethod
+    def _usage_of(reply: Any) -> Usage:
+        usage = reply.usage
+        cached_input = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+        return Usage(input_tokens=usage.input_tokens + cached_input, output_tokens=usage.output_tokens)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         system, turns = to_anthropic_messages(request.messages)
         tools = to_anthropic_tools(request.tools or [])
         schema = request.response_schema
-        answer_tool = _answer_tool_name(schema) if schema is not None else None
+        answer_tool = schema_name(schema) if schema is not None else None
         if schema is not None:
             tools.append(_answer_tool(schema))
+
+        async def re_ask(bad: Any, problem: str) -> Any:
+            ask = f"Call the {answer_tool} tool again with an input"
+            repair = _repair_turns(bad, answer_tool, repair_instruction(schema, problem, ask=ask))
+            return await self._create(request, system, turns + repair, tools, answer_tool)
+
         started = time.perf_counter()
-        reply = await self._create(request, system, turns, tools, answer_tool)
-        usage = _usage(reply)
-        parsed = None
-        if schema is not None:
-            parsed, problem = _parse(schema, reply, answer_tool)
-            if parsed is None:
-                ask = f"Call the {answer_tool} tool again with an input"
-                turns = turns + _repair_turns(reply, answer_tool, repair_instruction(schema, problem, ask=ask))
-                reply = await self._create(request, system, turns, tools, answer_tool)
-                usage = add_usage(usage, _usage(reply))
-                parsed, problem = _parse(schema, reply, answer_tool)
-                if parsed is None:
-                    raise structured_failure("Anthropic", request.model, schema, problem, usage)
+        reply, parsed, usage = await self._with_one_repair(
+            request,
+            await self._create(request, system, turns, tools, answer_tool),
+            lambda bad: _parse(schema, bad, answer_tool),
+            re_ask,
+        )
         usage.latency_ms = (time.perf_counter() - started) * 1000
         text = "".join(block.text for block in reply.content if block.type == "text")
         if parsed is not None and not text:
@@ -126,21 +100,8 @@ class AnthropicProvider:
             params["tools"] = tools
         if answer_tool:
             params["tool_choice"] = {"type": "tool", "name": answer_tool}
-        try:
+        with self._sdk_errors(request, client):
             return await client.messages.create(**params)
-        except anthropic.APITimeoutError as exc:
-            raise connection_error("Anthropic", self.role, timed_out=True, url=str(client.base_url)) from exc
-        except anthropic.APIConnectionError as exc:
-            raise connection_error("Anthropic", self.role, timed_out=False, url=str(client.base_url)) from exc
-        except anthropic.APIStatusError as exc:
-            raise status_error(
-                "Anthropic", self.role, exc.status_code, _detail(exc), key_env="ANTHROPIC_API_KEY"
-            ) from exc
-        except (anthropic.AnthropicError, ValueError) as exc:  # a body that is not JSON or not a message
-            raise ProviderError(
-                f"Anthropic {request.model!r} at {client.base_url} answered with something that is not a message "
-                f"({type(exc).__name__}: {exc}); check base_url points at the Anthropic API."
-            ) from exc
 
 
 def to_anthropic_messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:
@@ -198,13 +159,9 @@ def to_anthropic_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return converted
 
 
-def _answer_tool_name(schema: type[BaseModel]) -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in schema.__name__)[:64] or "answer"
-
-
 def _answer_tool(schema: type[BaseModel]) -> dict[str, Any]:
     return {
-        "name": _answer_tool_name(schema),
+        "name": schema_name(schema),
         "description": f"Give your answer as the input of this tool. {schema.__doc__ or ''}".strip(),
         "input_schema": schema.model_json_schema(),
     }
@@ -234,19 +191,3 @@ def _repair_turns(reply: Any, answer_tool: str | None, instruction: str) -> list
     turns = [{"role": "assistant", "content": [{"type": "text", "text": text}]}] if text.strip() else []
     return turns + [{"role": "user", "content": [{"type": "text", "text": instruction}]}]
 
-
-def _usage(reply: Any) -> Usage:
-    usage = reply.usage
-    cached_input = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
-    return Usage(input_tokens=usage.input_tokens + cached_input, output_tokens=usage.output_tokens)
-
-
-
-def _detail(exc: anthropic.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        return json.dumps(body)[:300]
-    return str(exc.message)[:300]

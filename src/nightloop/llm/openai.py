@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from typing import Any
 
 import openai
 from pydantic import BaseModel
 
-from nightloop.config import RoleConfig
 from nightloop.errors import ProviderError
-from nightloop.llm import (
-    add_usage,
-    connection_error,
-    parse_structured,
-    repair_instruction,
-    resolve_api_key,
-    status_error,
-    structured_failure,
-)
+from nightloop.llm import parse_structured, repair_instruction
 from nightloop.llm.base import LLMRequest, LLMResponse
+from nightloop.llm.common import SDKProvider, schema_name
 from nightloop.models import Message, ToolCall, ToolFunction, Usage
 
 __all__ = ["OpenAIProvider", "response_format_for", "to_openai_message", "token_limit_parameter"]
@@ -29,58 +19,45 @@ __all__ = ["OpenAIProvider", "response_format_for", "to_openai_message", "token_
 OPENAI_API = "https://api.openai.com/"
 
 
-class OpenAIProvider:
+class OpenAIProvider(SDKProvider):
     """The ``openai`` provider; retries, backoff (``retry-after``) and timeouts are the SDK's."""
 
     name = "openai"
+    label = "OpenAI"
+    key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
+    sdk = openai
+    sdk_error = openai.APIError
+    answer_kind = "a chat completion"
+    expected_api = "an OpenAI-compatible API"
 
-    def __init__(self, role: RoleConfig, *, api_key: str | None = None) -> None:
-        self.role = role
-        self._api_key = resolve_api_key(
-            api_key, key_env="OPENAI_API_KEY", base_url=role.base_url, base_url_env="OPENAI_BASE_URL", provider="OpenAI"
-        )
-        self._sdk: openai.AsyncOpenAI | None = None
-        self._sdk_loop: asyncio.AbstractEventLoop | None = None
+    def _new_sdk_client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(**self._sdk_options())
 
-    def _client(self) -> openai.AsyncOpenAI:
-        # An async HTTP pool belongs to the event loop that opened it; a later asyncio.run() gets a fresh client.
-        loop = asyncio.get_running_loop()
-        if self._sdk is None or self._sdk_loop is not loop:
-            self._sdk = openai.AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self.role.base_url,  # None: the SDK reads OPENAI_BASE_URL, then its default
-                timeout=self.role.timeout_s,
-                max_retries=self.role.max_retries,
-            )
-            self._sdk_loop = loop
-        return self._sdk
-
-    async def aclose(self) -> None:
-        """Close the SDK's connections now (optional: otherwise they go with their event loop)."""
-        if self._sdk is not None and self._sdk_loop is asyncio.get_running_loop():
-            await self._sdk.close()
-        self._sdk = self._sdk_loop = None
+    @staticmethod
+    def _usage_of(completion: Any) -> Usage:
+        usage = completion.usage
+        if usage is None:  # some compatible servers omit it
+            return Usage()
+        return Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         messages = [to_openai_message(m) for m in request.messages]
-        started = time.perf_counter()
-        completion = await self._create(request, messages)
-        usage = _usage(completion)
         schema = request.response_schema
-        parsed = None
-        if schema is not None:
-            parsed, problem = _parse(schema, completion)
-            if parsed is None:
-                bad_answer = _message_of(completion).content or ""
-                messages += [
-                    {"role": "assistant", "content": bad_answer},
+
+        async def re_ask(bad: Any, problem: str) -> Any:
+            messages.extend(
+                [
+                    {"role": "assistant", "content": _message_of(bad).content or ""},
                     {"role": "user", "content": repair_instruction(schema, problem)},
                 ]
-                completion = await self._create(request, messages)
-                usage = add_usage(usage, _usage(completion))
-                parsed, problem = _parse(schema, completion)
-                if parsed is None:
-                    raise structured_failure("OpenAI", request.model, schema, problem, usage)
+            )
+            return await self._create(request, messages)
+
+        started = time.perf_counter()
+        completion, parsed, usage = await self._with_one_repair(
+            request, await self._create(request, messages), lambda reply: _parse(schema, reply), re_ask
+        )
         usage.latency_ms = (time.perf_counter() - started) * 1000
         message = _message_of(completion)
         return LLMResponse(
@@ -102,19 +79,8 @@ class OpenAIProvider:
             params["tools"] = request.tools
         if request.response_schema is not None:
             params["response_format"] = response_format_for(request.response_schema)
-        try:
+        with self._sdk_errors(request, client):
             completion = await client.chat.completions.create(**params)
-        except openai.APITimeoutError as exc:
-            raise connection_error("OpenAI", self.role, timed_out=True, url=str(client.base_url)) from exc
-        except openai.APIConnectionError as exc:
-            raise connection_error("OpenAI", self.role, timed_out=False, url=str(client.base_url)) from exc
-        except openai.APIStatusError as exc:
-            raise status_error("OpenAI", self.role, exc.status_code, _detail(exc), key_env="OPENAI_API_KEY") from exc
-        except (openai.APIError, ValueError) as exc:  # a body that is not JSON or not a chat completion
-            raise ProviderError(
-                f"OpenAI {request.model!r} at {client.base_url} answered with something that is not a chat "
-                f"completion ({type(exc).__name__}: {exc}); check base_url points at an OpenAI-compatible API."
-            ) from exc
         if not completion.choices:
             raise ProviderError(f"OpenAI {request.model!r} returned no choices; retry, or check the server.")
         return completion
@@ -136,7 +102,7 @@ def to_openai_message(message: Message) -> dict[str, Any]:
 def response_format_for(schema: type[BaseModel]) -> dict[str, Any]:
     """``json_schema`` response format: strict when the schema allows it, else best effort."""
     json_schema, strict = _strict_schema(schema)
-    named = {"name": _schema_name(schema), "schema": json_schema, "strict": strict}
+    named = {"name": schema_name(schema), "schema": json_schema, "strict": strict}
     return {"type": "json_schema", "json_schema": named}
 
 
@@ -181,10 +147,6 @@ def _is_closed(node: Any) -> bool:
     return True
 
 
-def _schema_name(schema: type[BaseModel]) -> str:
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in schema.__name__)[:64] or "answer"
-
-
 def _message_of(completion: Any) -> Any:
     return completion.choices[0].message
 
@@ -204,20 +166,3 @@ def _tool_calls(message: Any) -> list[ToolCall] | None:
     ]
     return calls or None
 
-
-def _usage(completion: Any) -> Usage:
-    usage = completion.usage
-    if usage is None:  # some compatible servers omit it
-        return Usage()
-    return Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
-
-
-
-def _detail(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        return json.dumps(body)[:300]
-    return str(exc.message)[:300]

@@ -164,17 +164,20 @@ class RunRepo:
         with transaction(self.db):
             self.db["run_conversations"].insert_all(rows, ignore=True)
 
-    def seen_before(self, run_id: str, prompt_name: str, conversation_ids: list[str]) -> set[str]:
-        """Which of these conversations an earlier night of this prompt already processed."""
+    def seen_before(self, prompt_name: str, logical_date: str, conversation_ids: list[str]) -> set[str]:
+        """Which of these conversations a night of this prompt with an earlier logical date already processed.
+
+        Runs of the same date (another config, a forced re-run) don't count: for them the conversations are as new.
+        """
         seen: set[str] = set()
         for start in range(0, len(conversation_ids), 500):
             chunk = conversation_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             sql = (
-                f"select distinct conversation_id from run_conversations where prompt_name = ? "
-                f"and run_id != ? and conversation_id in ({marks})"
+                "select distinct rc.conversation_id from run_conversations rc join runs r on r.run_id = rc.run_id "
+                f"where rc.prompt_name = ? and r.logical_date < ? and rc.conversation_id in ({marks})"
             )
-            seen.update(row[0] for row in self.db.execute(sql, [prompt_name, run_id, *chunk]).fetchall())
+            seen.update(row[0] for row in self.db.execute(sql, [prompt_name, logical_date, *chunk]).fetchall())
         return seen
 
     # --- eval results ---

@@ -1,0 +1,23 @@
+"""`make demo`: three simulated nights end with a lower failure rate than they started with."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from rich.console import Console
+
+from nightloop.demo import run_demo
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_demo_failure_rate_falls_over_three_nights(tmp_path: Path) -> None:
+    out = io.StringIO()
+    rows = run_demo(workdir=tmp_path / "demo", prompts_dir=REPO / "prompts", console=Console(file=out, width=140))
+    assert len(rows) == 3
+    assert rows[-1]["failure_rate"] < rows[0]["failure_rate"]
+    assert any(r["promoted"] for r in rows)
+    text = out.getvalue()
+    assert "on the reviewer's behalf" in text and "failure rate per night" in text
+    assert "offline simulator" in text
