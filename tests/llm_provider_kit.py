@@ -19,7 +19,8 @@ LOOKUP_TOOL = {
 }
 
 
-def role_for(fake: FakeLLMServer, provider: str, model: str, **overrides: Any) -> RoleConfig:
+def role_for(fake: FakeLLMServer, provider: str, model: str, /, **overrides: Any) -> RoleConfig:
+    """A role for ``provider`` at the fake server; ``overrides`` (even ``model``) win."""
     settings = {"provider": provider, "model": model, "base_url": fake.base_url, "timeout_s": 5.0, "max_retries": 2}
     return RoleConfig(**(settings | overrides))
 

@@ -39,7 +39,7 @@ def run_demo(
     console: Console | None = None,
 ) -> list[dict]:
     """Run the demo in ``workdir`` (wiped first) and return one row per night."""
-    console = console or Console()
+    console = console or (Console() if sys.stdout.isatty() else Console(width=120))
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -114,15 +114,16 @@ def _summary(store: Store, rows: list[dict], console: Console) -> None:
     for r in rows:
         table.add_row(
             str(r["night"]), r["day"], f"v{r['version']}", str(r["conversations"]), f"{r['failure_rate']:.1%}",
-            ", ".join(f"{k} {v}" for k, v in sorted(r["failures"].items())) or "—",
+            " ".join(f"{k}:{v}" for k, v in sorted(r["failures"].items())) or "—",
             f"v{r['promoted']}" if r["promoted"] else "—", f"{r['cost_usd']:.4f}",
         )
     console.print(table)
     history = Table(title=f"{PROMPT} version history")
-    for column in ("version", "parent", "created by", "message"):
+    for column in ("version", "parent", "created by"):
         history.add_column(column)
+    history.add_column("message", overflow="ellipsis", no_wrap=True)
     for v in store.prompts.versions(PROMPT):
-        history.add_row(f"v{v.version}", f"v{v.parent}" if v.parent else "—", v.created_by, (v.message or "")[:70])
+        history.add_row(f"v{v.version}", f"v{v.parent}" if v.parent else "—", v.created_by, v.message or "")
     console.print(history)
     first, last = rows[0]["failure_rate"], rows[-1]["failure_rate"]
     verdict = "lower" if last < first else "NOT lower"
