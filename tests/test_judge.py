@@ -49,15 +49,7 @@ class FakeJudge:
         self.history: list[dict[str, Any]] = []
 
     async def complete(
-        self,
-        messages: list[Message],
-        *,
-        response_schema: Any = None,
-        tools: Any = None,
-        temperature: float | None = None,
-        max_tokens: int | None = None,
-        sample: int = 0,
-        seed: int | None = None,
+        self, messages: list[Message], *, response_schema: Any = None, seed: int | None = None, **_: Any
     ) -> LLMResponse:
         self.history.append({"messages": messages, "response_schema": response_schema, "seed": seed})
         answer = self.answers.pop(0)
@@ -71,12 +63,12 @@ class FakeJudge:
         return "\n".join(m.text for m in self.history[-1]["messages"])
 
 
-def base_version() -> PromptVersion:
+def base_version(template: str = BASE_TEMPLATE, *, name: str = "support_agent", version: int = 3) -> PromptVersion:
     return PromptVersion(
-        name="support_agent",
-        version=3,
-        template=BASE_TEMPLATE,
-        sha256=sha256_text(BASE_TEMPLATE),
+        name=name,
+        version=version,
+        template=template,
+        sha256=sha256_text(template),
         created_at=datetime(2026, 11, 23, tzinfo=UTC),
     )
 
@@ -454,13 +446,7 @@ async def test_real_conversations_feed_the_judge_without_false_alarms(real_data)
         for c in convs.values()
     ]
     base_text = next(iter(convs.values())).system_prompt
-    base = PromptVersion(
-        name="tau",
-        version=1,
-        template=base_text,
-        sha256=sha256_text(base_text),
-        created_at=datetime(2026, 11, 23, tzinfo=UTC),
-    )
+    base = base_version(base_text, name="tau", version=1)
     edit = (
         base_text.rstrip("\n")
         + "\n\n- Before cancelling, restate the reservation id and the refund amount to the user.\n"
@@ -514,13 +500,7 @@ async def test_the_simulated_judge_reads_the_prompt_and_its_candidates_address_t
     loop = Failure(
         conversation_id="c-9", kind="timeout", turn=2, evidence="lookup_order called 4 times", detector="tool_loop"
     )
-    base = PromptVersion(
-        name="support_agent",
-        version=1,
-        template=SIM_TEMPLATE,
-        sha256=sha256_text(SIM_TEMPLATE),
-        created_at=datetime(2026, 11, 23, tzinfo=UTC),
-    )
+    base = base_version(SIM_TEMPLATE, version=1)
     result = await propose(
         SimJudge(),
         prompt_name="support_agent",

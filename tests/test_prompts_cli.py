@@ -139,4 +139,32 @@ def test_every_prompts_command_and_option_has_help() -> None:
                 assert param.help, f"`nightloop prompts {name} {param.opts[0]}` has no help"
             if isinstance(param, click.Argument):
                 assert getattr(param, "help", None), f"`nightloop prompts {name} {param.name.upper()}` has no help"
-    assert set(group.commands) == {"list", "show", "diff", "import", "export", "label", "history", "rollback"}
+    assert set(group.commands) == {"list", "show", "diff", "import", "export", "label", "history", "rollback", "adopt"}
+
+
+def test_adopt_manages_a_prompt_known_only_from_conversations(tmp_path) -> None:
+    from nightloop.models import Conversation, Message
+    from nightloop.store import Store
+    from nightloop.templates import render
+
+    db = tmp_path / "adopt.db"
+    system = "You answer {{ like this }} literally.\nBe kind."
+    with Store(db) as store:
+        store.conversations.add(
+            Conversation(
+                id=f"c{i}",
+                prompt_name="legacy_bot",
+                messages=[Message(role="system", content=system if i else "odd one"), Message(role="user", content="hi")],
+            )
+            for i in range(3)
+        )
+    app = _app()
+    result = CliRunner().invoke(app, ["prompts", "adopt", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert "legacy_bot: adopted as v1" in result.output
+    with Store(db) as store:
+        version = store.prompts.get("legacy_bot", 1)
+        assert store.prompts.label_version("legacy_bot", "production") == 1
+        assert render(version.template) == system
+    again = CliRunner().invoke(app, ["prompts", "adopt", "legacy_bot", "--db", str(db)])
+    assert again.exit_code == 1 and "already managed" in again.output

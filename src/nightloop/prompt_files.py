@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import yaml
@@ -23,6 +24,8 @@ from nightloop.templates import check_template
 
 __all__ = [
     "PromptFileError",
+    "adopt_prompt",
+    "unmanaged_prompts",
     "export_prompts",
     "import_prompts",
     "read_prompt_dir",
@@ -223,3 +226,36 @@ def _write_if_changed(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def unmanaged_prompts(store: Store) -> list[str]:
+    """Prompt names that conversations mention but the store does not manage yet."""
+    managed = set(store.prompts.names())
+    return [name for name in store.conversations.prompt_names() if name and name not in managed]
+
+
+def adopt_prompt(store: Store, name: str, *, created_by: str) -> PromptVersion:
+    """Start managing a prompt known only from its conversations: their most common system prompt becomes v1.
+
+    The logged system prompt is already rendered, so the adopted template has no variables; Jinja syntax in it
+    is kept literal.
+    """
+    check_name(name)
+    if name in store.prompts.names():
+        raise PromptFileError(f"{name} is already managed (v{store.prompts.latest(name).version}); nothing to adopt.")
+    counts = Counter(
+        c.system_prompt for c in store.conversations.iter_conversations(prompt_name=name) if c.system_prompt.strip()
+    )
+    if not counts:
+        raise NotFound(
+            f"No stored conversation of {name!r} has a system prompt to adopt; ingest its conversations first, "
+            f"or write prompts/{name}.j2 and run `nightloop prompts import prompts/`."
+        )
+    text, uses = counts.most_common(1)[0]
+    template = "{% raw %}" + text + "{% endraw %}" if any(m in text for m in ("{{", "{%", "{#")) else text
+    with store.transaction():
+        version = store.prompts.create_version(
+            name, template, created_by=created_by, message=f"adopted from the system prompt of {uses} conversation(s)"
+        )
+        store.prompts.move_label(name, PRODUCTION, version.version, expected_version=None, moved_by=created_by, reason="adopted")
+    return version

@@ -31,7 +31,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -208,25 +208,14 @@ def _failure_case(prompt_name: str, conversation: Conversation, failures: list[F
         return rank, f.id
 
     primary = min(at_first, key=priority)
-    messages = _prefix(conversation.messages, _turn_start(conversation.messages, first))
-    if not any(m.role == "user" for m in messages):
-        log.debug("no user message before the failing turn of %s; not replayable", conversation.id)
-        return None
-    return ReplayCase(
-        id=f"{conversation.id}@{first}",
-        prompt_name=prompt_name,
-        messages=messages,
-        variables=dict(conversation.variables),
+    return _case_at(
+        prompt_name,
+        conversation,
+        first,
+        kind=primary.kind,
         expectation=_expectation(conversation, primary),
         origin=primary.id,
-        metadata={
-            "kind": primary.kind,
-            "conversation_id": conversation.id,
-            "turn": first,
-            "failure_ids": sorted(f.id for f in failures),
-            "tool_results": recorded_tool_results(conversation),
-            "tool_names": _tool_names(conversation),
-        },
+        failure_ids=sorted(f.id for f in failures),
     )
 
 
@@ -234,24 +223,47 @@ def _regression_case(prompt_name: str, conversation: Conversation) -> ReplayCase
     final = _final_answer_index(conversation.messages)
     if final is None:
         return None
-    messages = _prefix(conversation.messages, _turn_start(conversation.messages, final))
-    if not any(m.role == "user" for m in messages):
-        return None
-    return ReplayCase(
-        id=f"{conversation.id}@{final}",
-        prompt_name=prompt_name,
-        messages=messages,
-        variables=dict(conversation.variables),
+    return _case_at(
+        prompt_name,
+        conversation,
+        final,
+        kind=REGRESSION,
         expectation=Expectation(kind="pairwise", reference_output=conversation.messages[final].text),
         origin=REGRESSION,
         split="holdout",
-        metadata={
-            "kind": REGRESSION,
-            "conversation_id": conversation.id,
-            "turn": final,
-            "tool_results": recorded_tool_results(conversation),
-            "tool_names": _tool_names(conversation),
-        },
+    )
+
+
+def _case_at(
+    prompt_name: str,
+    conversation: Conversation,
+    turn: int,
+    *,
+    kind: str,
+    expectation: Expectation,
+    origin: str,
+    split: Literal["train", "holdout"] = "holdout",
+    failure_ids: list[str] | None = None,
+) -> ReplayCase | None:
+    """The case replaying the turn that holds assistant message ``turn``; None without a user message before it."""
+    messages = _prefix(conversation.messages, _turn_start(conversation.messages, turn))
+    if not any(m.role == "user" for m in messages):
+        log.debug("no user message before turn %d of %s; not replayable", turn, conversation.id)
+        return None
+    metadata: dict[str, Any] = {"kind": kind, "conversation_id": conversation.id, "turn": turn}
+    if failure_ids is not None:
+        metadata["failure_ids"] = failure_ids
+    metadata["tool_results"] = recorded_tool_results(conversation)
+    metadata["tool_names"] = _tool_names(conversation)
+    return ReplayCase(
+        id=f"{conversation.id}@{turn}",
+        prompt_name=prompt_name,
+        messages=messages,
+        variables=dict(conversation.variables),
+        expectation=expectation,
+        origin=origin,
+        split=split,
+        metadata=metadata,
     )
 
 

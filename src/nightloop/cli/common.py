@@ -22,6 +22,7 @@ __all__ = [
     "console",
     "err_console",
     "fail",
+    "failures_text",
     "open_store",
     "print_json",
     "settings_from",
@@ -74,3 +75,11 @@ def print_json(value: Any) -> None:
     """Plain JSON on stdout (no rich markup), so it pipes into jq."""
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+SHORT_KIND = {"user_correction": "correction", "wrong_output": "wrong", "tool_error": "tool error"}
+
+
+def failures_text(failures: dict[str, int]) -> str:
+    """Failures by kind in a table cell: ``timeout 4 · correction 5``."""
+    return " · ".join(f"{SHORT_KIND.get(k, k)} {n}" for k, n in sorted(failures.items())) or "—"

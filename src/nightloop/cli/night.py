@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from nightloop.cli.common import (
     console,
     err_console,
     fail,
+    failures_text,
     open_store,
     print_json,
     settings_from,
@@ -42,11 +44,11 @@ def parse_date(value: str | None, option: str) -> date:
 
 def reports_table(reports: list[NightReport]) -> Table:
     table = Table(title="nights", show_lines=False)
-    for column in ("date", "prompt", "status", "conversations", "failure rate", "failures", "candidates", "verdicts", "review"):
-        table.add_column(column)
+    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "cand.", "verdicts", "review"):
+        table.add_column(column, no_wrap=column == "date")
     for r in reports:
-        verdicts = ", ".join(f"{d.candidate_id.rsplit('-', 1)[-1]}:{d.verdict}" for d in r.decisions) or "—"
-        failures = ", ".join(f"{k} {n}" for k, n in sorted(r.failures.items())) or "—"
+        verdicts = " · ".join(f"{v} {n}" for v, n in sorted(Counter(d.verdict for d in r.decisions).items())) or "—"
+        failures = failures_text(r.failures)
         review = r.review_id or (f"promoted v{r.promoted_version}" if r.promoted_version else "—")
         table.add_row(
             r.date.isoformat(), r.prompt_name, r.status, str(r.conversations), f"{r.failure_rate:.1%}",

@@ -15,13 +15,14 @@ from nightloop.cli.common import (
     DbOption,
     JsonOption,
     console,
+    err_console,
     fail,
     open_store,
     print_json,
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.prompt_files import export_prompts, import_prompts, read_prompt_dir
+from nightloop.prompt_files import adopt_prompt, export_prompts, import_prompts, read_prompt_dir, unmanaged_prompts
 from nightloop.review import diff_stats, render_diff, unified_diff
 from nightloop.store import Store
 from nightloop.store.prompts import PRODUCTION
@@ -168,6 +169,34 @@ def import_command(
         console.print(f"Nothing new in {directory}: all {found} templates are already stored versions.")
     for version in created:
         console.print(f"{version.name}: created v{version.version} (parent {_v(version.parent)})")
+
+
+@prompts_app.command("adopt")
+def adopt_command(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Prompt names to adopt (default: every unmanaged prompt in the store).")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+    by: ByOption = None,
+) -> None:
+    """Start managing prompts known only from ingested conversations: their logged system prompt becomes v1 and production."""
+    with _store(db, config) as store:
+        todo = names or unmanaged_prompts(store)
+        if not todo:
+            console.print("Every prompt in the stored conversations is already managed.")
+            return
+        refused = []
+        for name in todo:
+            try:
+                version = adopt_prompt(store, name, created_by=_who(by))
+            except NightloopError as exc:
+                refused.append(name)
+                err_console.print(f"[yellow]{name}: not adopted:[/] {exc}", highlight=False)
+                continue
+            console.print(f"{name}: adopted as v{version.version} ({version.message}); production → v{version.version}")
+    if refused:
+        fail(f"{len(refused)} prompt(s) not adopted: {', '.join(refused)}")
 
 
 @prompts_app.command("export")

@@ -8,19 +8,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nightloop.cli.common import DbOption, JsonOption, console, open_store, print_json, settings_from
+from nightloop.cli.common import DbOption, JsonOption, console, failures_text, open_store, print_json, settings_from
 from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_markdown, version_trend
 
 
 def nights_table(rows: list[NightRow]) -> Table:
     table = Table(title="nights")
-    for column in ("date", "prompt", "status", "conversations", "failure rate", "failures", "candidates", "verdicts", "promoted", "cost $"):
-        table.add_column(column)
+    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "cand.", "verdicts", "promoted", "cost $"):
+        table.add_column(column, no_wrap=column == "date")
     for r in rows:
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         table.add_row(
             r.date, r.prompt, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
-            ", ".join(f"{k} {n}" for k, n in sorted(r.failures.items())) or "—", str(r.candidates),
+            failures_text(r.failures), str(r.candidates),
             ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
         )
     return table

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import getpass
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.panel import Panel
@@ -16,8 +17,19 @@ from nightloop.models import ReviewItem
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
 
 
+T = TypeVar("T")
+
+
 def _reviewer(value: str | None) -> str:
     return value or getpass.getuser()
+
+
+def _or_fail(action: Callable[[], T]) -> T:
+    """``action()``; a NightloopError (unknown id, stale candidate …) becomes the CLI's error exit."""
+    try:
+        return action()
+    except NightloopError as exc:
+        fail(str(exc))
 
 
 def pending_table(items: list[ReviewItem]) -> Table:
@@ -106,10 +118,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a candidate: colored diff, the failures each edit addresses, the gate's numbers and reasons."""
         with open_store(settings_from(db)) as store:
-            try:
-                item = store.runs.review_item(item_id)
-            except NightloopError as exc:
-                fail(str(exc))
+            item = _or_fail(lambda: store.runs.review_item(item_id))
             if as_json:
                 print_json(item)
             else:
@@ -126,10 +135,7 @@ def register(app: typer.Typer) -> None:
         from nightloop.review import approve as approve_item
 
         with open_store(settings_from(db)) as store:
-            try:
-                version = approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment)
-            except NightloopError as exc:
-                fail(str(exc))
+            version = _or_fail(lambda: approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
         console.print(f"Approved: {version.name} v{version.version} is now production (parent v{version.parent}).")
 
     @review_app.command("reject")
@@ -143,8 +149,5 @@ def register(app: typer.Typer) -> None:
         from nightloop.review import reject as reject_item
 
         with open_store(settings_from(db)) as store:
-            try:
-                item = reject_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment)
-            except NightloopError as exc:
-                fail(str(exc))
+            item = _or_fail(lambda: reject_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
         console.print(f"Rejected {item.id}; production stays as it is.")

@@ -257,19 +257,18 @@ class ConversationRepo:
         prompt_name: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        *,
+        extra: Iterable[tuple[str, Any]] = (),
     ) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if prompt_name is not None:
-            clauses.append("c.prompt_name = ?")
-            params.append(prompt_name)
-        if since is not None:
-            clauses.append("c.ended_at >= ?")
-            params.append(utc_text(since))
-        if until is not None:
-            clauses.append("c.ended_at < ?")
-            params.append(utc_text(until))
-        return ("where " + " and ".join(clauses) if clauses else ""), params
+        """The ``where`` clause and its parameters for the filters given (``extra``: more ``(clause, value)``)."""
+        conditions = [
+            ("c.prompt_name = ?", prompt_name),
+            ("c.ended_at >= ?", None if since is None else utc_text(since)),
+            ("c.ended_at < ?", None if until is None else utc_text(until)),
+            *extra,
+        ]
+        used = [(clause, value) for clause, value in conditions if value is not None]
+        return ("where " + " and ".join(clause for clause, _ in used) if used else ""), [value for _, value in used]
 
     # --- reading failures ---
 
@@ -281,16 +280,12 @@ class ConversationRepo:
         conversation_ids: Iterable[str] | None = None,
     ) -> list[Failure]:
         """Stored failures, filtered; ``since`` is on the conversation's end time. Ordered by conversation time, then turn."""
-        where, params = self._where(prompt_name=prompt_name, since=since)
-        extra: list[str] = []
-        if kind is not None:
-            extra.append("f.kind = ?")
-            params.append(kind)
-        if conversation_ids is not None:
-            extra.append("f.conversation_id in (select value from json_each(?))")
-            params.append(json.dumps(list(conversation_ids)))
-        if extra:
-            where = (where + " and " if where else "where ") + " and ".join(extra)
+        ids = None if conversation_ids is None else json.dumps(list(conversation_ids))
+        where, params = self._where(
+            prompt_name=prompt_name,
+            since=since,
+            extra=[("f.kind = ?", kind), ("f.conversation_id in (select value from json_each(?))", ids)],
+        )
         sql = (
             f"select f.conversation_id, f.kind, f.turn, f.evidence, f.detector, f.confidence"
             f" from failures f join conversations c on c.id = f.conversation_id {where}"

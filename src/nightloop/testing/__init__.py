@@ -14,6 +14,7 @@ counted in ``calls``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections import deque
@@ -123,6 +124,7 @@ class FakeLLMServer:
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self.calls = 0
+        self._ids = itertools.count(1)  # numbers the ids in rendered bodies
         self._answers: deque[Answer] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from typing import Any
 
@@ -34,10 +33,6 @@ class FakeAnthropicServer(FakeLLMServer):
     """
 
     path = "/v1/messages"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ids = itertools.count(1)
 
     def render(self, request: dict[str, Any], answer: Answer) -> dict[str, Any]:
         number = next(self._ids)

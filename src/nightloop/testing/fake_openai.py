@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from typing import Any
@@ -23,10 +22,6 @@ class FakeOpenAIServer(FakeLLMServer):
     """Chat Completions over the wire; pass ``fake.base_url`` (ending in ``/v1``) to the SDK."""
 
     path = "/v1/chat/completions"
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._ids = itertools.count(1)
 
     @property
     def base_url(self) -> str:
