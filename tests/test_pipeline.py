@@ -238,3 +238,57 @@ def test_watch_rolls_back_a_version_that_breaks_production(tmp_path: Path) -> No
         rollback = store.runs.rollbacks(PROMPT)[0]
         assert rollback["from_version"] == 2 and rollback["to_version"] == 1
         assert v2.sha256 in store.runs.rejected_hashes(PROMPT)
+
+
+KILLABLE_NIGHT = """
+import asyncio, sys
+from datetime import date
+from nightloop import pipeline
+from nightloop.config import load_settings
+from nightloop.llm.sim import SimProvider
+from nightloop.store import Store
+sys.path.insert(0, {tests!r})
+from test_pipeline import _clients
+
+class SlowSim(SimProvider):
+    async def complete(self, request):
+        await asyncio.sleep(0.02)
+        return await super().complete(request)
+
+settings = load_settings(db={db!r}, seed=3)
+with Store(settings.db) as store:
+    pipeline.run_night(settings, "support_agent", date(2026, 11, 18), store=store,
+                       clients=_clients(settings, store, SlowSim(settings.seed)))
+"""
+
+
+def test_a_killed_night_resumes_without_repeating_finished_model_calls(world, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings, store = world
+    script = tmp_path / "night.py"
+    script.write_text(KILLABLE_NIGHT.format(tests=str(Path(__file__).parent), db=str(settings.db)))
+    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    run_id = pipeline.run_id_for(settings, PROMPT, DAY + timedelta(days=1))
+    deadline = time.monotonic() + 120
+    while len(store.runs.eval_results(run_id)) < 100:
+        assert process.poll() is None, "the night finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+    assert store.runs.status(run_id) == "running"
+    cached_before = {row["key"] for row in store.db["llm_cache"].rows}
+    saved_before = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
+    rerun = RecordingSim(settings.seed)
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store, clients=_clients(settings, store, rerun))
+    assert report.status == "done"
+    assert rerun.completed, "the re-run had work left"
+    assert not cached_before & set(rerun.completed), "a model call finished before the kill was made again"
+    after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
+    assert all(after[key] == result for key, result in saved_before.items())

@@ -39,7 +39,6 @@ from nightloop.store import Store
 __all__ = [
     "STAGES",
     "Night",
-    "StageOutcome",
     "run_id_for",
     "run_night",
     "stage_classify",
@@ -112,14 +111,6 @@ class ReviewOutput(BaseModel):
     action: str
     review_id: str | None = None
     promoted_version: int | None = None
-
-
-class StageOutcome(BaseModel):
-    """What one stage call reports to its caller (the CLI or the Prefect task)."""
-
-    stage: str
-    reused: bool
-    summary: str
 
 
 # --- the night's context ---
