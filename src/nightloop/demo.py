@@ -79,8 +79,14 @@ def _one_night(store: Store, settings, number: int, day: date, per_night: int, s
         )
     failures = ", ".join(f"{k} {v}" for k, v in sorted(report.failures.items())) or "none"
     console.print(f"Failure rate {report.failure_rate:.1%} ({failures}); {report.candidates} candidate(s) evaluated.")
-    for decision in report.decisions:
-        console.print(f"  {decision.candidate_id}: [bold]{decision.verdict}[/] — {decision.reasons[0] if decision.reasons else ''}", highlight=False)
+    for d in report.decisions:
+        console.print(
+            f"  {d.candidate_id}: [bold]{d.verdict}[/] — pass rate {d.baseline_rate:.2f} → {d.candidate_rate:.2f} "
+            f"({d.delta:+.2f}); {d.reasons[-1] if d.reasons else ''}",
+            highlight=False,
+        )
+        if d.regressions:
+            console.print(f"      regressed cases: {', '.join(d.regressions)}", highlight=False)
     promoted = None
     if report.review_id:
         item = store.runs.review_item(report.review_id)
@@ -119,9 +125,10 @@ def _summary(store: Store, rows: list[dict], console: Console) -> None:
         )
     console.print(table)
     history = Table(title=f"{PROMPT} version history")
-    for column in ("version", "parent", "created by"):
-        history.add_column(column)
-    history.add_column("message", overflow="ellipsis", no_wrap=True)
+    history.add_column("version", min_width=7)
+    history.add_column("parent", min_width=6)
+    history.add_column("created by", no_wrap=True)
+    history.add_column("message", overflow="ellipsis", no_wrap=True, max_width=60)
     for v in store.prompts.versions(PROMPT):
         history.add_row(f"v{v.version}", f"v{v.parent}" if v.parent else "—", v.created_by, v.message or "")
     console.print(history)
