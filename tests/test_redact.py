@@ -160,3 +160,40 @@ def test_no_email_survives_in_real_conversations_and_ids_do(real_data) -> None:
         kept_ids += text.count("certificate_") + text.count("reservation_id")
     assert leaked == []
     assert kept_ids > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "gone"),
+    [
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [SECRET]", "dXNlcjpw"),
+        ("curl -H 'authorization: token abc123def456'", "authorization: token [SECRET]", "abc123"),
+        ("log in with Basic dXNlcjpwYXNzd29yZA== please", "Basic [SECRET] please", "dXNlcjpw"),
+        ("iban de89 3704 0044 0532 0130 00", "iban [IBAN]", "3704"),
+        ("my iban is gb82 west 1234 5698 7654 32.", "is [IBAN].", "west"),
+        ("my password is hunter2!!", "my password is [SECRET]", "hunter2"),
+        ("The PIN was 4821, thanks", "The PIN was [SECRET], thanks", "4821"),
+        ("password: hunter2", "password: [SECRET]", "hunter2"),
+    ],
+)
+def test_basic_auth_spaced_lowercase_iban_and_spoken_passwords_are_redacted(
+    text: str, expected: str, gone: str
+) -> None:
+    redacted = redact(text)
+    assert expected in redacted and gone not in redacted
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Basic information about order #4412",
+        "I need basic help please",
+        "Authorization failed for order 4412 on 2026-11-23",
+        "The password is incorrect, and the reset link expired.",
+        "my password is not working since 23/11/2026",
+        "Order 1234 5678 shipped; the refund of 120.50 EUR lands on 2026-11-30",
+        "spin: 360 at 12:30",
+        "ab12 3456 7890 1234 is a ticket, not an IBAN",
+    ],
+)
+def test_new_secret_and_iban_patterns_leave_innocent_text_alone(text: str) -> None:
+    assert redact(text) == text

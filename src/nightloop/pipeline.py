@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from nightloop.classify import classify_conversation
 from nightloop.config import Settings
-from nightloop.errors import BudgetExceeded, NightloopError
+from nightloop.errors import BudgetExceeded, NightloopError, ProviderError
 from nightloop.models import (
     BASELINE,
     Candidate,
@@ -51,6 +51,7 @@ __all__ = [
     "stage_watch",
 ]
 
+WATCH = "nightloop watch"
 STAGES = ("ingest", "classify", "watch", "replay_set", "judge", "replay", "gate", "review")
 ProgressFn = Callable[[str, str], None]
 StageRunner = Callable[..., Any]
@@ -94,6 +95,7 @@ class ReplaySetOutput(BaseModel):
     base_version: int
     cases: list[ReplayCase]
     train_failure_ids: list[str]
+    notes: list[str] = Field(default_factory=list)
 
 
 class ReplayOutput(BaseModel):
@@ -148,6 +150,8 @@ class Night:
 
             budget = self.settings.budget
             self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices)
+            # One budget per night, not per attempt: a resumed or re-run night continues from what it spent.
+            self._ledger.carry_over(*self.store.runs.spent(self.run_id))
         return self._ledger
 
     @property
@@ -263,6 +267,10 @@ def stage_watch(night: Night) -> WatchOutput:
         current = prompts.get(night.prompt_name, production)
         if current.parent is None:
             return WatchOutput(checked_version=production, reasons=["production has no parent to compare with"])
+        moves = prompts.label_history(night.prompt_name, "production")
+        if moves and moves[-1].moved_by == WATCH:
+            # Production is where a rollback put it: watching it against its own parent would roll back further.
+            return WatchOutput(checked_version=production, reasons=["production was set by a rollback; not re-judged"])
         verdict = check_breakage(
             _failure_counts(night, current.parent), _failure_counts(night, production), night.settings.watch
         )
@@ -273,7 +281,7 @@ def stage_watch(night: Night) -> WatchOutput:
             "production",
             current.parent,
             expected_version=production,
-            moved_by="nightloop watch",
+            moved_by=WATCH,
             reason="; ".join(verdict.reasons),
         )
         night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
@@ -311,14 +319,45 @@ def stage_replay_set(night: Night, ingested: IngestOutput, classified: ClassifyO
             config=night.settings.replay,
             seed=night.settings.seed,
         )
+        cases, notes = _replayable(cases, base.template)
+        failing = {f.conversation_id for f in classified.failures}
+        covered = {c.metadata.get("conversation_id") for c in cases if c.origin != "regression"}
+        if failing - covered:
+            notes.append(
+                f"{len(failing - covered)} failed conversation(s) gave no replay case "
+                "(no user turn before the failure, the failure-case cap, or unrenderable variables)"
+            )
         return ReplaySetOutput(
             hash=replay_set_hash(cases),
             base_version=base.version,
             cases=cases,
             train_failure_ids=sorted(train_failure_ids(cases)),
+            notes=notes,
         )
 
     return _once(night, "replay_set", ReplaySetOutput, compute)
+
+
+def _replayable(cases: list[ReplayCase], template: str) -> tuple[list[ReplayCase], list[str]]:
+    """Keep the cases whose recorded variables render the base template (the candidates need the same ones)."""
+    from nightloop.errors import TemplateError
+    from nightloop.templates import render
+
+    kept, missing = [], []
+    for case in cases:
+        try:
+            render(template, case.variables)
+        except TemplateError:
+            missing.append(case.id)
+        else:
+            kept.append(case)
+    notes = []
+    if missing:
+        notes.append(
+            f"{len(missing)} case(s) left out: their conversations did not record the template's variables "
+            f"(log `variables` with each conversation), e.g. {missing[0]}"
+        )
+    return kept, notes
 
 
 def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetOutput) -> JudgeResult:
@@ -331,7 +370,7 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
         train_ids = set(replay_set.train_failure_ids)
         train = [f for f in classified.failures if f.id in train_ids]
         conversations = {c.id: c for c in _conversations(night, sorted({f.conversation_id for f in train}))}
-        return asyncio.run(
+        result = asyncio.run(
             propose(
                 night.clients.judge,
                 prompt_name=night.prompt_name,
@@ -343,6 +382,10 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
                 seed=night.settings.seed,
             )
         )
+        if result.errors and not result.candidates and not result.invalid:
+            # A judge fault is not a finished stage: raising lets Prefect retry and a re-run try again.
+            raise ProviderError("; ".join(result.errors))
+        return result
 
     return _once(night, "judge", JudgeResult, compute)
 
@@ -489,6 +532,9 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
             f"only {classified.new_failures} new failure(s) (minimum {night.settings.min_failures}); nothing to improve",
         )
     replay_set = run("replay_set", stage_replay_set, night, ingested, classified)
+    notes.extend(replay_set.notes)
+    if not replay_set.train_failure_ids or not any(c.split == "holdout" and c.origin != "regression" for c in replay_set.cases):
+        raise StopNight("stopped_early", "no replayable failure cases for both the judge (train) and the gate (holdout)")
     parts["judged"] = judged = run("judge", stage_judge, night, classified, replay_set)
     notes.extend(f"judge: {e}" for e in judged.errors)
     notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
@@ -541,6 +587,10 @@ def run_night(
         except BudgetExceeded as exc:
             status = "budget_exhausted"
             parts["notes"].append(str(exc))
+        except ProviderError as exc:
+            # Recorded, not raised: the report says what failed, and a re-run resumes from the unfinished stage.
+            status = "failed"
+            parts["notes"].append(f"model provider failed: {exc}")
         except Exception as exc:
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")

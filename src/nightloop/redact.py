@@ -8,6 +8,8 @@ order numbers, prices, dates and version numbers survive.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,26 @@ def _iban(match: re.Match[str]) -> bool:
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(char, 36)) for char in rearranged)) % 97 == 1
+
+
+def _basic_credentials(match: re.Match[str]) -> bool:
+    """Base64 that decodes to ``user:password`` (so "Basic information" is left alone)."""
+    try:
+        decoded = base64.b64decode(match.group("value"), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return False
+    return ":" in decoded and decoded.isprintable()
+
+
+#: Words that follow "password is" without being a password ("my password is wrong").
+_NOT_A_PASSWORD = frozenset(
+    """a an the not no wrong incorrect invalid correct right expired required missing empty blank reset changed
+    too still now different same locked blocked weak strong fine ok okay case sensitive""".split()
+)
+
+
+def _spoken_password(match: re.Match[str]) -> bool:
+    return match.group("value").lower().strip("\"'“”") not in _NOT_A_PASSWORD
 
 
 def _phone_number(match: re.Match[str]) -> bool:
@@ -89,6 +111,26 @@ _SECRET_KEY_NAMES = (
 #: Applied in order: secrets first (they may contain digits or ``@``), then contact and payment data.
 PATTERNS: tuple[Pattern, ...] = (
     Pattern("anthropic_key", re.compile(r"\bsk-ant-[A-Za-z0-9_-]{16,}"), "[SECRET]", hints=("sk-ant-",)),
+    Pattern(
+        # Whatever the scheme (Basic, Bearer, Digest, a bare token): the header's value is a credential.
+        "authorization_header",
+        re.compile(
+            r"""(?P<keep>\bauthorization["']?[ \t]*[:=][ \t]*["']?(?:(?:basic|bearer|digest|token|negotiate)[ \t]+)?)"""
+            r"(?!\[SECRET\])[A-Za-z0-9._~+/-]{6,}=*",
+            re.IGNORECASE,
+        ),
+        "[SECRET]",
+        keep_group="keep",
+        hints=("authorization",),
+    ),
+    Pattern(
+        "basic_auth",
+        re.compile(r"(?P<keep>\b[Bb]asic[ \t]+)(?P<value>[A-Za-z0-9+/]{6,}={0,2})(?![\w+/=])"),
+        "[SECRET]",
+        confirm=_basic_credentials,
+        keep_group="keep",
+        hints=("basic",),
+    ),
     Pattern("openai_key", re.compile(r"\bsk-(?:proj-|svcacct-)?[A-Za-z0-9_-]{20,}"), "[SECRET]", hints=("sk-",)),
     Pattern("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), "[SECRET]", hints=("akia", "asia")),
     Pattern(
@@ -120,6 +162,19 @@ PATTERNS: tuple[Pattern, ...] = (
         hints=("key", "secret", "token", "auth", "pass", "pwd", "session"),
     ),
     Pattern(
+        # Said in words: "my password is hunter2!!", "the PIN was 1234", "passcode: abc".
+        "spoken_password",
+        re.compile(
+            r"(?P<keep>\b(?:password|passwd|passcode|passphrase|pwd|pin)(?:[ \t]+(?:is|was|would be|will be)[ \t]*[:=]?|[ \t]*[:=])"
+            r"""[ \t]*["'“]?)(?!\[SECRET\])(?P<value>[^\s"'“”]+?)(?=[.,;]?(?:\s|$|["'”]))""",
+            re.IGNORECASE,
+        ),
+        "[SECRET]",
+        confirm=_spoken_password,
+        keep_group="keep",
+        hints=("pass", "pwd", "pin"),
+    ),
+    Pattern(
         # Any key=value whose value looks like key material (long hex or base64), whatever the key is called.
         "long_secret_value",
         re.compile(
@@ -141,7 +196,8 @@ PATTERNS: tuple[Pattern, ...] = (
     ),
     Pattern(
         "iban",
-        re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
+        # Any case and grouping ("de89 3704 0044 …"): the mod-97 checksum keeps false positives out.
+        re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b", re.IGNORECASE),
         "[IBAN]",
         confirm=_iban,
     ),

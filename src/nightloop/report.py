@@ -44,9 +44,11 @@ class VersionTrend(BaseModel):
 def _row(store: Store, report: NightReport) -> NightRow:
     review_status, promoted = None, report.promoted_version
     if report.review_id:
-        item = store.runs.review_item(report.review_id)
-        review_status = item.status
-        promoted = promoted or item.promoted_version
+        review_status = store.runs.review_item(report.review_id).status
+    # A night's promotion stays its own even when a forced re-run later wrote a new report.
+    approved = [i for i in store.runs.review_items_for_run(report.run_id) if i.promoted_version]
+    if approved:
+        review_status, promoted = "approved", promoted or approved[-1].promoted_version
     return NightRow(
         date=report.date.isoformat(),
         prompt=report.prompt_name,

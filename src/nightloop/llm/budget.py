@@ -61,6 +61,12 @@ class BudgetLedger:
                 f"Raise `[budget] max_tokens` in nightloop.toml (or NIGHTLOOP_BUDGET__MAX_TOKENS) to allow more."
             )
 
+    def carry_over(self, spent_usd: float, tokens: int) -> None:
+        """Count what earlier attempts of the same run spent: a resumed night shares one budget."""
+        with self._lock:
+            self._spent_usd += spent_usd
+            self._tokens += tokens
+
     def record(self, usage: Usage) -> None:
         """Count one provider call; a cached answer costs nothing and is not counted."""
         if usage.cached:

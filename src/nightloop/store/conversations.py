@@ -2,7 +2,8 @@
 
 Timestamps are stored as fixed-width UTC ISO text (``2026-11-23T10:00:00.000000+00:00``) so that
 SQL comparisons order them correctly. A conversation's ``ended_at`` column falls back to its start
-time when the end is unknown, so every timed conversation has a place in ``recent()``.
+time when the end is unknown, and to its ingest time when it has no timestamp at all, so every conversation
+has a place in ``recent()``.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _conversation_row(conversation: Conversation, ingested_at: str) -> tuple[Any
         conversation.prompt_name,
         conversation.prompt_version,
         utc_text(conversation.started_at),
-        utc_text(conversation.ended_at or conversation.started_at),
+        # Untimed conversations (only id and messages are required) take their arrival time, so a night sees them.
+        utc_text(conversation.ended_at or conversation.started_at) if (conversation.ended_at or conversation.started_at) else ingested_at,
         conversation.outcome.status,
         conversation.model_dump_json(),
         ingested_at,

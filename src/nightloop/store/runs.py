@@ -76,6 +76,12 @@ def m001_runs(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_run_spend(db: sqlite_utils.Database) -> None:
+    db["runs"].add_column("spent_usd", float)
+    db["runs"].add_column("tokens", int)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
@@ -110,8 +116,19 @@ class RunRepo:
         with transaction(self.db):
             self.db["runs"].update(
                 report.run_id,
-                {"status": report.status, "finished_at": _now(), "report": report.model_dump_json()},
+                {
+                    "status": report.status,
+                    "finished_at": _now(),
+                    "report": report.model_dump_json(),
+                    "spent_usd": report.cost_usd,
+                    "tokens": report.tokens,
+                },
             )
+
+    def spent(self, run_id: str) -> tuple[float, int]:
+        """(USD, tokens) recorded by earlier attempts of this run."""
+        row = self._row("runs", run_id)
+        return (row.get("spent_usd") or 0.0, row.get("tokens") or 0) if row else (0.0, 0)
 
     def status(self, run_id: str) -> str | None:
         row = self._row("runs", run_id)
@@ -202,6 +219,7 @@ class RunRepo:
     # --- review queue ---
 
     def enqueue_review(self, item: ReviewItem) -> None:
+        """Queue an item; an item already queued under this id (e.g. approved before a forced re-run) is kept."""
         with transaction(self.db):
             self.db["review_queue"].insert(
                 {
@@ -212,7 +230,7 @@ class RunRepo:
                     "created_at": item.created_at.isoformat(),
                     "item": item.model_dump_json(),
                 },
-                replace=True,
+                ignore=True,
             )
 
     def review_item(self, item_id: str) -> ReviewItem:
@@ -233,6 +251,10 @@ class RunRepo:
             clauses.append("prompt_name = ?")
             params.append(prompt_name)
         rows = self.db["review_queue"].rows_where(" and ".join(clauses) or None, params, order_by="created_at")
+        return [ReviewItem.model_validate_json(r["item"]) for r in rows]
+
+    def review_items_for_run(self, run_id: str) -> list[ReviewItem]:
+        rows = self.db["review_queue"].rows_where("run_id = ?", [run_id], order_by="created_at")
         return [ReviewItem.model_validate_json(r["item"]) for r in rows]
 
     def update_review(self, item: ReviewItem) -> None:
