@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NEEDS_311 := import sys; sys.exit(sys.version_info < (3, 11))
 
 .PHONY: demo test install bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c '$(NEEDS_311)' || { echo "nightloop needs Python 3.11 or newer; run e.g. make PYTHON=python3.11"; exit 1; }
+	@$(BIN)/python -c '$(NEEDS_311)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)

@@ -21,3 +21,16 @@ def test_demo_failure_rate_falls_over_three_nights(tmp_path: Path) -> None:
     text = out.getvalue()
     assert "on the reviewer's behalf" in text and "failure rate per night" in text
     assert "offline simulator" in text
+
+
+def test_demo_refuses_to_wipe_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    import pytest
+
+    from nightloop.errors import NightloopError
+
+    precious = tmp_path / "work"
+    precious.mkdir()
+    (precious / "important.txt").write_text("keep me")
+    with pytest.raises(NightloopError, match="not made by the demo"):
+        run_demo(workdir=precious, prompts_dir=REPO / "prompts", nights=1, per_night=10, console=Console(file=io.StringIO()))
+    assert (precious / "important.txt").read_text() == "keep me"

@@ -173,16 +173,24 @@ def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
 HARMFUL = ("Keep every answer under 10 words", "Never mention order numbers", "Always answer in English")
 
 
+def _night_with_a_harmful_candidate(tmp_path: Path):
+    """The simulated judge proposes a harmful edit now and then: find a seeded night where it does."""
+    for seed in range(7, 15):
+        settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed)
+        with Store(settings.db) as store:
+            import_prompts(store, REPO / "prompts", created_by="test")
+            files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=seed + 1, out=tmp_path / f"l{seed}", start_date=DAY)
+            ingest(store, [str(f) for f in files], classify_config=settings.classify)
+            report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+            judged = store.runs.stage_output(report.run_id, "judge") or {"candidates": []}
+        harmful = {c["id"] for c in judged["candidates"] if any(h in c["template"] for h in HARMFUL)}
+        if harmful:
+            return report, harmful
+    pytest.fail("the simulated judge proposed no harmful edit in 8 seeded nights")
+
+
 def test_harmful_candidates_are_rejected_naming_the_regressed_cases(tmp_path: Path) -> None:
-    settings = load_settings(db=tmp_path / "h.db", seed=7)
-    with Store(settings.db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=8, out=tmp_path / "l2", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
-        report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
-        judged = store.runs.stage_output(report.run_id, "judge")
-    harmful = {c["id"] for c in judged["candidates"] if any(h in c["template"] for h in HARMFUL)}
-    assert harmful, "this seed's simulated judge proposes a harmful edit"
+    report, harmful = _night_with_a_harmful_candidate(tmp_path)
     for decision in report.decisions:
         if decision.candidate_id in harmful:
             assert decision.verdict == "reject"

@@ -19,7 +19,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 from nightloop import pipeline
-from nightloop.config import load_settings
+from nightloop.config import BudgetConfig, LLMConfig, load_settings
+from nightloop.errors import NightloopError
 from nightloop.ingest import ingest
 from nightloop.prompt_files import import_prompts
 from nightloop.review import approve, render_diff, unified_diff
@@ -40,10 +41,9 @@ def run_demo(
 ) -> list[dict]:
     """Run the demo in ``workdir`` (wiped first) and return one row per night."""
     console = console or (Console() if sys.stdout.isatty() else Console(width=120))
-    if workdir.exists():
-        shutil.rmtree(workdir)
-    workdir.mkdir(parents=True)
-    settings = load_settings(db=workdir / "nightloop.db", seed=seed)
+    _fresh_workdir(workdir)
+    # Every role on the simulator whatever the environment says: the demo promises no network and no keys.
+    settings = load_settings(db=workdir / "nightloop.db", seed=seed, llm=LLMConfig(), budget=BudgetConfig())
     console.print(
         Panel(
             "nightloop demo — every model here is the [bold]offline simulator[/] (provider 'sim'), "
@@ -60,6 +60,21 @@ def run_demo(
             rows.append(_one_night(store, settings, n + 1, FIRST_DAY + timedelta(days=n), per_night, seed, workdir, console))
         _summary(store, rows, console)
     return rows
+
+
+MARKER = ".nightloop-demo"
+
+
+def _fresh_workdir(workdir: Path) -> None:
+    """Empty the demo's own folder; refuse to wipe a folder the demo did not create."""
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / MARKER).exists():
+            raise NightloopError(
+                f"{workdir} exists and was not made by the demo; pick another --workdir or remove it yourself."
+            )
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / MARKER).write_text("made by `make demo`; the next demo run wipes this folder\n")
 
 
 def _one_night(store: Store, settings, number: int, day: date, per_night: int, seed: int, workdir: Path, console: Console) -> dict:
@@ -145,7 +160,11 @@ def main(
     seed: int = typer.Option(7, help="Simulator seed."),
 ) -> None:
     """Run the offline demo of the nightly loop."""
-    rows = run_demo(workdir=workdir, nights=nights, per_night=per_night, seed=seed)
+    try:
+        rows = run_demo(workdir=workdir, nights=nights, per_night=per_night, seed=seed)
+    except NightloopError as exc:
+        Console(stderr=True).print(f"[bold red]Error:[/] {exc}")
+        sys.exit(1)
     if len(rows) > 1 and rows[-1]["failure_rate"] >= rows[0]["failure_rate"]:
         sys.exit(1)
 

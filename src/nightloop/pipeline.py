@@ -276,17 +276,20 @@ def stage_watch(night: Night) -> WatchOutput:
         )
         if not verdict.breakage:
             return WatchOutput(checked_version=production, reasons=verdict.reasons)
-        prompts.move_label(
-            night.prompt_name,
-            "production",
-            current.parent,
-            expected_version=production,
-            moved_by=WATCH,
-            reason="; ".join(verdict.reasons),
-        )
-        night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
-        night.store.runs.remember_rejected(night.prompt_name, current.sha256, "watch", "; ".join(verdict.reasons))
-        return WatchOutput(checked_version=production, rolled_back_to=current.parent, reasons=verdict.reasons)
+        output = WatchOutput(checked_version=production, rolled_back_to=current.parent, reasons=verdict.reasons)
+        with night.store.transaction():  # the move, its record and the stage land together or not at all
+            prompts.move_label(
+                night.prompt_name,
+                "production",
+                current.parent,
+                expected_version=production,
+                moved_by=WATCH,
+                reason="; ".join(verdict.reasons),
+            )
+            night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
+            night.store.runs.remember_rejected(night.prompt_name, current.sha256, "watch", "; ".join(verdict.reasons))
+            night.save("watch", output)
+        return output
 
     return _once(night, "watch", WatchOutput, compute)
 

@@ -118,6 +118,9 @@ def register(app: typer.Typer) -> None:
         except NightloopError as exc:
             fail(str(exc))
         print_reports(reports, as_json)
+        failed = [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        if failed:
+            fail(f"night failed: {', '.join(failed)}; see the notes above, fix the cause and re-run to resume.")
 
     @app.command()
     def backfill(
@@ -139,6 +142,7 @@ def register(app: typer.Typer) -> None:
         except NightloopError as exc:
             fail(str(exc))
         reports: list[NightReport] = []
+        failed: list[str] = []
         with open_store(settings) as store:
             names = prompt or pipeline.managed_prompts(store)
             if not names:
@@ -152,6 +156,7 @@ def register(app: typer.Typer) -> None:
                         try:
                             reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force))
                         except NightloopError as exc:
+                            failed.append(f"{name} {night_date}")
                             err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")
                         bar.advance(task)
         ran = [r for r in reports if r.status != "skipped"]
@@ -159,10 +164,14 @@ def register(app: typer.Typer) -> None:
             skipped = len(reports) - len(ran)
             console.print(f"Ran {len(ran)} night(s); skipped {skipped} already finished (use --force to re-run them).")
         print_reports(reports, as_json)
+        failed += [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        if failed:
+            fail(f"{len(failed)} night(s) failed: {', '.join(failed)}; fix the cause and re-run (finished nights are skipped).")
 
     @app.command()
     def serve(
         cron: Annotated[str, typer.Option("--cron", help="Schedule (cron syntax, UTC).")] = "0 2 * * *",
+        db: DbOption = None,
         config: ConfigOption = None,
     ) -> None:
         """Run the nightly schedule on this machine with Prefect's serve (no work pool needed).
@@ -180,5 +189,7 @@ def register(app: typer.Typer) -> None:
         from nightloop.flows import nightly
 
         parameters = {"config_file": str(config)} if config else {}
+        if db:
+            parameters["db"] = str(db.resolve())
         console.print(f"Serving the nightly flow on cron [bold]{cron}[/] (UTC) against {PREFECT_API_URL.value()}; Ctrl-C stops.")
         nightly.serve(name="nightly", cron=cron, parameters=parameters, pause_on_shutdown=False)

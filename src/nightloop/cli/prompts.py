@@ -224,12 +224,19 @@ def label_command(
     config: ConfigOption = None,
     by: ByOption = None,
     reason: ReasonOption = "",
+    expect: Annotated[
+        int | None,
+        typer.Option("--expect", help="Only move if LABEL still points at this version (compare-and-swap)."),
+    ] = None,
 ) -> None:
-    """Point LABEL of NAME at VERSION (recorded in the label history)."""
+    """Point LABEL of NAME at VERSION (recorded in the label history); --expect makes it a compare-and-swap."""
     with _store(db, config) as store:
         try:
             before = store.prompts.label_version(name, label)
-            store.prompts.set_label(name, label, version, _who(by), reason)
+            if expect is None:
+                store.prompts.set_label(name, label, version, _who(by), reason)
+            else:
+                store.prompts.move_label(name, label, version, expected_version=expect, moved_by=_who(by), reason=reason)
         except NightloopError as exc:
             fail(str(exc))
     console.print(f"{name}@{label}: {_v(before)} → v{version}")

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nightloop.cli.common import DbOption, JsonOption, console, failures_text, open_store, print_json, settings_from
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    failures_text,
+    open_store,
+    print_json,
+    settings_from,
+)
 from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_markdown, version_trend
 
 
@@ -46,20 +56,24 @@ def register(app: typer.Typer) -> None:
         html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report to this file.")] = None,
         markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown report to this file.")] = None,
         db: DbOption = None,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Per night: conversations, failures by kind, failure rate, candidates, verdicts, promotions, cost; plus the trend by version.
 
         Example: nightloop report --last 7 --html report.html
         """
-        with open_store(settings_from(db)) as store:
+        with open_store(settings_from(db, config)) as store:
             rows = night_rows(store, last=last, prompt=prompt)
             prompts = [prompt] if prompt else sorted({r.prompt for r in rows})
             trends = [t for name in prompts for t in version_trend(store, name)]
-        if html:
-            html.write_text(to_html(rows, trends), encoding="utf-8")
-        if markdown:
-            markdown.write_text(to_markdown(rows, trends), encoding="utf-8")
+        for path, render in ((html, to_html), (markdown, to_markdown)):
+            if path is None:
+                continue
+            try:
+                path.write_text(render(rows, trends), encoding="utf-8")
+            except OSError as exc:
+                fail(f"Cannot write {path}: {exc.strerror}; check that its directory exists and is writable.")
         if as_json:
             print_json(rows)
             return

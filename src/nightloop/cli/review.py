@@ -10,7 +10,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from nightloop.cli.common import DbOption, JsonOption, console, fail, open_store, print_json, settings_from
+from nightloop.cli.common import ConfigOption, DbOption, JsonOption, console, fail, open_store, print_json, settings_from
 from nightloop.errors import NightloopError
 from nightloop.models import ReviewItem
 
@@ -21,7 +21,12 @@ T = TypeVar("T")
 
 
 def _reviewer(value: str | None) -> str:
-    return value or getpass.getuser()
+    if value:
+        return value
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        fail("Could not tell who you are; say it with --reviewer NAME.")
 
 
 def _or_fail(action: Callable[[], T]) -> T:
@@ -96,12 +101,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt.")] = None,
         db: DbOption = None,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """List the candidates waiting for review."""
         if ctx.invoked_subcommand is not None:
             return
-        with open_store(settings_from(db)) as store:
+        with open_store(settings_from(db, config)) as store:
             items = store.runs.review_items("pending", prompt)
         if as_json:
             print_json(items)
@@ -114,10 +120,11 @@ def register(app: typer.Typer) -> None:
     def show(
         item_id: Annotated[str, typer.Argument(help="Review id (a unique prefix is enough).")],
         db: DbOption = None,
+        config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
         """Show a candidate: colored diff, the failures each edit addresses, the gate's numbers and reasons."""
-        with open_store(settings_from(db)) as store:
+        with open_store(settings_from(db, config)) as store:
             item = _or_fail(lambda: store.runs.review_item(item_id))
             if as_json:
                 print_json(item)
@@ -130,11 +137,12 @@ def register(app: typer.Typer) -> None:
         comment: Annotated[str | None, typer.Option("--comment", help="Why you approve (kept in history).")] = None,
         reviewer: ReviewerOption = None,
         db: DbOption = None,
+        config: ConfigOption = None,
     ) -> None:
         """Approve: create the new version and move `production` to it (refused if production moved meanwhile)."""
         from nightloop.review import approve as approve_item
 
-        with open_store(settings_from(db)) as store:
+        with open_store(settings_from(db, config)) as store:
             version = _or_fail(lambda: approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
         console.print(f"Approved: {version.name} v{version.version} is now production (parent v{version.parent}).")
 
@@ -144,10 +152,11 @@ def register(app: typer.Typer) -> None:
         comment: Annotated[str, typer.Option("--comment", help="Why (required; the judge will not propose it again).")],
         reviewer: ReviewerOption = None,
         db: DbOption = None,
+        config: ConfigOption = None,
     ) -> None:
         """Reject a candidate with a comment; the judge will not propose the same template again."""
         from nightloop.review import reject as reject_item
 
-        with open_store(settings_from(db)) as store:
+        with open_store(settings_from(db, config)) as store:
             item = _or_fail(lambda: reject_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
         console.print(f"Rejected {item.id}; production stays as it is.")

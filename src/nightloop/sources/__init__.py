@@ -120,7 +120,7 @@ def _first_records(head: bytes) -> Iterator[object]:
     """The first parseable records of a file's head: whole lines, or the first item of one JSON document."""
     try:
         document = json.loads(head)
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     if isinstance(document, list):
         yield from document[:1]
@@ -133,7 +133,7 @@ def _first_records(head: bytes) -> Iterator[object]:
             continue
         try:
             yield json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue  # a bad first line is quarantined by the reader; look at the next one
 
 

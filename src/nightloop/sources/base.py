@@ -15,7 +15,11 @@ from nightloop.models import Conversation, Quarantined
 
 __all__ = [
     "EXCERPT_CHARS",
+    "MAX_LINE_BYTES",
+    "MAX_NESTING",
+    "NESTED_TOO_DEEPLY",
     "ROLES",
+    "LineTooLong",
     "Record",
     "Source",
     "Window",
@@ -24,9 +28,11 @@ __all__ = [
     "conversation_from_object",
     "excerpt",
     "explain_invalid",
+    "guard_file",
     "in_window",
     "read_lines",
     "select",
+    "too_deep",
 ]
 
 Window = tuple[datetime | None, datetime | None]
@@ -34,6 +40,23 @@ Record = Conversation | Quarantined
 
 EXCERPT_CHARS = 200
 ROLES = ("system", "user", "assistant", "tool")
+#: A longer line is skipped (to its end, without holding it in memory) and quarantined.
+MAX_LINE_BYTES = 32 * 1024 * 1024
+#: Deeper JSON cannot be stored (pydantic refuses to serialise it) and recursion would crash the reader.
+MAX_NESTING = 200
+NESTED_TOO_DEEPLY = f"nested too deeply (more than {MAX_NESTING} levels of JSON)"
+SKIP_CHUNK_BYTES = 1 << 20
+
+
+class LineTooLong(ValueError):
+    """A line over :data:`MAX_LINE_BYTES`: the reader skipped it and goes on with the next one."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"line longer than {_size_words(limit)}; split the record or drop it")
+
+
+def _size_words(size: int) -> str:
+    return f"{size // (1024 * 1024)} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
 @runtime_checkable
@@ -91,16 +114,58 @@ def excerpt(raw: bytes | str) -> str:
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes | Exception]]:
-    """Yield ``(line_number, raw_line)`` lazily, gunzipping ``.gz``; a read error is yielded once, then the file ends."""
+    """Yield ``(line_number, raw_line)`` lazily, gunzipping ``.gz``.
+
+    A line longer than :data:`MAX_LINE_BYTES` is yielded as a :class:`LineTooLong` and reading goes on;
+    any other exception is a read error, yielded once, then the file ends.
+    """
     opener = gzip.open if path.name.endswith(".gz") else open
+    limit = MAX_LINE_BYTES  # read once: a caller (or test) may change the module constant between files
     number = 0
     try:
         with opener(path, "rb") as handle:
-            for line in handle:
+            while line := handle.readline(limit + 1):
                 number += 1
+                if len(line) > limit and not line.endswith(b"\n"):
+                    _skip_to_line_end(handle)
+                    yield number, LineTooLong(limit)
+                    continue
                 yield number, (line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line)
     except (OSError, EOFError, ValueError) as exc:  # truncated/corrupt gzip, unreadable file
         yield number + 1, exc
+
+
+def _skip_to_line_end(handle: Any) -> None:
+    while chunk := handle.readline(SKIP_CHUNK_BYTES):
+        if chunk.endswith(b"\n"):
+            return
+
+
+def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether a parsed JSON value nests more than ``limit`` levels (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def guard_file(records: Iterator[Record], source: str) -> Iterator[Record]:
+    """One file's records; an unexpected error ends that file with a quarantined note instead of the whole ingest."""
+    try:
+        yield from records
+    except RecursionError:
+        yield Quarantined(source=source, locator=f"{source}:rest", reason=f"could not read the rest of the file: {NESTED_TOO_DEEPLY}")
+    except Exception as exc:  # noqa: BLE001 - a reader bug on one file must not stop the other files
+        yield Quarantined(source=source, locator=f"{source}:rest", reason=f"could not read the rest of the file: {type(exc).__name__}: {exc}")
 
 
 def _loc_words(loc: tuple[Any, ...]) -> str:
@@ -150,12 +215,16 @@ def explain_invalid(obj: Any, exc: ValidationError | None = None) -> str:
 def conversation_from_object(obj: Any, source: str, locator: str, raw: bytes | str) -> Record:
     """A parsed JSON value -> Conversation, or Quarantined with the reason."""
     problem = _structure_problem(obj)
+    if problem is None and too_deep(obj):
+        problem = NESTED_TOO_DEEPLY
     if problem is not None:
         return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=problem)
     try:
         return Conversation.model_validate(obj)
     except ValidationError as exc:
         return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=explain_invalid(obj, exc))
+    except RecursionError:
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
 
 
 def conversation_from_json(raw: bytes | str, source: str, locator: str) -> Record:
@@ -164,9 +233,11 @@ def conversation_from_json(raw: bytes | str, source: str, locator: str) -> Recor
     The fast path is pydantic's own JSON parser; only a record that fails it is decoded again to say why.
     """
     try:
-        return Conversation.model_validate_json(raw)
+        return Conversation.model_validate_json(raw)  # its parser refuses more than 200 levels itself
     except ValidationError:
         pass
+    except RecursionError:
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
     if isinstance(raw, bytes):
         try:
             text = raw.decode("utf-8")
@@ -178,6 +249,8 @@ def conversation_from_json(raw: bytes | str, source: str, locator: str) -> Recor
         text = raw
     try:
         obj = json.loads(text)
+    except RecursionError:
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(text), reason=NESTED_TOO_DEEPLY)
     except json.JSONDecodeError as exc:
         return Quarantined(
             source=source,

@@ -12,7 +12,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from nightloop.models import Quarantined
-from nightloop.sources.base import Record, Window, conversation_from_json, excerpt, read_lines, select
+from nightloop.sources.base import (
+    NESTED_TOO_DEEPLY,
+    LineTooLong,
+    Record,
+    Window,
+    conversation_from_json,
+    excerpt,
+    guard_file,
+    read_lines,
+    select,
+)
 
 __all__ = ["JsonlSource", "LineParser"]
 
@@ -33,7 +43,7 @@ class JsonlSource:
 
     def records(self) -> Iterator[Record]:
         for path in self.paths:
-            yield from _file_records(path, self.parse_line)
+            yield from guard_file(_file_records(path, self.parse_line), str(path))
 
     def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
         return select(self.records(), window, limit)
@@ -49,16 +59,26 @@ def _file_records(path: Path, parse: LineParser) -> Iterator[Record]:
     source = str(path)
     for number, line in read_lines(path):
         locator = f"{source}:{number}"
+        if isinstance(line, LineTooLong):
+            yield Quarantined(source=source, locator=locator, raw_excerpt="", reason=str(line))
+            continue
         if isinstance(line, Exception):
             yield Quarantined(source=source, locator=locator, raw_excerpt="", reason=f"could not read the rest of the file: {line}")
             return
         stripped = line.strip()
         if not stripped:
             continue
-        record = parse(stripped, source, locator)
+        record = _parse_guarded(parse, stripped, source, locator)
         if isinstance(record, Quarantined) and not record.raw_excerpt:
             record.raw_excerpt = excerpt(stripped)
         yield record
+
+
+def _parse_guarded(parse: LineParser, raw: bytes, source: str, locator: str) -> Record:
+    try:
+        return parse(raw, source, locator)
+    except RecursionError:
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
 
 
 def _is_json_document(path: Path) -> bool:
@@ -71,6 +91,8 @@ def _is_json_document(path: Path) -> bool:
         if line.strip():
             try:
                 json.loads(line)
+            except RecursionError:
+                pass  # a whole (if too deep) value on one line: JSON Lines
             except ValueError:
                 return line.lstrip().startswith((b"[", b"{"))
             return line.lstrip().startswith(b"[")
@@ -83,6 +105,9 @@ def _document_records(path: Path, parse: LineParser) -> Iterator[Record]:
     try:
         data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
         document = json.loads(data)
+    except RecursionError:
+        yield Quarantined(source=source, locator=source, raw_excerpt="", reason=NESTED_TOO_DEEPLY)
+        return
     except (OSError, EOFError, ValueError) as exc:
         reason = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else f"could not read the file: {exc}"
         yield Quarantined(source=source, locator=source, raw_excerpt="", reason=reason)
@@ -90,4 +115,9 @@ def _document_records(path: Path, parse: LineParser) -> Iterator[Record]:
     items = enumerate(document) if isinstance(document, list) else [(None, document)]
     for index, item in items:
         locator = source if index is None else f"{source}:[{index}]"
-        yield parse(json.dumps(item, ensure_ascii=False).encode("utf-8"), source, locator)
+        try:
+            raw = json.dumps(item, ensure_ascii=False).encode("utf-8")
+        except RecursionError:
+            yield Quarantined(source=source, locator=locator, raw_excerpt="", reason=NESTED_TOO_DEEPLY)
+            continue
+        yield _parse_guarded(parse, raw, source, locator)

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from nightloop.models import Quarantined, canonical_json, sha256_text
-from nightloop.sources.base import Record, conversation_from_object, excerpt
+from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, conversation_from_object, excerpt, too_deep
 from nightloop.sources.jsonl import JsonlSource
 
 __all__ = ["OpenAIChatSource", "content_id"]
@@ -30,6 +30,8 @@ class OpenAIChatSource(JsonlSource):
     def parse_line(self, raw: bytes, source: str, locator: str) -> Record:
         try:
             obj = json.loads(raw)
+        except RecursionError:
+            return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
         except UnicodeDecodeError as exc:
             return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=f"invalid UTF-8 at byte {exc.start}")
         except json.JSONDecodeError as exc:
@@ -42,6 +44,8 @@ class OpenAIChatSource(JsonlSource):
             )
         if obj.get("messages") in (None, ""):
             return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason="missing required field 'messages'")
+        if too_deep(obj):  # before hashing the messages for an id
+            return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
         return conversation_from_object(to_canonical(obj), source, locator, raw)
 
 

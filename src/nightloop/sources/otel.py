@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nightloop.models import Quarantined, canonical_json
-from nightloop.sources.base import Record, Window, conversation_from_object, excerpt, select
+from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, conversation_from_object, excerpt, guard_file, select
 
 __all__ = ["OtelSource", "attribute_value", "parts_to_messages"]
 
@@ -213,12 +213,28 @@ def _metadata(spans: list[_Span]) -> dict[str, Any]:
 
 
 def _as_datetime(nanos: int) -> datetime | None:
-    return datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc) if nanos > 0 else None
+    """A span time; unset (0) or out of datetime's range -> None."""
+    if nanos <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(nanos / 1e9, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def group_to_record(key: str, group: _Group) -> Record:
-    spans = sorted(group.spans, key=lambda s: (s.start_ns, s.end_ns))
+    """One conversation's spans -> Conversation, or Quarantined; never raises, so one bad span stops nothing else."""
     locator = f"{group.file}:conversation:{key}"
+    try:
+        return _group_to_record(key, group, locator)
+    except RecursionError:
+        return Quarantined(source=group.file, locator=locator, raw_excerpt="", reason=NESTED_TOO_DEEPLY)
+    except Exception as exc:  # noqa: BLE001 - an odd span must not stop the other conversations and files
+        return Quarantined(source=group.file, locator=locator, raw_excerpt="", reason=f"unexpected span content: {type(exc).__name__}: {exc}")
+
+
+def _group_to_record(key: str, group: _Group, locator: str) -> Record:
+    spans = sorted(group.spans, key=lambda s: (s.start_ns, s.end_ns))
     try:
         messages = merge_messages(spans)
     except (ValueError, TypeError, AttributeError) as exc:  # ValueError includes json.JSONDecodeError
@@ -254,15 +270,21 @@ class OtelSource:
     def records(self) -> Iterator[Record]:
         spans: list[_Span] = []
         for path in self.paths:
-            for item in _read_exports(path):
-                if isinstance(item, Quarantined):
-                    yield item
-                    continue
-                try:
-                    spans.extend(_spans(item, str(path)))
-                except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
-                    yield Quarantined(source=str(path), locator=str(path), reason=f"unexpected OTLP structure: {exc!r}")
+            yield from guard_file(self._file_exports(path, spans), str(path))
         yield from (group_to_record(key, group) for key, group in _group(spans).items())
+
+    def _file_exports(self, path: Path, spans: list[_Span]) -> Iterator[Record]:
+        """Collect one file's spans into ``spans``; yield what is quarantined."""
+        for item in _read_exports(path):
+            if isinstance(item, Quarantined):
+                yield item
+                continue
+            try:
+                spans.extend(_spans(item, str(path)))
+            except RecursionError:
+                yield Quarantined(source=str(path), locator=str(path), reason=NESTED_TOO_DEEPLY)
+            except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
+                yield Quarantined(source=str(path), locator=str(path), reason=f"unexpected OTLP structure: {exc!r}")
 
     def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
         return select(self.records(), window, limit)
@@ -282,6 +304,9 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
         return
     try:
         document = json.loads(text)
+    except RecursionError:
+        yield Quarantined(source=source, locator=source, raw_excerpt=excerpt(text), reason=NESTED_TOO_DEEPLY)
+        return
     except json.JSONDecodeError as whole_error:
         lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
         if len(lines) < 2 or not lines[0][1].lstrip().startswith("{\"") or not _parses(lines[0][1]):
@@ -295,6 +320,9 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
         for number, line in lines:
             try:
                 document = json.loads(line)
+            except RecursionError:
+                yield Quarantined(source=source, locator=f"{source}:{number}", raw_excerpt=excerpt(line), reason=NESTED_TOO_DEEPLY)
+                continue
             except json.JSONDecodeError as exc:
                 yield Quarantined(
                     source=source, locator=f"{source}:{number}", raw_excerpt=excerpt(line), reason=f"invalid JSON: {exc.msg} at column {exc.colno}"
@@ -308,7 +336,7 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
 def _parses(line: str) -> bool:
     try:
         json.loads(line)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
     return True
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from nightloop.errors import SourceError
 from nightloop.models import Quarantined
-from nightloop.sources.base import Record, Window, conversation_from_json, conversation_from_object, excerpt, select
+from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, conversation_from_json, conversation_from_object, excerpt, select
 
 __all__ = ["SqliteSource", "parse_sqlite_spec"]
 
@@ -108,7 +108,12 @@ class SqliteSource:
                     number += 1
                     values = dict(zip(columns, row, strict=True))
                     rowid = values.pop("_rowid_", number)
-                    yield row_to_record(values, str(self.path), f"{self.path}:{label}:{rowid}")
+                    locator = f"{self.path}:{label}:{rowid}"
+                    try:
+                        record = row_to_record(values, str(self.path), locator)
+                    except RecursionError:
+                        record = Quarantined(source=str(self.path), locator=locator, reason=NESTED_TOO_DEEPLY)
+                    yield record
         finally:
             conn.close()
 
@@ -129,7 +134,7 @@ def row_to_record(values: dict[str, Any], source: str, locator: str) -> Record:
             # The id lives in its own column next to the document.
             try:
                 obj = {**json.loads(document), "id": values["id"]}
-            except ValueError:
+            except (ValueError, TypeError, RecursionError):
                 return record
             return conversation_from_object(obj, source, locator, raw_row)
         return record
@@ -139,6 +144,8 @@ def row_to_record(values: dict[str, Any], source: str, locator: str) -> Record:
         if field in JSON_FIELDS and isinstance(value, str | bytes):
             try:
                 value = json.loads(value)
+            except RecursionError:
+                return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw_row), reason=f"column {field!r} is {NESTED_TOO_DEEPLY}")
             except ValueError as exc:
                 return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw_row), reason=f"column {field!r} is not valid JSON: {exc}")
         if value is not None:

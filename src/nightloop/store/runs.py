@@ -276,16 +276,17 @@ class RunRepo:
     # --- rollbacks by watch ---
 
     def record_rollback(self, prompt_name: str, from_version: int, to_version: int, run_id: str, reasons: list[str]) -> None:
-        self.db["rollbacks"].insert(
-            {
-                "prompt_name": prompt_name,
-                "from_version": from_version,
-                "to_version": to_version,
-                "run_id": run_id,
-                "reasons": json.dumps(reasons),
-                "at": _now(),
-            }
-        )
+        with transaction(self.db):
+            self.db["rollbacks"].insert(
+                {
+                    "prompt_name": prompt_name,
+                    "from_version": from_version,
+                    "to_version": to_version,
+                    "run_id": run_id,
+                    "reasons": json.dumps(reasons),
+                    "at": _now(),
+                }
+            )
 
     def rollbacks(self, prompt_name: str) -> list[dict[str, Any]]:
         return list(self.db["rollbacks"].rows_where("prompt_name = ?", [prompt_name], order_by="id"))
