@@ -300,3 +300,84 @@ def test_a_killed_night_resumes_without_repeating_finished_model_calls(world, tm
     assert not cached_before & set(rerun.completed), "a model call finished before the kill was made again"
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
     assert all(after[key] == result for key, result in saved_before.items())
+
+
+class FlakyJudgeSim(RecordingSim):
+    """The simulator whose judge role fails like a provider outage that outlived the SDK's retries."""
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        from nightloop.errors import ProviderError
+        from nightloop.models import JudgeOutput
+
+        if request.response_schema is JudgeOutput:
+            raise ProviderError("HTTP 503 from the judge provider")
+        return await super().complete(request)
+
+
+def test_a_judge_outage_fails_the_night_and_a_rerun_resumes_it(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    failed = pipeline.run_night(settings, PROMPT, night, store=store, clients=_clients(settings, store, FlakyJudgeSim(3)))
+    assert failed.status == "failed" and any("503" in note for note in failed.notes)
+    assert "judge" not in store.runs.finished_stages(failed.run_id)
+    resumed = pipeline.run_night(settings, PROMPT, night, store=store)
+    assert resumed.status == "done" and resumed.candidates >= 1
+
+
+def test_one_budget_per_night_across_attempts(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    poor = settings.model_copy(update={"budget": settings.budget.model_copy(update={"max_usd": 0.02})})
+    first = pipeline.run_night(poor, PROMPT, night, store=store)
+    again = pipeline.run_night(poor, PROMPT, night, store=store)
+    assert first.status == again.status == "budget_exhausted"
+    assert again.cost_usd < first.cost_usd + 0.005, "a re-run with the same budget spent it a second time"
+
+
+def test_an_approved_promotion_survives_a_forced_rerun(world) -> None:
+    from nightloop.report import night_rows
+    from nightloop.review import approve
+
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    report = pipeline.run_night(settings, PROMPT, night, store=store)
+    approve(store, report.review_id, reviewer="alice")
+    pipeline.run_night(settings, PROMPT, night, store=store, force=True)
+    assert store.runs.review_item(report.review_id).status == "approved"
+    rows = night_rows(store)
+    assert rows[-1].promoted_version == 2 and rows[-1].review_status == "approved"
+
+
+def test_conversations_without_timestamps_or_variables(tmp_path: Path) -> None:
+    """Only id and messages are required: such conversations still reach a night; unreplayable cases are noted."""
+    import datetime as dt
+
+    settings = _settings(tmp_path)
+    with Store(settings.db) as store:
+        import_prompts(store, REPO / "prompts", created_by="test")
+        files = simulate_from_store(store, PROMPT, nights=1, per_night=60, seed=4, out=tmp_path / "logs", start_date=DAY)
+        bare = tmp_path / "bare.jsonl"
+        with bare.open("w") as out:
+            for line in files[0].read_text().splitlines():
+                record = json.loads(line)
+                for key in ("started_at", "ended_at", "variables"):
+                    record.pop(key, None)
+                out.write(json.dumps(record) + "\n")
+        ingest(store, [str(bare)], classify_config=settings.classify)
+        tomorrow = dt.datetime.now(dt.UTC).date() + timedelta(days=1)
+        report = pipeline.run_night(settings, PROMPT, tomorrow, store=store)
+    assert report.conversations == 60
+    assert report.status == "stopped_early"
+    assert any("did not record the template's variables" in note for note in report.notes)
+
+
+def test_backfill_exits_non_zero_when_a_night_fails(world, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, store = world
+    from nightloop.cli import app
+
+    monkeypatch.setenv("NIGHTLOOP_LLM__JUDGE__PROVIDER", "openai")
+    result = CliRunner().invoke(
+        app, ["backfill", "--since", "2026-11-18", "--until", "2026-11-18", "--db", str(settings.db), "--json"]
+    )
+    assert result.exit_code == 1
+    assert "failed" in result.output

@@ -444,3 +444,118 @@ def test_reading_streams_without_loading_the_file(tmp_path: Path):
     iterator = JsonlSource(path).fetch()
     assert next(iterator).id == "first"
     assert iterator.gi_frame is not None  # still suspended mid-file
+
+
+# --- review fixes: deep nesting, out-of-range span times, over-long lines ---
+
+DEPTH = 1500
+DEEP_LIST = "[" * DEPTH + "]" * DEPTH
+
+
+def canonical_line(conversation_id: str, metadata: str = "{}") -> str:
+    return f'{{"id": "{conversation_id}", "messages": [{{"role": "user", "content": "hi"}}], "metadata": {metadata}}}'
+
+
+def test_deeply_nested_json_is_quarantined_in_every_format(tmp_path: Path):
+    canonical = tmp_path / "deep.jsonl"
+    canonical.write_text(canonical_line("deep", f'{{"a": {DEEP_LIST}}}') + "\n" + canonical_line("ok") + "\n")
+    openai = tmp_path / "deep_openai.jsonl"
+    openai.write_text(
+        f'{{"messages": [{{"role": "user", "content": "hi"}}], "metadata": {{"a": {DEEP_LIST}}}}}\n'
+        '{"messages": [{"role": "user", "content": "fine"}]}\n'
+    )
+    document = tmp_path / "deep.json"
+    document.write_text("[\n" + canonical_line("d", f'{{"a": {DEEP_LIST}}}') + "\n]")
+    # Deep enough for pydantic's serialiser to refuse, shallow enough for json.loads: caught before storing.
+    middle = tmp_path / "middle.jsonl"
+    middle.write_text(canonical_line("mid", '{"a": ' + "[" * 400 + "]" * 400 + "}") + "\n")
+    for source in (JsonlSource(canonical), OpenAIChatSource(openai), JsonlSource(document), JsonlSource(middle)):
+        conversations, quarantined = split(source.fetch())
+        assert [q.reason for q in quarantined] == ["nested too deeply (more than 200 levels of JSON)"], source
+        for conversation in conversations:
+            conversation.model_dump_json()  # what the store writes
+    assert [c.id for c in split(JsonlSource(canonical).fetch())[0]] == ["ok"]
+    assert detect_format(canonical) == "jsonl"
+
+
+def test_deeply_nested_sqlite_column_and_otel_export_are_quarantined(tmp_path: Path):
+    db = tmp_path / "deep.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("create table conversations (id text, messages text, metadata text)")
+        conn.execute("insert into conversations values ('a', ?, ?)", ['[{"role": "user", "content": "hi"}]', '{"a": ' + DEEP_LIST + "}"])
+        conn.execute("insert into conversations values ('b', ?, '{}')", ['[{"role": "user", "content": "hi"}]'])
+    conversations, quarantined = split(SqliteSource(db).fetch())
+    assert [c.id for c in conversations] == ["b"]
+    assert "nested too deeply" in quarantined[0].reason
+    otel = tmp_path / "deep_otel.json"
+    otel.write_text('{"resourceSpans": ' + DEEP_LIST + "}")
+    assert "nested too deeply" in split(OtelSource(otel).fetch())[1][0].reason
+
+
+def otel_export(conversation_id: str, end_nanos: str) -> dict:
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])
+    return {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": "t-" + conversation_id,
+                                "spanId": "s1",
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": end_nanos,
+                                "attributes": [
+                                    {"key": "gen_ai.conversation.id", "value": {"stringValue": conversation_id}},
+                                    {"key": "gen_ai.input.messages", "value": {"stringValue": messages}},
+                                ],
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+
+
+def test_out_of_range_span_time_is_ignored_and_other_files_are_read(tmp_path: Path):
+    (tmp_path / "a_bad.json").write_text(json.dumps(otel_export("far", "99999999999999999999999")))
+    (tmp_path / "b_good.json").write_text(json.dumps(otel_export("good", "1700000001000000000")))
+    conversations, quarantined = split(open_source(tmp_path).fetch())
+    by_id = {c.id: c for c in conversations}
+    assert set(by_id) == {"far", "good"} and not quarantined
+    assert by_id["far"].ended_at is None and by_id["far"].started_at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    assert by_id["good"].ended_at is not None
+
+
+def test_a_reader_error_in_one_file_does_not_stop_the_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from nightloop.sources import otel
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps(otel_export("one", "1700000001000000000")))
+    second.write_text(json.dumps(otel_export("two", "1700000001000000000")))
+    real_spans = otel._spans
+    monkeypatch.setattr(otel, "_spans", lambda export, file: iter(()) if file == str(first) else real_spans(export, file))
+    monkeypatch.setattr(otel, "_read_exports", lambda path: (_ for _ in ()).throw(KeyError("boom")) if path == first else iter([json.loads(path.read_text())]))
+    conversations, quarantined = split(OtelSource([first, second]).fetch())
+    assert [c.id for c in conversations] == ["two"]
+    assert quarantined[0].locator == f"{first}:rest" and "KeyError" in quarantined[0].reason
+
+
+def test_a_line_over_the_length_cap_is_skipped_and_quarantined(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from nightloop.sources import base
+
+    monkeypatch.setattr(base, "MAX_LINE_BYTES", 4096)
+    monkeypatch.setattr(base, "SKIP_CHUNK_BYTES", 1000)
+    path = tmp_path / "long.jsonl.gz"
+    exact = canonical_line("exact", '{"pad": "' + "y" * (4096 - len(canonical_line("exact", '{"pad": ""}'))) + '"}')
+    assert len(exact) == 4096
+    with gzip.open(path, "wt") as handle:
+        handle.write(canonical_line("before") + "\n")
+        handle.write(canonical_line("huge", '{"pad": "' + "x" * 50_000 + '"}') + "\n")
+        handle.write(exact + "\n")
+        handle.write(canonical_line("after") + "\n")
+    conversations, quarantined = split(JsonlSource(path).fetch())
+    assert [c.id for c in conversations] == ["before", "exact", "after"]
+    assert [(q.locator, q.reason) for q in quarantined] == [(f"{path}:2", "line longer than 4096 bytes; split the record or drop it")]
+    assert str(base.LineTooLong(base.MAX_LINE_BYTES * 8192)).startswith("line longer than 32 MB")

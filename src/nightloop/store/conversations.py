@@ -17,7 +17,7 @@ from typing import Any
 import sqlite_utils
 
 from nightloop.errors import NotFound
-from nightloop.models import Conversation, Failure, IngestStats, Quarantined
+from nightloop.models import Conversation, Failure, IngestStats, Quarantined, sha256_text
 from nightloop.store.db import transaction
 
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
@@ -87,6 +87,37 @@ def m003_quarantine(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migrations(name="m004_quarantine_by_content")
+def m004_quarantine_by_content(db: sqlite_utils.Database) -> None:
+    """A quarantined record is unique by (locator, content): a rotated or reused file keeps every bad line."""
+    db.execute(
+        """
+        create table quarantine_new (
+            id integer primary key autoincrement,
+            source text not null,
+            locator text not null,
+            raw_excerpt text not null default '',
+            raw_sha256 text not null,
+            reason text not null,
+            quarantined_at text not null
+        )
+        """
+    )
+    rows = db.execute("select id, source, locator, raw_excerpt, reason, quarantined_at from quarantine order by id").fetchall()
+    db.conn.executemany(
+        "insert into quarantine_new (id, source, locator, raw_excerpt, raw_sha256, reason, quarantined_at) values (?, ?, ?, ?, ?, ?, ?)",
+        [(id_, source, locator, raw, quarantine_digest(raw, reason), reason, at) for id_, source, locator, raw, reason, at in rows],
+    )
+    db.execute("drop table quarantine")
+    db.execute("alter table quarantine_new rename to quarantine")
+    db.execute("create unique index quarantine_locator_content on quarantine (locator, raw_sha256)")
+
+
+def quarantine_digest(raw_excerpt: str, reason: str) -> str:
+    """What tells two quarantined records at the same locator apart: their excerpt and reason."""
+    return sha256_text(raw_excerpt + "\0" + reason)
 
 
 def utc_text(moment: datetime | None) -> str | None:
@@ -182,8 +213,9 @@ class ConversationRepo:
                 [_conversation_row(c, now) for c in new],
             )
             conn.executemany(
-                "insert or ignore into quarantine (source, locator, raw_excerpt, reason, quarantined_at) values (?, ?, ?, ?, ?)",
-                [(q.source, q.locator, q.raw_excerpt, q.reason, now) for q in quarantined],
+                "insert or ignore into quarantine (source, locator, raw_excerpt, raw_sha256, reason, quarantined_at)"
+                " values (?, ?, ?, ?, ?, ?)",
+                [(q.source, q.locator, q.raw_excerpt, quarantine_digest(q.raw_excerpt, q.reason), q.reason, now) for q in quarantined],
             )
             stats.ingested += len(new)
             stats.new_ids.extend(c.id for c in new)
