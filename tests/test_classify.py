@@ -448,3 +448,31 @@ def _f1(path: Path, labels: dict[str, Any]) -> float:
 def test_mint_failures_are_found_with_f1_at_least_0_90(real_data: Path) -> None:
     labels = json.loads((real_data / "labels" / "mint_gpt35.labels.json").read_text(encoding="utf-8"))
     assert _f1(real_data / "mint_gpt35.jsonl", labels) >= 0.90
+
+
+# --- review fixes: non-finite feedback scores, bounded correction scans ---
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_feedback_score_is_no_score(score: float) -> None:
+    c = conv(("user", "book it"), ("assistant", "Booked."), feedback={"score": score, "comment": "exporter glitch"})
+    assert detect("wrong_output", c) == []
+    thumbs = conv(("user", "book it"), ("assistant", "Booked."), feedback={"score": score, "comment": "thumbs down"})
+    [failure] = detect("user_correction", thumbs)
+    assert failure.evidence == 'feedback (comment "thumbs down")'
+
+
+def test_german_correction_gap_is_bounded_and_long_turns_are_scanned_from_the_start() -> None:
+    asked = ("assistant", "Die Lieferung dauert drei Tage.")
+    assert corrections(("user", "Preis?"), asked, ("user", "Ich habe nach dem Preis gefragt."))
+    far = "Ich habe nach " + "dem Preis und den Versandkosten und der Lieferzeit " * 3 + "gefragt."
+    assert not corrections(("user", "Preis?"), asked, ("user", far))  # the words are too far apart to be one phrase
+    pasted = "Hier ist mein Protokoll: " + "Zeile mit Inhalt. " * 200 + "Das ist falsch."
+    assert not corrections(("user", "Preis?"), asked, ("user", pasted))
+    assert corrections(("user", "Preis?"), asked, ("user", "Das ist falsch. " + "Zeile mit Inhalt. " * 200))
+
+
+def test_json_candidate_spans_the_first_opening_to_the_last_closing_bracket() -> None:
+    reference = {"a": 1}
+    assert answers_match('Here you go: {"a": 1} -- done', reference, CONFIG) is True
+    assert answers_match("{" * 5000 + " no closing bracket", reference, CONFIG) is not True

@@ -226,3 +226,40 @@ def test_real_data_through_a_glob_and_the_cli(real_data: Path, cli, tmp_path: Pa
     shutil.copy(real_data / "tau_airline.jsonl", copy / "tau.jsonl")  # a tmp copy, never into the repo
     result = cli("ingest", str(copy / "*.jsonl"), "--json")
     assert json.loads(result.stdout)["ingested"] == 200
+
+
+def test_hostile_files_are_quarantined_and_every_other_file_is_ingested(store: Store, tmp_path: Path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    deep = "[" * 1500 + "]" * 1500
+    (logs / "a_deep.jsonl").write_text(
+        '{"id": "deep", "messages": [{"role": "user", "content": "hi"}], "metadata": {"a": ' + deep + "}}\n"
+        '{"id": "shallow", "messages": [{"role": "user", "content": "hi"}]}\n'
+    )
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])
+    span = {
+        "traceId": "t",
+        "spanId": "s",
+        "startTimeUnixNano": "1",
+        "endTimeUnixNano": "99999999999999999999999",
+        "attributes": [
+            {"key": "gen_ai.conversation.id", "value": {"stringValue": "far-future"}},
+            {"key": "gen_ai.input.messages", "value": {"stringValue": messages}},
+        ],
+    }
+    (logs / "b_otel.json").write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}))
+    shutil.copy(DATA / "canonical.jsonl", logs / "c_good.jsonl")
+    stats = ingest(store, [str(logs)])
+    assert {"shallow", "far-future"} <= set(stats.new_ids)
+    assert len(stats.new_ids) == 2 + sum(1 for line in (DATA / "canonical.jsonl").read_text().splitlines() if line.strip())
+    assert [q.reason for q in store.conversations.quarantined()] == ["nested too deeply (more than 200 levels of JSON)"]
+
+
+def test_a_rotated_log_keeps_the_bad_lines_of_both_generations(store: Store, tmp_path: Path):
+    log = tmp_path / "agent.jsonl"
+    log.write_text("{broken one\n")
+    ingest(store, [str(log)])
+    log.write_text("{broken two\n")  # rotated: same name, same line number, new content
+    ingest(store, [str(log)])
+    ingest(store, [str(log)])  # the same generation again adds nothing
+    assert [q.raw_excerpt for q in store.conversations.quarantined()] == ["{broken one", "{broken two"]

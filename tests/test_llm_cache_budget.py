@@ -338,3 +338,59 @@ def test_build_clients_shares_the_ledger_and_uses_the_cache_only_when_enabled(
     assert all(getattr(with_cache, r).cache is store.cache and getattr(with_cache, r).ledger is book for r in roles)
     assert all(getattr(without, r).cache is None for r in roles)
     assert with_cache.agent.role.model == "gpt-4o"
+
+
+# --- review fixes: the cache key's scope, and a USD cap needs a price ----------------------------
+
+
+async def test_two_simulator_seeds_do_not_share_cached_answers(store: Store) -> None:
+    from nightloop.llm.sim import SimProvider
+
+    role = RoleConfig()
+    answers = {}
+    for seed in (0, 1, 2, 3):
+        client = LLMClient(SimProvider(seed=seed), role, cache=store.cache)
+        answers[seed] = await client.complete(user("What does order 42 cost?"), temperature=0.7)
+        assert (client.calls, client.cache_hits) == (1, 0), f"seed {seed} was answered from another seed's cache"
+    again = LLMClient(SimProvider(seed=2), role, cache=store.cache)
+    assert (await again.complete(user("What does order 42 cost?"), temperature=0.7)).text == answers[2].text
+    assert again.cache_hits == 1
+
+
+def test_two_servers_with_one_model_name_get_different_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nightloop.llm.cache import cache_scope
+
+    ollama = OpenAIProvider(RoleConfig(provider="openai", model="llama3", base_url="http://localhost:11434/v1"), api_key="k")
+    vllm = OpenAIProvider(RoleConfig(provider="openai", model="llama3", base_url="http://vllm:8000/v1"), api_key="k")
+    asked = request(model="llama3")
+    assert cache_key("openai", asked, scope=cache_scope(ollama)) != cache_key("openai", asked, scope=cache_scope(vllm))
+    assert cache_key("openai", asked, scope=cache_scope(ollama)) == cache_key("openai", asked, scope=cache_scope(ollama))
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://from-env:1234/v1")
+    from_env = OpenAIProvider(RoleConfig(provider="openai", model="llama3"), api_key="k")
+    assert cache_scope(from_env) == {"seed": None, "base_url": "http://from-env:1234/v1"}
+
+
+async def test_the_client_keys_the_cache_by_server(store: Store) -> None:
+    with FakeOpenAIServer() as first, FakeOpenAIServer() as second:
+        await client_for(first, cache=store.cache).complete(user("hello"))
+        other = client_for(second, cache=store.cache)
+        await other.complete(user("hello"))
+        assert (first.calls, second.calls, other.cache_hits) == (1, 1, 0)
+
+
+def test_a_usd_cap_with_an_unpriced_model_refuses_to_start(monkeypatch: pytest.MonkeyPatch, store: Store) -> None:
+    from nightloop.errors import ConfigError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    settings = load_settings(llm={"agent": {"provider": "openai", "model": "llama3.1:70b"}}, budget={"max_usd": 5.0})
+    with pytest.raises(ConfigError, match=r"""(?s)'llama3.1:70b' has no price.*\[llm.prices."llama3.1:70b"\]\ninput = …\noutput = …"""):
+        build_clients(settings, cache=store.cache, ledger=BudgetLedger.from_settings(settings))
+    priced = load_settings(
+        llm={"agent": {"provider": "openai", "model": "llama3.1:70b"}, "prices": {"llama3.1:70b": {"input": 0, "output": 0}}},
+        budget={"max_usd": 5.0},
+    )
+    assert build_clients(priced, cache=None, ledger=BudgetLedger.from_settings(priced)).agent.role.model == "llama3.1:70b"
+    uncapped = load_settings(llm={"agent": {"provider": "openai", "model": "llama3.1:70b"}}, budget={"max_usd": None})
+    build_clients(uncapped, cache=None, ledger=BudgetLedger.from_settings(uncapped))
+    simulated = load_settings(llm={"agent": {"provider": "sim", "model": "llama3.1:70b"}}, budget={"max_usd": 5.0})
+    build_clients(simulated, cache=None, ledger=BudgetLedger.from_settings(simulated))  # the simulator costs nothing real

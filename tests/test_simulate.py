@@ -131,7 +131,10 @@ def test_cli_without_the_prompt_says_how_to_import_it(tmp_path):
 
 def test_cli_default_start_ends_yesterday(tmp_path, monkeypatch):
     monkeypatch.setenv("NIGHTLOOP_PROMPTS_DIR", str(PROMPTS))
+    # The CLI reads the date itself: bracket it, so a run across midnight cannot flake.
+    before = datetime.now().date()
     result = CliRunner().invoke(app, ["simulate", "--nights", "2", "--per-night", "1", "--out", str(tmp_path), "--json"])
+    after = datetime.now().date()
     assert result.exit_code == 0, result.output
     last = Path(json.loads(result.stdout)[-1]["path"]).name
-    assert last == f"support_agent-{(datetime.now().date() - timedelta(days=1)).isoformat()}.jsonl"
+    assert last in {f"support_agent-{(day - timedelta(days=1)).isoformat()}.jsonl" for day in (before, after)}

@@ -45,7 +45,12 @@ def test_migrations_create_the_tables_and_are_idempotent(tmp_path: Path):
     with Store(path) as again:  # migrating twice is a no-op and keeps the data
         assert again.conversations.count() == 1
         assert [m.name for m in migrations.pending(again.db)] == []
-        assert [m.name for m in migrations.applied(again.db)] == ["m001_conversations", "m002_failures", "m003_quarantine"]
+        assert [m.name for m in migrations.applied(again.db)] == [
+            "m001_conversations",
+            "m002_failures",
+            "m003_quarantine",
+            "m004_quarantine_by_content",
+        ]
 
 
 def test_add_counts_new_duplicates_and_quarantined(store: Store):
@@ -98,7 +103,8 @@ def test_count_prompt_names_recent_and_iter(store: Store):
     assert store.conversations.prompt_names() == ["billing", "support_agent"]
     recent = store.conversations.recent("support_agent", before=T0 + timedelta(minutes=4), limit=3)
     assert [c.id for c in recent] == ["s3", "s2", "s1"]  # newest first, strictly before
-    assert [c.id for c in store.conversations.recent("support_agent", None, 2)] == ["s4", "s3"]
+    # An untimed conversation takes its arrival time (now), so it is the newest.
+    assert [c.id for c in store.conversations.recent("support_agent", None, 2)] == ["untimed", "s4"]
     since, until = T0 + timedelta(minutes=1), T0 + timedelta(minutes=3)
     assert [c.id for c in store.conversations.iter_conversations("support_agent", since=since, until=until)] == ["s1", "s2"]
     assert {c.id for c in store.conversations.iter_conversations()} == {"s0", "s1", "s2", "s3", "s4", "b1", "anon", "untimed"}
@@ -175,3 +181,67 @@ def test_stats_keep_a_bounded_sample_of_quarantined_records(store: Store):
     stats = store.conversations.add([bad(n) for n in range(1500)], batch_size=400)
     assert stats.quarantined == 1500 and len(stats.quarantined_records) == 1000
     assert store.conversations.quarantine_count() == 1500
+
+
+def test_a_rotated_file_keeps_every_bad_line_at_a_reused_locator(store: Store):
+    store.conversations.add([bad(1)])
+    rotated = Quarantined(source="f.jsonl", locator="f.jsonl:1", raw_excerpt="{another", reason="invalid JSON")
+    store.conversations.add([rotated, bad(1)])  # the same bad line read again is still stored once
+    assert [q.raw_excerpt for q in store.conversations.quarantined()] == ["{oops", "{another"]
+
+
+def test_the_quarantine_migration_keeps_rows_of_an_older_store(tmp_path: Path):
+    import sqlite_utils
+
+    db = sqlite_utils.Database(tmp_path / "old.db")
+    migrations.apply(db, stop_before="m004_quarantine_by_content")
+    db.execute(
+        "insert into quarantine (source, locator, raw_excerpt, reason, quarantined_at) values ('f.jsonl', 'f.jsonl:1', '{oops', 'invalid JSON', 'x')"
+    )
+    db.conn.commit()
+    db.conn.close()
+    with Store(tmp_path / "old.db") as upgraded:
+        assert upgraded.conversations.quarantined() == [bad(1)]
+        upgraded.conversations.add([bad(1), Quarantined(source="f.jsonl", locator="f.jsonl:1", raw_excerpt="{new", reason="invalid JSON")])
+        assert upgraded.conversations.quarantine_count() == 2
+
+
+# --- opening a store: foreign files are refused, concurrent first opens migrate once ---
+
+
+def test_a_path_that_is_not_a_nightloop_store_is_a_config_error(tmp_path: Path):
+    import sqlite3
+
+    from nightloop.errors import ConfigError
+
+    text = tmp_path / "notes.db"
+    text.write_text("just some text, long enough to be read as a header by sqlite ....................................")
+    foreign = tmp_path / "other_app.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("create table conversations (who text, said text)")
+        conn.execute("insert into conversations values ('ann', 'hello')")
+    conn.close()
+    for path in (tmp_path, text, foreign):
+        with pytest.raises(ConfigError, match="is not a nightloop store: .*point --db at a new or existing nightloop store"):
+            Store(path)
+    with sqlite3.connect(foreign) as conn:  # left exactly as it was
+        assert [r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")] == ["conversations"]
+    conn.close()
+    with Store(tmp_path / "fresh.db") as fresh:  # a new file is fine, and so is reopening it
+        fresh.conversations.add([conv("a")])
+    with Store(tmp_path / "fresh.db") as again:
+        assert again.conversations.count() == 1
+
+
+def test_several_processes_opening_one_new_store_migrate_it_once(tmp_path: Path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "race.db"
+    script = "import sys; from nightloop.store import Store; Store(sys.argv[1]).conversations.count()"
+    processes = [subprocess.Popen([sys.executable, "-c", script, str(path)], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 6, errors
+    with Store(path) as store:
+        assert [m.name for m in migrations.applied(store.db)][-1] == "m004_quarantine_by_content"
+        assert len(migrations.applied(store.db)) == 4

@@ -396,3 +396,48 @@ def test_render_diff_colours_lines_without_reading_markup() -> None:
     styles = {line.plain[:2]: str(line.style) for line in render_diff(diff).renderables}
     assert styles == {"--": "bold red", "++": "bold green", "@@": "cyan", " k": "", "-o": "red", "+n": "green"}
     assert "no changes" in render_diff("").renderables[0].plain
+
+
+def test_export_writes_to_an_existing_yml_meta_file_and_import_still_reads(store: Store, tmp_path: Path) -> None:
+    directory = tmp_path / "prompts"
+    directory.mkdir()
+    (directory / "support.j2").write_text("Hello {{ shop }}\n", encoding="utf-8")
+    (directory / "support.yml").write_text("description: Support\nvariables: [shop]\n", encoding="utf-8")
+    import_prompts(store, directory)
+    store.prompts.create_version("support", "Hello again {{ shop }}\n", created_by="a")
+    store.prompts.set_label("support", "production", 2, "a")
+    export_prompts(store, directory)
+    assert sorted(p.name for p in directory.iterdir()) == ["support.j2", "support.yml"]
+    assert "exported-version: 2" in (directory / "support.yml").read_text(encoding="utf-8")
+    assert import_prompts(store, directory) == []  # the export reads back: nothing new to record
+    [(name, template, meta)] = read_prompt_dir(directory)
+    assert (template, meta.description) == ("Hello again {{ shop }}\n", "Support")
+
+
+# --- rendering: template errors are TemplateError, and the sandbox caps * and ** ---
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 1 / 0 }}",
+        "{{ 'a' + 1 }}",
+        "{{ 10.0 ** 400 }}",
+        '{{ ("x" * 100000000)|length }}',
+        "{{ [0] * 2000000 }}",
+        "{{ 100000000 * 'x' }}",
+        "{{ 2 ** 100000000 }}",
+        "{{ (10 ** 5000)|string }}",
+    ],
+)
+def test_a_template_failing_while_rendering_raises_template_error(template: str) -> None:
+    from nightloop.templates import render
+
+    with pytest.raises(TemplateError):
+        render(template)
+
+
+def test_ordinary_multiplication_and_powers_still_render() -> None:
+    from nightloop.templates import render
+
+    assert render("{{ '-' * 3 }}{{ [1, 2] * 2 }} {{ 2 ** 10 }} {{ 3 * 4 }} {{ 1.5 * 2 }}") == "---[1, 2, 1, 2] 1024 12 3.0"

@@ -380,7 +380,7 @@ _CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
         (r"\b(?:that'?s|this is|it'?s|way|far|much) too (?:long|short|verbose|vague)\b", 0.75),
         # The same moves in the other languages the demo shop serves (de, fr, es).
         (r"\b(?:das|es) (?:ist|war) (?:falsch|nicht (?:richtig|korrekt|meine?|das,? was ich))", 0.85),
-        (r"\bich (?:habe|hatte) (?:doch )?(?:nach\b.*\bgefragt|gesagt|gemeint)|\bich meinte\b|\bdas habe ich nicht gefragt", 0.85),
+        (r"\bich (?:habe|hatte) (?:doch )?(?:nach\b.{0,80}?\bgefragt|gesagt|gemeint)|\bich meinte\b|\bdas habe ich nicht gefragt", 0.85),
         (r"\b(?:viel )?zu lang\b|\btrop long\b|\bdemasiado largo\b", 0.75),
         (r"\bbitte (?:antworten|schreiben) sie (?:auf|in) \w+", 0.8),
         (r"\b(?:c['’]est|ce n['’]est) (?:faux|incorrect|pas (?:ma|mon|ce que|le bon|la bonne))", 0.85),
@@ -389,6 +389,8 @@ _CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
         (r"\b(?:pregunté|pedí|dije) (?:por|el|la|que)\b|\b(?:responda|conteste)(?:me)? en \w+", 0.85),
     ]
 ]
+#: Corrections are said up front; a longer turn is pasted content, and only its start is searched (bounded time).
+CORRECTION_SCAN_CHARS = 2000
 _LEADING_NO = re.compile(r"^\W*(?:no|nope|nah|not quite|not really|nein|non)\b[\s,.!;:-]+(?P<rest>\S.*)", re.IGNORECASE | re.DOTALL)
 _NEUTRAL_NO = re.compile(
     r"^\W*(?:no|nope|nah|nein|non)\b[\s,.!;:-]*(?:thanks?|thank you|merci|danke|gracias|problem|worries|need|rush|hurry|pressure|that'?s (?:all|it|fine|ok|everything)|"
@@ -441,14 +443,14 @@ class UserCorrectionDetector:
                 failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, confidence))
         feedback = conversation.outcome.feedback
         if feedback is not None and feedback.comment and _THUMBS_DOWN.search(feedback.comment):
-            score = "" if feedback.score is None else f"score {feedback.score:g}, "
+            score = "" if feedback_score(feedback) is None else f"score {feedback.score:g}, "
             evidence = f'feedback ({score}comment "{excerpt(feedback.comment, limit=200)}")'
             turn = _last_index(messages, "assistant")
             failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, 0.9))
         return failures
 
     def _correction(self, message: Message, previous: Message) -> tuple[str, float] | None:
-        text = message.text
+        text = message.text[:CORRECTION_SCAN_CHARS]
         hits = [(p.search(text), c) for p, c in _CORRECTIONS]
         best = max(((m, c) for m, c in hits if m), key=lambda hit: hit[1], default=None)
         if best:
@@ -511,14 +513,21 @@ class WrongOutputDetector:
 
     def _graded_down(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
         feedback = conversation.outcome.feedback
-        if feedback is None or feedback.score is None or feedback.score >= config.negative_feedback_below:
+        score = feedback_score(feedback)
+        if feedback is None or score is None or score >= config.negative_feedback_below:
             return []
         if feedback.comment and _THUMBS_DOWN.search(feedback.comment):
             return []  # a person's thumbs-down: reported as a user correction instead
         comment = f' "{excerpt(feedback.comment, limit=200)}"' if feedback.comment else ""
-        evidence = f"feedback score {feedback.score:g} < {config.negative_feedback_below:g}{comment}"
+        evidence = f"feedback score {score:g} < {config.negative_feedback_below:g}{comment}"
         turn = _last_index(conversation.messages, "assistant")
         return [_failure(conversation, "wrong_output", turn, evidence, self.name, 0.8)]
+
+
+def feedback_score(feedback: Any) -> float | None:
+    """A feedback's score, or None when absent or not a finite number (NaN/inf from a broken exporter)."""
+    score = getattr(feedback, "score", None)
+    return score if isinstance(score, int | float) and math.isfinite(score) else None
 
 
 _NOT_JSON = object()
@@ -529,13 +538,15 @@ def _parse_json_document(text: str) -> Any:
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fenced:
         candidates.append(fenced.group(1).strip())
-    braces = re.search(r"[\[{].*[\]}]", text, re.DOTALL)
-    if braces:
-        candidates.append(braces.group(0))
+    # From the first opening bracket to the last closing one (found by index: a regex here is quadratic).
+    opens = [i for i in (text.find("["), text.find("{")) if i >= 0]
+    close = max(text.rfind("]"), text.rfind("}"))
+    if opens and close > min(opens):
+        candidates.append(text[min(opens) : close + 1])
     for candidate in candidates:
         try:
             return json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     return _NOT_JSON
 

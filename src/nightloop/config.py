@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -29,6 +31,7 @@ __all__ = [
     "ClassifyConfig",
     "GateConfig",
     "JudgeConfig",
+    "JudgeRoleConfig",
     "LLMConfig",
     "ModelPrice",
     "ReplayConfig",
@@ -51,6 +54,12 @@ class RoleConfig(BaseModel):
     max_tokens: int = 1024
     timeout_s: float = 60.0
     max_retries: int = 3
+
+
+class JudgeRoleConfig(RoleConfig):
+    """The judge's model: it writes K whole templates in one answer, so it needs room."""
+
+    max_tokens: int = 8192
 
 
 class ModelPrice(BaseModel):
@@ -77,12 +86,18 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 
 
 class LLMConfig(BaseModel):
-    # The judge writes K whole templates in one answer: it needs room.
-    judge: RoleConfig = Field(default_factory=lambda: RoleConfig(max_tokens=8192))
+    # A subclass, not a default instance: setting only [llm.judge] model must keep the judge's larger max_tokens.
+    judge: JudgeRoleConfig = Field(default_factory=JudgeRoleConfig)
     agent: RoleConfig = Field(default_factory=RoleConfig)
     scorer: RoleConfig = Field(default_factory=RoleConfig)
+    #: USD per million tokens; ``[llm.prices."<model>"]`` entries add to (or override) the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache: bool = True
+
+    @field_validator("prices")
+    @classmethod
+    def _prices_extend_the_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        return {**DEFAULT_PRICES, **value}
 
 
 class BudgetConfig(BaseModel):
@@ -195,13 +210,39 @@ class Settings(BaseSettings):
 
 
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
-    """Settings from ``config_file`` (or ``NIGHTLOOP_CONFIG`` / ``./nightloop.toml``), env and overrides."""
+    """Settings from ``config_file`` (or ``NIGHTLOOP_CONFIG`` / ``./nightloop.toml``), env and overrides.
+
+    Anything wrong in them raises :class:`~nightloop.errors.ConfigError` naming the file or key and the fix.
+    """
+    from nightloop.errors import ConfigError
+
     if config_file is not None:
         path = Path(config_file)
         if not path.exists():
-            from nightloop.errors import ConfigError
-
             raise ConfigError(f"Config file {path} does not exist; create it or drop --config.")
-        pinned = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
-        return pinned(**overrides)
-    return Settings(**overrides)
+        settings_cls: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
+    else:
+        path = Path(os.environ.get("NIGHTLOOP_CONFIG") or "nightloop.toml")
+        settings_cls = Settings
+    try:
+        return settings_cls(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"Config file {path} is not valid TOML: {exc}. Fix that line (strings need quotes, sections are [name]).") from exc
+    except ValidationError as exc:
+        raise ConfigError(_invalid_settings_message(exc, path)) from exc
+    except SettingsError as exc:
+        raise ConfigError(
+            f"Configuration could not be read: {exc}. Fix the NIGHTLOOP_* environment variable it names "
+            f"(nested keys use __, e.g. NIGHTLOOP_BUDGET__MAX_USD=5) or {path}."
+        ) from exc
+
+
+def _invalid_settings_message(exc: ValidationError, path: Path) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        key = ".".join(str(part) for part in error["loc"])
+        env = "NIGHTLOOP_" + "__".join(str(part) for part in error["loc"]).upper()
+        given = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict | list) else ""
+        problems.append(f"{key}: {error['msg']}{given} - set in {path} or {env}")
+    more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
+    return "Invalid configuration: " + "; ".join(problems) + more + ". Fix the value, or remove it to use the default."

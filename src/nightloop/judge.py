@@ -61,7 +61,7 @@ EVIDENCE_CHARS = 400
 TURN_CHARS = 500
 TURNS_BEFORE = 2
 MIN_QUOTED_WORDS = 4
-#: Words in a row an added line may share with a user or tool message (unless the base template has them).
+#: Words in a row an added line may not share with any conversation message (unless the base template has them).
 UNTRUSTED_RUN_WORDS = 5
 
 # Jinja2's own globals are not variables the application provides.
@@ -129,6 +129,11 @@ def _fold_char(char: str) -> str:
     if unicodedata.category(char) == "Cf":
         return ""
     return unicodedata.normalize("NFKC", char)
+
+
+def _fold(text: str) -> str:
+    """``text`` without format characters, NFKC-normalised: the form copies are compared in."""
+    return unicodedata.normalize("NFKC", "".join(map(_fold_char, text)))
 
 
 def _folded(text: str) -> tuple[str, list[int]]:
@@ -387,10 +392,6 @@ def conversation_texts(
 ) -> list[str]:
     """Message text of ``roles`` (by default never the system prompt, which is the template itself)."""
     return [m.text for conv in conversations for m in conv.messages if m.role in roles and m.text]
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", "".join(map(_fold_char, text)))
 
 
 def _clauses(text: str) -> list[list[str]]:

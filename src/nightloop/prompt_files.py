@@ -113,7 +113,7 @@ def export_prompts(store: Store, directory: Path | str) -> list[PromptVersion]:
         except NotFound:  # metadata without any version: nothing to mirror yet
             continue
         _write_if_changed(directory / f"{name}{TEMPLATE_SUFFIX}", version.template)
-        _write_if_changed(directory / f"{name}.yaml", _meta_text(version, label, repo.get_meta(name)))
+        _write_if_changed(_meta_path(directory, name), _meta_text(version, label, repo.get_meta(name)))
         written.append(version)
     return written
 
@@ -203,6 +203,15 @@ def _meta_changed(repo, name: str, meta: PromptMeta) -> bool:
 
 
 # --- writing ---
+
+
+def _meta_path(directory: Path, name: str) -> Path:
+    """The prompt's existing meta file (``.yaml`` or ``.yml``), else ``<name>.yaml``: never two files for one prompt."""
+    for suffix in META_SUFFIXES:
+        path = directory / f"{name}{suffix}"
+        if path.is_file():
+            return path
+    return directory / f"{name}{META_SUFFIXES[0]}"
 
 
 def _meta_text(version: PromptVersion, label: str, meta: PromptMeta) -> str:

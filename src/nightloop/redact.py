@@ -165,7 +165,8 @@ PATTERNS: tuple[Pattern, ...] = (
         # Said in words: "my password is hunter2!!", "the PIN was 1234", "passcode: abc".
         "spoken_password",
         re.compile(
-            r"(?P<keep>\b(?:password|passwd|passcode|passphrase|pwd|pin)(?:[ \t]+(?:is|was|would be|will be)[ \t]*[:=]?|[ \t]*[:=])"
+            r"(?P<keep>\b(?:password|passwd|passcode|passphrase|pwd|pin)"
+            r"(?:[ \t]+(?:is|was|would be|will be)[ \t]*[:=]?|[ \t]*[:=])"
             r"""[ \t]*["'“]?)(?!\[SECRET\])(?P<value>[^\s"'“”]+?)(?=[.,;]?(?:\s|$|["'”]))""",
             re.IGNORECASE,
         ),

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from nightloop.llm.base import LLMRequest
 from nightloop.models import canonical_json, sha256_text
 
-__all__ = ["cache_key", "cache_key_material"]
+__all__ = ["cache_key", "cache_key_material", "cache_scope"]
 
 
-def cache_key_material(provider_name: str, request: LLMRequest) -> dict[str, Any]:
-    """What the key hashes: provider, model, messages, sampling settings, tools, schema, seed and sample."""
+def cache_scope(provider: Any, role: Any = None) -> dict[str, Any]:
+    """What about the provider itself changes answers: the simulator's seed, and the server it talks to.
+
+    Two OpenAI-compatible servers serving the same model name, or two simulator seeds, must not share answers.
+    The base_url is the provider's role's (else ``role``'s), else the SDK's ``*_BASE_URL`` variable.
+    """
+    role = getattr(provider, "role", None) or role
+    base_url = getattr(role, "base_url", None)
+    env = getattr(provider, "base_url_env", None)
+    if base_url is None and isinstance(env, str):
+        base_url = os.environ.get(env) or None
+    return {"seed": getattr(provider, "seed", None), "base_url": base_url}
+
+
+def cache_key_material(provider_name: str, request: LLMRequest, *, scope: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the key hashes: provider (and its ``scope``), model, messages, sampling settings, tools, schema, seed and sample."""
     schema = request.response_schema
-    return {
+    material = {
         "provider": provider_name,
         "model": request.model,
         "messages": [m.model_dump(mode="json", exclude_none=True) for m in request.messages],
@@ -24,8 +39,11 @@ def cache_key_material(provider_name: str, request: LLMRequest) -> dict[str, Any
         "seed": request.seed,
         "sample": request.sample,
     }
+    if scope is not None:
+        material["scope"] = scope
+    return material
 
 
-def cache_key(provider_name: str, request: LLMRequest) -> str:
-    """sha256 of the canonical JSON of :func:`cache_key_material`."""
-    return sha256_text(canonical_json(cache_key_material(provider_name, request)))
+def cache_key(provider_name: str, request: LLMRequest, *, scope: dict[str, Any] | None = None) -> str:
+    """sha256 of the canonical JSON of :func:`cache_key_material` (pass ``scope=cache_scope(provider)``)."""
+    return sha256_text(canonical_json(cache_key_material(provider_name, request, scope=scope)))

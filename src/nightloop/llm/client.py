@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from nightloop.config import RoleConfig, Settings
-from nightloop.errors import ProviderError
+from nightloop.errors import ConfigError, ProviderError
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.llm.budget import BudgetLedger
-from nightloop.llm.cache import cache_key
+from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.models import Message, Usage
 from nightloop.store.cache import CacheRepo
 
@@ -46,6 +46,7 @@ class LLMClient:
         self.ledger = ledger
         self.calls = 0
         self.cache_hits = 0
+        self._scope = cache_scope(provider, role)
         self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
     async def complete(
@@ -78,7 +79,7 @@ class LLMClient:
             self.ledger.check()
         if self.cache is None:
             return await self._call_provider(request, key=None)
-        key = cache_key(self.provider.name, request)
+        key = cache_key(self.provider.name, request, scope=self._scope)
         cached = self._from_cache(key, request)
         if cached is not None:
             self.cache_hits += 1
@@ -205,9 +206,24 @@ class Clients:
 def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: BudgetLedger) -> Clients:
     """One client per role from ``settings.llm``, sharing the ledger (and the cache when ``llm.cache`` is on)."""
     shared_cache = cache if settings.llm.cache else None
+    _check_prices(settings, ledger)
 
     def client(role: RoleConfig) -> LLMClient:
         return LLMClient(build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger)
 
     llm = settings.llm
     return Clients(judge=client(llm.judge), agent=client(llm.agent), scorer=client(llm.scorer))
+
+
+def _check_prices(settings: Settings, ledger: BudgetLedger) -> None:
+    """A USD cap cannot hold for a model without a price: refuse to start rather than spend unmetered."""
+    if ledger.max_usd is None:
+        return
+    for name in ("judge", "agent", "scorer"):
+        role: RoleConfig = getattr(settings.llm, name)
+        if role.provider != "sim" and ledger.price_of(role.model) is None:
+            raise ConfigError(
+                f"The {name} model {role.model!r} has no price, so the ${ledger.max_usd:g} budget cap cannot apply to it. "
+                f"Add its price in USD per million tokens (0 for a free local server) to nightloop.toml:\n"
+                f'[llm.prices."{role.model}"]\ninput = …\noutput = …'
+            )

@@ -2,31 +2,93 @@
 
 from __future__ import annotations
 
+import fcntl
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
+from nightloop.errors import ConfigError
+
 __all__ = ["open_db", "transaction"]
 
+MIGRATIONS_TABLE = "_sqlite_migrations"
 
-def open_db(path: Path | str | None, migration_sets: list[sqlite_utils.Migrations] = ()) -> sqlite_utils.Database:
-    """Open (creating) the store at ``path`` (``None`` = in memory) and apply pending migrations."""
+
+def open_db(path: Path | str | None, migration_sets: Sequence[sqlite_utils.Migrations] = ()) -> sqlite_utils.Database:
+    """Open (creating) the store at ``path`` (``None`` = in memory) and apply pending migrations.
+
+    A path that is not a nightloop store (a directory, another file, another app's SQLite database) raises
+    :class:`ConfigError`; processes opening one new store together migrate it one at a time.
+    """
     if path is None or str(path) == ":memory:":
         db = sqlite_utils.Database(memory=True)
-    else:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        _configure(db)
+        for migrations in migration_sets:
+            migrations.apply(db)
+        return db
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction means exactly what it says.
         conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
-        db = sqlite_utils.Database(conn)
-        db.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        raise _not_a_store(path, exc) from exc
+    db = sqlite_utils.Database(conn)
+    try:
+        _configure(db)
+        if any(migrations.pending(db) for migrations in migration_sets):
+            with _migration_lock(path):
+                _refuse_foreign(db, path)
+                db.execute("PRAGMA journal_mode=WAL")
+                for migrations in migration_sets:
+                    migrations.apply(db)
+        else:
+            db.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.DatabaseError as exc:  # OperationalError too: "file is not a database", unreadable file
+        conn.close()
+        if "locked" in str(exc):  # busy for longer than the timeout: a store, just a busy one
+            raise
+        raise _not_a_store(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return db
+
+
+def _configure(db: sqlite_utils.Database) -> None:
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
-    for migrations in migration_sets:
-        migrations.apply(db)
-    return db
+
+
+def _not_a_store(path: Path, reason: object) -> ConfigError:
+    return ConfigError(f"{path} is not a nightloop store: {reason}; point --db at a new or existing nightloop store.")
+
+
+def _refuse_foreign(db: sqlite_utils.Database, path: Path) -> None:
+    """A database with tables but no migration record belongs to another application: never migrate it."""
+    names = set(db.table_names())
+    if names and MIGRATIONS_TABLE not in names:
+        shown = ", ".join(sorted(names)[:5])
+        raise _not_a_store(path, f"it already holds tables ({shown}) that nightloop did not create")
+
+
+@contextmanager
+def _migration_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<db>.migrate.lock`` while checking and applying migrations."""
+    lock_path = path.with_name(path.name + ".migrate.lock")
+    try:
+        handle = open(lock_path, "a")  # noqa: SIM115 - held for the whole block
+    except OSError as exc:
+        raise _not_a_store(path, f"cannot create its lock file {lock_path}: {exc}") from exc
+    with handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 @contextmanager
