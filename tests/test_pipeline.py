@@ -14,7 +14,7 @@ from nightloop.config import Settings, load_settings
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.budget import BudgetLedger
-from nightloop.llm.cache import cache_key
+from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
 from nightloop.prompt_files import import_prompts
@@ -99,7 +99,7 @@ class RecordingSim(SimProvider):
         if self.kill_after is not None and request.response_schema is None and len(self.completed) >= self.kill_after:
             raise Interrupted()
         response = await super().complete(request)
-        self.completed.append(cache_key(self.name, request))
+        self.completed.append(cache_key(self.name, request, scope=cache_scope(self)))
         return response
 
 
