@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "JsonOption",
     "console",
     "err_console",
+    "current_user",
     "fail",
     "failures_text",
     "open_store",
@@ -83,3 +85,15 @@ SHORT_KIND = {"user_correction": "correction", "wrong_output": "wrong", "tool_er
 def failures_text(failures: dict[str, int]) -> str:
     """Failures by kind in a table cell: ``timeout 4 · correction 5``."""
     return " · ".join(f"{SHORT_KIND.get(k, k)} {n}" for k, n in sorted(failures.items())) or "—"
+
+
+def current_user(given: str | None, fallback: str | None = "human") -> str:
+    """``given``, else the login name; where there is none (some containers), ``fallback`` or an error naming the fix."""
+    if given:
+        return given
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        if fallback is None:
+            fail("Could not tell who you are; say it with --reviewer NAME.")
+        return fallback

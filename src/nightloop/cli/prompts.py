@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +14,7 @@ from nightloop.cli.common import (
     DbOption,
     JsonOption,
     console,
+    current_user,
     err_console,
     fail,
     open_store,
@@ -61,12 +61,7 @@ def _store(db: Path | None, config: Path | None) -> Store:
 
 
 def _who(by: str | None) -> str:
-    if by:
-        return by
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        return "human"
+    return current_user(by)
 
 
 @prompts_app.command("list")

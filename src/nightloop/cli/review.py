@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -10,7 +9,17 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from nightloop.cli.common import ConfigOption, DbOption, JsonOption, console, fail, open_store, print_json, settings_from
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    current_user,
+    fail,
+    open_store,
+    print_json,
+    settings_from,
+)
 from nightloop.errors import NightloopError
 from nightloop.models import ReviewItem
 
@@ -21,12 +30,7 @@ T = TypeVar("T")
 
 
 def _reviewer(value: str | None) -> str:
-    if value:
-        return value
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        fail("Could not tell who you are; say it with --reviewer NAME.")
+    return current_user(value, fallback=None)
 
 
 def _or_fail(action: Callable[[], T]) -> T:
