@@ -213,6 +213,16 @@ def test_auto_autonomy_promotes_and_propose_only_reports(world) -> None:
     assert store.runs.review_item(auto.review_id).status == "approved"
 
 
+def test_a_breakage_costs_a_prompt_its_autonomy(world) -> None:
+    settings, store = world
+    store.prompts.set_meta(PROMPT, store.prompts.get_meta(PROMPT).model_copy(update={"autonomy": "auto"}))
+    store.runs.record_rollback(PROMPT, 2, 1, "earlier-night", ["failure rate rose"])
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    assert report.review_id is not None and report.promoted_version is None
+    assert store.runs.review_item(report.review_id).status == "pending"
+    assert store.prompts.label_version(PROMPT, "production") == 1
+
+
 def test_a_spent_budget_stops_the_night_cleanly_and_a_bigger_one_resumes_it(world) -> None:
     settings, store = world
     night = DAY + timedelta(days=1)
