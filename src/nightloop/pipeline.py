@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, TypeVar
@@ -56,6 +56,7 @@ STAGES = ("ingest", "classify", "watch", "replay_set", "judge", "replay", "gate"
 ProgressFn = Callable[[str, str], None]
 StageRunner = Callable[..., Any]
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class StopNight(Exception):
@@ -173,6 +174,18 @@ class Night:
 
     def save(self, stage: str, output: BaseModel) -> None:
         self.store.runs.save_stage(self.run_id, stage, output.model_dump(mode="json"))
+
+
+def _run_async(night: Night, work: Awaitable[T]) -> T:
+    """Run a stage's model calls on a fresh event loop, closing the SDK connection pools it opened."""
+
+    async def run_then_close() -> T:
+        try:
+            return await work
+        finally:
+            await night.clients.aclose()
+
+    return asyncio.run(run_then_close())
 
 
 def _once(night: Night, stage: str, model: type[M], compute: Callable[[], M]) -> M:
@@ -373,7 +386,8 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
         train_ids = set(replay_set.train_failure_ids)
         train = [f for f in classified.failures if f.id in train_ids]
         conversations = {c.id: c for c in _conversations(night, sorted({f.conversation_id for f in train}))}
-        result = asyncio.run(
+        result = _run_async(
+            night,
             propose(
                 night.clients.judge,
                 prompt_name=night.prompt_name,
@@ -405,7 +419,8 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
     total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
     night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
-    outcome = asyncio.run(
+    outcome = _run_async(
+        night,
         run_replay(
             night.clients.agent,
             replay_set.cases,
