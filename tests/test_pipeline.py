@@ -391,3 +391,12 @@ def test_backfill_exits_non_zero_when_a_night_fails(world, monkeypatch: pytest.M
     )
     assert result.exit_code == 1
     assert "failed" in result.output
+
+
+def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nightloop.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 1
+    assert "prefect server start" in result.output and "PREFECT_API_URL" in result.output
