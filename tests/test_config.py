@@ -123,3 +123,10 @@ def test_malformed_toml_is_a_config_error_naming_the_file(tmp_path: Path):
     write_toml(tmp_path, "limit = \n")
     with pytest.raises(ConfigError, match=r"nightloop\.toml is not valid TOML"):
         load_settings()
+
+
+def test_a_plain_role_config_is_accepted_for_the_judge() -> None:
+    from nightloop.config import LLMConfig, RoleConfig
+
+    judge = LLMConfig(judge=RoleConfig(provider="openai", model="gpt-4o")).judge
+    assert (judge.provider, judge.model, judge.max_tokens) == ("openai", "gpt-4o", 8192)

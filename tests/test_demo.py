@@ -34,3 +34,11 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(NightloopError, match="not made by the demo"):
         run_demo(workdir=precious, prompts_dir=REPO / "prompts", nights=1, per_night=10, console=Console(file=io.StringIO()))
     assert (precious / "important.txt").read_text() == "keep me"
+
+
+def test_demo_reuses_a_folder_an_older_demo_made(tmp_path: Path) -> None:
+    old = tmp_path / "demo"
+    (old / "logs").mkdir(parents=True)
+    (old / "nightloop.db").write_text("old store")
+    rows = run_demo(workdir=old, prompts_dir=REPO / "prompts", nights=1, per_night=20, console=Console(file=io.StringIO()))
+    assert len(rows) == 1 and (old / ".nightloop-demo").exists()

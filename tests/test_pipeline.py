@@ -396,7 +396,25 @@ def test_backfill_exits_non_zero_when_a_night_fails(world, monkeypatch: pytest.M
 def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
     from nightloop.cli import app
 
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    result = CliRunner().invoke(app, ["serve"])
+    # The Prefect tests' session harness sets the API URL as a setting, not an env var: clear it here too,
+    # or `serve` would really start serving and never return.
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["serve"])
     assert result.exit_code == 1
     assert "prefect server start" in result.output and "PREFECT_API_URL" in result.output
+
+
+def test_a_resumed_attempt_keeps_the_nights_spend(world) -> None:
+    settings, store = world
+    night = DAY + timedelta(days=1)
+    first = pipeline.run_night(settings, PROMPT, night, store=store)
+    run_id = first.run_id
+    store.runs.start(run_id, PROMPT, night.isoformat(), settings.config_hash())  # as if it had crashed after the gate
+    store.db["stages"].delete_where("run_id = ? and stage = 'review'", [run_id])
+    resumed = pipeline.run_night(settings, PROMPT, night, store=store)
+    assert resumed.status == "done"
+    assert resumed.cost_usd == pytest.approx(first.cost_usd)
+    assert store.runs.spent(run_id)[0] == pytest.approx(first.cost_usd)

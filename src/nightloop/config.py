@@ -94,6 +94,14 @@ class LLMConfig(BaseModel):
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache: bool = True
 
+    @field_validator("judge", mode="before")
+    @classmethod
+    def _plain_role_config_for_the_judge(cls, value: Any) -> Any:
+        # LLMConfig(judge=RoleConfig(...)) keeps working: what was set explicitly wins, the rest are judge defaults.
+        if isinstance(value, RoleConfig) and not isinstance(value, JudgeRoleConfig):
+            return value.model_dump(exclude_unset=True)
+        return value
+
     @field_validator("prices")
     @classmethod
     def _prices_extend_the_defaults(cls, value: dict[str, ModelPrice]) -> dict[str, ModelPrice]:

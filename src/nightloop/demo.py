@@ -68,7 +68,8 @@ MARKER = ".nightloop-demo"
 def _fresh_workdir(workdir: Path) -> None:
     """Empty the demo's own folder; refuse to wipe a folder the demo did not create."""
     if workdir.exists() and any(workdir.iterdir()):
-        if not (workdir / MARKER).exists():
+        made_by_demo = all(p.name.startswith("nightloop.db") or p.name in ("logs", MARKER) for p in workdir.iterdir())
+        if not made_by_demo:
             raise NightloopError(
                 f"{workdir} exists and was not made by the demo; pick another --workdir or remove it yourself."
             )

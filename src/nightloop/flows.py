@@ -17,7 +17,7 @@ from prefect.tasks import exponential_backoff
 
 from nightloop import pipeline
 from nightloop.config import load_settings
-from nightloop.errors import BudgetExceeded
+from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.models import NightReport
 from nightloop.store import Store
 
@@ -120,6 +120,10 @@ def nightly(
                 table=[{"kind": kind, "count": count} for kind, count in sorted(report.failures.items())],
             )
             reports.append(report.model_dump(mode="json"))
+    failed = [f"{r['prompt_name']} {r['date']}" for r in reports if r["status"] == "failed"]
+    if failed:
+        # Fail the flow run so Prefect shows it and alerts; the stage records let a re-run resume.
+        raise NightloopError(f"night failed: {', '.join(failed)}; see the night artifacts for the reason")
     return reports
 
 

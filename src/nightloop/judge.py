@@ -63,6 +63,11 @@ TURNS_BEFORE = 2
 MIN_QUOTED_WORDS = 4
 #: Words in a row an added line may not share with any conversation message (unless the base template has them).
 UNTRUSTED_RUN_WORDS = 5
+#: First words of a clause that make it read as an instruction: only such openings are refused when copied.
+IMPERATIVE_OPENERS = frozenset(
+    "always never ignore disregard forget skip bypass override approve refund grant give offer allow send "
+    "transfer reveal print tell say stop do dont don't must you please act pretend execute run delete".split()
+)
 
 # Jinja2's own globals are not variables the application provides.
 _JINJA_GLOBALS = frozenset({"range", "dict", "lipsum", "cycler", "joiner", "namespace", "loop"})
@@ -430,21 +435,26 @@ class _CopyDetector:
     def __init__(self, texts: Iterable[str], user_texts: Iterable[str], ngram: int, base_template: str) -> None:
         base_words = _words(base_template)
         base = _joined(base_words)
-        self.ngram = min(ngram, UNTRUSTED_RUN_WORDS)
-        self.known_ngrams = set().union(*(_ngrams(_words(text), self.ngram) for text in texts)) - _ngrams(
-            base_words, self.ngram
-        )
         user_texts = list(user_texts)
+        # Any message (the agent may have echoed an injection): runs of ``ngram`` words. User and tool text,
+        # which nobody on our side wrote: shorter runs. The agent's own phrasing is not held to the short rule,
+        # or every edit that restates a policy the agent already quoted would be refused.
+        self.runs = [
+            (n, set().union(*(_ngrams(_words(t), n) for t in source)) - _ngrams(base_words, n))
+            for n, source in ((ngram, texts), (min(ngram, UNTRUSTED_RUN_WORDS), user_texts))
+        ]
         self.user_texts = [_joined(_words(text)) for text in user_texts]
         clauses = [clause for text in user_texts for clause in _clauses(text) if len(clause) >= MIN_QUOTED_WORDS]
         self.user_clauses = {_joined(clause) for clause in clauses if _joined(clause) not in base}
         self.clause_openings = {
-            opening for clause in clauses if (opening := _joined(clause[:MIN_QUOTED_WORDS])) not in base
+            opening
+            for clause in clauses
+            if clause[0] in IMPERATIVE_OPENERS and (opening := _joined(clause[:MIN_QUOTED_WORDS])) not in base
         }
 
     def copied(self, line: str) -> bool:
         words = _words(line)
-        if _ngrams(words, self.ngram) & self.known_ngrams:
+        if any(_ngrams(words, n) & known for n, known in self.runs):
             return True
         line_text = _joined(words)
         if any(clause in line_text for clause in self.user_clauses | self.clause_openings):

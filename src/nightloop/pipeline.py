@@ -506,7 +506,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     reviewed: ReviewOutput | None = parts.get("reviewed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
-    ledger = night._ledger
+    ledger = night.ledger if night._clients is None or night._ledger is not None else None
     return NightReport(
         run_id=night.run_id,
         prompt_name=night.prompt_name,
