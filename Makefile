@@ -9,7 +9,7 @@ NEEDS_311 := import sys; sys.exit(sys.version_info < (3, 11))
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c '$(NEEDS_311)' || { echo "nightloop needs Python 3.11 or newer; run e.g. make PYTHON=python3.11"; exit 1; }
-	@$(BIN)/python -c '$(NEEDS_311)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
+	@{ $(BIN)/python -c '$(NEEDS_311)' && $(BIN)/python -m pip --version; } >/dev/null 2>&1 || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
