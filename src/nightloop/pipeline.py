@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
-from nightloop.classify import classify_conversation
+from nightloop.classify import classify_many
 from nightloop.config import Settings
 from nightloop.errors import BudgetExceeded, NightloopError, ProviderError
 from nightloop.models import (
@@ -235,14 +235,9 @@ def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
     """Run the failure detectors over the night's window and store what they find."""
 
     def compute() -> ClassifyOutput:
-        failures: list[Failure] = []
-        by_conversation: dict[str, list[Failure]] = {}
-        for conversation in _conversations(night, ingested.conversation_ids):
-            found = classify_conversation(conversation, night.settings.classify)
-            by_conversation[conversation.id] = found
-            failures.extend(found)
-        for conversation_id, found in by_conversation.items():
-            night.store.conversations.save_failures(conversation_id, found)
+        by_conversation = classify_many(_conversations(night, ingested.conversation_ids), night.settings.classify)
+        night.store.conversations.save_failures_many(by_conversation)
+        failures = [f for found in by_conversation.values() for f in found]
         new = set(ingested.new_ids)
         failed_ids = sorted({f.conversation_id for f in failures})
         return ClassifyOutput(
@@ -435,7 +430,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         )
     )
     output = ReplayOutput(
-        results=len(night.store.runs.eval_results(night.run_id)),
+        results=len(done) + len(outcome.results),
         budget_exhausted=outcome.budget_exhausted,
         errors=outcome.errors,
     )
