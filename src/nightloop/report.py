@@ -28,6 +28,8 @@ class NightRow(BaseModel):
     review_id: str | None = None
     review_status: str | None = None
     promoted_version: int | None = None
+    #: The gate's challenger that night (short id) and its running evidence, e.g. "c7418476 held e=18.8 (1 night)".
+    challenger: str | None = None
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
@@ -62,10 +64,25 @@ def _row(store: Store, report: NightReport) -> NightRow:
         review_id=report.review_id,
         review_status=review_status,
         promoted_version=promoted,
+        challenger=_challenger(store, report),
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
     )
+
+
+def _challenger(store: Store, report: NightReport) -> str | None:
+    """The night's challenger from the gate's ledger: what became of it and the evidence it had reached."""
+    rows = [r for r in store.challengers.nights(report.prompt_name) if r["logical_date"] == report.date.isoformat()]
+    if not rows:
+        return None
+    row = rows[-1]
+    short = row["challenger_id"].rsplit("-", 1)[-1]
+    decision = next((d for d in report.decisions if d.candidate_id == row["challenger_id"]), None)
+    if decision is None or decision.evidence is None:
+        return f"{short} {row['status']}"
+    nights = f"{decision.nights} night{'s' if decision.nights != 1 else ''}"
+    return f"{short} {row['status']} e={decision.evidence:.3g} ({nights})"
 
 
 def night_rows(store: Store, *, last: int | None = None, prompt: str | None = None) -> list[NightRow]:
@@ -101,15 +118,15 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend]) -> str:
     lines = [
         "# nightloop report",
         "",
-        "| date | prompt | conversations | failure rate | failures | candidates | verdicts | promoted | cost (USD) |",
-        "|---|---|---:|---:|---|---:|---|---|---:|",
+        "| date | prompt | conversations | failure rate | failures | candidates | verdicts | challenger | promoted | cost (USD) |",
+        "|---|---|---:|---:|---|---:|---|---|---|---:|",
     ]
     for r in rows:
         verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—"
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         lines.append(
             f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {_kinds(r.failures)} "
-            f"| {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
+            f"| {r.candidates} | {verdicts} | {r.challenger or '—'} | {promoted} | {r.cost_usd:.4f} |"
         )
     if trends:
         lines += ["", "## Failure rate by prompt version", "", "| prompt | version | conversations | failure rate |", "|---|---|---:|---:|"]
@@ -128,10 +145,11 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend]) -> str:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
 
     nights = table(
-        ["date", "prompt", "conversations", "failure rate", "failures", "candidates", "promoted", "cost (USD)"],
+        ["date", "prompt", "conversations", "failure rate", "failures", "candidates", "challenger", "promoted", "cost (USD)"],
         [
             [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), str(r.candidates),
-             f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"), f"{r.cost_usd:.4f}"]
+             r.challenger or "—", f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"),
+             f"{r.cost_usd:.4f}"]
             for r in rows
         ],
     )

@@ -24,14 +24,15 @@ from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_mar
 
 def nights_table(rows: list[NightRow]) -> Table:
     table = Table(title="nights")
-    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "cand.", "verdicts", "promoted", "cost $"):
+    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "cand.", "verdicts", "challenger", "promoted", "cost $"):
         table.add_column(column, no_wrap=column == "date")
     for r in rows:
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         table.add_row(
             r.date, r.prompt, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
             failures_text(r.failures), str(r.candidates),
-            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
+            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", r.challenger or "—", promoted,
+            f"{r.cost_usd:.4f}",
         )
     return table
 

@@ -1,6 +1,6 @@
 """The versioned store on SQLite (sqlite-utils): the source of truth.
 
-Each area (conversations, prompts, cache, runs) owns its tables and its own
+Each area (conversations, prompts, cache, runs, challengers) owns its tables and its own
 append-only migration set; :class:`Store` opens the file and composes them.
 """
 
@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, conversations, prompts, runs
+from nightloop.store import cache, challengers, conversations, prompts, runs
 from nightloop.store.cache import CacheRepo
+from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 
-__all__ = ["CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = ["CacheRepo", "ChallengerRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations]
+MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, challengers.migrations]
 
 
 class Store:
@@ -30,6 +31,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.challengers = ChallengerRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)
