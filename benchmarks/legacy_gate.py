@@ -1,9 +1,11 @@
 """Today's gate, frozen: nightloop.gate as it was in main at 9330e60 (majority McNemar, Holm over K, per-case veto).
 
 Kept only so that ``benchmarks/gate_power.py`` can measure it beside the new gate in the same run; not product code.
-"""
-# Original module docstring follows.
-"""The gate: paired statistics, regression veto and a promotion decision with reasons.
+
+
+The original module docstring:
+
+The gate: paired statistics, regression veto and a promotion decision with reasons.
 
 What is judged
   Only holdout and regression cases (train cases shaped the candidate, so they cannot

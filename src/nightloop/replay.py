@@ -26,6 +26,7 @@ at most ``concurrency`` at a time, each result handed to ``on_result`` as it lan
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import random
@@ -423,6 +424,11 @@ class _Step(BaseModel):
     capped: bool = False
 
 
+def _paired_seed(seed: int, case_id: str, repeat: int) -> int:
+    """One sampling seed per (night seed, case, repeat), shared by the baseline and every candidate."""
+    return int(hashlib.sha256(f"{seed}|{case_id}|{repeat}".encode()).hexdigest()[:8], 16)
+
+
 async def _run_agent(
     agent: LLMClient,
     case: ReplayCase,
@@ -431,12 +437,17 @@ async def _run_agent(
     repeat: int,
     max_steps: int,
     tools: list[dict[str, Any]] | None,
+    seed: int | None = None,
 ) -> _Step:
-    """Call the agent, answering its tool calls from the recorded results, up to ``max_steps`` calls."""
+    """Call the agent, answering its tool calls from the recorded results, up to ``max_steps`` calls.
+
+    ``seed`` is the same for every arm on a (case, repeat): common random numbers where the provider
+    honours one (OpenAI's ``seed``; the simulator's draws), so the paired difference carries less noise.
+    """
     messages = [Message(role="system", content=system), *case.messages]
     total = _Step()
     for step in range(max_steps):
-        response = await agent.complete(messages, tools=tools, sample=repeat)
+        response = await agent.complete(messages, tools=tools, sample=repeat, seed=seed)
         usage = response.usage
         total.tokens += usage.tokens
         total.cost_usd += usage.cost_usd
@@ -516,7 +527,8 @@ async def run_replay(
             return EvalResult(**base, error=f"template: {system}", reason="the template does not render")
         try:
             specs = tools if tools is not None else _tool_specs(case)
-            step = await _run_agent(agent, case, system, repeat=repeat, max_steps=max_steps, tools=specs)
+            crn = _paired_seed(seed, case.id, repeat)
+            step = await _run_agent(agent, case, system, repeat=repeat, max_steps=max_steps, tools=specs, seed=crn)
         except BudgetExceeded:
             raise
         except Exception as exc:  # one call's fault must never abort the night
