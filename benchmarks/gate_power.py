@@ -20,7 +20,7 @@ per-case regression veto; every candidate on every case).
 Prints, per number of gated cases: false promotion over the null horizon, adoption of the -5 candidate over the
 horizon, power for +10 within 1 and within 3 nights, and the harm tests' fire rate on null and -5 challengers.
 
-Run: .venv/bin/python benchmarks/gate_power.py [--runs 100] [--seed 0] [--cases 45 100] [--workers 2]
+Run: .venv/bin/python benchmarks/gate_power.py [--runs 60] [--seed 0] [--cases 45 100] [--workers 2]
 """
 
 from __future__ import annotations
@@ -148,7 +148,9 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
             gated = [c for c in night.cases if c.split == "holdout"]
             true = shifted(night, effect)
             results = [r for cand in candidates for r in results_for(cand.id, train, true, rng)]
-            chosen = select_challenger(results, night.cases, [c.id for c in candidates], carried.prior.challenger_id)
+            chosen = select_challenger(
+                results, night.cases, [c.id for c in candidates], carried.prior.challenger_id, margin=config.min_effect
+            )
             results += results_for(BASELINE, gated, night.probability, rng)
             results += results_for(chosen.challenger_id, gated, true, rng)
             gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior)
@@ -219,7 +221,7 @@ def summarise(tallies: dict[str, list[Tally]]) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=100, help="Horizons per world and gate (default 100).")
+    parser.add_argument("--runs", type=int, default=60, help="Horizons per world and gate (default 60).")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the numpy seed sequence (default 0).")
     parser.add_argument("--cases", type=int, nargs="+", default=[45, 100], help="Gated cases per night (default 45 100).")
     parser.add_argument("--workers", type=int, default=2, help="Processes (default 2).")

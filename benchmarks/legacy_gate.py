@@ -20,7 +20,7 @@ Statistics
     test (``scipy.stats.binomtest``) that the cases flipping to pass outnumber those
     flipping to fail. ``permutation`` (a sign-flip test on the per-case pass-rate
     differences, seeded Monte Carlo) uses the repeats instead of collapsing them to a
-    majority and has more power; ``benchmarks/gate_null.py --test permutation`` measures it.
+    majority and has more power.
   - Holm's step-down correction across the night's K candidates gives ``p_adjusted``.
   - Effect: ``delta`` = candidate − baseline mean per-case pass rate, must reach ``min_effect``.
   - Interval: a paired Student-t interval (two-sided, level 1 − alpha) on the per-case

@@ -465,6 +465,13 @@ def test_a_held_challenger_is_dropped_when_beaten_on_train_or_after_its_nights()
     assert outcome.challenger_id == "new"
     assert "dropped — held since 2026-11-17, beaten on train cases by newer challenger new" in by_id["old"].reasons[-1]
     assert any("earlier challengers' 1 night(s) count towards the evidence" in r for r in by_id["new"].reasons)
+    close = {f"h-{i}": (0, {"old": 1, "new": 1}) for i in range(15)}  # new is better on train, by less than 0.05
+    cases, results = night(close)
+    for i in range(30):
+        cases.append(case(f"train-{i}", split="train"))
+        results += runs("old", f"train-{i}", 1) + runs("new", f"train-{i}", 2 if i == 0 else 1)
+    kept = gate_night(results, cases, ["new", "old"], GateConfig(), prior=prior)
+    assert kept.challenger_id == "old" and "not tonight's challenger" in kept.decisions[0].reasons[-1]
     weak = {f"w-{i}": (1, {"old": 1}) for i in range(12)}
     cases, results = night(weak)
     aged = Prior(challenger_id="old", own=Evidence(nights=4), era=Evidence(nights=4), since="2026-11-13")
@@ -473,9 +480,11 @@ def test_a_held_challenger_is_dropped_when_beaten_on_train_or_after_its_nights()
 
 
 def test_benchmark_prints_its_figures():
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_null.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_power.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--nights", "4", "--seed", "1"], capture_output=True, text=True, check=True
+        [sys.executable, str(script), "--runs", "1", "--cases", "12", "--workers", "1", "--seed", "1"],
+        capture_output=True, text=True, check=True, timeout=240,
     )
+    assert "today's gate" in done.stdout and "new gate, each night alone" in done.stdout
     last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"false_promotion=\d\.\d{3} power=\d\.\d{3}", last), done.stdout
+    assert re.fullmatch(r"cases=12: fp30=\d\.\d{3} worse30=\d\.\d{3} power1=\d\.\d{3} power3=\d\.\d{3}", last), done.stdout

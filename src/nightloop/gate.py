@@ -263,12 +263,18 @@ class Selection:
 
 
 def select_challenger(
-    results: Iterable[EvalResult], cases: Sequence[ReplayCase], candidate_ids: Sequence[str], held_id: str | None = None
+    results: Iterable[EvalResult],
+    cases: Sequence[ReplayCase],
+    candidate_ids: Sequence[str],
+    held_id: str | None = None,
+    margin: float = 0.0,
 ) -> Selection:
     """The candidate with the best mean pass rate on train cases; ties go to the held one, then to list order.
 
-    A candidate without train results ranks last; with no train results at all the first candidate
-    (the held one if any) is the challenger.
+    A newer candidate unseats the held one only when it is better on train by more than ``margin``
+    (the gate passes ``min_effect``): tonight's candidates were written from tonight's train failures,
+    so they have an edge there that says little about the gated cases. A candidate without train
+    results ranks last; with no train results at all the first candidate (the held one if any) wins.
     """
     order = ([held_id] if held_id in candidate_ids else []) + [c for c in candidate_ids if c != held_id]
     if not order:
@@ -280,7 +286,8 @@ def select_challenger(
         for cid in order
         if cid in arms and arms[cid].by_case
     }
-    challenger = max(order, key=lambda cid: (rates.get(cid, -1.0), -order.index(cid)))
+    bonus = {held_id: margin} if held_id in rates else {}
+    challenger = max(order, key=lambda cid: (rates.get(cid, -1.0) + bonus.get(cid, 0.0), -order.index(cid)))
     if len(order) == 1:
         reason = f"{challenger} is the only candidate tonight"
     elif not rates:
@@ -350,7 +357,7 @@ def gate_night(
     """
     prior = prior if prior is not None and config.evidence == "nights" else Prior()
     test = test if test is not None else get_paired_test(config.test)
-    selection = select_challenger(results, cases, candidate_ids, prior.challenger_id)
+    selection = select_challenger(results, cases, candidate_ids, prior.challenger_id, margin=config.min_effect)
     gated = {c.id: c for c in cases if is_gated(c)}
     arms, unknown = _group_by_arm(results, set(gated), {BASELINE, *candidate_ids}, {c.id for c in cases})
     decisions: dict[str, GateDecision] = {}

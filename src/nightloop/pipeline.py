@@ -444,7 +444,10 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         phases.append(replay(train, {c.id: c.template for c in candidates}))
     if not (phases and phases[0].budget_exhausted):
         results = night.store.runs.eval_results(night.run_id)
-        chosen = select_challenger(results, replay_set.cases, [c.id for c in candidates], carried.prior.challenger_id)
+        chosen = select_challenger(
+            results, replay_set.cases, [c.id for c in candidates], carried.prior.challenger_id,
+            margin=night.settings.gate.min_effect,
+        )
         gated = [c for c in replay_set.cases if not is_train(c)]
         phases.append(replay(gated, {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}))
     output = ReplayOutput(
