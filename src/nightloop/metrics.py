@@ -1,0 +1,350 @@
+"""Operations metrics: how often working prompt versions ship, how often they break, how fast they are restored.
+
+One home for the figures that `nightloop report` and the UI dashboard show, per prompt and overall, by ISO week
+(weeks start on Monday, UTC). Every figure says where it comes from (:data:`SOURCES`), and the definitions are:
+
+- **ship frequency**: promotions per week. A promotion is a move of ``production`` to a version it never pointed at
+  before, dated when the label moved (``label_history``).
+- **breakage rate**: promotions later rolled back ÷ promotions. A rollback is a move of ``production`` from a
+  version straight back to an older one (by `watch`, `prompts rollback` or the UI).
+- **time to restore**: from the first failing production conversation that ran the broken version (the first
+  evidence of the breakage) to the rollback.
+- **lead time**: from the earliest production conversation among the failures a promoted candidate addresses to the
+  moment that candidate reached ``production``.
+- **success by difficulty**: share of conversations with no detected failure, by ``metadata.difficulty``
+  (``outcome.difficulty`` when absent; ``unknown`` when neither is set), dated by the conversation's end.
+- **interventions per session**: ``user_correction`` failures per conversation.
+- **review latency / approval rate**: from a candidate entering the review queue to a person's decision; approvals
+  ÷ decisions. Promotions made by autonomy are not reviews and are left out.
+- **spend per night**: recorded USD per finished night (``runs.spent_usd``), by the night's logical date.
+- **failure rate by prompt version**: failed ÷ conversations per version and week, from the conversations'
+  ``prompt_version``.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from nightloop.store import Store
+
+__all__ = ["OVERALL", "SOURCES", "Operations", "VersionWeek", "WeekMetrics", "operations", "week_of"]
+
+OVERALL = "all prompts"
+AUTO_MARK = "autonomy: auto"
+
+SOURCES: dict[str, str] = {
+    "promotions": "label_history: production moved to a version it never pointed at before (dated by the move)",
+    "breakage_rate": "promotions whose version production later left straight for an older version (a rollback) ÷ promotions",
+    "time_to_restore_h": "rollback time − end of the first failing conversation that ran the broken version (hours, median)",
+    "lead_time_h": "promotion time − end of the earliest conversation among the failures the promoted candidate addresses (hours, median)",
+    "success_by_difficulty": "conversations with no detected failure ÷ conversations, by metadata.difficulty (outcome.difficulty, else 'unknown')",
+    "interventions_per_session": "user_correction failures ÷ conversations",
+    "review_latency_h": "review decision time − time the candidate entered the queue, human decisions only (hours, median)",
+    "approval_rate": "approved ÷ decided reviews (human decisions only)",
+    "spend_per_night_usd": "runs.spent_usd of finished nights ÷ nights, by the night's logical date",
+    "failure_rate_by_version": "conversations with a detected failure ÷ conversations, per prompt_version and week",
+}
+
+
+def week_of(day: date) -> date:
+    """The Monday starting the ISO week of ``day``."""
+    return day - timedelta(days=day.weekday())
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text[:10]) if text else None
+
+
+def _time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _hours(delta: timedelta) -> float:
+    return max(delta.total_seconds(), 0.0) / 3600
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+class WeekMetrics(BaseModel):
+    """One week (or the whole period, ``week=None``) of one prompt (or :data:`OVERALL`)."""
+
+    prompt: str
+    week: date | None = None
+    promotions: int = 0
+    breakages: int = 0
+    breakage_rate: float | None = None
+    time_to_restore_h: float | None = None
+    lead_time_h: float | None = None
+    conversations: int = 0
+    success_by_difficulty: dict[str, float] = Field(default_factory=dict)
+    conversations_by_difficulty: dict[str, int] = Field(default_factory=dict)
+    interventions_per_session: float | None = None
+    reviews_decided: int = 0
+    approvals: int = 0
+    approval_rate: float | None = None
+    review_latency_h: float | None = None
+    nights: int = 0
+    spend_usd: float = 0.0
+    spend_per_night_usd: float | None = None
+
+
+class VersionWeek(BaseModel):
+    prompt: str
+    version: int | None
+    week: date
+    conversations: int
+    failed: int
+    failure_rate: float
+
+
+class Operations(BaseModel):
+    """Everything the dashboard and the report show; ``store`` and ``generated_at`` say where and when."""
+
+    store: str
+    generated_at: datetime
+    prompt: str | None = None
+    totals: list[WeekMetrics] = Field(default_factory=list)
+    weeks: dict[str, list[WeekMetrics]] = Field(default_factory=dict)
+    versions: list[VersionWeek] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=lambda: dict(SOURCES))
+
+    def overall_weeks(self) -> list[WeekMetrics]:
+        return self.weeks.get(OVERALL, [])
+
+
+# --- the raw events, read once ---------------------------------------------------------------------------------
+
+
+class _Events:
+    """Per prompt: dated events, each a small tuple; folded into weeks by :func:`_fold`."""
+
+    def __init__(self) -> None:
+        self.promotions: list[tuple[str, datetime, int]] = []  # (prompt, when, version)
+        self.breakages: list[tuple[str, datetime, float | None]] = []  # (prompt, promotion time, restore hours)
+        self.lead_times: list[tuple[str, datetime, float]] = []
+        self.reviews: list[tuple[str, datetime, bool, float]] = []  # (prompt, decided, approved, latency hours)
+        self.nights: list[tuple[str, date, float]] = []
+        # (prompt, day, difficulty) -> [conversations, failed, corrections]
+        self.conversations: dict[tuple[str, date, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+        self.versions: dict[tuple[str, int | None, date], list[int]] = defaultdict(lambda: [0, 0])
+
+
+def _read_promotions(store: Store, prompt: str | None, events: _Events) -> None:
+    sql = "select name, from_version, to_version, moved_at from label_history where label = 'production'"
+    params: list[Any] = []
+    if prompt:
+        sql, params = sql + " and name = ?", [prompt]
+    moves_by_prompt: dict[str, list[tuple[int | None, int, datetime]]] = defaultdict(list)
+    for name, old, new, moved_at in store.db.execute(sql + " order by id", params).fetchall():
+        moves_by_prompt[name].append((old, new, _time(moved_at)))
+    approvals = _approved_reviews(store, prompt)
+    for name, moves in moves_by_prompt.items():
+        seen: set[int] = set()
+        open_promotions: dict[int, datetime] = {}
+        for old, new, when in moves:
+            if old is None:  # the first production version is where the record starts, not a promotion
+                seen.add(new)
+                continue
+            if new not in seen:
+                seen.add(new)
+                events.promotions.append((name, when, new))
+                open_promotions[new] = when
+                addressed_since = approvals.get((name, new))
+                if addressed_since is not None:
+                    events.lead_times.append((name, when, _hours(when - addressed_since)))
+            elif new < old and old in open_promotions:
+                promoted_at = open_promotions.pop(old)
+                first_failure = _first_failure_under(store, name, old)
+                restore = _hours(when - first_failure) if first_failure else None
+                events.breakages.append((name, promoted_at, restore))
+
+
+def _approved_reviews(store: Store, prompt: str | None) -> dict[tuple[str, int], datetime]:
+    """(prompt, promoted version) -> end of the earliest conversation among the failures its candidate addresses."""
+    from nightloop.models import ReviewItem
+
+    sql = "select item from review_queue where status = 'approved'"
+    params: list[Any] = []
+    if prompt:
+        sql, params = sql + " and prompt_name = ?", [prompt]
+    found: dict[tuple[str, int], datetime] = {}
+    for (raw,) in store.db.execute(sql, params).fetchall():
+        item = ReviewItem.model_validate_json(raw)
+        conversation_ids = sorted({f.split("#", 1)[0] for f in item.candidate.addresses} | {
+            f.split("#", 1)[0] for e in item.candidate.edits for f in e.addresses
+        })
+        if item.promoted_version is None or not conversation_ids:
+            continue
+        marks = ",".join("?" * len(conversation_ids))
+        (earliest,) = store.db.execute(
+            f"select min(ended_at) from conversations where id in ({marks})", conversation_ids
+        ).fetchone()
+        if earliest:
+            found[(item.prompt_name, item.promoted_version)] = _time(earliest)
+    return found
+
+
+def _first_failure_under(store: Store, prompt: str, version: int) -> datetime | None:
+    (first,) = store.db.execute(
+        "select min(c.ended_at) from conversations c where c.prompt_name = ? and c.prompt_version = ? "
+        "and exists (select 1 from failures f where f.conversation_id = c.id)",
+        [prompt, version],
+    ).fetchone()
+    return _time(first)
+
+
+def _read_reviews(store: Store, prompt: str | None, events: _Events) -> None:
+    sql = (
+        "select prompt_name, created_at, json_extract(item, '$.decided_at'), json_extract(item, '$.decided_by'), status "
+        "from review_queue where status in ('approved', 'rejected')"
+    )
+    params: list[Any] = []
+    if prompt:
+        sql, params = sql + " and prompt_name = ?", [prompt]
+    for name, created, decided, by, status in store.db.execute(sql, params).fetchall():
+        if not decided or (by and AUTO_MARK in by):
+            continue
+        decided_at = _time(decided)
+        events.reviews.append((name, decided_at, status == "approved", _hours(decided_at - _time(created))))
+
+
+def _read_nights(store: Store, prompt: str | None, events: _Events) -> None:
+    sql = "select prompt_name, logical_date, coalesce(spent_usd, 0) from runs where report is not null"
+    params: list[Any] = []
+    if prompt:
+        sql, params = sql + " and prompt_name = ?", [prompt]
+    for name, logical, spent in store.db.execute(sql, params).fetchall():
+        events.nights.append((name, date.fromisoformat(logical), float(spent)))
+
+
+def _read_conversations(store: Store, prompt: str | None, events: _Events) -> None:
+    where, params = ("where c.prompt_name = ?", [prompt]) if prompt else ("where c.prompt_name is not null", [])
+    sql = f"""
+        select c.prompt_name, c.prompt_version, substr(c.ended_at, 1, 10),
+               coalesce(json_extract(c.json, '$.metadata.difficulty'), json_extract(c.json, '$.outcome.difficulty'), 'unknown'),
+               count(*),
+               sum(exists (select 1 from failures f where f.conversation_id = c.id)),
+               sum((select count(*) from failures f where f.conversation_id = c.id and f.kind = 'user_correction'))
+        from conversations c {where}
+        group by 1, 2, 3, 4
+    """
+    for name, version, day_text, difficulty, total, failed, corrections in store.db.execute(sql, params).fetchall():
+        day = _day(day_text)
+        if day is None:
+            continue
+        bucket = events.conversations[(name, day, str(difficulty))]
+        bucket[0] += total
+        bucket[1] += failed
+        bucket[2] += corrections
+        per_version = events.versions[(name, version, week_of(day))]
+        per_version[0] += total
+        per_version[1] += failed
+
+
+# --- folding events into weeks ---------------------------------------------------------------------------------
+
+
+def _bucketed(events: _Events) -> dict[tuple[str, date], _Events]:
+    """The events split by (prompt, week)."""
+    buckets: dict[tuple[str, date], _Events] = defaultdict(_Events)
+    for e in events.promotions:
+        buckets[(e[0], week_of(e[1].date()))].promotions.append(e)
+    for e in events.breakages:
+        buckets[(e[0], week_of(e[1].date()))].breakages.append(e)
+    for e in events.lead_times:
+        buckets[(e[0], week_of(e[1].date()))].lead_times.append(e)
+    for e in events.reviews:
+        buckets[(e[0], week_of(e[1].date()))].reviews.append(e)
+    for e in events.nights:
+        buckets[(e[0], week_of(e[1]))].nights.append(e)
+    for key, counts in events.conversations.items():
+        buckets[(key[0], week_of(key[1]))].conversations[key] = counts
+    return buckets
+
+
+def _merged(parts: list[_Events]) -> _Events:
+    merged = _Events()
+    for part in parts:
+        merged.promotions += part.promotions
+        merged.breakages += part.breakages
+        merged.lead_times += part.lead_times
+        merged.reviews += part.reviews
+        merged.nights += part.nights
+        merged.conversations.update(part.conversations)
+    return merged
+
+
+def _fold(prompt: str, week: date | None, events: _Events) -> WeekMetrics:
+    """One :class:`WeekMetrics` of already-selected events."""
+    m = WeekMetrics(prompt=prompt, week=week)
+    m.promotions = len(events.promotions)
+    m.breakages = len(events.breakages)
+    m.breakage_rate = round(m.breakages / m.promotions, 4) if m.promotions else None
+    m.time_to_restore_h = _median([h for _, _, h in events.breakages if h is not None])
+    m.lead_time_h = _median([h for _, _, h in events.lead_times])
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for (_, _, difficulty), (total, failed, corrections) in events.conversations.items():
+        bucket = totals[difficulty]
+        bucket[0], bucket[1], bucket[2] = bucket[0] + total, bucket[1] + failed, bucket[2] + corrections
+    m.conversations = sum(t for t, _, _ in totals.values())
+    m.conversations_by_difficulty = {d: t for d, (t, _, _) in sorted(totals.items())}
+    m.success_by_difficulty = {d: round(1 - f / t, 4) for d, (t, f, _) in sorted(totals.items()) if t}
+    corrections = sum(c for _, _, c in totals.values())
+    m.interventions_per_session = round(corrections / m.conversations, 4) if m.conversations else None
+    m.reviews_decided = len(events.reviews)
+    m.approvals = sum(1 for _, _, approved, _ in events.reviews if approved)
+    m.approval_rate = round(m.approvals / m.reviews_decided, 4) if events.reviews else None
+    m.review_latency_h = _median([hours for _, _, _, hours in events.reviews])
+    spends = [spent for _, _, spent in events.nights]
+    m.nights = len(spends)
+    m.spend_usd = round(sum(spends), 6)
+    m.spend_per_night_usd = round(m.spend_usd / m.nights, 6) if spends else None
+    return m
+
+
+def operations(store: Store, prompt: str | None = None, *, now: datetime | None = None) -> Operations:
+    """The operations metrics of the store (or one prompt), per prompt and overall, by week and in total."""
+    events = _Events()
+    _read_promotions(store, prompt, events)
+    _read_reviews(store, prompt, events)
+    _read_nights(store, prompt, events)
+    _read_conversations(store, prompt, events)
+    buckets = _bucketed(events)
+    names = [prompt] if prompt else sorted({name for name, _ in buckets})
+    weeks = sorted({week for _, week in buckets})
+    by_prompt: dict[str, list[WeekMetrics]] = {}
+    totals = []
+    for name in names:
+        mine = [buckets.get((name, week), _Events()) for week in weeks]
+        by_prompt[name] = [_fold(name, week, part) for week, part in zip(weeks, mine, strict=True)]
+        totals.append(_fold(name, None, _merged(mine)))
+    by_prompt[OVERALL] = [
+        _fold(OVERALL, week, _merged([buckets[(n, week)] for n in names if (n, week) in buckets])) for week in weeks
+    ]
+    totals.append(_fold(OVERALL, None, events))
+    versions = [
+        VersionWeek(prompt=name, version=version, week=week, conversations=total, failed=failed,
+                    failure_rate=round(failed / total, 4))
+        for (name, version, week), (total, failed) in sorted(
+            events.versions.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1] is None, kv[0][1] or 0)
+        )
+        if total
+    ]
+    return Operations(
+        store=str(store.path) if store.path else ":memory:",
+        generated_at=now or datetime.now(UTC),
+        prompt=prompt,
+        totals=totals,
+        weeks=by_prompt,
+        versions=versions,
+    )
