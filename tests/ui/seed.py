@@ -24,6 +24,7 @@ from nightloop.store import Store
 
 PROMPT = "support_agent"
 OTHER = "billing_agent"
+FAQ = "faq_agent"
 #: Each one would set window.__pwned (or navigate) if a page let it run.
 SCRIPT = "<script>window.__pwned = 1</script>"
 IMG = '<img src="x" onerror="window.__pwned = 2">'
@@ -117,4 +118,13 @@ def seed(path: Path) -> dict[str, str]:
         store.runs.enqueue_review(stale)
         hand = store.prompts.create_version(OTHER, "You bill {{ shop }} customers politely.\n", created_by="carol")
         store.prompts.move_label(OTHER, "production", hand.version, expected_version=1, moved_by="carol", reason="hand edit")
-    return {"fresh": "rev-fresh", "stale": "rev-stale"}
+        # A third prompt with a candidate to reject.
+        faq = store.prompts.create_version(FAQ, "You answer {{ shop }} FAQs.\n", created_by="alice")
+        store.prompts.move_label(FAQ, "production", faq.version, expected_version=None, moved_by="alice")
+        store.runs.enqueue_review(ReviewItem(
+            id="rev-reject", run_id=f"{FAQ}:{(DAY + timedelta(days=1)).isoformat()}:test", prompt_name=FAQ,
+            candidate=Candidate(id="cand-r", prompt_name=FAQ, base_version=1, template="You answer {{ shop }} FAQs briefly.\n"),
+            decision=GateDecision(candidate_id="cand-r", verdict="promote", baseline_rate=0.5, candidate_rate=0.8, delta=0.3),
+            created_at=datetime.now(UTC),
+        ))
+    return {"fresh": "rev-fresh", "stale": "rev-stale", "reject": "rev-reject"}

@@ -46,7 +46,7 @@ CONTENT_SECURITY_POLICY = (
 _HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make browsers send `Origin: null` on our own forms
     "X-Frame-Options": "DENY",
     "Cache-Control": "no-store",
 }
