@@ -24,6 +24,7 @@ from nightloop.errors import NightloopError, NotFound, StaleCandidate
 from nightloop.store import Store
 from nightloop.store.prompts import PRODUCTION
 from nightloop.ui import security, views
+from nightloop.ui.filters import install_filters
 
 __all__ = ["UIConfig", "create_app"]
 
@@ -47,12 +48,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["v"] = lambda n: "—" if n is None else f"v{n}"
-    env.filters["when"] = lambda d: "—" if d is None else d.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    env.filters["rate"] = lambda x: "—" if x is None else f"{x:.2f}"
-    env.filters["pct"] = lambda x: "—" if x is None else f"{x:.1%}"
-    env.filters["num"] = lambda x, fmt="{:.3g}": "—" if x is None else fmt.format(x)
-    env.filters["q"] = lambda s: quote(str(s), safe="")
+    install_filters(env)
     return env
 
 
