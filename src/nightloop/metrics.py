@@ -39,6 +39,7 @@ AUTO_MARK = "autonomy: auto"
 
 SOURCES: dict[str, str] = {
     "promotions": "label_history: production moved to a version it never pointed at before (dated by the move)",
+    "promotions_per_week": "promotions ÷ ISO weeks from the first to the last week with any recorded activity",
     "breakage_rate": "promotions whose version production later left straight for an older version (a rollback) ÷ promotions",
     "time_to_restore_h": "rollback time − end of the first failing conversation that ran the broken version (hours, median)",
     "lead_time_h": "promotion time − end of the earliest conversation among the failures the promoted candidate addresses (hours, median)",
@@ -81,6 +82,8 @@ class WeekMetrics(BaseModel):
     prompt: str
     week: date | None = None
     promotions: int = 0
+    #: Ship frequency: promotions ÷ weeks in the period (in totals; a week's own row has ``promotions``).
+    promotions_per_week: float | None = None
     breakages: int = 0
     breakage_rate: float | None = None
     time_to_restore_h: float | None = None
@@ -312,6 +315,11 @@ def _fold(prompt: str, week: date | None, events: _Events) -> WeekMetrics:
     return m
 
 
+def _per_week(total: WeekMetrics, weeks: int) -> WeekMetrics:
+    total.promotions_per_week = round(total.promotions / weeks, 4) if weeks else None
+    return total
+
+
 def operations(store: Store, prompt: str | None = None, *, now: datetime | None = None) -> Operations:
     """The operations metrics of the store (or one prompt), per prompt and overall, by week and in total."""
     events = _Events()
@@ -327,11 +335,11 @@ def operations(store: Store, prompt: str | None = None, *, now: datetime | None 
     for name in names:
         mine = [buckets.get((name, week), _Events()) for week in weeks]
         by_prompt[name] = [_fold(name, week, part) for week, part in zip(weeks, mine, strict=True)]
-        totals.append(_fold(name, None, _merged(mine)))
+        totals.append(_per_week(_fold(name, None, _merged(mine)), len(weeks)))
     by_prompt[OVERALL] = [
         _fold(OVERALL, week, _merged([buckets[(n, week)] for n in names if (n, week) in buckets])) for week in weeks
     ]
-    totals.append(_fold(OVERALL, None, events))
+    totals.append(_per_week(_fold(OVERALL, None, events), len(weeks)))
     versions = [
         VersionWeek(prompt=name, version=version, week=week, conversations=total, failed=failed,
                     failure_rate=round(failed / total, 4))

@@ -44,13 +44,13 @@ def operations_markdown(ops: Operations) -> str:
         "",
         f"From {ops.store}, generated {ops.generated_at:%Y-%m-%d %H:%M} UTC.",
         "",
-        "| prompt | promotions | breakage rate | time to restore (h) | lead time (h) | success by difficulty "
+        "| prompt | promotions | per week | breakage rate | time to restore (h) | lead time (h) | success by difficulty "
         "| interventions / session | review latency (h) | approval rate | spend / night (USD) |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for m in ops.totals:
         lines.append(
-            f"| {m.prompt} | {m.promotions} | {_fmt(m.breakage_rate, '{:.0%}')} ({m.breakages}) | {_fmt(m.time_to_restore_h, '{:.1f}')} "
+            f"| {m.prompt} | {m.promotions} | {_fmt(m.promotions_per_week)} | {_fmt(m.breakage_rate, '{:.0%}')} ({m.breakages}) | {_fmt(m.time_to_restore_h, '{:.1f}')} "
             f"| {_fmt(m.lead_time_h, '{:.1f}')} | {_difficulty(m)} | {_fmt(m.interventions_per_session)} "
             f"| {_fmt(m.review_latency_h, '{:.1f}')} | {_fmt(m.approval_rate, '{:.0%}')} | {_fmt(m.spend_per_night_usd, '{:.4f}')} |"
         )

@@ -10,7 +10,7 @@ import pytest
 from ui.server import CHROMIUM, CHROMIUM_FLAGS, INSTALL_HINT
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     """A headless Chromium (the system one; nothing is downloaded). Skips, saying what to install, where absent."""
     try:

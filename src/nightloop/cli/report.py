@@ -50,7 +50,7 @@ def trend_table(trends: list[VersionTrend]) -> Table:
 def operations_table(ops) -> Table:
     """The operations metrics in total, per prompt and overall (``nightloop report``'s last table)."""
     table = Table(title=f"operations (from {ops.store}; `--operations --json` for every week and where each number comes from)")
-    for column in ("prompt", "promotions", "breakage", "restore h", "lead h", "success by difficulty", "interv./conv.",
+    for column in ("prompt", "promotions", "/week", "breakage", "restore h", "lead h", "success by difficulty", "interv./conv.",
                    "review h", "approved", "$/night"):
         table.add_column(column)
 
@@ -59,7 +59,7 @@ def operations_table(ops) -> Table:
 
     for m in ops.totals:
         table.add_row(
-            m.prompt, str(m.promotions), f"{fmt(m.breakage_rate, '{:.0%}')} ({m.breakages})", fmt(m.time_to_restore_h, "{:.1f}"),
+            m.prompt, str(m.promotions), fmt(m.promotions_per_week), f"{fmt(m.breakage_rate, '{:.0%}')} ({m.breakages})", fmt(m.time_to_restore_h, "{:.1f}"),
             fmt(m.lead_time_h, "{:.1f}"),
             ", ".join(f"{k} {v:.0%}" for k, v in m.success_by_difficulty.items()) or "—",
             fmt(m.interventions_per_session), fmt(m.review_latency_h, "{:.1f}"), fmt(m.approval_rate, "{:.0%}"),
