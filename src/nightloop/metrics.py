@@ -26,13 +26,23 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from nightloop.store import Store
 
-__all__ = ["OVERALL", "SOURCES", "Operations", "VersionWeek", "WeekMetrics", "operations", "week_of"]
+__all__ = [
+    "OVERALL",
+    "SOURCES",
+    "Operations",
+    "ProductionMove",
+    "VersionWeek",
+    "WeekMetrics",
+    "operations",
+    "production_moves",
+    "week_of",
+]
 
 OVERALL = "all prompts"
 AUTO_MARK = "autonomy: auto"
@@ -142,34 +152,58 @@ class _Events:
         self.versions: dict[tuple[str, int | None, date], list[int]] = defaultdict(lambda: [0, 0])
 
 
-def _read_promotions(store: Store, prompt: str | None, events: _Events) -> None:
-    sql = "select name, from_version, to_version, moved_at from label_history where label = 'production'"
+class ProductionMove(BaseModel):
+    """A move of ``production``, classified: ``start`` (first set), ``promotion``, ``rollback`` or ``other``."""
+
+    prompt: str
+    kind: Literal["start", "promotion", "rollback", "other"]
+    from_version: int | None
+    to_version: int
+    at: datetime
+    by: str
+
+
+def production_moves(store: Store, prompt: str | None = None) -> list[ProductionMove]:
+    """Every move of ``production`` (of one prompt or all), oldest first, with what kind of move it was.
+
+    A promotion moves production to a version it never pointed at before; a rollback moves it from a version
+    straight back to an older one. The one definition both these metrics and earned autonomy use.
+    """
+    sql = "select name, from_version, to_version, moved_at, moved_by from label_history where label = 'production'"
     params: list[Any] = []
     if prompt:
         sql, params = sql + " and name = ?", [prompt]
-    moves_by_prompt: dict[str, list[tuple[int | None, int, datetime]]] = defaultdict(list)
-    for name, old, new, moved_at in store.db.execute(sql + " order by id", params).fetchall():
-        moves_by_prompt[name].append((old, new, _time(moved_at)))
+    seen: dict[str, set[int]] = defaultdict(set)
+    moves = []
+    for name, old, new, moved_at, by in store.db.execute(sql + " order by id", params).fetchall():
+        if old is None:
+            kind = "start"
+        elif new not in seen[name]:
+            kind = "promotion"
+        elif new < old:
+            kind = "rollback"
+        else:
+            kind = "other"
+        seen[name].add(new)
+        moves.append(ProductionMove(prompt=name, kind=kind, from_version=old, to_version=new, at=_time(moved_at), by=by))
+    return moves
+
+
+def _read_promotions(store: Store, prompt: str | None, events: _Events) -> None:
     approvals = _approved_reviews(store, prompt)
-    for name, moves in moves_by_prompt.items():
-        seen: set[int] = set()
-        open_promotions: dict[int, datetime] = {}
-        for old, new, when in moves:
-            if old is None:  # the first production version is where the record starts, not a promotion
-                seen.add(new)
-                continue
-            if new not in seen:
-                seen.add(new)
-                events.promotions.append((name, when, new))
-                open_promotions[new] = when
-                addressed_since = approvals.get((name, new))
-                if addressed_since is not None:
-                    events.lead_times.append((name, when, _hours(when - addressed_since)))
-            elif new < old and old in open_promotions:
-                promoted_at = open_promotions.pop(old)
-                first_failure = _first_failure_under(store, name, old)
-                restore = _hours(when - first_failure) if first_failure else None
-                events.breakages.append((name, promoted_at, restore))
+    open_promotions: dict[tuple[str, int], datetime] = {}
+    for move in production_moves(store, prompt):
+        if move.kind == "promotion":
+            events.promotions.append((move.prompt, move.at, move.to_version))
+            open_promotions[(move.prompt, move.to_version)] = move.at
+            addressed_since = approvals.get((move.prompt, move.to_version))
+            if addressed_since is not None:
+                events.lead_times.append((move.prompt, move.at, _hours(move.at - addressed_since)))
+        elif move.kind == "rollback" and (move.prompt, move.from_version) in open_promotions:
+            promoted_at = open_promotions.pop((move.prompt, move.from_version))
+            first_failure = _first_failure_under(store, move.prompt, move.from_version)
+            restore = _hours(move.at - first_failure) if first_failure else None
+            events.breakages.append((move.prompt, promoted_at, restore))
 
 
 def _approved_reviews(store: Store, prompt: str | None) -> dict[tuple[str, int], datetime]:

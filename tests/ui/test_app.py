@@ -99,6 +99,8 @@ def test_rollback_from_the_prompt_page(db: Path) -> None:
     with Store(db) as store:
         assert store.prompts.label_version(OTHER, "production") == 1
         assert store.prompts.label_history(OTHER, "production")[-1].moved_by == "bob"
+        dropped = store.autonomy.events(OTHER)[-1]  # a rollback is a breakage: review → propose, on record
+        assert (dropped.kind, dropped.from_level, dropped.to_level, dropped.actor) == ("breakage", "review", "propose", "bob")
 
 
 def test_word_diff_marks_the_changed_words_only() -> None:

@@ -146,8 +146,13 @@ def register(app: typer.Typer) -> None:
         """Approve: create the new version and move `production` to it (refused if production moved meanwhile)."""
         from nightloop.review import approve as approve_item
 
-        with open_store(settings_from(db, config)) as store:
-            version = _or_fail(lambda: approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
+        settings = settings_from(db, config)
+        with open_store(settings) as store:
+            version = _or_fail(
+                lambda: approve_item(
+                    store, item_id, reviewer=_reviewer(reviewer), comment=comment, autonomy=settings.autonomy
+                )
+            )
         console.print(f"Approved: {version.name} v{version.version} is now production (parent v{version.parent}).")
 
     @review_app.command("reject")

@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
         settings = settings_from(db, config)
         try:
             check_bind(host, token)
-            app = create_app(UIConfig(settings.db, token=token, reviewer=current_user(reviewer)))
+            app = create_app(
+                UIConfig(settings.db, token=token, reviewer=current_user(reviewer), autonomy=settings.autonomy)
+            )
         except NightloopError as exc:
             fail(str(exc))
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))

@@ -20,6 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from nightloop.autonomy import after_breakage, current_level, trust_record
+from nightloop.config import AutonomyConfig
 from nightloop.errors import NightloopError, NotFound, StaleCandidate
 from nightloop.store import Store
 from nightloop.store.prompts import PRODUCTION
@@ -32,12 +34,15 @@ HERE = Path(__file__).parent
 
 
 class UIConfig:
-    """What the app needs: the store path, the token (None on loopback) and the default reviewer name."""
+    """What the app needs: the store path, the token (None on loopback), the default reviewer, the autonomy policy."""
 
-    def __init__(self, db: Path, *, token: str | None = None, reviewer: str = "reviewer") -> None:
+    def __init__(
+        self, db: Path, *, token: str | None = None, reviewer: str = "reviewer", autonomy: AutonomyConfig | None = None
+    ) -> None:
         self.db = Path(db)
         self.token = token
         self.reviewer = reviewer
+        self.autonomy = autonomy or AutonomyConfig()
 
 
 def _environment() -> jinja2.Environment:
@@ -123,7 +128,8 @@ def create_app(config: UIConfig) -> FastAPI:
         with store() as s:
             try:
                 version = approve_item(
-                    s, item_id, reviewer=form["reviewer"].strip(), comment=form.get("comment", "").strip() or None
+                    s, item_id, reviewer=form["reviewer"].strip(), comment=form.get("comment", "").strip() or None,
+                    autonomy=config.autonomy,
                 )
             except StaleCandidate as exc:
                 return page(request, "candidate.html", status_code=409, p=views.candidate_page(s, item_id), error=str(exc))
@@ -161,7 +167,7 @@ def create_app(config: UIConfig) -> FastAPI:
         with store() as s:
             rows = [
                 {"name": n, "production": s.prompts.label_version(n, PRODUCTION), "latest": s.prompts.label_version(n, "latest"),
-                 "autonomy": s.prompts.get_meta(n).autonomy}
+                 "autonomy": current_level(s, n, config.autonomy)}
                 for n in s.prompts.names()
             ]
             return page(request, "prompts.html", rows=rows)
@@ -169,7 +175,7 @@ def create_app(config: UIConfig) -> FastAPI:
     @app.get("/prompts/{name}", response_class=HTMLResponse)
     def prompt(request: Request, name: str) -> HTMLResponse:
         with store() as s:
-            return page(request, "prompt.html", p=views.prompt_page(s, name), error="")
+            return page(request, "prompt.html", p=views.prompt_page(s, name), trust=trust_record(s, name, config.autonomy), error="")
 
     @app.get("/prompts/{name}/diff", response_class=HTMLResponse)
     def diff(request: Request, name: str, a: int, b: int) -> HTMLResponse:
@@ -193,11 +199,15 @@ def create_app(config: UIConfig) -> FastAPI:
                         f"{name}@production moved to v{s.prompts.label_version(name, PRODUCTION)} since you loaded "
                         f"the page (it was v{expected}); look again before rolling back."
                     )
-                to = s.prompts.rollback(name, PRODUCTION, moved_by=who, reason=form.get("reason", "").strip() or "rollback from the UI")
+                reason = form.get("reason", "").strip() or "rollback from the UI"
+                with s.transaction():  # the rollback is a breakage: the prompt's autonomy drops with it
+                    to = s.prompts.rollback(name, PRODUCTION, moved_by=who, reason=reason)
+                    after_breakage(s, name, config.autonomy, actor=who, reason=f"{reason} (v{expected} → v{to})")
             except NotFound:
                 raise
             except NightloopError as exc:
-                return page(request, "prompt.html", status_code=409, p=views.prompt_page(s, name), error=str(exc))
+                return page(request, "prompt.html", status_code=409, p=views.prompt_page(s, name),
+                            trust=trust_record(s, name, config.autonomy), error=str(exc))
         return RedirectResponse(f"/prompts/{quote(name)}?notice={quote(f'Rolled back: production is v{to}.')}", 303)
 
     @app.get("/dashboard", response_class=HTMLResponse)

@@ -96,7 +96,6 @@ class PromptPage(BaseModel):
     versions: list[PromptVersion]
     labels: dict[str, int]
     moves: list[LabelMove]
-    autonomy: str
     can_roll_back: bool
 
 
@@ -224,7 +223,6 @@ def prompt_page(store: Store, name: str) -> PromptPage:
         versions=list(reversed(versions)),
         labels=store.prompts.labels(name),
         moves=list(reversed(moves)),
-        autonomy=store.prompts.get_meta(name).autonomy,
         can_roll_back=bool(production_moves and production_moves[-1].from_version is not None),
     )
 
