@@ -23,6 +23,7 @@ One home for the figures that `nightloop report` and the UI dashboard show, per 
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from nightloop.store import Store
+from nightloop.store.metrics import DIFFICULTY_SQL
 
 __all__ = [
     "OVERALL",
@@ -191,6 +193,7 @@ def production_moves(store: Store, prompt: str | None = None) -> list[Production
 
 def _read_promotions(store: Store, prompt: str | None, events: _Events) -> None:
     approvals = _approved_reviews(store, prompt)
+    first_failures = _first_failures(store, prompt)
     open_promotions: dict[tuple[str, int], datetime] = {}
     for move in production_moves(store, prompt):
         if move.kind == "promotion":
@@ -201,43 +204,54 @@ def _read_promotions(store: Store, prompt: str | None, events: _Events) -> None:
                 events.lead_times.append((move.prompt, move.at, _hours(move.at - addressed_since)))
         elif move.kind == "rollback" and (move.prompt, move.from_version) in open_promotions:
             promoted_at = open_promotions.pop((move.prompt, move.from_version))
-            first_failure = _first_failure_under(store, move.prompt, move.from_version)
+            first_failure = first_failures.get((move.prompt, move.from_version))
             restore = _hours(move.at - first_failure) if first_failure else None
             events.breakages.append((move.prompt, promoted_at, restore))
 
 
 def _approved_reviews(store: Store, prompt: str | None) -> dict[tuple[str, int], datetime]:
     """(prompt, promoted version) -> end of the earliest conversation among the failures its candidate addresses."""
-    from nightloop.models import ReviewItem
-
-    sql = "select item from review_queue where status = 'approved'"
+    sql = (
+        "select prompt_name, json_extract(item, '$.promoted_version'), json_extract(item, '$.candidate') "
+        "from review_queue where status = 'approved'"
+    )
     params: list[Any] = []
     if prompt:
         sql, params = sql + " and prompt_name = ?", [prompt]
-    found: dict[tuple[str, int], datetime] = {}
-    for (raw,) in store.db.execute(sql, params).fetchall():
-        item = ReviewItem.model_validate_json(raw)
-        conversation_ids = sorted({f.split("#", 1)[0] for f in item.candidate.addresses} | {
-            f.split("#", 1)[0] for e in item.candidate.edits for f in e.addresses
-        })
-        if item.promoted_version is None or not conversation_ids:
+    addressed: dict[tuple[str, int], set[str]] = {}
+    for name, version, candidate in store.db.execute(sql, params).fetchall():
+        if version is None:
             continue
-        marks = ",".join("?" * len(conversation_ids))
-        (earliest,) = store.db.execute(
-            f"select min(ended_at) from conversations where id in ({marks})", conversation_ids
-        ).fetchone()
-        if earliest:
-            found[(item.prompt_name, item.promoted_version)] = _time(earliest)
+        parsed = json.loads(candidate)
+        ids = list(parsed.get("addresses") or []) + [a for e in parsed.get("edits") or [] for a in e.get("addresses") or []]
+        if ids:
+            addressed[(name, version)] = {i.split("#", 1)[0] for i in ids}
+    wanted = sorted(set().union(*addressed.values())) if addressed else []
+    ended: dict[str, datetime] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = store.db.execute(
+            f"select id, ended_at from conversations where id in ({','.join('?' * len(chunk))})", chunk
+        ).fetchall()
+        ended.update((cid, _time(at)) for cid, at in rows if at)
+    found = {}
+    for key, ids in addressed.items():
+        times = [ended[i] for i in ids if i in ended]
+        if times:
+            found[key] = min(times)
     return found
 
 
-def _first_failure_under(store: Store, prompt: str, version: int) -> datetime | None:
-    (first,) = store.db.execute(
-        "select min(c.ended_at) from conversations c where c.prompt_name = ? and c.prompt_version = ? "
-        "and exists (select 1 from failures f where f.conversation_id = c.id)",
-        [prompt, version],
-    ).fetchone()
-    return _time(first)
+def _first_failures(store: Store, prompt: str | None) -> dict[tuple[str, int], datetime]:
+    """(prompt, version) -> end of the first conversation with a detected failure that ran that version."""
+    where, params = ("and c.prompt_name = ?", [prompt]) if prompt else ("", [])
+    rows = store.db.execute(
+        "select c.prompt_name, c.prompt_version, min(c.ended_at) from conversations c "
+        f"join (select distinct conversation_id from failures) f on f.conversation_id = c.id "
+        f"where c.prompt_version is not null {where} group by 1, 2",
+        params,
+    ).fetchall()
+    return {(name, version): _time(first) for name, version, first in rows if first}
 
 
 def _read_reviews(store: Store, prompt: str | None, events: _Events) -> None:
@@ -267,12 +281,12 @@ def _read_nights(store: Store, prompt: str | None, events: _Events) -> None:
 def _read_conversations(store: Store, prompt: str | None, events: _Events) -> None:
     where, params = ("where c.prompt_name = ?", [prompt]) if prompt else ("where c.prompt_name is not null", [])
     sql = f"""
-        select c.prompt_name, c.prompt_version, substr(c.ended_at, 1, 10),
-               coalesce(json_extract(c.json, '$.metadata.difficulty'), json_extract(c.json, '$.outcome.difficulty'), 'unknown'),
-               count(*),
-               sum(exists (select 1 from failures f where f.conversation_id = c.id)),
-               sum((select count(*) from failures f where f.conversation_id = c.id and f.kind = 'user_correction'))
-        from conversations c {where}
+        with per_conversation as (
+            select conversation_id, sum(kind = 'user_correction') as corrections from failures group by conversation_id
+        )
+        select c.prompt_name, c.prompt_version, substr(c.ended_at, 1, 10), {DIFFICULTY_SQL},
+               count(*), count(f.conversation_id), coalesce(sum(f.corrections), 0)
+        from conversations c left join per_conversation f on f.conversation_id = c.id {where}
         group by 1, 2, 3, 4
     """
     for name, version, day_text, difficulty, total, failed, corrections in store.db.execute(sql, params).fetchall():

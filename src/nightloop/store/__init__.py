@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, conversations, prompts, runs
+from nightloop.store import autonomy, cache, conversations, metrics, prompts, runs
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
@@ -18,7 +18,7 @@ from nightloop.store.runs import RunRepo
 
 __all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations]
+MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations]
 
 
 class Store:

@@ -63,6 +63,19 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
 
+def _fingerprint(db: Path) -> tuple[int, ...]:
+    """Changes with every committed write: the store file and its WAL, by size and modification time."""
+    parts: list[int] = []
+    for path in (db, db.with_name(db.name + "-wal")):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            parts += [0, 0]
+        else:
+            parts += [stat.st_mtime_ns, stat.st_size]
+    return tuple(parts)
+
+
 def create_app(config: UIConfig) -> FastAPI:
     """The ASGI app over one store file."""
     if not config.db.exists():
@@ -76,6 +89,7 @@ def create_app(config: UIConfig) -> FastAPI:
     from nightloop.ui.plots_cache import PlotCache
 
     plots = PlotCache()
+    figures: dict[tuple[str | None, tuple[int, ...]], Any] = {}  # the metrics, while the store file is unchanged
 
     @contextmanager
     def store() -> Iterator[Store]:
@@ -157,10 +171,10 @@ def create_app(config: UIConfig) -> FastAPI:
         return RedirectResponse(f"/review/{quote(item_id)}?notice={quote('Rejected; production stays as it is.')}", 303)
 
     @app.get("/history", response_class=HTMLResponse)
-    def history(request: Request, prompt: str | None = None) -> HTMLResponse:
+    def history(request: Request, prompt: str | None = None, nights: int = 60) -> HTMLResponse:
         with store() as s:
-            return page(request, "history.html", rows=views.history_rows(s, prompt or None), prompt=prompt or "",
-                        prompts=s.prompts.names())
+            rows = views.history_rows(s, prompt or None, last=nights if nights > 0 else None)
+            return page(request, "history.html", rows=rows, prompt=prompt or "", prompts=s.prompts.names(), nights=nights)
 
     @app.get("/prompts", response_class=HTMLResponse)
     def prompts(request: Request) -> HTMLResponse:
@@ -215,7 +229,12 @@ def create_app(config: UIConfig) -> FastAPI:
         from nightloop.metrics import operations
 
         with store() as s:
-            ops = operations(s, prompt or None)
+            key = (prompt or None, _fingerprint(config.db))
+            ops = figures.get(key)
+            if ops is None:
+                ops = figures[key] = operations(s, prompt or None)
+                while len(figures) > 64:
+                    figures.pop(next(iter(figures)))
             return page(request, "dashboard.html", ops=ops, plots=plots.svgs(ops), prompt=prompt or "",
                         prompts=s.prompts.names())
 

@@ -183,11 +183,14 @@ def _case_row(case_id: str, cases: dict[str, ReplayCase]) -> CaseRow:
     return CaseRow(case_id=case_id, origin=case.origin, split=case.split, request=request)
 
 
-def history_rows(store: Store, prompt: str | None = None) -> list[HistoryRow]:
-    """Every night's candidates with their verdicts, newest first, joined with the review decisions."""
+def history_rows(store: Store, prompt: str | None = None, last: int | None = None) -> list[HistoryRow]:
+    """Every night's candidates (of the ``last`` nights) with their verdicts, newest first, and the review decisions."""
     rows: list[HistoryRow] = []
-    for report in reversed(store.runs.reports(prompt)):
-        items = {i.candidate.id: i for i in store.runs.review_items_for_run(report.run_id)}
+    reviewed: dict[str, dict[str, ReviewItem]] = {}
+    for queued in store.runs.review_items(status=None, prompt_name=prompt):
+        reviewed.setdefault(queued.run_id, {})[queued.candidate.id] = queued
+    for report in reversed(store.runs.reports(prompt, last)):
+        items = reviewed.get(report.run_id, {})
         for decision in report.decisions:
             item = items.get(decision.candidate_id)
             if item is not None:
