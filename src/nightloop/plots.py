@@ -74,7 +74,7 @@ def _ship(ops: Operations, name: str) -> str:
         ax.bar(x, [w.promotions for w in weeks], width=0.8, color="#3a7d44", label="promotions")
         ax.bar(x, [w.breakages for w in weeks], width=0.8, color="#c0392b", label="rolled back")
         ax.set_ylabel("per week")
-        ax.legend(loc="upper left", frameon=False)
+        ax.legend(loc="upper left", frameon=True, framealpha=0.9)
     return _svg(figure)
 
 
