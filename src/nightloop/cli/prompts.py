@@ -60,6 +60,13 @@ def _store(db: Path | None, config: Path | None) -> Store:
         fail(str(exc))
 
 
+def _store_for(settings) -> Store:
+    try:
+        return open_store(settings)
+    except NightloopError as exc:
+        fail(str(exc))
+
+
 def _who(by: str | None) -> str:
     return current_user(by)
 
@@ -70,7 +77,7 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
     from nightloop.autonomy import current_level
 
     settings = settings_from(db, config)
-    with open_store(settings) as store:
+    with _store_for(settings) as store:
         repo = store.prompts
         rows = []
         for name in repo.names():
@@ -291,13 +298,14 @@ def rollback(
 ) -> None:
     """Move a label back to the version it pointed at before its last move."""
     settings = settings_from(db, config)
-    with open_store(settings) as store:
+    with _store_for(settings) as store:
         try:
-            before = store.prompts.label_version(name, label)
-            after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason)
+            with store.transaction():  # the move and the autonomy it costs land together
+                before = store.prompts.label_version(name, label)
+                after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason)
+                dropped = _rolled_back(store, settings, name, label, before, after, _who(by), reason)
         except NightloopError as exc:
             fail(str(exc))
-        dropped = _rolled_back(store, settings, name, label, before, after, _who(by), reason)
     console.print(f"{name}@{label}: rolled back {_v(before)} → v{after}")
     if dropped:
         console.print(f"autonomy of {name}: {dropped.from_level} → {dropped.to_level} ({dropped.reason})")
