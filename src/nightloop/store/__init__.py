@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, challengers, conversations, prompts, runs
+from nightloop.store import autonomy, cache, challengers, conversations, metrics, prompts, runs
+from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
@@ -16,9 +17,14 @@ from nightloop.store.db import open_db, transaction
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 
-__all__ = ["CacheRepo", "ChallengerRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = [
+    "AutonomyRepo", "CacheRepo", "ChallengerRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction",
+]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, challengers.migrations]
+MIGRATION_SETS = [
+    conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations,
+    metrics.migrations, challengers.migrations,
+]
 
 
 class Store:
@@ -31,6 +37,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.autonomy = AutonomyRepo(self.db)
         self.challengers = ChallengerRepo(self.db)
 
     def transaction(self):
