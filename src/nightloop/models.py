@@ -279,6 +279,8 @@ class EvalResult(_Model):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    #: Tool calls the recorded runner could not answer from the conversation's recording.
+    unrecorded_tool_calls: int = 0
 
 
 class GateDecision(_Model):

@@ -103,6 +103,7 @@ class ReplayOutput(BaseModel):
     results: int
     budget_exhausted: bool = False
     errors: int = 0
+    unrecorded_tool_calls: int = 0
 
 
 class GateOutput(BaseModel):
@@ -407,16 +408,20 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     previous = night.saved("replay", ReplayOutput)
     if previous is not None:
         return previous
-    from nightloop.replay import run_replay
+    from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
     templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
     done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
     total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
     night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
+    runner = make_runner(night.settings.replay.runner, night.clients.agent)
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
     outcome = _run_async(
         night,
-        run_replay(
+        run_closing(
+            runner,
             night.clients.agent,
             replay_set.cases,
             templates,
@@ -427,12 +432,15 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
             done=done,
             on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
             seed=night.settings.seed,
+            answer_rules=night.settings.classify,
+            other_prompts=other_prompts,
         )
     )
     output = ReplayOutput(
         results=len(done) + len(outcome.results),
         budget_exhausted=outcome.budget_exhausted,
         errors=outcome.errors,
+        unrecorded_tool_calls=outcome.unrecorded_tool_calls,
     )
     if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
         night.save("replay", output)
@@ -554,6 +562,12 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if not judged.candidates:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     replayed = run("replay", stage_replay, night, replay_set, judged)
+    if replayed.unrecorded_tool_calls:
+        notes.append(
+            f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
+            "production never used); the recorded runner answered them with an error or another recorded result. "
+            "Run your agent's own tools with [replay.runner] name = \"python\" or \"http\""
+        )
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
