@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from nightloop import pipeline
 from nightloop.config import RoleConfig, RunnerConfig, load_settings
@@ -88,7 +89,7 @@ def write_world(tmp_path: Path, runner_toml: str) -> tuple[Path, Path]:
     logs = production_logs(tmp_path / "logs.jsonl")
     config = tmp_path / "nightloop.toml"
     config.write_text(
-        f'db = "{tmp_path / "night.db"}"\nsources = ["{logs}"]\nseed = 1\n[judge]\ncandidates = 2\n'
+        f'sources = ["{logs}"]\nseed = 1\n[judge]\ncandidates = 2\n'
         f"[replay]\nrepeats = 2\nconcurrency = 8\n[replay.runner]\n{runner_toml}\n",
         encoding="utf-8",
     )
@@ -137,6 +138,15 @@ def assert_fix_promoted_and_break_rejected(report, results) -> None:
 def test_a_night_through_the_python_runner_promotes_the_fix_and_rejects_the_break(tmp_path: Path) -> None:
     report, results = run_world_night(tmp_path, 'name = "python"\ncallable = "shop_agent:respond"')
     assert_fix_promoted_and_break_rejected(report, results)
+    # The agent's own code reproduces every planted failure; the reviewer sees that rate.
+    assert report.reproduction.rate == 1.0 and report.reproduction.cases >= 20
+    assert not any(n.startswith("Replay does not match") for n in report.notes)
+    from nightloop.cli import app
+
+    shown = CliRunner().invoke(app, ["review", "show", report.review_id], env={"COLUMNS": "200"})  # NIGHTLOOP_DB
+    assert shown.exit_code == 0, shown.output
+    r = report.reproduction
+    assert f"replay reproduced {r.reproduced}/{r.cases} production failures (100%" in shown.output
 
 
 def test_a_night_through_the_http_runner_promotes_the_fix_and_rejects_the_break(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from nightloop.models import (
     JudgeResult,
     NightReport,
     ReplayCase,
+    Reproduction,
     ReviewItem,
 )
 from nightloop.store import Store
@@ -109,6 +110,7 @@ class ReplayOutput(BaseModel):
 class GateOutput(BaseModel):
     decisions: list[GateDecision] = Field(default_factory=list)
     winner: str | None = None
+    reproduction: Reproduction | None = None
 
 
 class ReviewOutput(BaseModel):
@@ -452,14 +454,20 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.gate import choose_winner, decide
+        from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
-        decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
+        reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
+        cases = gate_cases(replay_set.cases, reproduction)
+        decisions = decide(results, cases, [c.id for c in judged.candidates], night.settings.gate)
+        warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
+        for decision in decisions:
+            decision.reasons.extend([summary(reproduction), *([warning] if warning else [])])
         # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
         # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
         # watch rollbacks are remembered.
         winner = choose_winner(decisions)
-        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
+        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None, reproduction=reproduction)
 
     return _once(night, "gate", GateOutput, compute)
 
@@ -529,7 +537,17 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         tokens=ledger.tokens if ledger else 0,
         cost_usd=ledger.spent_usd if ledger else 0.0,
         notes=parts.get("notes", []),
+        reproduction=gated.reproduction if gated else None,
     )
+
+
+def _reproduction_notes(night: Night, gated: GateOutput) -> list[str]:
+    from nightloop.reproduction import mismatch_warning, summary
+
+    if gated.reproduction is None:
+        return []
+    warning = mismatch_warning(gated.reproduction, night.settings.replay.runner.name)
+    return [summary(gated.reproduction), *([warning] if warning else [])]
 
 
 def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -571,6 +589,7 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
+    notes.extend(_reproduction_notes(night, gated))
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)
     return "done"
