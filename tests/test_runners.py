@@ -77,7 +77,7 @@ class ScriptedJudge:
         return LLMResponse(text=output.model_dump_json(), parsed=output)
 
 
-def write_world(tmp_path: Path, runner_toml: str) -> tuple[Path, Path]:
+def write_world(tmp_path: Path, runner_toml: str, extra: str = "") -> tuple[Path, Path]:
     prompts = tmp_path / "prompts"
     prompts.mkdir()
     (prompts / f"{PROMPT}.j2").write_text(TEMPLATE + "\n", encoding="utf-8")
@@ -90,14 +90,15 @@ def write_world(tmp_path: Path, runner_toml: str) -> tuple[Path, Path]:
     config = tmp_path / "nightloop.toml"
     config.write_text(
         f'sources = ["{logs}"]\nseed = 1\n[judge]\ncandidates = 2\n'
-        f"[replay]\nrepeats = 2\nconcurrency = 8\n[replay.runner]\n{runner_toml}\n",
+        f"[replay]\nrepeats = 2\nconcurrency = 8\n{extra}[replay.runner]\n{runner_toml}\n",
         encoding="utf-8",
     )
     return config, prompts
 
 
-def run_world_night(tmp_path: Path, runner_toml: str):
-    config, prompts = write_world(tmp_path, runner_toml)
+def run_world_night(tmp_path: Path, runner_toml: str, extra: str = ""):
+    """A night over the shop world; ``extra`` is TOML put inside the [replay] table (e.g. ``scorers = [...]``)."""
+    config, prompts = write_world(tmp_path, runner_toml, extra)
     settings = load_settings(config)
     store = Store(settings.db)
     try:

@@ -175,6 +175,8 @@ class ReplayConfig(BaseModel):
     #: Other managed prompts the agent uses: their production versions are rendered and given to the runner
     #: with the prompt under test (whose candidate replaces it).
     prompts: list[str] = Field(default_factory=list)
+    #: Scorers for every prompt (names or ``{name, for, options…}``, built-in or plug-in), after a prompt's own.
+    scorers: list[Any] = Field(default_factory=list)
 
 
 class GateConfig(BaseModel):

@@ -430,7 +430,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
             repeats=night.settings.replay.repeats,
             concurrency=night.settings.replay.concurrency,
             scorer_client=night.clients.scorer,
-            declared_scorers=night.store.prompts.get_meta(night.prompt_name).scorers,
+            declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
             done=done,
             on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
             seed=night.settings.seed,
@@ -610,6 +610,9 @@ def run_night(
 
     ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
     """
+    from nightloop.plugins import check_config
+
+    check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
     own_store = store is None
     store = store or Store(settings.db)
     try:

@@ -26,7 +26,7 @@ from typing import Any
 
 from nightloop.errors import UnknownName
 
-__all__ = ["GROUPS", "check_names", "lookup", "registered"]
+__all__ = ["GROUPS", "check_config", "check_names", "lookup", "registered"]
 
 log = logging.getLogger(__name__)
 
@@ -94,3 +94,20 @@ def check_names(group: str, names: list[str] | tuple[str, ...], where: str) -> d
 def lookup(group: str, name: str, where: str | None = None) -> Any:
     """What ``name`` names in ``group``; an unknown name raises UnknownName listing the valid ones."""
     return check_names(group, [name], where or f"[{group}]")[name]
+
+
+def _scorer_name(entry: Any) -> str | None:
+    return entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
+
+
+def check_config(settings: Any) -> None:
+    """Every plug-in name the configuration selects is registered; raises UnknownName listing the valid ones.
+
+    Checked: ``[classify] detectors``, ``[replay] scorers`` and ``[replay.runner] name``.
+    """
+    if settings.classify.detectors is not None:
+        check_names("detectors", list(settings.classify.detectors), "[classify] detectors")
+    scorers = [name for entry in settings.replay.scorers if (name := _scorer_name(entry))]
+    if scorers:
+        check_names("scorers", scorers, "[replay] scorers")
+    check_names("runners", [settings.replay.runner.name], "[replay.runner] name")
