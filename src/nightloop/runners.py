@@ -352,4 +352,6 @@ async def run_closing(runner: AgentRunner, *args: Any, **options: Any) -> Any:
     try:
         return await run_replay(*args, runner=runner, **options)
     finally:
-        await runner.aclose()
+        close = getattr(runner, "aclose", None)  # a plug-in runner without connections may leave it out
+        if close is not None:
+            await close()
