@@ -27,7 +27,8 @@ PLUGIN = Path(__file__).resolve().parent / "plugin_pkg"
 
 
 def _installed() -> bool:
-    return any(p.name == "shouting" for p in entry_points(group="nightloop.detectors"))
+    names = {(p.group, p.name) for group in ("detectors", "scorers", "runners") for p in entry_points(group=f"nightloop.{group}")}
+    return {("nightloop.detectors", "shouting"), ("nightloop.scorers", "word_limit"), ("nightloop.runners", "canned")} <= names
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,6 +47,7 @@ def example_plugin() -> None:
 def test_the_registry_lists_built_ins_and_plug_ins() -> None:
     assert {"timeout", "wrong_output", "shouting"} <= set(registered("detectors"))
     assert {"reference", "rubric", "word_limit"} <= set(registered("scorers"))
+    assert list(registered("runners"))[:3] == ["recorded", "python", "http"] and "canned" in registered("runners")
     with pytest.raises(UnknownName) as raised:
         make_detectors(["timeout", "vibes"])
     assert "'vibes'" in str(raised.value) and "shouting" in str(raised.value) and "nightloop.detectors" in str(raised.value)
@@ -79,7 +81,7 @@ def test_unknown_names_in_nightloop_toml_list_the_registered_ones(tmp_path: Path
     with pytest.raises(UnknownName, match="valid scorers: .*word_limit"):
         check_config(load_settings())
     (tmp_path / "nightloop.toml").write_text('[replay.runner]\nname = "langgraph"\n', encoding="utf-8")
-    with pytest.raises(UnknownName, match="valid runners: http, python, recorded"):
+    with pytest.raises(UnknownName, match=r"valid runners: (canned, )?http, python, recorded"):
         check_config(load_settings())
 
 
@@ -100,3 +102,15 @@ def test_a_plug_in_scorer_chosen_in_nightloop_toml_scores_the_night(tmp_path: Pa
 def report_failed(tmp_path: Path) -> set[str]:
     with Store(load_settings().db) as store:
         return {f.conversation_id for f in store.conversations.failures()}
+
+
+async def test_a_plug_in_runner_answers_the_replay() -> None:
+    from nightloop.config import RunnerConfig
+    from nightloop.models import BASELINE, Message, ReplayCase
+    from nightloop.runners import make_runner, run_closing
+
+    runner = make_runner(RunnerConfig(name="canned", url="<solution> 12 </solution>"))
+    case = ReplayCase(id="c@1", prompt_name="p", messages=[Message(role="user", content="price?")],
+                      expectation=Expectation(kind="reference", value=12), origin="c#wrong_output@1")
+    outcome = await run_closing(runner, None, [case], {BASELINE: "sys"}, repeats=1, concurrency=1)
+    assert [r.passed for r in outcome.results] == [True]

@@ -205,7 +205,7 @@ async def test_one_failing_case_is_a_failed_result_and_the_others_still_run() ->
 
 
 def test_runner_names_and_callables_are_checked_with_the_fix() -> None:
-    with pytest.raises(UnknownName, match="valid runners: http, python, recorded"):
+    with pytest.raises(UnknownName, match=r"valid runners: (canned, )?http, python, recorded"):
         make_runner(RunnerConfig(name="langgraph"))
     with pytest.raises(ConfigError, match="package.module:function"):
         make_runner(RunnerConfig(name="python", callable="shop_agent"))

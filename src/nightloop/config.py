@@ -42,7 +42,8 @@ __all__ = [
     "load_settings",
 ]
 
-ProviderName = Literal["openai", "anthropic", "sim"]
+#: "openai", "anthropic", "sim", or a ``nightloop.providers`` plug-in's name (checked when a night starts).
+ProviderName = str
 
 
 class RoleConfig(BaseModel):

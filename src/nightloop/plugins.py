@@ -14,7 +14,8 @@ a prompt's declared scorers, ``[replay.runner] name``). What it points at is wha
 that group holds: a detector class (the :class:`~nightloop.classify.Detector` Protocol, built with no
 arguments), a scorer class (:class:`~nightloop.score.Scorer`, built with the declared options), a runner
 factory ``factory(runner_config, agent_client) -> AgentRunner`` (:mod:`nightloop.runners`), a source class
-or factory taking the source spec, a provider class taking the role config. A built-in name wins over a
+or factory taking the expanded paths (chosen with ``nightloop ingest --format NAME``), a provider factory
+``factory(role_config, seed) -> Provider`` (:mod:`nightloop.llm.base`; ``[llm.agent] provider = "NAME"``). A built-in name wins over a
 plug-in of the same name. An unknown name raises :class:`~nightloop.errors.UnknownName` (a ConfigError) listing the valid ones.
 """
 
@@ -54,9 +55,13 @@ def _builtins(group: str) -> dict[str, Any]:
 
         return dict(RUNNERS)
     if group == "providers":
-        return {name: name for name in ("openai", "anthropic", "sim")}
+        from nightloop.llm.client import PROVIDERS
+
+        return dict(PROVIDERS)
     if group == "sources":
-        return {name: name for name in ("jsonl", "openai_chat", "otel", "sqlite")}
+        from nightloop.sources import FORMATS
+
+        return dict(FORMATS)
     raise ValueError(f"unknown plug-in group {group!r}; groups: {', '.join(GROUPS)}")
 
 
@@ -74,7 +79,7 @@ def _plugins(group: str) -> dict[str, Any]:
 def registered(group: str) -> dict[str, Any]:
     """Every name of ``group`` (built-ins first, then plug-ins) -> what it names."""
     builtins = _builtins(group)
-    return {**{k: v for k, v in _plugins(group).items() if k not in builtins}, **builtins}
+    return {**builtins, **{k: v for k, v in _plugins(group).items() if k not in builtins}}
 
 
 def check_names(group: str, names: list[str] | tuple[str, ...], where: str) -> dict[str, Any]:
@@ -103,7 +108,7 @@ def _scorer_name(entry: Any) -> str | None:
 def check_config(settings: Any) -> None:
     """Every plug-in name the configuration selects is registered; raises UnknownName listing the valid ones.
 
-    Checked: ``[classify] detectors``, ``[replay] scorers`` and ``[replay.runner] name``.
+    Checked: ``[classify] detectors``, ``[replay] scorers``, ``[replay.runner] name`` and each role's provider.
     """
     if settings.classify.detectors is not None:
         check_names("detectors", list(settings.classify.detectors), "[classify] detectors")
@@ -111,3 +116,5 @@ def check_config(settings: Any) -> None:
     if scorers:
         check_names("scorers", scorers, "[replay] scorers")
     check_names("runners", [settings.replay.runner.name], "[replay.runner] name")
+    for role in ("judge", "agent", "scorer"):
+        check_names("providers", [getattr(settings.llm, role).provider], f"[llm.{role}] provider")

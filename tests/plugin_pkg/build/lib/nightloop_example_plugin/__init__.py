@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nightloop.models import Failure
+from nightloop.runners import AgentTurn
 from nightloop.score import ScoreResult
 
 
@@ -34,3 +35,19 @@ class WordLimitScorer:
         words = len(output.split())
         passed = 0 < words <= self.max_words
         return ScoreResult(score=float(passed), passed=passed, reason=f"word_limit: {words} words (limit {self.max_words})")
+
+
+class CannedRunner:
+    """A runner that answers every case with the text in ``[replay.runner] url`` (a stand-in for a real agent)."""
+
+    name = "canned"
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+
+    async def run(self, request) -> AgentTurn:
+        return AgentTurn(text=self.answer)
+
+
+def canned_runner(config, agent) -> CannedRunner:
+    return CannedRunner(config.url or "no answer configured")
