@@ -465,8 +465,8 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         cases = gate_cases(replay_set.cases, reproduction)
         decisions = decide(results, cases, [c.id for c in judged.candidates], night.settings.gate)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
-        for decision in decisions:
-            decision.reasons.extend([summary(reproduction), *([warning] if warning else [])])
+        for decision in decisions:  # context first: the verdict stays the last reason
+            decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
         # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
         # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
         # watch rollbacks are remembered.
