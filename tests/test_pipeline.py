@@ -132,8 +132,8 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert all(after[key] == result for key, result in saved_before.items())
     cases = pipeline.ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
     train = sum(1 for c in cases if is_train(c))
-    # Select, then test: every candidate on the train cases, then the baseline and the one challenger on the rest.
-    expected = (report.candidates * train + 2 * (len(cases) - train)) * settings.replay.repeats
+    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest.
+    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * settings.replay.repeats
     assert report.candidates > 1 and len(after) == expected
 
 

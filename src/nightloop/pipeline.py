@@ -32,6 +32,7 @@ from nightloop.models import (
     JudgeResult,
     NightReport,
     ReplayCase,
+    Reproduction,
     ReviewItem,
 )
 from nightloop.store import Store
@@ -103,6 +104,7 @@ class ReplayOutput(BaseModel):
     results: int
     budget_exhausted: bool = False
     errors: int = 0
+    unrecorded_tool_calls: int = 0
 
 
 class GateOutput(BaseModel):
@@ -111,6 +113,7 @@ class GateOutput(BaseModel):
     notes: list[str] = Field(default_factory=list)
     #: The challenger carried from an earlier night and tested again tonight (not among tonight's candidates).
     held: Candidate | None = None
+    reproduction: Reproduction | None = None
 
 
 class ReviewOutput(BaseModel):
@@ -415,7 +418,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
-    from nightloop.replay import run_replay
+    from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
     carried = _carried(night, replay_set)
@@ -423,21 +426,27 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     templates = {BASELINE: base.template, **{c.id: c.template for c in candidates}}
     done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
+    runner = make_runner(night.settings.replay.runner, night.clients.agent)
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
 
     def replay(cases: list[ReplayCase], arms: dict[str, str]):
         return _run_async(
             night,
-            run_replay(
+            run_closing(
+                runner,
                 night.clients.agent,
                 cases,
                 arms,
                 repeats=night.settings.replay.repeats,
                 concurrency=night.settings.replay.concurrency,
                 scorer_client=night.clients.scorer,
-                declared_scorers=night.store.prompts.get_meta(night.prompt_name).scorers,
+                declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
                 done=done,
                 on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
                 seed=night.settings.seed,
+                answer_rules=night.settings.classify,
+                other_prompts=other_prompts,
             ),
         )
 
@@ -445,7 +454,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     train = [c for c in replay_set.cases if is_train(c)]
     phases = []
     if len(candidates) > 1 and train:
-        phases.append(replay(train, {c.id: c.template for c in candidates}))
+        phases.append(replay(train, {BASELINE: base.template, **{c.id: c.template for c in candidates}}))
     if not (phases and phases[0].budget_exhausted):
         results = night.store.runs.eval_results(night.run_id)
         chosen = select_challenger(
@@ -458,6 +467,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         results=len(done) + sum(len(p.results) for p in phases),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
+        unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),
     )
     if not output.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
         night.save("replay", output)
@@ -470,16 +480,23 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
         from nightloop.gate import choose_winner, gate_night
+        from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
+        reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
+        cases = gate_cases(replay_set.cases, reproduction)
         carried = _carried(night, replay_set)
         candidates = _night_candidates(judged, carried)
-        gate = gate_night(results, replay_set.cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
+        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
+        warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
+        for decision in gate.decisions:  # context first: the verdict stays the last reason
+            decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
         # Gate rejections are not remembered as "rejected before": a good template rejected by chance one night
         # deserves another try. Reviewer rejections and watch rollbacks are remembered.
         winner = choose_winner(gate.decisions)
         output = GateOutput(
-            decisions=gate.decisions, winner=winner.candidate_id if winner else None, notes=carried.notes, held=carried.candidate
+            decisions=gate.decisions, winner=winner.candidate_id if winner else None, notes=carried.notes,
+            held=carried.candidate, reproduction=reproduction,
         )
         with night.store.transaction():  # tonight's evidence and the stage land together: a re-run never counts it twice
             record_night(
@@ -576,7 +593,17 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         tokens=ledger.tokens if ledger else 0,
         cost_usd=ledger.spent_usd if ledger else 0.0,
         notes=parts.get("notes", []),
+        reproduction=gated.reproduction if gated else None,
     )
+
+
+def _reproduction_notes(night: Night, gated: GateOutput) -> list[str]:
+    from nightloop.reproduction import mismatch_warning, summary
+
+    if gated.reproduction is None:
+        return []
+    warning = mismatch_warning(gated.reproduction, night.settings.replay.runner.name)
+    return [summary(gated.reproduction), *([warning] if warning else [])]
 
 
 def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -609,10 +636,17 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if not judged.candidates and _carried(night, replay_set).candidate is None:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     replayed = run("replay", stage_replay, night, replay_set, judged)
+    if replayed.unrecorded_tool_calls:
+        notes.append(
+            f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
+            "production never used); the recorded runner answered them with an error or another recorded result. "
+            "Run your agent's own tools with [replay.runner] name = \"python\" or \"http\""
+        )
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
     notes.extend(gated.notes)
+    notes.extend(_reproduction_notes(night, gated))
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)
     return "done"
@@ -633,6 +667,9 @@ def run_night(
 
     ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
     """
+    from nightloop.plugins import check_config
+
+    check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
     own_store = store is None
     store = store or Store(settings.db)
     try:
