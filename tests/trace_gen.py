@@ -92,9 +92,9 @@ def _providers(out: Path):
 def _conversation(tracer, conversation_id: str, **attributes):
     base = {
         "gen_ai.conversation.id": conversation_id,
-        "nightloop.prompt_name": "support",
+        "nightloop.prompt_name": "support_agent",
         "nightloop.prompt_version": 1,
-        "nightloop.variables": json.dumps({"shop": "Acme"}),
+        "nightloop.variables": json.dumps({"shop": "Acme", "channel": "web"}),
     }
     return tracer.start_as_current_span("conversation", attributes={**base, **attributes})
 
@@ -139,7 +139,7 @@ def run_scenarios(client, tracer) -> None:
             chat(messages, tools=TOOLS)
 
     with _conversation(tracer, "timeout"):
-        fake.push(Answer.slow(2.0))
+        fake.push(Answer.slow(0.6))
         try:
             chat([system, {"role": "user", "content": "Cancel order 7 please."}], timeout=0.3)
         except openai.APITimeoutError:
@@ -169,6 +169,9 @@ def main(library: str, mode: str, out_dir: str) -> None:
         run_scenarios(client, tracer_provider.get_tracer("support-agent"))
     tracer_provider.shutdown()
     logger_provider.shutdown()
+    for path in out.glob("*.jsonl"):
+        if path.stat().st_size == 0:
+            path.unlink()  # this library wrote no log events in this mode
 
 
 if __name__ == "__main__":
