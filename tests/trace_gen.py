@@ -38,6 +38,9 @@ MODES: dict[str, dict[str, dict[str, str]]] = {
     "openllmetry": {
         "attributes": {"TRACELOOP_TRACE_CONTENT": "true"},
         "events": {"TRACELOOP_TRACE_CONTENT": "true"},
+        # OpenLLMetry <= 0.54 (its default: indexed gen_ai.prompt.N.* attributes); run in a venv that has it,
+        # see tests/trace_data/openllmetry_0_54/README.md.
+        "indexed": {"TRACELOOP_TRACE_CONTENT": "true"},
     },
     "openinference": {"default": {}},
 }
@@ -63,7 +66,8 @@ def _instrument(library: str, mode: str, tracer_provider, logger_provider) -> No
     elif library == "openllmetry":
         from opentelemetry.instrumentation.openai import OpenAIInstrumentor
 
-        OpenAIInstrumentor(use_attributes=(mode == "attributes")).instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
+        instrumentor = OpenAIInstrumentor() if mode == "indexed" else OpenAIInstrumentor(use_attributes=(mode == "attributes"))
+        instrumentor.instrument(tracer_provider=tracer_provider, logger_provider=logger_provider)
     elif library == "openinference":
         from openinference.instrumentation.openai import OpenAIInstrumentor
 

@@ -76,16 +76,27 @@ class OtelSource:
             yield from guard_file(self._file_spans(path), str(path))
 
     def _file_spans(self, path: Path) -> Iterator[Span | Quarantined]:
+        seen = [0]
+        kept = 0
         for item in _read_exports(path):
             if isinstance(item, Quarantined):
                 yield item
                 continue
             try:
-                yield from list(export_spans(item, str(path)))
+                spans = list(export_spans(item, str(path), seen))
+                kept += len(spans)
+                yield from spans
             except RecursionError:
                 yield Quarantined(source=str(path), locator=str(path), reason=NESTED_TOO_DEEPLY)
             except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
                 yield Quarantined(source=str(path), locator=str(path), reason=f"unexpected OTLP structure: {exc!r}")
+        if seen[0] and not kept:
+            yield Quarantined(
+                source=str(path),
+                locator=str(path),
+                reason=f"OTLP spans without GenAI content: none of {seen[0]} span(s) has gen_ai.*, llm.* (OpenInference) or nightloop.* "
+                "attributes; instrument the model client (README, 'Traces')",
+            )
 
     def records(self) -> Iterator[Record]:
         spans: list[Span] = []
@@ -162,10 +173,14 @@ def _export_or_quarantine(document: Any, source: str, locator: str, raw: str) ->
         )
 
 
-def export_spans(export: dict[str, Any], source: str) -> Iterator[Span]:
-    """One OTLP JSON export (traces or logs) -> the spans and log events that may belong to a conversation."""
-    yield from _trace_spans(export.get("resourceSpans") or [], source)
-    yield from _log_spans(export.get("resourceLogs") or [], source)
+def export_spans(export: dict[str, Any], source: str, seen: list[int] | None = None) -> Iterator[Span]:
+    """One OTLP JSON export (traces or logs) -> the spans and log events that may belong to a conversation.
+
+    ``seen[0]`` counts every span and log record read, kept or not.
+    """
+    seen = [0] if seen is None else seen
+    yield from _trace_spans(export.get("resourceSpans") or [], source, seen)
+    yield from _log_spans(export.get("resourceLogs") or [], source, seen)
 
 
 def _resource(container: dict[str, Any]) -> dict[str, Any]:
@@ -191,7 +206,7 @@ def _events(span: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _trace_spans(resource_spans: list[Any], source: str) -> Iterator[Span]:
+def _trace_spans(resource_spans: list[Any], source: str, seen: list[int]) -> Iterator[Span]:
     for resource_block in resource_spans if isinstance(resource_spans, list) else []:
         if not isinstance(resource_block, dict):
             continue
@@ -200,6 +215,7 @@ def _trace_spans(resource_spans: list[Any], source: str) -> Iterator[Span]:
             for span in _items(scope, "spans"):
                 if not isinstance(span, dict):
                     continue
+                seen[0] += 1
                 attributes = _attributes(span.get("attributes"))
                 if not keep_span(attributes):
                     continue  # HTTP, DB and other spans of the same trace
@@ -220,7 +236,7 @@ def _trace_spans(resource_spans: list[Any], source: str) -> Iterator[Span]:
                 )
 
 
-def _log_spans(resource_logs: list[Any], source: str) -> Iterator[Span]:
+def _log_spans(resource_logs: list[Any], source: str, seen: list[int]) -> Iterator[Span]:
     """Log records tied to a span; their id is their content's hash, so a re-sent batch is recognised."""
     for resource_block in resource_logs if isinstance(resource_logs, list) else []:
         if not isinstance(resource_block, dict):
@@ -230,6 +246,7 @@ def _log_spans(resource_logs: list[Any], source: str) -> Iterator[Span]:
             for record in _items(scope, "logRecords"):
                 if not isinstance(record, dict):
                     continue
+                seen[0] += 1
                 attributes = _attributes(record.get("attributes"))
                 name = str(record.get("eventName") or attributes.get("event.name") or "")
                 if not (name.startswith("gen_ai.") or keep_span(attributes)):
