@@ -32,15 +32,7 @@ def real_data() -> Path:
     return SHARED_REAL
 
 
-#: (library, content mode) pairs whose spans the real instrumentation libraries write for the trace tests.
-TRACE_MODES = [
-    ("openai_v2", "span_only"),
-    ("openai_v2", "span_and_event"),
-    ("openai_v2", "event_only"),
-    ("openllmetry", "attributes"),
-    ("openllmetry", "events"),
-    ("openinference", "default"),
-]
+from trace_gen import TRACE_MODES  # noqa: E402 - beside this file
 
 
 def _trace_libraries_key(script: Path) -> str:

@@ -45,6 +45,16 @@ MODES: dict[str, dict[str, dict[str, str]]] = {
     "openinference": {"default": {}},
 }
 
+#: (library, content mode) pairs generated at test time (the session fixture ``real_traces`` in conftest.py).
+TRACE_MODES = [
+    ("openai_v2", "span_only"),
+    ("openai_v2", "span_and_event"),
+    ("openai_v2", "event_only"),
+    ("openllmetry", "attributes"),
+    ("openllmetry", "events"),
+    ("openinference", "default"),
+]
+
 SYSTEM = "You are the support assistant of {shop}. Quote prices in EUR."
 TOOLS = [
     {
