@@ -97,8 +97,22 @@ def _providers(out: Path):
 
     resource = Resource.create({"service.name": "support-agent"})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(out / "spans.jsonl")))
     logger_provider = LoggerProvider(resource=resource)
+    endpoint = os.environ.get("NIGHTLOOP_TEST_OTLP_ENDPOINT")
+    if endpoint:  # send to `nightloop collect` with the real OTLP/HTTP exporters instead of writing files
+        from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        if os.environ.get("NIGHTLOOP_TEST_OTLP_ENCODING") == "json":
+            from opentelemetry.exporter.otlp.json.http._log_exporter import OTLPLogExporter
+            from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
+        logger_provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{endpoint}/v1/logs")))
+        return tracer_provider, logger_provider
+    tracer_provider.add_span_processor(SimpleSpanProcessor(FileSpanExporter(out / "spans.jsonl")))
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(FileLogExporter(out / "logs.jsonl")))
     return tracer_provider, logger_provider
 

@@ -20,8 +20,9 @@ from nightloop.span_ingest import ingest_spans
 
 if TYPE_CHECKING:
     from nightloop.store import Store
+    from nightloop.store.conversations import OnBatch
 
-__all__ = ["Classifier", "ingest", "open_sources"]
+__all__ = ["Classifier", "classify_batch", "default_classifier", "ingest", "open_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,16 @@ def ingest(
     classify = classifier or default_classifier(classify_config or ClassifyConfig())
     records = chain.from_iterable(source.fetch(window, limit) for source in sources if source not in span_sources)
 
+    on_batch = classify_batch(store, classify, on_progress)
+    stats = store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
+    if span_sources:  # grouped across every span source of this ingest, and earlier ones (span_ingest.py)
+        ingest_spans(store, span_sources, stats, on_batch, window, limit)
+    return stats
+
+
+def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None) -> OnBatch:
+    """The callback each stored batch runs in its transaction: classify its new (or re-merged) conversations."""
+
     def on_batch(new: list[Conversation], stats: IngestStats) -> None:
         found = {conversation.id: _classify_safely(classify, conversation, stats) for conversation in new}
         store.conversations.save_failures_many(found)
@@ -72,10 +83,7 @@ def ingest(
         if on_progress is not None:
             _notify(on_progress, stats)
 
-    stats = store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
-    if span_sources:  # grouped across every span source of this ingest, and earlier ones (span_ingest.py)
-        ingest_spans(store, span_sources, stats, on_batch, window, limit)
-    return stats
+    return on_batch
 
 
 def _leaves(source: Source) -> list[Source]:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nightloop.store import Store
     from nightloop.store.conversations import OnBatch
 
-__all__ = ["ingest_spans", "remerge", "store_spans"]
+__all__ = ["ingest_span_items", "ingest_spans", "remerge", "store_spans"]
 
 SPAN_BATCH = 2000
 CONVERSATION_BATCH = 500
@@ -63,7 +63,18 @@ def ingest_spans(
     limit: int | None = None,
 ) -> IngestStats:
     """Spans of ``sources`` into the store; conversations they touch are (re-)merged and reclassified via ``on_batch``."""
-    items = (item for source in sources for item in source.spans())
+    return ingest_span_items(store, (item for source in sources for item in source.spans()), stats, on_batch, window, limit)
+
+
+def ingest_span_items(
+    store: Store,
+    items: Iterable[Span | Quarantined],
+    stats: IngestStats,
+    on_batch: OnBatch | None = None,
+    window: Window | None = None,
+    limit: int | None = None,
+) -> IngestStats:
+    """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store."""
     seen, changed = store_spans(store, items, stats)
     touched = store.spans.rekey(changed)
     stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)

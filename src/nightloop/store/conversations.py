@@ -301,6 +301,10 @@ class ConversationRepo:
             return self.db.conn.execute("select count(*) from conversations").fetchone()[0]
         return self.db.conn.execute("select count(*) from conversations where prompt_name = ?", [prompt_name]).fetchone()[0]
 
+    def count_without_prompt(self) -> int:
+        """Conversations that name no prompt (no night sees them)."""
+        return self.db.conn.execute("select count(*) from conversations where prompt_name is null").fetchone()[0]
+
     def prompt_names(self) -> list[str]:
         rows = self.db.conn.execute("select distinct prompt_name from conversations where prompt_name is not null order by prompt_name")
         return [row[0] for row in rows]
