@@ -82,6 +82,11 @@ def ingest_span_items(
     return stats
 
 
+def _in_chunks(store: Store, conversation_ids: list[str]) -> Iterable[tuple[str, list[Span]]]:
+    for start in range(0, len(conversation_ids), CONVERSATION_BATCH):
+        yield from store.spans.spans_of_many(conversation_ids[start : start + CONVERSATION_BATCH]).items()
+
+
 def remerge(
     store: Store,
     conversation_ids: Iterable[str],
@@ -95,8 +100,7 @@ def remerge(
     quarantined: list[Quarantined] = []
     gone: list[str] = []
     kept = 0
-    for conversation_id in conversation_ids:
-        spans = store.spans.spans_of(conversation_id)
+    for conversation_id, spans in _in_chunks(store, list(conversation_ids)):
         if not spans:
             gone.append(conversation_id)
             continue

@@ -17,9 +17,14 @@ from typing import Any
 from nightloop.models import Quarantined, canonical_json
 from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, excerpt, guard_file, select
 from nightloop.sources.genai_layouts import parts_to_messages
+from nightloop.sources.json_records import json_objects
 from nightloop.sources.spans import Span, keep_span, records_from_spans
 
 __all__ = ["OtelSource", "attribute_value", "export_spans", "parts_to_messages"]
+
+
+#: A first line longer than this is not sniffed as one export per line (the file is read as one document).
+MAX_FIRST_LINE = 64 * 1024 * 1024
 
 
 def attribute_value(value: Any) -> Any:
@@ -115,7 +120,10 @@ class OtelSource:
 
 
 def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
-    """The export objects of one file: a whole-file JSON document, or one per line."""
+    """The export objects of one file: one per line (streamed, so a big file is never held whole), or a whole-file document."""
+    if _first_line_is_an_export(path):
+        yield from _stream_exports(path)
+        return
     source = str(path)
     try:
         data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
@@ -154,6 +162,25 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
             yield from _export_or_quarantine(document, source, f"{source}:{number}", line)
         return
     yield from _export_or_quarantine(document, source, source, text)
+
+
+def _first_line_is_an_export(path: Path) -> bool:
+    try:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
+            first = handle.readline(MAX_FIRST_LINE).removeprefix(b"\xef\xbb\xbf")
+    except (OSError, EOFError):
+        return False
+    return first.lstrip().startswith(b'{"') and first.rstrip().endswith(b"}") and _parses(first.decode("utf-8", "replace"))
+
+
+def _stream_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
+    source = str(path)
+    for item in json_objects(path):
+        if isinstance(item, Quarantined):
+            yield item
+        else:
+            locator, document = item
+            yield from _export_or_quarantine(document, source, locator, json.dumps(document)[:200])
 
 
 def _parses(line: str) -> bool:

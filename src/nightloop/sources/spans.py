@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -76,7 +76,8 @@ class Span:
     body: Any = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"), default=str)
+        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}  # shallow: asdict deep-copies
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> Span:
@@ -153,19 +154,19 @@ def _comparable(message: dict[str, Any]) -> str:
     return canonical_json([message.get("role"), (message.get("content") or "").strip(), calls, message.get("tool_call_id") or ""])
 
 
-def _extend(merged: list[dict[str, Any]], incoming: list[dict[str, Any]]) -> None:
-    """Append what ``incoming`` adds: the longest tail of ``merged`` that ``incoming`` starts with is not repeated."""
+def _extend(merged: list[dict[str, Any]], have: list[str], incoming: list[dict[str, Any]]) -> None:
+    """Append what ``incoming`` adds: the longest tail of ``merged`` that ``incoming`` starts with is not repeated.
+
+    ``have`` holds the comparable form of each merged message (kept in step, so each message is keyed once).
+    """
     if not incoming:
         return
-    have = [_comparable(m) for m in merged]
     new = [_comparable(m) for m in incoming]
     if len(new) <= len(have) and have[: len(new)] == new:
         return  # a call that re-sends history already merged
-    for overlap in range(min(len(have), len(new)), 0, -1):
-        if have[len(have) - overlap :] == new[:overlap]:
-            merged.extend(incoming[overlap:])
-            return
-    merged.extend(incoming)
+    overlap = next((k for k in range(min(len(have), len(new)), 0, -1) if have[len(have) - k :] == new[:k]), 0)
+    merged.extend(incoming[overlap:])
+    have.extend(new[overlap:])
 
 
 def _link_tool_results(messages: list[dict[str, Any]]) -> None:
@@ -205,11 +206,12 @@ def merge_calls(calls: list[CallMessages]) -> list[dict[str, Any]]:
     """Model calls in time order -> one history; system prompts (which may be rendered per call) come first, once."""
     system: dict[str, Any] | None = None
     merged: list[dict[str, Any]] = []
+    have: list[str] = []
     for call in calls:
         for message in call.system + [m for m in call.inputs + call.outputs if m.get("role") == "system"]:
             system = system or message
-        _extend(merged, [m for m in call.inputs if m.get("role") != "system"])
-        _extend(merged, [m for m in call.outputs if m.get("role") != "system"])
+        _extend(merged, have, [m for m in call.inputs if m.get("role") != "system"])
+        _extend(merged, have, [m for m in call.outputs if m.get("role") != "system"])
     _link_tool_results(merged)
     return ([system] if system else []) + merged
 

@@ -56,16 +56,20 @@ class SpanRepo:
             for s in spans
         ]
         with transaction(self.db):
-            before = conn.total_changes
-            changed: set[str] = set()
-            for row in rows:
-                cursor = conn.execute(
-                    "insert or ignore into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json) values (?, ?, ?, ?, ?, ?)", row
+            stored = {
+                (trace, span)
+                for trace, span in conn.execute(
+                    "select trace_id, span_id from spans where trace_id in (select value from json_each(?))", [_ids_json({r[0] for r in rows})]
                 )
-                if cursor.rowcount:
-                    changed.add(row[0] or f"span:{row[1]}")
-            added = conn.total_changes - before
-        return changed, added
+            }
+            fresh: dict[tuple[str, str], tuple] = {}
+            for row in rows:
+                if (row[0], row[1]) not in stored:
+                    fresh.setdefault((row[0], row[1]), row)  # the first copy of a span re-sent within the batch wins
+            conn.executemany(
+                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json) values (?, ?, ?, ?, ?, ?)", list(fresh.values())
+            )
+        return {trace or f"span:{span}" for trace, span in fresh}, len(fresh)
 
     def conversations_of(self, traces: Iterable[str]) -> set[str]:
         """The conversations the spans of these traces belong to now."""
@@ -101,6 +105,17 @@ class SpanRepo:
                     [chunk],
                 )
         return touched | self.conversations_of(traces)
+
+    def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
+        """Spans of each conversation (one query for the lot), in time order."""
+        found: dict[str, list[Span]] = {cid: [] for cid in conversation_ids}
+        rows = self.db.conn.execute(
+            "select conversation_id, json from spans where conversation_id in (select value from json_each(?)) order by conversation_id, start_ns, span_id",
+            [_ids_json(conversation_ids)],
+        )
+        for conversation_id, text in rows:
+            found[conversation_id].append(Span.from_json(text))
+        return found
 
     def spans_of(self, conversation_id: str) -> list[Span]:
         rows = self.db.conn.execute("select json from spans where conversation_id = ? order by start_ns, span_id", [conversation_id])
