@@ -139,7 +139,7 @@ def group_spans(spans: list[Span]) -> dict[str, list[Span]]:
 # --- merging one conversation ---
 
 
-def _comparable(message: dict[str, Any]) -> str:
+def _comparable(message: dict[str, Any]) -> tuple:
     """What makes two messages the same turn (whitespace in tool arguments and ``None`` vs ``""`` do not)."""
     calls = []
     for call in message.get("tool_calls") or []:
@@ -151,10 +151,12 @@ def _comparable(message: dict[str, Any]) -> str:
             except ValueError:
                 pass
         calls.append((str(call.get("id") or ""), function.get("name"), canonical_json(arguments)))
-    return canonical_json([message.get("role"), (message.get("content") or "").strip(), calls, message.get("tool_call_id") or ""])
+    content = message.get("content")
+    text = content.strip() if isinstance(content, str) else "" if content is None else canonical_json(content)
+    return (message.get("role"), text, tuple(calls), message.get("tool_call_id") or "")
 
 
-def _extend(merged: list[dict[str, Any]], have: list[str], incoming: list[dict[str, Any]]) -> None:
+def _extend(merged: list[dict[str, Any]], have: list[tuple], incoming: list[dict[str, Any]]) -> None:
     """Append what ``incoming`` adds: the longest tail of ``merged`` that ``incoming`` starts with is not repeated.
 
     ``have`` holds the comparable form of each merged message (kept in step, so each message is keyed once).
@@ -206,7 +208,7 @@ def merge_calls(calls: list[CallMessages]) -> list[dict[str, Any]]:
     """Model calls in time order -> one history; system prompts (which may be rendered per call) come first, once."""
     system: dict[str, Any] | None = None
     merged: list[dict[str, Any]] = []
-    have: list[str] = []
+    have: list[tuple] = []
     for call in calls:
         for message in call.system + [m for m in call.inputs + call.outputs if m.get("role") == "system"]:
             system = system or message
