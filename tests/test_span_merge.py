@@ -124,3 +124,29 @@ def test_a_system_prompt_rendered_per_call_and_a_re_sent_span_do_not_repeat_the_
         ("system", "Now: 10:00:00. Context: doc A"), ("user", "Hi"), ("assistant", "Hello!"), ("user", "Price?"), ("assistant", "11 EUR"),
     ]
     assert conversation.metadata["input_tokens"] == 20  # each span counted once
+
+
+def test_evaluation_events_expected_answers_and_unnamed_prompts(tmp_path: Path) -> None:
+    """Feedback from a gen_ai.evaluation.result event, expected answers from nightloop.expected; adopt counts unnamed ones."""
+    from typer.testing import CliRunner
+
+    from nightloop.cli import app
+
+    graded = _span("g1", 1_700_000_000 * 10**9, "sys", [("user", "What is 6 x 7?")], "41", conversation="graded")
+    graded["attributes"].append({"key": "nightloop.expected", "value": {"stringValue": "42"}})
+    graded["events"] = [{"name": "gen_ai.evaluation.result", "timeUnixNano": "1", "attributes": [
+        {"key": "gen_ai.evaluation.name", "value": {"stringValue": "correctness"}},
+        {"key": "gen_ai.evaluation.score.value", "value": {"doubleValue": 0.0}},
+        {"key": "gen_ai.evaluation.explanation", "value": {"stringValue": "off by one"}}]}]
+    path = tmp_path / "graded.json"
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [graded]}]}]}))
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        ingest(store, [str(path)])
+        conversation = store.conversations.get("graded")
+        kinds = {f.kind for f in store.conversations.failures()}
+    assert conversation.outcome.expected == "42" and conversation.outcome.feedback.comment == "off by one"
+    assert conversation.outcome.feedback.score == 0.0 and "wrong_output" in kinds
+    result = CliRunner().invoke(app, ["prompts", "adopt", "--db", str(db)])
+    assert result.exit_code == 0
+    assert "1 stored conversation(s) have no prompt name" in result.output and "nightloop.prompt_name" in result.output
