@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, conversations, prompts, runs, spans
+from nightloop.store import autonomy, cache, conversations, metrics, prompts, runs, spans
+from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
@@ -16,9 +17,11 @@ from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 from nightloop.store.spans import SpanRepo
 
-__all__ = ["CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "SpanRepo", "Store", "open_db", "transaction"]
+__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "SpanRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, spans.migrations]
+MIGRATION_SETS = [
+    conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations, spans.migrations,
+]
 
 
 class Store:
@@ -31,6 +34,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.autonomy = AutonomyRepo(self.db)
         self.spans = SpanRepo(self.db)
 
     def transaction(self):
