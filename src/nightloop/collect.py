@@ -31,6 +31,8 @@ __all__ = ["DEFAULT_MAX_REQUEST_BYTES", "Collector", "CollectorStats", "make_ser
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+#: An oversized request up to this size is read (and dropped) before the 413; a bigger one just gets the connection closed.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 PATHS = {"/v1/traces": "traces", "/v1/logs": "logs"}
 PROTOBUF = "application/x-protobuf"
 INSTALL_HINT = "OTLP protobuf needs the OpenTelemetry protobuf package: pip install 'nightloop[otlp]'"
@@ -181,6 +183,10 @@ def _handler(collector: Collector) -> type[BaseHTTPRequestHandler]:
                 return
             size = int(length)
             if size > collector.max_request_bytes:
+                if size <= DRAIN_LIMIT_BYTES:  # read it away, so the client sees the 413 rather than a broken pipe
+                    left = size
+                    while left > 0 and (chunk := self.rfile.read(min(1 << 16, left))):
+                        left -= len(chunk)
                 self._reply(*collector._reject(413, f"request of {size} bytes is over the {collector.max_request_bytes}-byte cap"), close=True)
                 return
             body = self.rfile.read(size)
