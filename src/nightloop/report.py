@@ -41,6 +41,8 @@ class NightRow(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: "17/35 (49%)": production failures the baseline replay failed again; None when no replay ran.
+    reproduced: str | None = None
 
 
 class VersionTrend(BaseModel):
@@ -80,6 +82,7 @@ def _row(store: Store, report: NightReport) -> NightRow:
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
+        reproduced=_reproduced(report),
     )
 
 
@@ -89,6 +92,11 @@ def day_traffic(store: Store, prompt: str, night: date) -> tuple[int, int]:
     ids = [c.id for c in store.conversations.iter_conversations(prompt_name=prompt, since=end - timedelta(days=1), until=end)]
     failed = {f.conversation_id for f in store.conversations.failures(conversation_ids=ids)} if ids else set()
     return len(ids), len(failed)
+
+
+def _reproduced(report: NightReport) -> str | None:
+    r = report.reproduction
+    return None if r is None else f"{r.reproduced}/{r.cases} ({r.rate:.0%})"
 
 
 def night_rows(store: Store, *, last: int | None = None, prompt: str | None = None) -> list[NightRow]:
@@ -139,8 +147,8 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operation
         DENOMINATORS,
         "",
         "| date | prompt | window conv. | window fail rate | seen before | day conv. | day fail rate | failures (window) "
-        "| candidates | verdicts | promoted | cost (USD) |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|---:|",
+        "| reproduced | candidates | verdicts | promoted | cost (USD) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|",
     ]
     for r in rows:
         verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—"
@@ -148,7 +156,7 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operation
         lines.append(
             f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {r.seen_before} "
             f"| {r.day_conversations} | {day_rate(r)} | {_kinds(r.failures)} "
-            f"| {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
+            f"| {r.reproduced or '—'} | {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
         )
     if trends:
         lines += ["", "## Failure rate by prompt version", "", "| prompt | version | conversations | failure rate |", "|---|---|---:|---:|"]
@@ -172,10 +180,10 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | 
 
     nights = table(
         ["date", "prompt", "window conv.", "window fail rate", "seen before", "day conv.", "day fail rate",
-         "failures (window)", "candidates", "promoted", "cost (USD)"],
+         "failures (window)", "reproduced", "candidates", "promoted", "cost (USD)"],
         [
             [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", str(r.seen_before),
-             str(r.day_conversations), day_rate(r), _kinds(r.failures), str(r.candidates),
+             str(r.day_conversations), day_rate(r), _kinds(r.failures), r.reproduced or "—", str(r.candidates),
              f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"), f"{r.cost_usd:.4f}"]
             for r in rows
         ],

@@ -26,14 +26,14 @@ from nightloop.report import DENOMINATORS, NightRow, VersionTrend, day_rate, nig
 def nights_table(rows: list[NightRow]) -> Table:
     table = Table(title="nights", caption=DENOMINATORS)
     columns = ("date", "prompt", "status", "window: conv. fail", "seen before", "day: conv. fail", "failures (window)",
-               "cand.", "verdicts", "promoted", "cost $")
+               "reproduced", "cand.", "verdicts", "promoted", "cost $")
     for column in columns:
         table.add_column(column, no_wrap=column == "date")
     for r in rows:
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         table.add_row(
             r.date, r.prompt, r.status, f"{r.conversations} {r.failure_rate:.1%}", str(r.seen_before),
-            f"{r.day_conversations} {day_rate(r)}", failures_text(r.failures), str(r.candidates),
+            f"{r.day_conversations} {day_rate(r)}", failures_text(r.failures), r.reproduced or "—", str(r.candidates),
             ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
         )
     return table
@@ -117,5 +117,10 @@ def register(app: typer.Typer) -> None:
             console.print("No finished nights yet; run one with `nightloop run --no-prefect`.")
             return
         console.print(nights_table(rows))
+        from nightloop.reproduction import MISMATCH
+
+        for r in rows:
+            for note in (n for n in r.notes if n.startswith(MISMATCH)):
+                console.print(f"[yellow]{r.date} {r.prompt}:[/] {note}", highlight=False)
         console.print(trend_table(trends))
         console.print(operations_table(ops))
