@@ -113,7 +113,7 @@ def _progress() -> Progress:
 
 
 def _progress_text(stats: IngestStats) -> str:
-    return f"{stats.ingested} new · {stats.duplicates} duplicate · {stats.quarantined} quarantined"
+    return f"{stats.ingested} new · {stats.updated} updated · {stats.duplicates} duplicate · {stats.quarantined} quarantined"
 
 
 def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
@@ -122,6 +122,7 @@ def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
         print_json(
             {
                 "ingested": stats.ingested,
+                "updated": stats.updated,
                 "duplicates": stats.duplicates,
                 "quarantined": stats.quarantined,
                 "failures": stats.failures,
@@ -138,8 +139,9 @@ def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
     for error in stats.errors:
         err_console.print(f"warning: {error}", highlight=False, markup=False)
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.failures.items())) or "none"
+    updated = f"updated {stats.updated} (later spans re-merged), " if stats.updated else ""
     console.print(
-        f"ingested {stats.ingested}, duplicates {stats.duplicates}, quarantined {stats.quarantined}; "
+        f"ingested {stats.ingested}, {updated}duplicates {stats.duplicates}, quarantined {stats.quarantined}; "
         f"failures found: {kinds}",
         highlight=False,
     )

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, conversations, metrics, prompts, runs
+from nightloop.store import autonomy, cache, conversations, metrics, prompts, runs, spans
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
+from nightloop.store.spans import SpanRepo
 
-__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "SpanRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations]
+MIGRATION_SETS = [
+    conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations, spans.migrations,
+]
 
 
 class Store:
@@ -32,6 +35,7 @@ class Store:
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
         self.autonomy = AutonomyRepo(self.db)
+        self.spans = SpanRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)
