@@ -162,7 +162,10 @@ def _summary(store: Store, rows: list[dict], console: Console) -> None:
     first, last = rows[0]["failure_rate"], rows[-1]["failure_rate"]
     verdict = "lower" if last < first else "NOT lower"
     console.print(f"Failure rate night 1 → night {len(rows)}: {first:.1%} → {last:.1%} ({verdict}).")
-    console.print("Next: `nightloop report --db demo/nightloop.db`, `nightloop prompts history support_agent --db demo/nightloop.db`.")
+    console.print(
+        "Next: `nightloop report --db demo/nightloop.db`, `nightloop prompts versions support_agent --db demo/nightloop.db`, "
+        "`nightloop prompts history support_agent --db demo/nightloop.db`."
+    )
 
 
 def main(

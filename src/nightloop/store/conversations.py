@@ -375,6 +375,12 @@ class ConversationRepo:
         columns = ("conversation_id", "kind", "turn", "evidence", "detector", "confidence")
         return [Failure.model_validate(dict(zip(columns, row, strict=True))) for row in self.db.conn.execute(sql, params)]
 
+    def where_and_when(self, conversation_ids: Iterable[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """``(prompt_name, ended_at)`` of each of these conversations (those stored)."""
+        sql = "select id, prompt_name, ended_at from conversations where id in (select value from json_each(?))"
+        rows = self.db.conn.execute(sql, [json.dumps(list(conversation_ids))])
+        return {cid: (name, datetime.fromisoformat(ended) if ended else None) for cid, name, ended in rows}
+
     def failure_counts(self, prompt_name: str | None = None, since: datetime | None = None) -> dict[str, int]:
         """Failures per kind."""
         where, params = self._where(prompt_name=prompt_name, since=since)
