@@ -176,7 +176,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the nightly schedule on this machine with Prefect's serve (no work pool needed).
 
-        Needs a long-running Prefect server: start one with `prefect server start` and set PREFECT_API_URL.
+        Registers the deployment `nightly/nightly-serve` (the work pool's is `nightly/nightly`) and runs its
+        flow runs here until Ctrl-C. Needs a long-running Prefect server: start one with `prefect server start`
+        and set PREFECT_API_URL.
         """
         from prefect.settings import PREFECT_API_URL
 
@@ -186,10 +188,16 @@ def register(app: typer.Typer) -> None:
                 "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` and re-run "
                 "`nightloop serve`. (For one night without a server: `nightloop run --no-prefect`.)"
             )
-        from nightloop.flows import nightly
+        from nightloop.flows import SERVE_DEPLOYMENT, nightly
 
-        parameters = {"config_file": str(config)} if config else {}
+        # Absolute paths: the flow runs in a subprocess, and a user may start serve from anywhere.
+        parameters = {"config_file": str(config.resolve())} if config else {}
         if db:
             parameters["db"] = str(db.resolve())
-        console.print(f"Serving the nightly flow on cron [bold]{cron}[/] (UTC) against {PREFECT_API_URL.value()}; Ctrl-C stops.")
-        nightly.serve(name="nightly", cron=cron, parameters=parameters, pause_on_shutdown=False)
+        console.print(
+            f"Serving deployment [bold]nightly/{SERVE_DEPLOYMENT}[/] on cron [bold]{cron}[/] (UTC) against "
+            f"{PREFECT_API_URL.value()}; run one now with `prefect deployment run nightly/{SERVE_DEPLOYMENT}`. "
+            "Ctrl-C stops.",
+            highlight=False,
+        )
+        nightly.serve(name=SERVE_DEPLOYMENT, cron=cron, parameters=parameters, pause_on_shutdown=False)
