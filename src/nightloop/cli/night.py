@@ -180,6 +180,7 @@ def register(app: typer.Typer) -> None:
         flow runs here until Ctrl-C. Needs a long-running Prefect server: start one with `prefect server start`
         and set PREFECT_API_URL.
         """
+        settings_from(db, config)  # a config mistake is said now, not at 02:00
         from prefect.settings import PREFECT_API_URL
 
         if not PREFECT_API_URL.value():
