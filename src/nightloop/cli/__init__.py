@@ -23,7 +23,24 @@ app = typer.Typer(
 )
 
 # Each module defines register(app: typer.Typer) -> None.
-COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report"]
+COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "config"]
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"nightloop {version('nightloop')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+) -> None:
+    """Close the loop between an agent's production conversations and its prompts, every night."""
+
 
 for _name in COMMAND_MODULES:
     _module = importlib.import_module(f"nightloop.cli.{_name}")
