@@ -6,6 +6,7 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "LabelConflict",
+    "NightAlreadyRunning",
     "NightloopError",
     "NotFound",
     "ProviderError",
@@ -54,3 +55,7 @@ class StructuredOutputError(ProviderError):
 
 class BudgetExceeded(NightloopError):
     """The night's token/USD budget is spent; stages stop cleanly and keep what they have."""
+
+
+class NightAlreadyRunning(NightloopError):
+    """Another process holds the night lease for this prompt and store: a second night would race it."""

@@ -579,8 +579,10 @@ def run_night(
     """
     own_store = store is None
     store = store or Store(settings.db)
+    lease = None
     try:
         night = Night(settings, store, prompt_name, logical_date, progress=progress, _clients=clients)
+        lease = store.leases.hold(prompt_name, night.run_id)  # one running night per prompt and store
         status = store.runs.status(night.run_id)
         if status not in (None, "running", "failed", "budget_exhausted") and not force:
             report = store.runs.report(night.run_id)
@@ -613,6 +615,8 @@ def run_night(
         store.runs.finish(report)
         return report
     finally:
+        if lease is not None:
+            lease.release()
         if own_store:
             store.close()
 

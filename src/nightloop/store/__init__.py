@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, conversations, prompts, runs
+from nightloop.store import cache, conversations, leases, prompts, runs
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
+from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 
-__all__ = ["CacheRepo", "ConversationRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = ["CacheRepo", "ConversationRepo", "LeaseRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations]
+MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, leases.migrations]
 
 
 class Store:
@@ -30,6 +31,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.leases = LeaseRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)
