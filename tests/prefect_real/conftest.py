@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 
@@ -20,6 +21,10 @@ from real_prefect import (
 )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     """A fresh checkout with prompts and three simulated days ingested, and a running Prefect server for it."""
@@ -33,6 +38,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     api_url = f"http://127.0.0.1:{port}/api"
     env = user_env(base / "prefect-home", api_url, root)
     project = Project(root=root, elsewhere=elsewhere, env=env, api_url=api_url, processes=processes)
+    # A SIGTERM to pytest (a CI timeout) still runs the teardown below, which kills the server by pid.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         booted = time.monotonic()
         server = processes.start(
@@ -55,3 +62,4 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
         yield project
     finally:
         processes.stop_all()
+        signal.signal(signal.SIGTERM, previous)

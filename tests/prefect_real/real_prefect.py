@@ -10,6 +10,7 @@ on where the repository lives. Its flows import nightloop from the copy (PYTHONP
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ BIN = Path(sys.executable).parent
 README = (REPO / "README.md").read_text()
 SERVER_START_TIMEOUT_S = 120
 COMMAND_TIMEOUT_S = 150
+PR_SET_PDEATHSIG = 1
 
 # A small night keeps the group within its time: what these tests check is the scheduling, not the gate.
 SMALL_NIGHT_TOML = """\
@@ -56,6 +58,14 @@ def scheduling_section() -> str:
     return match.group(0)
 
 
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if pytest itself is killed (then no fixture teardown runs)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class Processes:
     """Long-running processes started by the tests; ``stop_all`` kills each by its process-group id."""
@@ -65,7 +75,10 @@ class Processes:
 
     def start(self, name: str, args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         self.started.append(proc)
         return proc
 
