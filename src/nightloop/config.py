@@ -92,6 +92,9 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 }
 
 
+NO_CAP = {"none", "off", "no", ""}
+
+
 class LLMConfig(_Section):
     # A subclass, not a default instance: setting only [llm.judge] model must keep the judge's larger max_tokens.
     judge: JudgeRoleConfig = Field(default_factory=JudgeRoleConfig)
@@ -100,6 +103,8 @@ class LLMConfig(_Section):
     #: USD per million tokens; ``[llm.prices."<model>"]`` entries add to (or override) the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache: bool = True
+    #: Replay conversations the simulator did not produce on a ``sim`` agent anyway (see ``nightloop.simulated``).
+    allow_sim_agent: bool = False
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -116,13 +121,22 @@ class LLMConfig(_Section):
 
 
 class BudgetConfig(_Section):
+    #: Per night. ``"none"`` means no USD cap (for local servers whose models have no price); tokens still count.
     max_usd: float | None = Field(default=5.0, ge=0.0)
     max_tokens: int | None = Field(default=None, ge=1)
 
+    @field_validator("max_usd", "max_tokens", mode="before")
+    @classmethod
+    def _none_means_no_cap(cls, value: Any) -> Any:
+        # TOML has no null: `max_usd = "none"` (or NIGHTLOOP_BUDGET__MAX_USD=none) switches the cap off.
+        if isinstance(value, str) and value.strip().lower() in NO_CAP:
+            return None
+        return value
+
 
 class ClassifyConfig(_Section):
-    max_latency_ms: float | None = Field(default=None, gt=0.0)
-    max_turns: int | None = Field(default=None, ge=1)
+    max_latency_ms: float | None = Field(default=None, ge=0.0)
+    max_turns: int | None = Field(default=None, ge=0)
     max_identical_tool_calls: int = Field(default=3, ge=2)
     answer_pattern: str | None = r"<solution>(.*?)</solution>"
     normalize: list[Literal["strip", "lower", "collapse_whitespace", "strip_punctuation"]] = Field(

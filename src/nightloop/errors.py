@@ -7,6 +7,7 @@ __all__ = [
     "ConfigError",
     "LabelConflict",
     "NightAlreadyRunning",
+    "NightInterrupted",
     "NightloopError",
     "NotFound",
     "ProviderError",
@@ -59,3 +60,8 @@ class BudgetExceeded(NightloopError):
 
 class NightAlreadyRunning(NightloopError):
     """Another process holds the night lease for this prompt and store: a second night would race it."""
+
+
+class NightInterrupted(BudgetExceeded):
+    """The user stopped the night (Ctrl-C). Handled like a spent budget: no new model call starts, the work
+    done is kept, and a re-run of the same command resumes."""

@@ -79,6 +79,10 @@ def night_markdown(store: Store, report: NightReport) -> str:
         f"Status **{report.status}** · {report.conversations} conversations · failure rate {report.failure_rate:.1%}",
         "",
     ]
+    if report.simulated:
+        from nightloop.simulated import simulated_label
+
+        lines += [f"> **{simulated_label(report.simulated)}**", ""]
     if report.decisions:
         lines += ["| candidate | verdict | baseline | candidate | delta | p (Holm) | regressions |", "|---|---|---:|---:|---:|---:|---|"]
         for d in report.decisions:

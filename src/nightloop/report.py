@@ -31,6 +31,8 @@ class NightRow(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: Roles that ran on the offline simulator: this night's verdicts and cost are simulated.
+    simulated: list[str] = Field(default_factory=list)
 
 
 class VersionTrend(BaseModel):
@@ -65,6 +67,7 @@ def _row(store: Store, report: NightReport) -> NightRow:
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
+        simulated=report.simulated,
     )
 
 

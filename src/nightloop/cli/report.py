@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nightloop.cli.common import (
@@ -20,6 +21,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_markdown, version_trend
+from nightloop.simulated import simulated_label
 
 
 def nights_table(rows: list[NightRow]) -> Table:
@@ -31,7 +33,8 @@ def nights_table(rows: list[NightRow]) -> Table:
         table.add_row(
             r.date, r.prompt, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
             failures_text(r.failures), str(r.candidates),
-            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
+            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted,
+            f"{r.cost_usd:.4f}" + (" simulated" if r.simulated else ""),
         )
     return table
 
@@ -81,4 +84,6 @@ def register(app: typer.Typer) -> None:
             console.print("No finished nights yet; run one with `nightloop run --no-prefect`.")
             return
         console.print(nights_table(rows))
+        for roles in sorted({tuple(r.simulated) for r in rows if r.simulated}):
+            console.print(f"[yellow]{escape(simulated_label(list(roles)))}[/]", highlight=False)
         console.print(trend_table(trends))
