@@ -321,6 +321,10 @@ def stage_watch(night: Night) -> WatchOutput:
             )
             night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
             night.store.runs.remember_rejected(night.prompt_name, current.sha256, "watch", "; ".join(verdict.reasons))
+            from nightloop.autonomy import after_breakage
+
+            after_breakage(night.store, night.prompt_name, night.settings.autonomy, actor=WATCH,
+                           reason=f"watch rolled v{production} back to v{current.parent}")
             night.save("watch", output)
         return output
 
@@ -493,7 +497,9 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             return ReviewOutput(action="nothing to review: no candidate passed the gate")
         candidate = next(c for c in judged.candidates if c.id == gated.winner)
         decision = next(d for d in gated.decisions if d.candidate_id == gated.winner)
-        autonomy = night.store.prompts.get_meta(night.prompt_name).autonomy
+        from nightloop.autonomy import AUTO_ACTOR, current_level
+
+        autonomy = current_level(night.store, night.prompt_name, night.settings.autonomy)
         if autonomy == "propose":
             return ReviewOutput(action="proposed only (autonomy: propose); see the night report")
         item = ReviewItem(
@@ -505,10 +511,12 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             created_at=datetime.now(UTC),
         )
         night.store.runs.enqueue_review(item)
-        if autonomy == "auto" and not night.store.runs.rollbacks(night.prompt_name):
+        if autonomy == "auto":  # earned (or allowed by a person), and lost again on a breakage: nightloop.autonomy
             from nightloop.review import approve
 
-            version = approve(night.store, item.id, reviewer="nightloop (autonomy: auto)", comment="auto-promoted")
+            version = approve(
+                night.store, item.id, reviewer=AUTO_ACTOR, comment="auto-promoted", autonomy=night.settings.autonomy
+            )
             return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=version.version)
         return ReviewOutput(action="waiting for review", review_id=item.id)
 

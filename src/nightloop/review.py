@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.text import Text
 
+from nightloop.config import AutonomyConfig
 from nightloop.errors import NightloopError, StaleCandidate
 from nightloop.models import PromptVersion, ReviewItem
 
@@ -72,12 +73,17 @@ def pending(store: Store, prompt_name: str | None = None) -> list[ReviewItem]:
     return store.runs.review_items("pending", prompt_name)
 
 
-def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = None) -> PromptVersion:
+def approve(
+    store: Store, item_id: str, *, reviewer: str, comment: str | None = None, autonomy: AutonomyConfig | None = None
+) -> PromptVersion:
     """Create the candidate's version and move ``production`` to it by compare-and-swap, in one transaction.
 
     Refused (nothing changes) when the item is not pending, or when ``production``
     moved since the candidate's base version (the candidate was made for another prompt).
+    The approval counts towards the prompt's earned autonomy (``autonomy``: the policy, default ``[autonomy]``).
     """
+    from nightloop.autonomy import after_promotion
+
     with store.transaction():
         item = store.runs.review_item(item_id)
         if item.status != "pending":
@@ -94,7 +100,8 @@ def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = 
                 f"Approving it would silently undo v{current}; reject it with "
                 f"`nightloop review reject {item.id} --comment stale` and let the next night propose against v{current}."
             )
-        version = store.prompts.create_version(
+        # A hand edit evaluated from a stored version (`nightloop eval --version N`) is that version, not a copy.
+        version = store.prompts.find_by_sha(name, item.candidate.sha256) or store.prompts.create_version(
             name,
             item.candidate.template,
             created_by=reviewer,
@@ -116,6 +123,7 @@ def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = 
             }
         )
         store.runs.update_review(decided)
+        after_promotion(store, name, autonomy or AutonomyConfig())
     return version
 
 

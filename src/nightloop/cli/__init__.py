@@ -24,7 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines register(app: typer.Typer) -> None.
-COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "config"]
+COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "evaluate", "ui", "trust", "config"]
 
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, conversations, leases, prompts, runs
+from nightloop.store import autonomy, cache, conversations, leases, metrics, prompts, runs
+from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
@@ -16,9 +17,17 @@ from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 
-__all__ = ["CacheRepo", "ConversationRepo", "LeaseRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "LeaseRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, leases.migrations]
+MIGRATION_SETS = [
+    conversations.migrations,
+    prompts.migrations,
+    cache.migrations,
+    runs.migrations,
+    autonomy.migrations,
+    metrics.migrations,
+    leases.migrations,
+]
 
 
 class Store:
@@ -32,6 +41,7 @@ class Store:
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
         self.leases = LeaseRepo(self.db)
+        self.autonomy = AutonomyRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)
