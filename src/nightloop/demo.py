@@ -67,7 +67,7 @@ def run_demo(
 def ui_hint(db: Path) -> str:
     """The demo's closing line: how to review and operate this store in the browser."""
     return (
-        f"Open it in the browser: `nightloop ui --db {db}`, then http://127.0.0.1:8765/ "
+        f"Open it in the browser: `{nightloop_command()} ui --db {db}`, then http://127.0.0.1:8765/ "
         "(review queue, history, /dashboard with the operations plots; Ctrl-C stops it)."
     )
 
