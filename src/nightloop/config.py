@@ -37,13 +37,15 @@ __all__ = [
     "ModelPrice",
     "ReplayConfig",
     "RoleConfig",
+    "RunnerConfig",
     "Settings",
     "WatchConfig",
     "config_path",
     "load_settings",
 ]
 
-ProviderName = Literal["openai", "anthropic", "sim"]
+#: "openai", "anthropic", "sim", or a ``nightloop.providers`` plug-in's name (checked when a night starts).
+ProviderName = str
 
 
 class _Section(BaseModel):
@@ -145,6 +147,8 @@ class ClassifyConfig(_Section):
     )
     negative_feedback_below: float = Field(default=0.5, ge=0.0, le=1.0)
     json_schema: dict[str, Any] | None = None
+    #: Detectors to run, by name (built-in or from a ``nightloop.detectors`` plug-in); unset: every built-in one.
+    detectors: list[str] | None = None
 
     @field_validator("answer_pattern")
     @classmethod
@@ -165,12 +169,37 @@ class JudgeConfig(_Section):
     max_failures_shown: int = Field(default=30, ge=1)
 
 
+class RunnerConfig(BaseModel):
+    """How replay runs the agent (``[replay.runner]``); see :mod:`nightloop.runners`."""
+
+    #: ``recorded`` (the agent model, tools answered from the recording), ``python``, ``http``, or a plug-in's name.
+    name: str = "recorded"
+    #: ``python``: the agent's entry point, ``"package.module:function"``.
+    callable: str | None = None
+    #: ``http``: the agent's endpoint; the case is POSTed to it as JSON.
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = 60.0
+    max_retries: int = 2
+    retry_backoff_s: float = 0.5
+    #: ``http``: requests in flight at once (``[replay] concurrency`` bounds all runners).
+    concurrency: int = 8
+    #: ``recorded``: agent calls per case before the answer is cut off.
+    max_steps: int = 6
+
+
 class ReplayConfig(_Section):
     repeats: int = Field(default=3, ge=1)
     concurrency: int = Field(default=16, ge=1, le=1024)
     holdout_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     regression_cases: int = Field(default=20, ge=0)
     max_failure_cases: int = Field(default=60, ge=1)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    #: Other managed prompts the agent uses: their production versions are rendered and given to the runner
+    #: with the prompt under test (whose candidate replaces it).
+    prompts: list[str] = Field(default_factory=list)
+    #: Scorers for every prompt (names or ``{name, for, options…}``, built-in or plug-in), after a prompt's own.
+    scorers: list[Any] = Field(default_factory=list)
 
 
 class GateConfig(_Section):

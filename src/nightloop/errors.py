@@ -16,6 +16,7 @@ __all__ = [
     "StoreUnavailable",
     "StructuredOutputError",
     "TemplateError",
+    "UnknownName",
 ]
 
 
@@ -70,3 +71,7 @@ class NightAlreadyRunning(NightloopError):
 class NightInterrupted(BudgetExceeded):
     """The user stopped the night (Ctrl-C). Handled like a spent budget: no new model call starts, the work
     done is kept, and a re-run of the same command resumes."""
+
+
+class UnknownName(ConfigError, ValueError):
+    """A detector, scorer, runner, source or provider name that nothing registers (the message lists the valid ones)."""

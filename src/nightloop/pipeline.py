@@ -33,6 +33,7 @@ from nightloop.models import (
     JudgeResult,
     NightReport,
     ReplayCase,
+    Reproduction,
     ReviewItem,
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
@@ -105,11 +106,13 @@ class ReplayOutput(BaseModel):
     results: int
     budget_exhausted: bool = False
     errors: int = 0
+    unrecorded_tool_calls: int = 0
 
 
 class GateOutput(BaseModel):
     decisions: list[GateDecision] = Field(default_factory=list)
     winner: str | None = None
+    reproduction: Reproduction | None = None
 
 
 class ReviewOutput(BaseModel):
@@ -436,32 +439,39 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     previous = night.saved("replay", ReplayOutput)
     if previous is not None:
         return previous
-    from nightloop.replay import run_replay
+    from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
     templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
     done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
     total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
     night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
+    runner = make_runner(night.settings.replay.runner, night.clients.agent)
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
     outcome = _run_async(
         night,
-        run_replay(
+        run_closing(
+            runner,
             night.clients.agent,
             replay_set.cases,
             templates,
             repeats=night.settings.replay.repeats,
             concurrency=night.settings.replay.concurrency,
             scorer_client=night.clients.scorer,
-            declared_scorers=night.store.prompts.get_meta(night.prompt_name).scorers,
+            declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
             done=done,
             on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
             seed=night.settings.seed,
+            answer_rules=night.settings.classify,
+            other_prompts=other_prompts,
         )
     )
     output = ReplayOutput(
         results=len(done) + len(outcome.results),
         budget_exhausted=outcome.budget_exhausted,
         errors=outcome.errors,
+        unrecorded_tool_calls=outcome.unrecorded_tool_calls,
     )
     if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
         night.save("replay", output)
@@ -473,14 +483,20 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.gate import choose_winner, decide
+        from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
-        decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
+        reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
+        cases = gate_cases(replay_set.cases, reproduction)
+        decisions = decide(results, cases, [c.id for c in judged.candidates], night.settings.gate)
+        warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
+        for decision in decisions:  # context first: the verdict stays the last reason
+            decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
         # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
         # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
         # watch rollbacks are remembered.
         winner = choose_winner(decisions)
-        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
+        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None, reproduction=reproduction)
 
     return _once(night, "gate", GateOutput, compute)
 
@@ -555,7 +571,17 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         cost_usd=ledger.spent_usd if ledger else 0.0,
         notes=parts.get("notes", []),
         simulated=simulated_roles(night.settings),
+        reproduction=gated.reproduction if gated else None,
     )
+
+
+def _reproduction_notes(night: Night, gated: GateOutput) -> list[str]:
+    from nightloop.reproduction import mismatch_warning, summary
+
+    if gated.reproduction is None:
+        return []
+    warning = mismatch_warning(gated.reproduction, night.settings.replay.runner.name)
+    return [summary(gated.reproduction), *([warning] if warning else [])]
 
 
 def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -603,9 +629,16 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if not judged.candidates:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     replayed = run("replay", stage_replay, night, replay_set, judged)
+    if replayed.unrecorded_tool_calls:
+        notes.append(
+            f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
+            "production never used); the recorded runner answered them with an error or another recorded result. "
+            "Run your agent's own tools with [replay.runner] name = \"python\" or \"http\""
+        )
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
+    notes.extend(_reproduction_notes(night, gated))
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)
     return "done"
@@ -629,6 +662,9 @@ def run_night(
     When ``stop`` is set (Ctrl-C), no new model call starts, calls in flight get ``ABANDON_AFTER_S`` to finish,
     no further stage runs, and the night ends ``interrupted`` with its spend recorded; a re-run resumes it.
     """
+    from nightloop.plugins import check_config
+
+    check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
     own_store = store is None
     store = store or Store(settings.db)
     lease = None

@@ -34,6 +34,8 @@ class NightRow(BaseModel):
     notes: list[str] = Field(default_factory=list)
     #: Roles that ran on the offline simulator: this night's verdicts and cost are simulated.
     simulated: list[str] = Field(default_factory=list)
+    #: "17/35 (49%)": production failures the baseline replay failed again; None when no replay ran.
+    reproduced: str | None = None
 
 
 class VersionTrend(BaseModel):
@@ -69,7 +71,13 @@ def _row(store: Store, report: NightReport) -> NightRow:
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
         simulated=report.simulated,
+        reproduced=_reproduced(report),
     )
+
+
+def _reproduced(report: NightReport) -> str | None:
+    r = report.reproduction
+    return None if r is None else f"{r.reproduced}/{r.cases} ({r.rate:.0%})"
 
 
 def night_rows(store: Store, *, last: int | None = None, prompt: str | None = None) -> list[NightRow]:
@@ -105,15 +113,15 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operation
     lines = [
         "# nightloop report",
         "",
-        "| date | prompt | conversations | failure rate | failures | candidates | verdicts | promoted | cost (USD) |",
-        "|---|---|---:|---:|---|---:|---|---|---:|",
+        "| date | prompt | conversations | failure rate | failures | reproduced | candidates | verdicts | promoted | cost (USD) |",
+        "|---|---|---:|---:|---|---:|---:|---|---|---:|",
     ]
     for r in rows:
         verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—"
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         lines.append(
             f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {_kinds(r.failures)} "
-            f"| {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
+            f"| {r.reproduced or '—'} | {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
         )
     if trends:
         lines += ["", "## Failure rate by prompt version", "", "| prompt | version | conversations | failure rate |", "|---|---|---:|---:|"]
@@ -136,9 +144,10 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | 
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
 
     nights = table(
-        ["date", "prompt", "conversations", "failure rate", "failures", "candidates", "promoted", "cost (USD)"],
+        ["date", "prompt", "conversations", "failure rate", "failures", "reproduced", "candidates", "promoted", "cost (USD)"],
         [
-            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), str(r.candidates),
+            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), r.reproduced or "—",
+             str(r.candidates),
              f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"), f"{r.cost_usd:.4f}"]
             for r in rows
         ],

@@ -113,3 +113,16 @@ def test_word_diff_marks_the_changed_words_only() -> None:
     assert [s.text for s in changed.new if s.changed] == ["warmly"]
     assert "".join(s.text for s in changed.new) == LONG_LINE.replace("politely", "warmly")
     assert rows[3].new[0].text == "Extra." and rows[3].old == []
+
+
+def test_the_dashboard_follows_a_decision(db: Path) -> None:
+    client = TestClient(create_app(UIConfig(db)))
+
+    def promotions() -> str:
+        page = client.get(f"/dashboard?prompt={PROMPT}").text
+        return re.search(r"<td>support_agent</td><td>(\d+)</td>", page).group(1)
+
+    assert promotions() == "0"
+    assert promotions() == "0"  # served from the cache
+    client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+    assert promotions() == "1"

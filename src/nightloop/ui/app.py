@@ -63,17 +63,13 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
 
-def _fingerprint(db: Path) -> tuple[int, ...]:
-    """Changes with every committed write: the store file and its WAL, by size and modification time."""
-    parts: list[int] = []
-    for path in (db, db.with_name(db.name + "-wal")):
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            parts += [0, 0]
-        else:
-            parts += [stat.st_mtime_ns, stat.st_size]
-    return tuple(parts)
+def _fingerprint(store: Store) -> tuple:
+    """Changes whenever anything the metrics read changes (a few indexed aggregates: milliseconds)."""
+    return store.db.execute(
+        "select (select max(rowid) from conversations), (select count(*) from failures), "
+        "(select max(id) from label_history), (select count(*) || ':' || sum(status = 'pending') from review_queue), "
+        "(select count(*) || ':' || max(finished_at) from runs)"
+    ).fetchone()
 
 
 def create_app(config: UIConfig) -> FastAPI:
@@ -89,7 +85,7 @@ def create_app(config: UIConfig) -> FastAPI:
     from nightloop.ui.plots_cache import PlotCache
 
     plots = PlotCache()
-    figures: dict[tuple[str | None, tuple[int, ...]], Any] = {}  # the metrics, while the store file is unchanged
+    figures: dict[tuple[str | None, tuple], Any] = {}  # the metrics, while what they read is unchanged
 
     @contextmanager
     def store() -> Iterator[Store]:
@@ -229,7 +225,7 @@ def create_app(config: UIConfig) -> FastAPI:
         from nightloop.metrics import operations
 
         with store() as s:
-            key = (prompt or None, _fingerprint(config.db))
+            key = (prompt or None, _fingerprint(s))
             ops = figures.get(key)
             if ops is None:
                 ops = figures[key] = operations(s, prompt or None)
