@@ -31,3 +31,48 @@ def real_data() -> Path:
     if not SHARED_REAL.is_dir():
         pytest.skip("../shared/data/real is not present (only in the project's CI and dev sessions)")
     return SHARED_REAL
+
+
+from trace_gen import TRACE_MODES  # noqa: E402 - beside this file
+
+
+def _trace_libraries_key(script: Path) -> str:
+    """What the generated traces depend on: the generator and the installed instrumentation/SDK versions."""
+    import hashlib
+    from importlib import metadata
+
+    names = sorted(d.metadata["Name"] + d.version for d in metadata.distributions() if d.metadata["Name"] and d.metadata["Name"].lower().startswith(("opentelemetry", "openinference", "openai")))
+    return hashlib.sha256((script.read_text() + "|".join(names)).encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def real_traces(request: pytest.FixtureRequest) -> dict[tuple[str, str], Path]:
+    """Trace files written by the real instrumentation libraries around the official openai client (tests/trace_gen.py).
+
+    One subprocess per library and mode (the instrumentors patch openai globally), all at once, bounded in time.
+    They are regenerated whenever the generator or an installed library version changes (pytest's cache
+    keeps the last set, so a warm run does not pay for six interpreter start-ups).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("trace_gen.py")
+    root = request.config.cache.mkdir("real_traces") / _trace_libraries_key(script)
+    folders = {mode: root / "_".join(mode) for mode in TRACE_MODES}
+    if (root / "complete").exists():
+        return folders
+    shutil.rmtree(root, ignore_errors=True)
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENAI_"))}
+    jobs = {mode: subprocess.Popen([sys.executable, str(script), *mode, str(folder)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for mode, folder in folders.items()}
+    try:
+        for mode, job in jobs.items():
+            output, _ = job.communicate(timeout=180)
+            assert job.returncode == 0, f"{mode}: {output.decode(errors='replace')[-2000:]}"
+    finally:
+        for job in jobs.values():
+            if job.poll() is None:
+                job.kill()
+    (root / "complete").touch()
+    return folders

@@ -183,7 +183,7 @@ def test_cli_failures_json_table_and_filters(cli):
     cli("ingest", str(DATA / "canonical.jsonl"), str(DATA / "otel_export.json"))
     listed = json.loads(cli("failures", "--json").stdout)
     assert [f["id"] for f in listed] == ["c-3#timeout@1", "0af7651916cd43dd8448eb211c80319c#timeout@0"]
-    assert set(listed[0]) == {"id", "conversation_id", "kind", "turn", "evidence", "detector", "confidence"}
+    assert set(listed[0]) == {"id", "conversation_id", "kind", "turn", "evidence", "detector", "confidence", "prompt_name", "ended_at"}
     assert json.loads(cli("failures", "--prompt", "billing_agent", "--json").stdout)[0]["conversation_id"] == "c-3"
     assert [f["conversation_id"] for f in json.loads(cli("failures", "--since", "2026-11-23", "--json").stdout)] == [
         "0af7651916cd43dd8448eb211c80319c"

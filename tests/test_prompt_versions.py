@@ -105,3 +105,19 @@ def test_diff_as_json(three_versions) -> None:
     assert out["old"]["version"] == 1 and out["new"]["version"] == 3
     assert (out["added"], out["removed"]) == (1, 1)
     assert "-You help {{ shop }}. Rule 1.\n+You help {{ shop }}. Rule 3.\n" in out["diff"]
+
+
+def test_review_reject_as_json(three_versions) -> None:
+    from datetime import UTC, datetime
+
+    from nightloop.models import Candidate, GateDecision, ReviewItem
+
+    candidate = Candidate(id="c1", prompt_name="support", base_version=3, template="You help {{ shop }}. Rule 4.\n")
+    item = ReviewItem(
+        id="r1", run_id="support:2026-11-18:x", prompt_name="support", candidate=candidate,
+        decision=GateDecision(candidate_id="c1", verdict="promote"), created_at=datetime.now(UTC),
+    )
+    with Store(three_versions.db) as store:
+        store.runs.enqueue_review(item)
+    out = json.loads(three_versions("review", "reject", "r1", "--comment", "too vague", "--reviewer", "bob", "--json").stdout)
+    assert (out["review"]["status"], out["review"]["decided_by"], out["review"]["comment"]) == ("rejected", "bob", "too vague")

@@ -262,7 +262,7 @@ def test_otel_spans_merge_into_conversations():
     assert merged.metadata["model"] == "gpt-4o-mini" and merged.metadata["input_tokens"] == 130
     # no gen_ai.conversation.id: the trace id is the key; error.type mentioning a timeout -> timeout
     untitled = by_id["0af7651916cd43dd8448eb211c80319c"]
-    assert untitled.outcome.status == "timeout" and untitled.outcome.error == "TimeoutError"
+    assert untitled.outcome.status == "timeout" and untitled.outcome.error == "TimeoutError: request timed out"
     assert untitled.metadata["provider"] == "anthropic"
 
 
@@ -282,7 +282,7 @@ def test_otel_line_per_export_and_bad_exports(tmp_path: Path):
     assert len(next(c for c in conversations if c.id == "otel-conv-a").messages) == 5
     assert [(q.locator, q.reason.split(":")[0]) for q in bad] == [
         (f"{path}:3", "invalid JSON"),
-        (f"{path}:4", "not an OTLP JSON export (no 'resourceSpans' list)"),
+        (f"{path}:4", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)"),
     ]
 
 
@@ -301,9 +301,10 @@ def test_otel_unreadable_messages_are_quarantined(tmp_path: Path):
     path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span, tool_only]}]}]}))
     conversations, bad = split(open_source(path).fetch())
     assert conversations == []
+    bad = sorted(bad, key=lambda q: q.locator)
     assert [q.locator for q in bad] == [f"{path}:conversation:c-bad", f"{path}:conversation:t2"]
     assert bad[0].reason.startswith("unreadable GenAI messages")
-    assert bad[1].reason == "no gen_ai.input.messages or gen_ai.output.messages in 1 span(s)"
+    assert bad[1].reason.startswith("no model call among 1 span(s)")
     broken = tmp_path / "broken.json"
     broken.write_text('{"resourceSpans": [\n  {"oops"\n')
     assert [q.reason.split(":")[0] for q in OtelSource(broken).fetch()] == ["invalid JSON"]
@@ -534,8 +535,6 @@ def test_a_reader_error_in_one_file_does_not_stop_the_next(tmp_path: Path, monke
     first, second = tmp_path / "a.json", tmp_path / "b.json"
     first.write_text(json.dumps(otel_export("one", "1700000001000000000")))
     second.write_text(json.dumps(otel_export("two", "1700000001000000000")))
-    real_spans = otel._spans
-    monkeypatch.setattr(otel, "_spans", lambda export, file: iter(()) if file == str(first) else real_spans(export, file))
     monkeypatch.setattr(otel, "_read_exports", lambda path: (_ for _ in ()).throw(KeyError("boom")) if path == first else iter([json.loads(path.read_text())]))
     conversations, quarantined = split(OtelSource([first, second]).fetch())
     assert [c.id for c in conversations] == ["two"]

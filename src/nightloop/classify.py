@@ -418,8 +418,25 @@ class ToolErrorDetector:
         return failures
 
 
+#: Errors of the agent's own model provider (HTTP 5xx, rate limits, connection failures), as the SDKs and
+#: instrumentations name them: the infrastructure failed, not the prompt.
+PROVIDER_ERROR = re.compile(
+    r"InternalServerError|RateLimitError|APIConnectionError|ServiceUnavailable|OverloadedError|APIStatusError"
+    r"|Error code: (?:5\d\d|429)|\bHTTP (?:5\d\d|429)\b|\bstatus(?: code)?[ =:]+(?:5\d\d|429)\b|rate.?limit|overloaded",
+    re.IGNORECASE,
+)
+
+
+def is_provider_error(error: str | None) -> bool:
+    """Whether a recorded error is the agent's LLM provider failing (5xx, rate limit, connection), not the agent."""
+    return bool(error) and PROVIDER_ERROR.search(error) is not None
+
+
 class HarnessErrorDetector:
-    """The agent's harness recorded an error (``outcome.status == "error"``): the run broke, not the answer."""
+    """The agent's harness recorded an error (``outcome.status == "error"``): the run broke, not the answer.
+
+    When the error is the agent's own model provider failing, the kind is ``provider_error``: reported, never judged.
+    """
 
     name = "harness_error"
 
@@ -429,6 +446,9 @@ class HarnessErrorDetector:
             return []
         lines = [line for line in (outcome.error or "").splitlines() if line.strip()]
         reason = lines[-1] if lines else "no error message recorded"
+        if is_provider_error(outcome.error):
+            evidence = f"the agent's model provider failed: {excerpt(reason, limit=260)}"
+            return [_failure(conversation, "provider_error", len(conversation.messages) - 1, evidence, self.name, 1.0)]
         evidence = f"harness error: {excerpt(reason, limit=280)}"
         return [_failure(conversation, "tool_error", len(conversation.messages) - 1, evidence, self.name, 1.0)]
 

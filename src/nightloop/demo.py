@@ -163,7 +163,8 @@ def _summary(store: Store, rows: list[dict], console: Console, workdir: Path) ->
     console.print(f"Failure rate night 1 → night {len(rows)}: {first:.1%} → {last:.1%} ({verdict}).")
     nightloop, db = nightloop_command(), _shown_path(workdir / "nightloop.db")
     console.print(
-        f"Next: `{nightloop} report --db {db}`, `{nightloop} prompts history {PROMPT} --db {db}`"
+        f"Next: `{nightloop} report --db {db}`, `{nightloop} prompts versions {PROMPT} --db {db}`, "
+        f"`{nightloop} prompts history {PROMPT} --db {db}`"
         + (" (or `source .venv/bin/activate` once, then plain `nightloop …`)." if nightloop != "nightloop" else "."),
         highlight=False,
         soft_wrap=True,

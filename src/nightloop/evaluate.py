@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 from nightloop import pipeline
 from nightloop.config import Settings
 from nightloop.errors import BudgetExceeded, NightloopError, NotFound
-from nightloop.models import Candidate, Failure, GateDecision, JudgeResult, PromptVersion, ReviewItem
+from nightloop.models import Candidate, GateDecision, JudgeResult, PromptVersion, ReviewItem
 from nightloop.store import Store
 
 __all__ = ["EXIT_CODES", "EXIT_NOT_EVALUATED", "EvalReport", "HandEdit", "evaluate"]
@@ -186,34 +186,41 @@ def _replay_set(
     return night_date, f"built for this evaluation from the conversations before {night_date}", replay_set
 
 
-def _failures_of(store: Store, replay_set: pipeline.ReplaySetOutput) -> tuple[list[Failure], dict]:
+def _validation_inputs(store: Store, replay_set: pipeline.ReplaySetOutput) -> tuple[list[str], list[str], dict[str, Any]]:
+    """What the judge stage checks its candidates against, from the replay set's failed conversations (redacted)."""
+    from nightloop.judge import conversation_texts
+    from nightloop.redact import redact, redact_conversation
+
     ids = sorted({c.metadata["conversation_id"] for c in replay_set.cases if c.origin != "regression" and c.metadata.get("conversation_id")})
-    failures = store.conversations.failures(conversation_ids=ids) if ids else []
-    conversations = {i: c for i in ids if (c := store.conversations.get(i)) is not None}
-    return failures, conversations
+    quoted = [redact_conversation(c) for i in ids if (c := store.conversations.get(i)) is not None]
+    evidence = [redact(f.evidence) for f in (store.conversations.failures(conversation_ids=ids) if ids else []) if f.evidence]
+    sample = {}
+    for conversation in quoted:
+        sample = {**conversation.variables, **sample}
+    # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
+    return conversation_texts(quoted) + evidence, conversation_texts(quoted, roles=("user", "tool")) + evidence, sample
 
 
 def _refusal(
     store: Store, edit: HandEdit, candidate: Candidate, baseline: PromptVersion, replay_set, settings: Settings
 ) -> GateDecision | None:
     """A decision without replay when the template is the baseline itself or the judge's checks refuse it."""
-    from nightloop.judge import ValidationInputs, validate_candidate
+    from nightloop.judge import validate_candidate
 
     if candidate.sha256 == baseline.sha256:
         return GateDecision(
             candidate_id=candidate.id, verdict="hold",
             reasons=[f"hold: identical to {edit.prompt_name} v{baseline.version}, the version it is compared with; nothing to evaluate"],
         )
-    failures, conversations = _failures_of(store, replay_set)
-    inputs = ValidationInputs.from_evidence(failures, conversations, baseline.template, redacted=False)
+    texts, user_texts, sample = _validation_inputs(store, replay_set)
     reasons = validate_candidate(
         candidate,
         base_template=baseline.template,
-        conversation_texts=inputs.texts,
+        conversation_texts=texts,
         config=settings.judge,
         rejected_hashes=store.runs.rejected_hashes(edit.prompt_name),
-        sample_variables=inputs.sample,
-        user_texts=inputs.user_texts,
+        sample_variables=sample,
+        user_texts=user_texts,
         human=True,
     )
     if not reasons:

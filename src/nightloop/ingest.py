@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 from nightloop.classify import classify_conversation
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, IngestStats
-from nightloop.sources import Source, Window, open_source
+from nightloop.sources import ChainSource, Source, SpanSource, Window, open_source
+from nightloop.span_ingest import ingest_spans
 
 if TYPE_CHECKING:
     from nightloop.store import Store
+    from nightloop.store.conversations import OnBatch
 
-__all__ = ["Classifier", "ingest", "open_sources"]
+__all__ = ["Classifier", "classify_batch", "default_classifier", "ingest", "open_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,20 @@ def ingest(
 
     ``limit`` caps conversations per spec; ``classifier`` replaces the rule classifier (tests, custom detectors).
     """
-    sources = open_sources(specs, format)
+    sources = [leaf for source in open_sources(specs, format) for leaf in _leaves(source)]
+    span_sources = [source for source in sources if isinstance(source, SpanSource)]
     classify = classifier or default_classifier(classify_config or ClassifyConfig())
-    records = chain.from_iterable(source.fetch(window, limit) for source in sources)
+    records = chain.from_iterable(source.fetch(window, limit) for source in sources if source not in span_sources)
+
+    on_batch = classify_batch(store, classify, on_progress)
+    stats = store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
+    if span_sources:  # grouped across every span source of this ingest, and earlier ones (span_ingest.py)
+        ingest_spans(store, span_sources, stats, on_batch, window, limit)
+    return stats
+
+
+def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None) -> OnBatch:
+    """The callback each stored batch runs in its transaction: classify its new (or re-merged) conversations."""
 
     def on_batch(new: list[Conversation], stats: IngestStats) -> None:
         found = {conversation.id: _classify_safely(classify, conversation, stats) for conversation in new}
@@ -70,7 +83,11 @@ def ingest(
         if on_progress is not None:
             _notify(on_progress, stats)
 
-    return store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
+    return on_batch
+
+
+def _leaves(source: Source) -> list[Source]:
+    return [leaf for inner in source.sources for leaf in _leaves(inner)] if isinstance(source, ChainSource) else [source]
 
 
 def _classify_safely(classify: Classifier, conversation: Conversation, stats: IngestStats) -> list[Failure]:

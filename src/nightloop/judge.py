@@ -12,7 +12,6 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol
@@ -42,7 +41,6 @@ from nightloop.templates import render, template_variables
 
 __all__ = [
     "DATA_DELIMITERS",
-    "ValidationInputs",
     "FailureGroup",
     "JudgeClient",
     "ShownFailure",
@@ -623,31 +621,6 @@ def _sample_from(conversations: Iterable[Conversation], names: set[str]) -> dict
     return sample
 
 
-@dataclass(frozen=True)
-class ValidationInputs:
-    """What :func:`validate_candidate` checks a candidate against, built from the failures it was made for."""
-
-    texts: list[str]
-    user_texts: list[str]
-    sample: dict[str, Any]
-
-    @classmethod
-    def from_evidence(
-        cls, failures: Sequence[Failure], conversations: dict[str, Conversation], base_template: str, *, redacted: bool = True
-    ) -> ValidationInputs:
-        """``conversations`` by id (``redacted=False``: redact them here); evidence is taken as given."""
-        if not redacted:
-            conversations = {cid: redact_conversation(conv) for cid, conv in conversations.items()}
-        quoted = [conversations[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in conversations]
-        evidence = [f.evidence for f in failures if f.evidence]
-        return cls(
-            texts=conversation_texts(quoted) + evidence,
-            # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
-            user_texts=conversation_texts(quoted, roles=("user", "tool")) + evidence,
-            sample=_sample_from(quoted, _safe_names(base_template)),
-        )
-
-
 async def propose(
     client: JudgeClient,
     *,
@@ -704,7 +677,12 @@ async def propose(
 
     shown_failures = [f for group in shown_groups for f in group.failures]
     shown_ids = {f.id for f in shown_failures}
-    checks = ValidationInputs.from_evidence(failures, redacted, base.template)
+    quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
+    evidence = [f.evidence for f in failures if f.evidence]
+    texts = conversation_texts(quoted_convs) + evidence
+    # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
+    user_texts = conversation_texts(quoted_convs, roles=("user", "tool")) + evidence
+    sample = _sample_from(quoted_convs, _safe_names(base.template))
     rejected = set(rejected_hashes)
     seen: set[str] = set()
     for proposal in proposals:
@@ -715,11 +693,11 @@ async def propose(
         reasons = validate_candidate(
             candidate,
             base_template=base.template,
-            conversation_texts=checks.texts,
+            conversation_texts=texts,
             config=config,
             rejected_hashes=rejected,
-            sample_variables=checks.sample,
-            user_texts=checks.user_texts,
+            sample_variables=sample,
+            user_texts=user_texts,
         )
         if reasons:
             result.invalid.append(InvalidCandidate(candidate=candidate, reasons=reasons))

@@ -31,6 +31,7 @@ __all__ = [
     "ProposedEdit",
     "RubricVerdict",
     "GateDecision",
+    "INFRASTRUCTURE_KINDS",
     "IngestStats",
     "Message",
     "KindReproduction",
@@ -51,8 +52,10 @@ __all__ = [
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
-FailureKind = Literal["timeout", "wrong_output", "user_correction", "tool_error", "refusal", "format"]
-FAILURE_KINDS: tuple[str, ...] = ("timeout", "wrong_output", "user_correction", "tool_error", "refusal", "format")
+FailureKind = Literal["timeout", "wrong_output", "user_correction", "tool_error", "refusal", "format", "provider_error"]
+FAILURE_KINDS: tuple[str, ...] = ("timeout", "wrong_output", "user_correction", "tool_error", "refusal", "format", "provider_error")
+#: Failures of the agent's infrastructure (its own LLM provider failing), not of the prompt: reported, never judged.
+INFRASTRUCTURE_KINDS: tuple[str, ...] = ("provider_error",)
 Verdict = Literal["promote", "hold", "reject"]
 Autonomy = Literal["propose", "review", "auto"]
 
@@ -176,6 +179,8 @@ class IngestStats(_Model):
     ingested: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: Stored conversations that later spans changed (re-merged and reclassified).
+    updated: int = 0
     new_ids: list[str] = Field(default_factory=list)
     #: The first quarantined records of this run (all of them are in the store's quarantine table).
     quarantined_records: list[Quarantined] = Field(default_factory=list)

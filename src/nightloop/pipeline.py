@@ -29,6 +29,7 @@ from nightloop.models import (
     Candidate,
     Conversation,
     Failure,
+    INFRASTRUCTURE_KINDS,
     GateDecision,
     JudgeResult,
     NightReport,
@@ -265,14 +266,16 @@ def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
     def compute() -> ClassifyOutput:
         by_conversation = classify_many(_conversations(night, ingested.conversation_ids), night.settings.classify)
         night.store.conversations.save_failures_many(by_conversation)
-        failures = [f for found in by_conversation.values() for f in found]
+        found = [f for failures in by_conversation.values() for f in failures]
+        # Provider outages are reported (by_kind) but are not the prompt's failures: never judged or replayed.
+        failures = [f for f in found if f.kind not in INFRASTRUCTURE_KINDS]
         new = set(ingested.new_ids)
-        failed_ids = sorted({f.conversation_id for f in failures})
+        failed_ids = sorted({f.conversation_id for f in found})
         return ClassifyOutput(
             failures=failures,
             failed_ids=failed_ids,
             new_failures=sum(1 for f in failures if f.conversation_id in new),
-            by_kind=dict(Counter(f.kind for f in failures)),
+            by_kind=dict(Counter(f.kind for f in found)),
         )
 
     return _once(night, "classify", ClassifyOutput, compute)

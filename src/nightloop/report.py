@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -11,7 +12,7 @@ from nightloop.metrics import Operations
 from nightloop.models import NightReport
 from nightloop.store import Store
 
-__all__ = ["NightRow", "VersionTrend", "night_rows", "to_html", "to_markdown", "version_trend"]
+__all__ = ["DENOMINATORS", "NightRow", "VersionTrend", "day_rate", "day_traffic", "night_rows", "to_html", "to_markdown", "version_trend"]
 
 
 class NightRow(BaseModel):
@@ -20,9 +21,17 @@ class NightRow(BaseModel):
     date: str
     prompt: str
     status: str
+    #: The night's window: the last N conversations ending before the night's date (what the night learns from).
     conversations: int
     failures: dict[str, int] = Field(default_factory=dict)
+    #: Failed conversations / ``conversations`` (the window's rate; consecutive windows overlap).
     failure_rate: float
+    #: How many of the window's conversations an earlier night's window already held.
+    seen_before: int = 0
+    #: The day's own traffic: conversations that ended on the day before the night's date (UTC), and how many failed.
+    day_conversations: int = 0
+    day_failed: int = 0
+    day_failure_rate: float | None = None
     prompt_version: int | None = None
     candidates: int = 0
     verdicts: dict[str, int] = Field(default_factory=dict)
@@ -54,6 +63,7 @@ def _row(store: Store, report: NightReport) -> NightRow:
     approved = [i for i in store.runs.review_items_for_run(report.run_id) if i.promoted_version]
     if approved:
         review_status, promoted = "approved", promoted or approved[-1].promoted_version
+    day_total, day_failed = day_traffic(store, report.prompt_name, report.date)
     return NightRow(
         date=report.date.isoformat(),
         prompt=report.prompt_name,
@@ -61,6 +71,10 @@ def _row(store: Store, report: NightReport) -> NightRow:
         conversations=report.conversations,
         failures=report.failures,
         failure_rate=round(report.failure_rate, 4),
+        seen_before=report.conversations - report.new_conversations,
+        day_conversations=day_total,
+        day_failed=day_failed,
+        day_failure_rate=round(day_failed / day_total, 4) if day_total else None,
         prompt_version=report.prompt_version,
         candidates=report.candidates,
         verdicts=dict(Counter(d.verdict for d in report.decisions)),
@@ -73,6 +87,14 @@ def _row(store: Store, report: NightReport) -> NightRow:
         simulated=report.simulated,
         reproduced=_reproduced(report),
     )
+
+
+def day_traffic(store: Store, prompt: str, night: date) -> tuple[int, int]:
+    """(conversations, failed conversations) of ``prompt`` that ended on the day before the night's date, UTC."""
+    end = datetime.combine(night, time.min, tzinfo=UTC)
+    ids = [c.id for c in store.conversations.iter_conversations(prompt_name=prompt, since=end - timedelta(days=1), until=end)]
+    failed = {f.conversation_id for f in store.conversations.failures(conversation_ids=ids)} if ids else set()
+    return len(ids), len(failed)
 
 
 def _reproduced(report: NightReport) -> str | None:
@@ -105,6 +127,18 @@ def version_trend(store: Store, prompt: str) -> list[VersionTrend]:
     return trend
 
 
+#: What the two failure rates count, said wherever they are shown.
+DENOMINATORS = (
+    "Window: the last N conversations ending before the night's date, what the night learns from (consecutive "
+    "windows overlap: 'seen before' counts those an earlier night already had). Day: that day's own traffic, "
+    "the conversations that ended on the day before the night's date (UTC)."
+)
+
+
+def day_rate(row: NightRow) -> str:
+    return "—" if row.day_failure_rate is None else f"{row.day_failure_rate:.1%}"
+
+
 def _kinds(failures: dict[str, int]) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(failures.items())) or "—"
 
@@ -113,14 +147,18 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operation
     lines = [
         "# nightloop report",
         "",
-        "| date | prompt | conversations | failure rate | failures | reproduced | candidates | verdicts | promoted | cost (USD) |",
-        "|---|---|---:|---:|---|---:|---:|---|---|---:|",
+        DENOMINATORS,
+        "",
+        "| date | prompt | window conv. | window fail rate | seen before | day conv. | day fail rate | failures (window) "
+        "| reproduced | candidates | verdicts | promoted | cost (USD) |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|",
     ]
     for r in rows:
         verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—"
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         lines.append(
-            f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {_kinds(r.failures)} "
+            f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {r.seen_before} "
+            f"| {r.day_conversations} | {day_rate(r)} | {_kinds(r.failures)} "
             f"| {r.reproduced or '—'} | {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
         )
     if trends:
@@ -144,10 +182,11 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | 
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
 
     nights = table(
-        ["date", "prompt", "conversations", "failure rate", "failures", "reproduced", "candidates", "promoted", "cost (USD)"],
+        ["date", "prompt", "window conv.", "window fail rate", "seen before", "day conv.", "day fail rate",
+         "failures (window)", "reproduced", "candidates", "promoted", "cost (USD)"],
         [
-            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), r.reproduced or "—",
-             str(r.candidates),
+            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", str(r.seen_before),
+             str(r.day_conversations), day_rate(r), _kinds(r.failures), r.reproduced or "—", str(r.candidates),
              f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"), f"{r.cost_usd:.4f}"]
             for r in rows
         ],
@@ -165,5 +204,6 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | 
         operations = operations_html(ops)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>nightloop report</title><style>{style}</style></head>"
-        f"<body><h1>nightloop report</h1>{operations}<h2>Nights</h2>{nights}<h2>Failure rate by prompt version</h2>{versions}</body></html>\n"
+        f"<body><h1>nightloop report</h1>{operations}<h2>Nights</h2><p>{html.escape(DENOMINATORS)}</p>{nights}"
+        f"<h2>Failure rate by prompt version</h2>{versions}</body></html>\n"
     )

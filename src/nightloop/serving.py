@@ -111,7 +111,7 @@ def get_prompt(
     try:
         prompt = _read(wanted, store_path if store_path is not None else db)
     except NotFound as exc:
-        if isinstance(exc, StoreUnavailable):
+        if isinstance(exc, StoreUnavailable) or (store_path is not None and not store_path.exists()):
             return _last_known(wanted, store_path, cache, fallback, exc)
         if fallback is None:
             raise

@@ -24,8 +24,7 @@ app = typer.Typer(
 )
 
 # Each module defines register(app: typer.Typer) -> None.
-COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "evaluate", "ui", "trust", "config"]
-
+COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "evaluate", "ui", "trust", "config", "collect"]
 
 
 def _print_version(value: bool) -> None:

@@ -113,7 +113,7 @@ def _progress() -> Progress:
 
 
 def _progress_text(stats: IngestStats) -> str:
-    return f"{stats.ingested} new · {stats.duplicates} duplicate · {stats.quarantined} quarantined"
+    return f"{stats.ingested} new · {stats.updated} updated · {stats.duplicates} duplicate · {stats.quarantined} quarantined"
 
 
 def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
@@ -122,6 +122,7 @@ def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
         print_json(
             {
                 "ingested": stats.ingested,
+                "updated": stats.updated,
                 "duplicates": stats.duplicates,
                 "quarantined": stats.quarantined,
                 "failures": stats.failures,
@@ -138,8 +139,9 @@ def _report(stats: IngestStats, as_json: bool, stored_quarantine: int) -> None:
     for error in stats.errors:
         err_console.print(f"warning: {error}", highlight=False, markup=False)
     kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.failures.items())) or "none"
+    updated = f"updated {stats.updated} (later spans re-merged), " if stats.updated else ""
     console.print(
-        f"ingested {stats.ingested}, duplicates {stats.duplicates}, quarantined {stats.quarantined}; "
+        f"ingested {stats.ingested}, {updated}duplicates {stats.duplicates}, quarantined {stats.quarantined}; "
         f"failures found: {kinds}",
         highlight=False,
     )
@@ -177,23 +179,32 @@ def failures(
     settings = settings_from(db, config)
     with open_store(settings) as store:
         found = store.conversations.failures(prompt_name=prompt, kind=kind, since=moment)
+        shown = found[:limit] if limit is not None else (found if as_json else found[:TABLE_ROWS])
+        context = store.conversations.where_and_when({f.conversation_id for f in shown})
     if as_json:
-        shown = found[:limit] if limit is not None else found
-        print_json([{"id": f.id, **f.model_dump(mode="json")} for f in shown])
+        print_json([{"id": f.id, **f.model_dump(mode="json"), **_where_and_when(context, f)} for f in shown])
         return
-    _print_failures(found[: limit or TABLE_ROWS], found)
+    _print_failures(shown, found, context)
 
 
-def _print_failures(shown: list[Failure], found: list[Failure]) -> None:
+def _where_and_when(context: dict, failure: Failure) -> dict[str, str | None]:
+    prompt_name, ended_at = context.get(failure.conversation_id, (None, None))
+    return {"prompt_name": prompt_name, "ended_at": ended_at.isoformat() if ended_at else None}
+
+
+def _print_failures(shown: list[Failure], found: list[Failure], context: dict) -> None:
     if not found:
         console.print("No failures stored (run `nightloop ingest` first, or widen the filters).")
         return
     title = f"Failures ({len(shown)} of {len(found)}: --limit or --json for more)" if len(shown) < len(found) else "Failures"
     table = Table(title=title)
-    for column in ("conversation", "kind", "turn", "detector", "conf.", "evidence"):
-        table.add_column(column, overflow="fold")
+    for column in ("date", "prompt", "conversation", "kind", "turn", "detector", "conf.", "evidence"):
+        table.add_column(column, overflow="fold", no_wrap=column == "date")
     for failure in shown:
+        where = _where_and_when(context, failure)
         table.add_row(
+            (where["ended_at"] or "")[:10] or "—",
+            where["prompt_name"] or "—",
             failure.conversation_id,
             failure.kind,
             "" if failure.turn is None else str(failure.turn),

@@ -211,8 +211,11 @@ def adopt_command(
     """Start managing prompts known only from ingested conversations: their logged system prompt becomes v1 and production."""
     with _store(db, config) as store:
         todo = names or unmanaged_prompts(store)
+        unnamed = store.conversations.count_without_prompt()
+        if unnamed:
+            err_console.print(UNNAMED_HINT.format(n=unnamed), highlight=False)
         if not todo:
-            console.print("Every prompt in the stored conversations is already managed.")
+            console.print("Every named prompt in the stored conversations is already managed." if unnamed else "Every prompt in the stored conversations is already managed.")
             return
         refused = []
         for name in todo:
@@ -225,6 +228,13 @@ def adopt_command(
             console.print(f"{name}: adopted as v{version.version} ({version.message}); production → v{version.version}")
     if refused:
         fail(f"{len(refused)} prompt(s) not adopted: {', '.join(refused)}")
+
+
+UNNAMED_HINT = (
+    "{n} stored conversation(s) have no prompt name, so no night and no adoption sees them: record it as the span "
+    "attribute nightloop.prompt_name (or gen_ai.prompt.name; Langfuse promptName; the JSONL field prompt_name) "
+    "in what the agent logs from now on (README, 'Traces')."
+)
 
 
 @prompts_app.command("export")

@@ -21,19 +21,21 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.metrics import operations as operations_metrics
-from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_markdown, version_trend
+from nightloop.report import DENOMINATORS, NightRow, VersionTrend, day_rate, night_rows, to_html, to_markdown, version_trend
 from nightloop.simulated import simulated_label
 
 
 def nights_table(rows: list[NightRow]) -> Table:
-    table = Table(title="nights")
-    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "reproduced", "cand.", "verdicts", "promoted", "cost $"):
+    table = Table(title="nights", caption=DENOMINATORS)
+    columns = ("date", "prompt", "status", "window: conv. fail", "seen before", "day: conv. fail", "failures (window)",
+               "reproduced", "cand.", "verdicts", "promoted", "cost $")
+    for column in columns:
         table.add_column(column, no_wrap=column == "date")
     for r in rows:
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         table.add_row(
-            r.date, r.prompt, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
-            failures_text(r.failures), r.reproduced or "—", str(r.candidates),
+            r.date, r.prompt, r.status, f"{r.conversations} {r.failure_rate:.1%}", str(r.seen_before),
+            f"{r.day_conversations} {day_rate(r)}", failures_text(r.failures), r.reproduced or "—", str(r.candidates),
             ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted,
             f"{r.cost_usd:.4f}" + (" simulated" if r.simulated else ""),
         )

@@ -13,20 +13,30 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nightloop.errors import SourceError
+from nightloop.models import Quarantined
 from nightloop.sources.base import Record, Source, Window, select
 from nightloop.sources.jsonl import JsonlSource
+from nightloop.sources.langfuse import LangfuseSource, is_langfuse_record
+from nightloop.sources.langsmith import LangSmithSource, is_langsmith_run
 from nightloop.sources.openai_chat import OpenAIChatSource
 from nightloop.sources.otel import OtelSource
+from nightloop.sources.phoenix import PhoenixSource, is_phoenix_row
+from nightloop.sources.spans import SpanSource
 from nightloop.sources.sqlite import SqliteSource
 
 __all__ = [
     "FORMATS",
     "ChainSource",
     "JsonlSource",
+    "LangSmithSource",
+    "LangfuseSource",
     "OpenAIChatSource",
     "OtelSource",
+    "PhoenixSource",
     "Source",
+    "SpanSource",
     "SqliteSource",
+    "UnrecognisedSource",
     "Window",
     "detect_format",
     "expand_spec",
@@ -38,7 +48,13 @@ FORMATS: dict[str, type] = {
     "openai": OpenAIChatSource,
     "sqlite": SqliteSource,
     "otel": OtelSource,
+    "langfuse": LangfuseSource,
+    "langsmith": LangSmithSource,
+    "phoenix": PhoenixSource,
 }
+#: The record fields of canonical Conversation JSONL: a record with only these is a (broken) canonical one.
+CANONICAL_FIELDS = {"id", "prompt_name", "prompt_version", "variables", "started_at", "ended_at", "messages", "outcome", "metadata"}
+READABLE = "canonical conversation JSONL, OpenAI chat JSONL, OTLP JSON spans/logs, Langfuse, LangSmith or Phoenix exports"
 DIRECTORY_PATTERNS = ("*.jsonl", "*.jsonl.gz", "*.json", "*.json.gz")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -101,19 +117,76 @@ def _head(path: Path) -> bytes:
 
 
 def detect_format(path: Path) -> str:
-    """Sniff one file: SQLite by magic/suffix, OTLP by ``resourceSpans``, else JSONL canonical vs OpenAI by ``id``."""
+    """Sniff one file: SQLite by magic/suffix, OTLP by ``resourceSpans``/``resourceLogs``, else by its first record's shape.
+
+    Returns a name of :data:`FORMATS`, or ``"unrecognised"`` (see :func:`unrecognised_reason`).
+    """
     if path.suffix.lower() in SQLITE_SUFFIXES:
         return "sqlite"
     head = _head(path)
     if head.startswith(SQLITE_MAGIC):
         return "sqlite"
-    if b'"resourceSpans"' in head:
+    if b'"resourceSpans"' in head or b'"resourceLogs"' in head:
         return "otel"
+    if unrecognised_reason(path, head) is not None:
+        return "unrecognised"
     for record in _first_records(head):
+        if is_langsmith_run(record):
+            return "langsmith"
+        if is_phoenix_row(record):
+            return "phoenix"
         if isinstance(record, dict) and "messages" in record:
             return "jsonl" if "id" in record else "openai"
+        if is_langfuse_record(record):
+            return "langfuse"
         break
     return "jsonl"  # the canonical reader quarantines each record with its reason
+
+
+#: Shapes nightloop recognises but does not read, and what to export instead.
+KNOWN_UNSUPPORTED: tuple[tuple[str, str], ...] = (
+    ("resourceMetrics", "OTLP metrics export: metrics hold no conversations; export traces (resourceSpans) or logs (resourceLogs)"),
+    ("dataset_id", "a dataset export (LangSmith examples or Langfuse dataset items): datasets hold no production conversations; export runs, traces or observations"),
+    ("datasetId", "a Langfuse dataset export: datasets hold no production conversations; export traces or observations"),
+)
+
+
+def unrecognised_reason(path: Path, head: bytes | None = None) -> str | None:
+    """Why a file is not one nightloop reads (naming the shape it looks like), or None when it may be one."""
+    head = _head(path) if head is None else head
+    if head.startswith(b"PAR1"):
+        return "Parquet file (e.g. a Phoenix spans dataframe): write it as JSON Lines with df.to_json(path, orient='records', lines=True)"
+    if head and b"\x00" in head[:512] and not head.lstrip()[:1] in (b"{", b"["):
+        return "binary data (an OTLP protobuf dump?): export OTLP JSON, or point the exporter at `nightloop collect`"
+    for record in _first_records(head):
+        if not isinstance(record, dict):
+            return None
+        for key, reason in KNOWN_UNSUPPORTED:
+            if key in record:
+                return reason
+        keys = set(record)
+        if "messages" in keys or is_langsmith_run(record) or is_phoenix_row(record) or is_langfuse_record(record) or keys <= CANONICAL_FIELDS:
+            return None
+        shown = ", ".join(sorted(keys)[:8])
+        return f"unrecognised record shape (keys: {shown}); nightloop reads {READABLE} (README, 'Sources')"
+    return None
+
+
+class UnrecognisedSource:
+    """A file of a shape nightloop does not read: one quarantined record per file, with the reason naming the shape."""
+
+    format = "unrecognised"
+
+    def __init__(self, paths: Path | str | Sequence[Path | str]) -> None:
+        self.paths = [Path(paths)] if isinstance(paths, str | Path) else [Path(p) for p in paths]
+
+    def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
+        for path in self.paths:
+            reason = unrecognised_reason(path) or f"not a format nightloop reads; nightloop reads {READABLE}"
+            yield Quarantined(source=str(path), locator=str(path), raw_excerpt=_head(path)[:200].decode("utf-8", "replace"), reason=reason)
+
+    def __repr__(self) -> str:
+        return f"UnrecognisedSource({[str(p) for p in self.paths]!r})"
 
 
 def _first_records(head: bytes) -> Iterator[object]:
@@ -159,7 +232,10 @@ def open_source(spec: str | Path, format: str | None = None) -> Source:
     for path in paths:
         by_format.setdefault(detect_format(path), []).append(path)
     sources = [SqliteSource(p) for p in by_format.pop("sqlite", [])]
+    unrecognised = by_format.pop("unrecognised", [])
     sources += [FORMATS[name](group) for name, group in by_format.items()]
+    if unrecognised:
+        sources.append(UnrecognisedSource(unrecognised))
     return _chain(sources)
 
 

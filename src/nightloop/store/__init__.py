@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, conversations, leases, metrics, prompts, runs
+from nightloop.store import autonomy, cache, conversations, leases, metrics, prompts, runs, spans
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
@@ -16,8 +16,20 @@ from nightloop.store.db import open_db, transaction
 from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
+from nightloop.store.spans import SpanRepo
 
-__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "LeaseRepo", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = [
+    "AutonomyRepo",
+    "CacheRepo",
+    "ConversationRepo",
+    "LeaseRepo",
+    "PromptRepo",
+    "RunRepo",
+    "SpanRepo",
+    "Store",
+    "open_db",
+    "transaction",
+]
 
 MIGRATION_SETS = [
     conversations.migrations,
@@ -26,6 +38,7 @@ MIGRATION_SETS = [
     runs.migrations,
     autonomy.migrations,
     metrics.migrations,
+    spans.migrations,
     leases.migrations,
 ]
 
@@ -42,6 +55,7 @@ class Store:
         self.runs = RunRepo(self.db)
         self.leases = LeaseRepo(self.db)
         self.autonomy = AutonomyRepo(self.db)
+        self.spans = SpanRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)

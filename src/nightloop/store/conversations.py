@@ -225,6 +225,49 @@ class ConversationRepo:
             if on_batch is not None:
                 on_batch(new, stats)
 
+    def upsert(self, conversations: list[Conversation], stats: IngestStats, on_batch: OnBatch | None = None) -> None:
+        """Store conversations re-merged from spans, in one transaction: a new id is ingested, a changed one
+        replaced and counted as updated (``on_batch`` gets both, to reclassify them), an unchanged one a duplicate."""
+        conn = self.db.conn
+        now = _now_text()
+        with transaction(self.db):
+            stored = dict(
+                conn.execute(
+                    "select id, json from conversations where id in (select value from json_each(?))", [json.dumps([c.id for c in conversations])]
+                )
+            )
+            new = [c for c in conversations if c.id not in stored]
+            changed = [c for c in conversations if c.id in stored and stored[c.id] != c.model_dump_json()]
+            conn.executemany(
+                "insert into conversations (id, prompt_name, prompt_version, started_at, ended_at, status, json, ingested_at)"
+                " values (?, ?, ?, ?, ?, ?, ?, ?)",
+                [_conversation_row(c, now) for c in new],
+            )
+            conn.executemany(
+                "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
+                [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
+            )
+            stats.ingested += len(new)
+            stats.new_ids.extend(c.id for c in new)
+            stats.updated += len(changed)
+            stats.duplicates += len(conversations) - len(new) - len(changed)
+            if on_batch is not None:
+                on_batch(new + changed, stats)
+
+    def delete(self, conversation_ids: Iterable[str]) -> None:
+        """Remove conversations (and their failures), e.g. one whose spans now belong to another conversation."""
+        with transaction(self.db):
+            self.db.conn.execute("delete from conversations where id in (select value from json_each(?))", [json.dumps(list(conversation_ids))])
+
+    def add_quarantined(self, quarantined: list[Quarantined], stats: IngestStats) -> None:
+        """Store quarantined records, counting them into ``stats``."""
+        if not quarantined:
+            return
+        found = self.add(quarantined)
+        stats.quarantined += found.quarantined
+        room = STATS_QUARANTINE_SAMPLE - len(stats.quarantined_records)
+        stats.quarantined_records.extend(found.quarantined_records[: max(room, 0)])
+
     def save_failures(self, conversation_id: str, failures: list[Failure]) -> None:
         """Replace one conversation's failures (saving the same list twice changes nothing)."""
         self.save_failures_many({conversation_id: failures})
@@ -257,6 +300,10 @@ class ConversationRepo:
         if prompt_name is None:
             return self.db.conn.execute("select count(*) from conversations").fetchone()[0]
         return self.db.conn.execute("select count(*) from conversations where prompt_name = ?", [prompt_name]).fetchone()[0]
+
+    def count_without_prompt(self) -> int:
+        """Conversations that name no prompt (no night sees them)."""
+        return self.db.conn.execute("select count(*) from conversations where prompt_name is null").fetchone()[0]
 
     def prompt_names(self) -> list[str]:
         rows = self.db.conn.execute("select distinct prompt_name from conversations where prompt_name is not null order by prompt_name")
@@ -327,6 +374,12 @@ class ConversationRepo:
         )
         columns = ("conversation_id", "kind", "turn", "evidence", "detector", "confidence")
         return [Failure.model_validate(dict(zip(columns, row, strict=True))) for row in self.db.conn.execute(sql, params)]
+
+    def where_and_when(self, conversation_ids: Iterable[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """``(prompt_name, ended_at)`` of each of these conversations (those stored)."""
+        sql = "select id, prompt_name, ended_at from conversations where id in (select value from json_each(?))"
+        rows = self.db.conn.execute(sql, [json.dumps(list(conversation_ids))])
+        return {cid: (name, datetime.fromisoformat(ended) if ended else None) for cid, name, ended in rows}
 
     def failure_counts(self, prompt_name: str | None = None, since: datetime | None = None) -> dict[str, int]:
         """Failures per kind."""

@@ -1,0 +1,122 @@
+"""Ingest spans: store them (once per trace and span id), then re-merge every conversation they touched.
+
+One ingest groups the spans of all its span sources, and of earlier ingests: spans are grouped in the
+store, so a conversation whose spans arrive in several files, arguments or ingests (rotated collector
+files, a conversation crossing midnight, ``nightloop collect``) is merged again, reclassified and counted
+as updated. A re-sent batch adds no span and changes nothing. Memory stays flat: spans go to the store in
+batches and conversations are rebuilt one at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from nightloop.models import Conversation, IngestStats, Quarantined
+from nightloop.sources.base import Window, in_window
+from nightloop.sources.spans import Span, SpanSource, build_conversation
+
+if TYPE_CHECKING:
+    from nightloop.store import Store
+    from nightloop.store.conversations import OnBatch
+
+__all__ = ["ingest_span_items", "ingest_spans", "remerge", "store_spans"]
+
+SPAN_BATCH = 2000
+CONVERSATION_BATCH = 500
+
+
+def _trace_of(span: Span) -> str:
+    return span.trace_id or f"span:{span.span_id}"
+
+
+def store_spans(store: Store, items: Iterable[Span | Quarantined], stats: IngestStats) -> tuple[set[str], set[str]]:
+    """Write spans in batches and quarantined records; returns (traces seen, traces that got new spans)."""
+    seen: set[str] = set()
+    changed: set[str] = set()
+    batch: list[Span] = []
+    quarantined: list[Quarantined] = []
+    for item in items:
+        if isinstance(item, Quarantined):
+            quarantined.append(item)
+            if len(quarantined) >= SPAN_BATCH:
+                store.conversations.add_quarantined(quarantined, stats)
+                quarantined = []
+            continue
+        seen.add(_trace_of(item))
+        batch.append(item)
+        if len(batch) >= SPAN_BATCH:
+            changed |= store.spans.add(batch)[0]
+            batch = []
+    if batch:
+        changed |= store.spans.add(batch)[0]
+    store.conversations.add_quarantined(quarantined, stats)
+    return seen, changed
+
+
+def ingest_spans(
+    store: Store,
+    sources: Iterable[SpanSource],
+    stats: IngestStats,
+    on_batch: OnBatch | None = None,
+    window: Window | None = None,
+    limit: int | None = None,
+) -> IngestStats:
+    """Spans of ``sources`` into the store; conversations they touch are (re-)merged and reclassified via ``on_batch``."""
+    return ingest_span_items(store, (item for source in sources for item in source.spans()), stats, on_batch, window, limit)
+
+
+def ingest_span_items(
+    store: Store,
+    items: Iterable[Span | Quarantined],
+    stats: IngestStats,
+    on_batch: OnBatch | None = None,
+    window: Window | None = None,
+    limit: int | None = None,
+) -> IngestStats:
+    """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store."""
+    seen, changed = store_spans(store, items, stats)
+    touched = store.spans.rekey(changed)
+    stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
+    remerge(store, sorted(touched), stats, on_batch, window, limit)
+    return stats
+
+
+def _in_chunks(store: Store, conversation_ids: list[str]) -> Iterable[tuple[str, list[Span]]]:
+    for start in range(0, len(conversation_ids), CONVERSATION_BATCH):
+        yield from store.spans.spans_of_many(conversation_ids[start : start + CONVERSATION_BATCH]).items()
+
+
+def remerge(
+    store: Store,
+    conversation_ids: Iterable[str],
+    stats: IngestStats,
+    on_batch: OnBatch | None = None,
+    window: Window | None = None,
+    limit: int | None = None,
+) -> None:
+    """Rebuild each conversation from all its stored spans; one left without spans (re-keyed away) is deleted."""
+    pending: list[Conversation] = []
+    quarantined: list[Quarantined] = []
+    gone: list[str] = []
+    kept = 0
+    for conversation_id, spans in _in_chunks(store, list(conversation_ids)):
+        if not spans:
+            gone.append(conversation_id)
+            continue
+        record = build_conversation(conversation_id, spans)
+        if isinstance(record, Quarantined):
+            quarantined.append(record)
+            continue
+        if not in_window(record, window) or (limit is not None and kept >= limit):
+            continue
+        kept += 1
+        pending.append(record)
+        if len(pending) >= CONVERSATION_BATCH:
+            store.conversations.upsert(pending, stats, on_batch)
+            pending = []
+    if pending:
+        store.conversations.upsert(pending, stats, on_batch)
+    store.conversations.add_quarantined(quarantined, stats)
+    if gone:
+        store.conversations.delete(gone)

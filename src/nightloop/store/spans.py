@@ -1,0 +1,132 @@
+"""Store area: the spans conversations were merged from, so spans that arrive later re-merge their conversation.
+
+A span is stored once per ``(trace_id, span_id)`` (OTLP delivery is at least once). Each span has the
+conversation it belongs to: its own conversation id, else its trace's (the smallest explicit id any span
+of that trace carries, whenever it arrived), else the trace id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+
+import sqlite_utils
+
+from nightloop.sources.spans import Span, explicit_key
+from nightloop.store.db import transaction
+
+__all__ = ["SpanRepo", "migrations"]
+
+migrations = sqlite_utils.Migrations("nightloop.spans")
+
+
+@migrations(name="m001_spans")
+def m001_spans(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """
+        create table spans (
+            trace_id text not null,
+            span_id text not null,
+            conversation_id text not null,
+            explicit_key text,
+            start_ns integer not null default 0,
+            json text not null,
+            primary key (trace_id, span_id)
+        )
+        """
+    )
+    db.execute("create index spans_conversation on spans (conversation_id)")
+
+
+def _ids_json(ids: Iterable[str]) -> str:
+    return json.dumps(list(ids))
+
+
+class SpanRepo:
+    """Spans by conversation; every write is one transaction per call."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+
+    def add(self, spans: Sequence[Span]) -> tuple[set[str], int]:
+        """Store new spans (a stored ``(trace_id, span_id)`` is skipped); returns (traces that got new spans, new span count)."""
+        conn = self.db.conn
+        rows = [
+            (s.trace_id, s.span_id, explicit_key(s) or s.trace_id or f"span-{s.span_id}", explicit_key(s), s.start_ns, s.to_json())
+            for s in spans
+        ]
+        with transaction(self.db):
+            stored = {
+                (trace, span)
+                for trace, span in conn.execute(
+                    "select trace_id, span_id from spans where trace_id in (select value from json_each(?))", [_ids_json({r[0] for r in rows})]
+                )
+            }
+            fresh: dict[tuple[str, str], tuple] = {}
+            for row in rows:
+                if (row[0], row[1]) not in stored:
+                    fresh.setdefault((row[0], row[1]), row)  # the first copy of a span re-sent within the batch wins
+            conn.executemany(
+                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json) values (?, ?, ?, ?, ?, ?)", list(fresh.values())
+            )
+        return {trace or f"span:{span}" for trace, span in fresh}, len(fresh)
+
+    def conversations_of(self, traces: Iterable[str]) -> set[str]:
+        """The conversations the spans of these traces belong to now."""
+        traces = list(traces)
+        found: set[str] = set()
+        for start in range(0, len(traces), 5000):
+            chunk = traces[start : start + 5000]
+            found.update(
+                row[0]
+                for row in self.db.conn.execute(
+                    "select distinct conversation_id from spans where trace_id in (select value from json_each(?))"
+                    " or ('span:' || span_id) in (select value from json_each(?))",
+                    [_ids_json(chunk), _ids_json(chunk)],
+                )
+            )
+        return found
+
+    def rekey(self, traces: Iterable[str]) -> set[str]:
+        """Give every span of these traces its conversation (its own id, else its trace's); returns conversations before and after."""
+        traces = [t for t in traces if not t.startswith("span:")]
+        touched = self.conversations_of(traces)
+        with transaction(self.db):
+            for start in range(0, len(traces), 5000):
+                chunk = _ids_json(traces[start : start + 5000])
+                self.db.conn.execute(
+                    """
+                    update spans set conversation_id = coalesce(
+                        explicit_key,
+                        (select min(other.explicit_key) from spans other where other.trace_id = spans.trace_id),
+                        trace_id)
+                    where trace_id in (select value from json_each(?))
+                    """,
+                    [chunk],
+                )
+        return touched | self.conversations_of(traces)
+
+    def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
+        """Spans of each conversation (one query for the lot), in time order."""
+        found: dict[str, list[Span]] = {cid: [] for cid in conversation_ids}
+        rows = self.db.conn.execute(
+            "select conversation_id, json from spans where conversation_id in (select value from json_each(?)) order by conversation_id, start_ns, span_id",
+            [_ids_json(conversation_ids)],
+        )
+        for conversation_id, text in rows:
+            found[conversation_id].append(Span.from_json(text))
+        return found
+
+    def spans_of(self, conversation_id: str) -> list[Span]:
+        rows = self.db.conn.execute("select json from spans where conversation_id = ? order by start_ns, span_id", [conversation_id])
+        return [Span.from_json(row[0]) for row in rows]
+
+    def has(self, conversation_id: str) -> bool:
+        return self.db.conn.execute("select 1 from spans where conversation_id = ? limit 1", [conversation_id]).fetchone() is not None
+
+    def iter_conversation_ids(self) -> Iterator[str]:
+        for row in self.db.conn.execute("select distinct conversation_id from spans order by conversation_id"):
+            yield row[0]
+
+    def count(self) -> int:
+        return self.db.conn.execute("select count(*) from spans").fetchone()[0]

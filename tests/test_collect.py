@@ -1,0 +1,119 @@
+"""`nightloop collect` as a user runs it: a real process on a free loopback port, fed by the real OTel SDK's OTLP/HTTP
+exporters (protobuf and JSON) around the instrumented official openai client; bad payloads get a 400 and are
+counted, and a night runs on what it stored."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from nightloop import pipeline
+from nightloop.config import load_settings
+from nightloop.prompt_files import import_prompts
+from nightloop.store import Store
+
+pytestmark = pytest.mark.traces
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = Path(__file__).with_name("trace_gen.py")
+NIGHTLOOP = str(Path(sys.executable).with_name("nightloop"))  # the installed command, as a user runs it
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_collect(db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [NIGHTLOOP, "collect", "--port", str(port), "--db", str(db), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+    line = process.stdout.readline()  # "collecting OTLP/HTTP on http://127.0.0.1:PORT …" once it listens
+    assert "collecting OTLP/HTTP" in line, line + (process.stdout.read() if process.poll() is not None else "")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return output
+
+
+def _post(url: str, body: bytes, content_type: str, **headers: str) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type, **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.parametrize(("library", "mode", "encoding"), [("openai_v2", "span_and_event", "protobuf"), ("openllmetry", "events", "json")])
+def test_collect_receives_real_otlp_exports_and_a_night_runs_on_them(library, mode, encoding, tmp_path: Path) -> None:
+    db = tmp_path / "collected.db"
+    process, endpoint = _start_collect(db, "--max-request-mb", "1")
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
+        env.update(NIGHTLOOP_TEST_OTLP_ENDPOINT=endpoint, NIGHTLOOP_TEST_OTLP_ENCODING=encoding)
+        agent = subprocess.run([sys.executable, str(SCRIPT), library, mode, str(tmp_path / "unused")], env=env, capture_output=True, timeout=120)
+        assert agent.returncode == 0, agent.stdout.decode()[-2000:] + agent.stderr.decode()[-2000:]
+        assert _post(f"{endpoint}/v1/traces", b"\x0a\xff\xff garbage", "application/x-protobuf") == 400
+        assert _post(f"{endpoint}/v1/logs", b"{not json", "application/json") == 400
+        assert _post(f"{endpoint}/v1/traces", gzip.compress(b'{"resourceSpans": 3}'), "application/json", **{"Content-Encoding": "gzip"}) == 400
+        assert _post(f"{endpoint}/v1/traces", b"x" * 1_200_000, "application/x-protobuf") == 413
+        assert _post(f"{endpoint}/v1/metrics", b"{}", "application/json") == 404
+        assert _post(f"{endpoint}/v1/traces", b'{"resourceSpans": []}', "application/json") == 200  # still alive
+    finally:
+        output = _stop(process)
+    assert process.returncode == 0, output
+    assert "rejected 5 bad request(s)" in output and "request(s), " in output, output
+
+    settings = load_settings(db=db, seed=3, min_failures=1)
+    with Store(db) as store:
+        assert {c.id for c in store.conversations.iter_conversations()} == {"good", "correction", "tool_call", "tool_error", "timeout", "http_500"}
+        assert [m.role for m in store.conversations.get("tool_error").messages] == ["system", "user", "assistant", "tool", "assistant"]
+        import_prompts(store, REPO / "prompts", created_by="test")
+        report = pipeline.run_night(settings, "support_agent", date.today() + timedelta(days=1), store=store)
+    assert report.conversations == 6 and report.failures.get("provider_error") == 1, report
+    assert report.failures.get("user_correction") == 1 and report.failures.get("tool_error") == 1, report.failures
+    assert report.status in ("done", "stopped_early"), report.notes
+
+
+def test_collect_refuses_a_port_in_use_naming_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [NIGHTLOOP, "collect", "--port", str(port), "--db", str(tmp_path / "x.db")],
+            capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+        )
+    assert result.returncode == 1 and "pick another --port" in result.stderr + result.stdout
+
+
+def test_collect_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    process, endpoint = _start_collect(tmp_path / "t.db")
+    time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output = _stop(process)
+    assert process.returncode == 0 and "stopped: 0 request(s)" in output, output

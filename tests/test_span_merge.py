@@ -1,0 +1,152 @@
+"""Conversations that arrive in pieces: spans grouped across files, arguments and ingests; late spans re-merge;
+re-sent batches change nothing; per-call system prompts do not repeat the history."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nightloop.ingest import ingest
+from nightloop.store import Store
+
+pytestmark = pytest.mark.traces
+
+#: Exports whose spans and log events must be merged across files (content in spans, in log events, both).
+SPLIT_MODES = [("openai_v2", "span_only"), ("openai_v2", "event_only"), ("openllmetry", "events"), ("openinference", "default")]
+
+
+def _export_lines(folder: Path) -> list[str]:
+    """One OTLP export per line (the SDK's JSON file exporter writes one per span / log record)."""
+    return [line for name in ("spans.jsonl", "logs.jsonl") if (folder / name).exists() for line in (folder / name).read_text().splitlines() if line]
+
+
+def _state(store: Store) -> tuple[dict, list]:
+    conversations = {
+        c.id: (c.prompt_name, c.prompt_version, c.variables, [m.model_dump() for m in c.messages], c.outcome.model_dump(), c.started_at, c.ended_at)
+        for c in store.conversations.iter_conversations()
+    }
+    failures = sorted((f.conversation_id, f.kind, f.turn, f.detector) for f in store.conversations.failures())
+    return conversations, failures
+
+
+def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool = False) -> tuple[tuple[dict, list], list]:
+    """Each part a file; ingested one by one (or as the arguments of one ingest)."""
+    files = []
+    for index, lines in enumerate(parts):
+        path = workdir / f"part{index}.jsonl"
+        path.write_text("".join(line + "\n" for line in lines))
+        files.append(str(path))
+    with Store(workdir / "store.db") as store:
+        stats = [ingest(store, files)] if as_arguments else [ingest(store, [f]) for f in files]
+        return _state(store), stats
+
+
+@pytest.fixture(scope="module")
+def whole(real_traces) -> dict[tuple[str, str], tuple[list[str], tuple[dict, list]]]:
+    found = {}
+    for mode in SPLIT_MODES:
+        lines = _export_lines(real_traces[mode])
+        with tempfile.TemporaryDirectory() as tmp:
+            state, _ = _ingest_parts([lines], Path(tmp))
+        assert set(state[0]) == {"good", "correction", "tool_call", "tool_error", "timeout", "http_500"}, (mode, set(state[0]))
+        assert {f[:2] for f in state[1]} >= {("correction", "user_correction"), ("http_500", "provider_error"), ("timeout", "timeout")}
+        found[mode] = (lines, state)
+    return found
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_splitting_an_export_at_any_span_boundary_changes_nothing(whole, data) -> None:
+    mode = data.draw(st.sampled_from(SPLIT_MODES), label="mode")
+    lines, expected = whole[mode]
+    cut = data.draw(st.integers(min_value=0, max_value=len(lines)), label="cut")
+    as_arguments = data.draw(st.booleans(), label="as_arguments")
+    with tempfile.TemporaryDirectory() as tmp:
+        state, _ = _ingest_parts([lines[:cut], lines[cut:]], Path(tmp), as_arguments=as_arguments)
+    assert state == expected
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_re_sending_any_batch_changes_nothing(whole, data) -> None:
+    mode = data.draw(st.sampled_from(SPLIT_MODES), label="mode")
+    lines, expected = whole[mode]
+    start = data.draw(st.integers(min_value=0, max_value=len(lines) - 1), label="start")
+    end = data.draw(st.integers(min_value=start + 1, max_value=len(lines)), label="end")
+    with tempfile.TemporaryDirectory() as tmp:
+        state, stats = _ingest_parts([lines, lines[start:end]], Path(tmp))
+    assert state == expected
+    assert (stats[1].ingested, stats[1].updated, stats[1].quarantined) == (0, 0, 0) and stats[1].duplicates >= 1
+
+
+def test_late_spans_update_a_stored_conversation_and_find_all_its_failures(whole, tmp_path: Path) -> None:
+    """The correction's second model call arrives in a later ingest: the conversation is re-merged, not a duplicate."""
+    lines, expected = whole[("openai_v2", "span_only")]
+    second_call = next(i for i, line in enumerate(lines) if "No, I asked for the price in euros" in line and "gen_ai.output.messages" in line)
+    state, stats = _ingest_parts([lines[:second_call] + lines[second_call + 1 :], [lines[second_call]]], tmp_path)
+    assert state == expected
+    assert (stats[1].ingested, stats[1].updated, stats[1].duplicates) == (0, 1, 0)
+    assert stats[1].failures.get("user_correction") == 1  # the re-merged conversation was reclassified
+
+
+def _span(span_id: str, start: int, system: str, inputs: list, output: str, conversation: str = "c-1") -> dict:
+    def parts(text: str) -> list:
+        return [{"type": "text", "content": text}]
+
+    messages = [{"role": "system", "parts": parts(system)}] + [{"role": role, "parts": parts(text)} for role, text in inputs]
+    return {
+        "traceId": "t-" + conversation, "spanId": span_id, "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 10**9),
+        "attributes": [
+            {"key": "gen_ai.conversation.id", "value": {"stringValue": conversation}},
+            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+            {"key": "gen_ai.input.messages", "value": {"stringValue": json.dumps(messages)}},
+            {"key": "gen_ai.output.messages", "value": {"stringValue": json.dumps([{"role": "assistant", "parts": parts(output)}])}},
+            {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "10"}},
+        ],
+    }
+
+
+def test_a_system_prompt_rendered_per_call_and_a_re_sent_span_do_not_repeat_the_history(tmp_path: Path) -> None:
+    first = _span("s1", 1_700_000_000 * 10**9, "Now: 10:00:00. Context: doc A", [("user", "Hi")], "Hello!")
+    second = _span("s2", 1_700_000_005 * 10**9, "Now: 10:00:05. Context: doc B", [("user", "Hi"), ("assistant", "Hello!"), ("user", "Price?")], "11 EUR")
+    export = {"resourceSpans": [{"scopeSpans": [{"spans": [first, second, first]}]}]}  # `first` sent twice in one batch
+    path = tmp_path / "spans.json"
+    path.write_text(json.dumps(export))
+    with Store(tmp_path / "s.db") as store:
+        ingest(store, [str(path), str(path)])  # and the whole batch twice
+        conversation = store.conversations.get("c-1")
+    assert [(m.role, m.content) for m in conversation.messages] == [
+        ("system", "Now: 10:00:00. Context: doc A"), ("user", "Hi"), ("assistant", "Hello!"), ("user", "Price?"), ("assistant", "11 EUR"),
+    ]
+    assert conversation.metadata["input_tokens"] == 20  # each span counted once
+
+
+def test_evaluation_events_expected_answers_and_unnamed_prompts(tmp_path: Path) -> None:
+    """Feedback from a gen_ai.evaluation.result event, expected answers from nightloop.expected; adopt counts unnamed ones."""
+    from typer.testing import CliRunner
+
+    from nightloop.cli import app
+
+    graded = _span("g1", 1_700_000_000 * 10**9, "sys", [("user", "What is 6 x 7?")], "41", conversation="graded")
+    graded["attributes"].append({"key": "nightloop.expected", "value": {"stringValue": "42"}})
+    graded["events"] = [{"name": "gen_ai.evaluation.result", "timeUnixNano": "1", "attributes": [
+        {"key": "gen_ai.evaluation.name", "value": {"stringValue": "correctness"}},
+        {"key": "gen_ai.evaluation.score.value", "value": {"doubleValue": 0.0}},
+        {"key": "gen_ai.evaluation.explanation", "value": {"stringValue": "off by one"}}]}]
+    path = tmp_path / "graded.json"
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [graded]}]}]}))
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        ingest(store, [str(path)])
+        conversation = store.conversations.get("graded")
+        kinds = {f.kind for f in store.conversations.failures()}
+    assert conversation.outcome.expected == "42" and conversation.outcome.feedback.comment == "off by one"
+    assert conversation.outcome.feedback.score == 0.0 and "wrong_output" in kinds
+    result = CliRunner().invoke(app, ["prompts", "adopt", "--db", str(db)])
+    assert result.exit_code == 0
+    assert "1 stored conversation(s) have no prompt name" in result.output and "nightloop.prompt_name" in result.output
