@@ -163,7 +163,7 @@ def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
             ingest(store, [str(f) for f in files], classify_config=settings.classify)
     from nightloop.cli import app
 
-    args = ["backfill", "--since", "2026-11-18", "--until", "2026-11-20", "--db", str(settings.db), "--json"]
+    args = ["backfill", "--since", "2026-11-18", "--until", "2026-11-20", "--no-prefect", "--db", str(settings.db), "--json"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert [r["status"] != "skipped" for r in json.loads(first.stdout)] == [True, True, True]
@@ -399,7 +399,7 @@ def test_backfill_exits_non_zero_when_a_night_fails(world, monkeypatch: pytest.M
 
     monkeypatch.setenv("NIGHTLOOP_LLM__JUDGE__PROVIDER", "openai")
     result = CliRunner().invoke(
-        app, ["backfill", "--since", "2026-11-18", "--until", "2026-11-18", "--db", str(settings.db), "--json"]
+        app, ["backfill", "--since", "2026-11-18", "--until", "2026-11-18", "--no-prefect", "--db", str(settings.db), "--json"]
     )
     assert result.exit_code == 1
     assert "failed" in result.output

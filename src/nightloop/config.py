@@ -15,7 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,6 +40,7 @@ __all__ = [
     "RunnerConfig",
     "Settings",
     "WatchConfig",
+    "config_path",
     "load_settings",
 ]
 
@@ -47,29 +48,35 @@ __all__ = [
 ProviderName = str
 
 
-class RoleConfig(BaseModel):
+class _Section(BaseModel):
+    """A config section: a key it does not know is an error (a typo must not silently mean "default")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoleConfig(_Section):
     """Which model plays one role (judge, agent or scorer)."""
 
     provider: ProviderName = "sim"
-    model: str = "sim-1"
+    model: str = Field(default="sim-1", min_length=1)
     base_url: str | None = None
-    temperature: float = 0.0
-    max_tokens: int = 1024
-    timeout_s: float = 60.0
-    max_retries: int = 3
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=1024, ge=1)
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_retries: int = Field(default=3, ge=0, le=20)
 
 
 class JudgeRoleConfig(RoleConfig):
     """The judge's model: it writes K whole templates in one answer, so it needs room."""
 
-    max_tokens: int = 8192
+    max_tokens: int = Field(default=8192, ge=1)
 
 
-class ModelPrice(BaseModel):
-    """USD per million tokens."""
+class ModelPrice(_Section):
+    """USD per million tokens (0 for a local server: its calls cost nothing)."""
 
-    input: float
-    output: float
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
 
 
 DEFAULT_PRICES: dict[str, ModelPrice] = {
@@ -88,7 +95,10 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 }
 
 
-class LLMConfig(BaseModel):
+NO_CAP = {"none", "off", "no", ""}
+
+
+class LLMConfig(_Section):
     # A subclass, not a default instance: setting only [llm.judge] model must keep the judge's larger max_tokens.
     judge: JudgeRoleConfig = Field(default_factory=JudgeRoleConfig)
     agent: RoleConfig = Field(default_factory=RoleConfig)
@@ -96,6 +106,8 @@ class LLMConfig(BaseModel):
     #: USD per million tokens; ``[llm.prices."<model>"]`` entries add to (or override) the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache: bool = True
+    #: Replay conversations the simulator did not produce on a ``sim`` agent anyway (see ``nightloop.simulated``).
+    allow_sim_agent: bool = False
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -111,20 +123,29 @@ class LLMConfig(BaseModel):
         return {**DEFAULT_PRICES, **value}
 
 
-class BudgetConfig(BaseModel):
-    max_usd: float | None = 5.0
-    max_tokens: int | None = None
+class BudgetConfig(_Section):
+    #: Per night. ``"none"`` means no USD cap (for local servers whose models have no price); tokens still count.
+    max_usd: float | None = Field(default=5.0, ge=0.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+    @field_validator("max_usd", "max_tokens", mode="before")
+    @classmethod
+    def _none_means_no_cap(cls, value: Any) -> Any:
+        # TOML has no null: `max_usd = "none"` (or NIGHTLOOP_BUDGET__MAX_USD=none) switches the cap off.
+        if isinstance(value, str) and value.strip().lower() in NO_CAP:
+            return None
+        return value
 
 
-class ClassifyConfig(BaseModel):
-    max_latency_ms: float | None = None
-    max_turns: int | None = None
-    max_identical_tool_calls: int = 3
+class ClassifyConfig(_Section):
+    max_latency_ms: float | None = Field(default=None, ge=0.0)
+    max_turns: int | None = Field(default=None, ge=0)
+    max_identical_tool_calls: int = Field(default=3, ge=2)
     answer_pattern: str | None = r"<solution>(.*?)</solution>"
     normalize: list[Literal["strip", "lower", "collapse_whitespace", "strip_punctuation"]] = Field(
         default_factory=lambda: ["strip", "lower", "collapse_whitespace"]
     )
-    negative_feedback_below: float = 0.5
+    negative_feedback_below: float = Field(default=0.5, ge=0.0, le=1.0)
     json_schema: dict[str, Any] | None = None
     #: Detectors to run, by name (built-in or from a ``nightloop.detectors`` plug-in); unset: every built-in one.
     detectors: list[str] | None = None
@@ -141,11 +162,11 @@ class ClassifyConfig(BaseModel):
         return value
 
 
-class JudgeConfig(BaseModel):
-    candidates: int = 4
-    max_diff_lines: int = 20
-    copy_ngram: int = 8
-    max_failures_shown: int = 30
+class JudgeConfig(_Section):
+    candidates: int = Field(default=4, ge=1, le=20)
+    max_diff_lines: int = Field(default=20, ge=1)
+    copy_ngram: int = Field(default=8, ge=2)
+    max_failures_shown: int = Field(default=30, ge=1)
 
 
 class RunnerConfig(BaseModel):
@@ -167,12 +188,12 @@ class RunnerConfig(BaseModel):
     max_steps: int = 6
 
 
-class ReplayConfig(BaseModel):
-    repeats: int = 3
-    concurrency: int = 16
-    holdout_fraction: float = 0.5
-    regression_cases: int = 20
-    max_failure_cases: int = 60
+class ReplayConfig(_Section):
+    repeats: int = Field(default=3, ge=1)
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    holdout_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    regression_cases: int = Field(default=20, ge=0)
+    max_failure_cases: int = Field(default=60, ge=1)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     #: Other managed prompts the agent uses: their production versions are rendered and given to the runner
     #: with the prompt under test (whose candidate replaces it).
@@ -181,12 +202,12 @@ class ReplayConfig(BaseModel):
     scorers: list[Any] = Field(default_factory=list)
 
 
-class GateConfig(BaseModel):
-    alpha: float = 0.05
-    min_effect: float = 0.05
-    kind_tolerance: float = 0.0
-    cost_tolerance: float = 0.25
-    latency_tolerance: float = 0.25
+class GateConfig(_Section):
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_effect: float = Field(default=0.05, ge=0.0, le=1.0)
+    kind_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+    cost_tolerance: float = Field(default=0.25, ge=0.0)
+    latency_tolerance: float = Field(default=0.25, ge=0.0)
     #: Paired test across cases (nightloop.gate): exact sign-flip over cases on per-case passes (default, uses
     #: every repeat), exact McNemar on majority verdicts, or the Monte Carlo sign-flip permutation test.
     test: Literal["signflip", "mcnemar", "permutation"] = "signflip"
@@ -199,9 +220,9 @@ class GateConfig(BaseModel):
     carry_nights: int = Field(default=5, ge=1)
 
 
-class WatchConfig(BaseModel):
-    alpha: float = 0.05
-    min_conversations: int = 30
+class WatchConfig(_Section):
+    alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_conversations: int = Field(default=30, ge=1)
 
 
 class AutonomyConfig(BaseModel):
@@ -221,7 +242,7 @@ class Settings(BaseSettings):
         env_prefix="NIGHTLOOP_",
         env_nested_delimiter="__",
         toml_file="nightloop.toml",
-        extra="ignore",
+        extra="forbid",
     )
 
     db: Path = Path("nightloop.db")
@@ -229,8 +250,8 @@ class Settings(BaseSettings):
     #: Conversation sources read at the start of every night (files, globs, directories, SQLite); may be empty
     #: when conversations are ingested separately with `nightloop ingest`.
     sources: list[str] = Field(default_factory=list)
-    limit: int = 100
-    min_failures: int = 3
+    limit: int = Field(default=100, ge=1)
+    min_failures: int = Field(default=3, ge=1)
     seed: int = 0
     llm: LLMConfig = Field(default_factory=LLMConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
@@ -266,27 +287,37 @@ class Settings(BaseSettings):
         return sha256_text(canonical_json(relevant))[:12]
 
 
+def config_path(config_file: Path | str | None = None) -> tuple[Path, str]:
+    """The config file a load reads, and what chose it (``--config``, ``NIGHTLOOP_CONFIG`` or the default)."""
+    if config_file is not None:
+        return Path(config_file), "--config"
+    if os.environ.get("NIGHTLOOP_CONFIG"):
+        return Path(os.environ["NIGHTLOOP_CONFIG"]), "NIGHTLOOP_CONFIG"
+    return Path("nightloop.toml"), "default"
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Settings from ``config_file`` (or ``NIGHTLOOP_CONFIG`` / ``./nightloop.toml``), env and overrides.
 
-    Anything wrong in them raises :class:`~nightloop.errors.ConfigError` naming the file or key and the fix.
+    Anything wrong in them raises :class:`~nightloop.errors.ConfigError` naming the file or key and the fix:
+    a missing file named by ``--config`` or ``NIGHTLOOP_CONFIG``, a value out of its range, an unknown key
+    (with the closest valid one).
     """
     from nightloop.errors import ConfigError
 
+    path, chosen_by = config_path(config_file)
+    if chosen_by != "default" and not path.is_file():
+        fix = "create it or drop --config" if chosen_by == "--config" else "create it or unset NIGHTLOOP_CONFIG"
+        raise ConfigError(f"Config file {path} (from {chosen_by}) does not exist; {fix}.")
+    settings_cls: type[Settings] = Settings
     if config_file is not None:
-        path = Path(config_file)
-        if not path.exists():
-            raise ConfigError(f"Config file {path} does not exist; create it or drop --config.")
-        settings_cls: type[Settings] = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
-    else:
-        path = Path(os.environ.get("NIGHTLOOP_CONFIG") or "nightloop.toml")
-        settings_cls = Settings
+        settings_cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
         return settings_cls(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"Config file {path} is not valid TOML: {exc}. Fix that line (strings need quotes, sections are [name]).") from exc
     except ValidationError as exc:
-        raise ConfigError(_invalid_settings_message(exc, path)) from exc
+        raise ConfigError(_invalid_settings_message(exc, path, overrides)) from exc
     except SettingsError as exc:
         raise ConfigError(
             f"Configuration could not be read: {exc}. Fix the NIGHTLOOP_* environment variable it names "
@@ -294,12 +325,22 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
         ) from exc
 
 
-def _invalid_settings_message(exc: ValidationError, path: Path) -> str:
+def _invalid_settings_message(exc: ValidationError, path: Path, overrides: dict[str, Any]) -> str:
+    from nightloop.config_sources import closest_key, key_source
+
     problems = []
-    for error in exc.errors()[:5]:
+    shown = 8
+    for error in exc.errors()[:shown]:
         key = ".".join(str(part) for part in error["loc"])
-        env = "NIGHTLOOP_" + "__".join(str(part) for part in error["loc"]).upper()
-        given = f" (got {error['input']!r})" if not isinstance(error.get("input"), dict | list) else ""
-        problems.append(f"{key}: {error['msg']}{given} - set in {path} or {env}")
-    more = f" (and {len(exc.errors()) - 5} more)" if len(exc.errors()) > 5 else ""
-    return "Invalid configuration: " + "; ".join(problems) + more + ". Fix the value, or remove it to use the default."
+        source = key_source(key, path=path, overrides=overrides)
+        where = f"in {source}" if source != "default" else f"set in {path} or NIGHTLOOP_" + key.upper().replace(".", "__")
+        if error["type"] == "extra_forbidden":
+            meant = closest_key(Settings, error["loc"])
+            hint = f"did you mean `{meant}`?" if meant else "the example nightloop.toml lists the valid keys"
+            problems.append(f"`{key}` ({where}) is not a setting; {hint}")
+            continue
+        given = f" = {error['input']!r}" if not isinstance(error.get("input"), dict | list) else ""
+        message = error["msg"].replace("Input should be", "should be").replace("Field required", "is required")
+        problems.append(f"`{key}`{given} ({where}): {message}")
+    more = [f"(and {len(exc.errors()) - shown} more)"] if len(exc.errors()) > shown else []
+    return "\n  - ".join(["Invalid configuration:", *problems, *more]) + "\nFix the value, or remove it to use the default."

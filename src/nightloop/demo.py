@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -58,7 +59,7 @@ def run_demo(
         console.print(f"Imported {len(imported)} prompt version(s) from {prompts_dir}/.")
         for n in range(nights):
             rows.append(_one_night(store, settings, n + 1, FIRST_DAY + timedelta(days=n), per_night, seed, workdir, console))
-        _summary(store, rows, console)
+        _summary(store, rows, console, workdir)
     console.print(ui_hint(settings.db))
     return rows
 
@@ -66,7 +67,7 @@ def run_demo(
 def ui_hint(db: Path) -> str:
     """The demo's closing line: how to review and operate this store in the browser."""
     return (
-        f"Open it in the browser: `nightloop ui --db {db}`, then http://127.0.0.1:8765/ "
+        f"Open it in the browser: `{nightloop_command()} ui --db {db}`, then http://127.0.0.1:8765/ "
         "(review queue, history, /dashboard with the operations plots; Ctrl-C stops it)."
     )
 
@@ -140,7 +141,7 @@ def _one_night(store: Store, settings, number: int, day: date, per_night: int, s
     }
 
 
-def _summary(store: Store, rows: list[dict], console: Console) -> None:
+def _summary(store: Store, rows: list[dict], console: Console, workdir: Path) -> None:
     table = Table(title="failure rate per night (simulated production traffic)")
     for column in ("night", "day", "prompt version", "conversations", "failure rate", "failures", "promoted", "sim cost $"):
         table.add_column(column)
@@ -162,10 +163,31 @@ def _summary(store: Store, rows: list[dict], console: Console) -> None:
     first, last = rows[0]["failure_rate"], rows[-1]["failure_rate"]
     verdict = "lower" if last < first else "NOT lower"
     console.print(f"Failure rate night 1 → night {len(rows)}: {first:.1%} → {last:.1%} ({verdict}).")
+    nightloop, db = nightloop_command(), _shown_path(workdir / "nightloop.db")
     console.print(
-        "Next: `nightloop report --db demo/nightloop.db`, `nightloop prompts versions support_agent --db demo/nightloop.db`, "
-        "`nightloop prompts history support_agent --db demo/nightloop.db`."
+        f"Next: `{nightloop} report --db {db}`, `{nightloop} prompts versions {PROMPT} --db {db}`, "
+        f"`{nightloop} prompts history {PROMPT} --db {db}`"
+        + (" (or `source .venv/bin/activate` once, then plain `nightloop …`)." if nightloop != "nightloop" else "."),
+        highlight=False,
+        soft_wrap=True,
     )
+
+
+def nightloop_command() -> str:
+    """How to type `nightloop` so that it works as printed: plain when this venv's script is on PATH, else its path."""
+    script = Path(sys.executable).parent / "nightloop"
+    found = shutil.which("nightloop")
+    if found and Path(found).resolve() == script.resolve():
+        return "nightloop"
+    return _shown_path(script)
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (`.venv/bin/nightloop`), else absolute."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def main(
@@ -178,7 +200,7 @@ def main(
     try:
         rows = run_demo(workdir=workdir, nights=nights, per_night=per_night, seed=seed)
     except NightloopError as exc:
-        Console(stderr=True).print(f"[bold red]Error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(1)
     if len(rows) > 1 and rows[-1]["failure_rate"] >= rows[0]["failure_rate"]:
         sys.exit(1)

@@ -6,6 +6,8 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "LabelConflict",
+    "NightAlreadyRunning",
+    "NightInterrupted",
     "NightloopError",
     "NotFound",
     "ProviderError",
@@ -60,6 +62,15 @@ class StructuredOutputError(ProviderError):
 
 class BudgetExceeded(NightloopError):
     """The night's token/USD budget is spent; stages stop cleanly and keep what they have."""
+
+
+class NightAlreadyRunning(NightloopError):
+    """Another process holds the night lease for this prompt and store: a second night would race it."""
+
+
+class NightInterrupted(BudgetExceeded):
+    """The user stopped the night (Ctrl-C). Handled like a spent budget: no new model call starts, the work
+    done is kept, and a re-run of the same command resumes."""
 
 
 class UnknownName(ConfigError, ValueError):

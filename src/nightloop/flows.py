@@ -2,9 +2,10 @@
 
 Importing this module imports Prefect; the rest of nightloop never needs it.
 ``flows/nightly.py`` re-exports these flows as the deployment entry points.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: ``serve()`` cloudpickles the flows into a subprocess, where
+string annotations (``date``) cannot be resolved and every run fails parameter validation.
+"""
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -21,7 +22,10 @@ from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.models import NightReport
 from nightloop.store import Store
 
-__all__ = ["backfill", "nightly", "night_markdown"]
+__all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown"]
+
+#: `nightloop serve` registers the nightly flow as ``nightly/nightly-serve``: the work pool's is ``nightly/nightly``.
+SERVE_DEPLOYMENT = "nightly-serve"
 
 MODEL_BOUND_STAGES = {"judge", "replay"}
 
@@ -75,6 +79,10 @@ def night_markdown(store: Store, report: NightReport) -> str:
         f"Status **{report.status}** · {report.conversations} conversations · failure rate {report.failure_rate:.1%}",
         "",
     ]
+    if report.simulated:
+        from nightloop.simulated import simulated_label
+
+        lines += [f"> **{simulated_label(report.simulated)}**", ""]
     if report.decisions:
         lines += ["| candidate | verdict | baseline | candidate | delta | p | regressions |", "|---|---|---:|---:|---:|---:|---|"]
         for d in report.decisions:

@@ -385,7 +385,7 @@ class NightReport(_Model):
     run_id: str
     prompt_name: str
     date: date
-    status: Literal["done", "stopped_early", "budget_exhausted", "failed", "skipped"] = "done"
+    status: Literal["done", "stopped_early", "budget_exhausted", "interrupted", "failed", "skipped"] = "done"
     conversations: int = 0
     new_conversations: int = 0
     quarantined: int = 0
@@ -400,6 +400,8 @@ class NightReport(_Model):
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: Roles that ran on the offline simulator (provider ``sim``): their verdicts and cost are simulated.
+    simulated: list[str] = Field(default_factory=list)
     #: Whether the baseline replay reproduced the night's production failures (None: no replay ran).
     reproduction: Reproduction | None = None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from nightloop.classify import classify_many
 from nightloop.config import Settings
-from nightloop.errors import BudgetExceeded, NightloopError, ProviderError
+from nightloop.errors import BudgetExceeded, NightInterrupted, NightloopError, ProviderError
 from nightloop.models import (
     BASELINE,
     Candidate,
@@ -36,6 +37,7 @@ from nightloop.models import (
     Reproduction,
     ReviewItem,
 )
+from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
 from nightloop.store import Store
 
 __all__ = [
@@ -139,6 +141,8 @@ class Night:
     prompt_name: str
     logical_date: date
     progress: ProgressFn | None = None
+    #: Set by the caller (the CLI's Ctrl-C handler) to stop the night: see :func:`run_night`.
+    stop: threading.Event | None = None
     _clients: Any = field(default=None, repr=False)
     _ledger: Any = field(default=None, repr=False)
 
@@ -157,7 +161,7 @@ class Night:
             from nightloop.llm.budget import BudgetLedger
 
             budget = self.settings.budget
-            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices)
+            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop)
             # One budget per night, not per attempt: a resumed or re-run night continues from what it spent.
             self._ledger.carry_over(*self.store.runs.spent(self.run_id))
         return self._ledger
@@ -187,12 +191,33 @@ def _run_async(night: Night, work: Awaitable[T]) -> T:
     """Run a stage's model calls on a fresh event loop, closing the SDK connection pools it opened."""
 
     async def run_then_close() -> T:
+        task = asyncio.ensure_future(work)
+        abandon = asyncio.ensure_future(_abandon_when_stopped(night.stop, task))
         try:
-            return await work
+            return await task
+        except asyncio.CancelledError:
+            if abandon.done() and not abandon.cancelled() and abandon.result():
+                raise NightInterrupted(f"calls still running {ABANDON_AFTER_S} s after Ctrl-C were abandoned") from None
+            raise  # cancelled from outside (a second Ctrl-C): let asyncio unwind
         finally:
+            abandon.cancel()
             await night.clients.aclose()
 
     return asyncio.run(run_then_close())
+
+
+#: After a stop request, calls in flight get this long to finish before they are abandoned.
+ABANDON_AFTER_S = 1.5
+
+
+async def _abandon_when_stopped(stop: threading.Event | None, task: asyncio.Future[Any]) -> bool:
+    """Cancel ``task`` ``ABANDON_AFTER_S`` after ``stop`` is set; True when it did."""
+    if stop is None:
+        return False
+    while not stop.is_set():
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(ABANDON_AFTER_S)
+    return task.cancel()
 
 
 def _once(night: Night, stage: str, model: type[M], compute: Callable[[], M]) -> M:
@@ -596,6 +621,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         tokens=ledger.tokens if ledger else 0,
         cost_usd=ledger.spent_usd if ledger else 0.0,
         notes=parts.get("notes", []),
+        simulated=simulated_roles(night.settings),
         reproduction=gated.reproduction if gated else None,
     )
 
@@ -614,12 +640,27 @@ def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+def _stopping_between_stages(run: StageRunner, night: Night) -> StageRunner:
+    """``run``, refusing to start a stage once the night was asked to stop (a finished stage is kept)."""
+
+    def run_unless_stopped(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if night.stop is not None and night.stop.is_set():
+            raise NightInterrupted(f"the night was interrupted (Ctrl-C) before {stage}")
+        output = run(stage, fn, *args)
+        if night.stop is not None and night.stop.is_set():
+            raise NightInterrupted(f"the night was interrupted (Ctrl-C) during {stage}")
+        return output
+
+    return run_unless_stopped
+
+
 def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) -> str:
     """Run the stages in order, filling ``parts``; return the night's status."""
     notes: list[str] = parts["notes"]
     parts["ingested"] = ingested = run("ingest", stage_ingest, night)
     if not ingested.conversation_ids:
         raise StopNight("stopped_early", f"no conversations for {night.prompt_name!r} ending before {night.logical_date}")
+    refuse_sim_agent_on_real_conversations(night.settings, _conversations(night, ingested.conversation_ids))
     parts["classified"] = classified = run("classify", stage_classify, night, ingested)
     watched = run("watch", stage_watch, night)
     if watched.rolled_back_to is not None:
@@ -665,20 +706,25 @@ def run_night(
     progress: ProgressFn | None = None,
     runner: StageRunner = direct,
     clients: Any = None,
+    stop: threading.Event | None = None,
 ) -> NightReport:
     """Run (or resume) one prompt's night and return its report; a finished night is skipped unless ``force``.
 
     ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
+    When ``stop`` is set (Ctrl-C), no new model call starts, calls in flight get ``ABANDON_AFTER_S`` to finish,
+    no further stage runs, and the night ends ``interrupted`` with its spend recorded; a re-run resumes it.
     """
     from nightloop.plugins import check_config
 
     check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
     own_store = store is None
     store = store or Store(settings.db)
+    lease = None
     try:
-        night = Night(settings, store, prompt_name, logical_date, progress=progress, _clients=clients)
+        night = Night(settings, store, prompt_name, logical_date, progress=progress, stop=stop, _clients=clients)
+        lease = store.leases.hold(prompt_name, night.run_id)  # one running night per prompt and store
         status = store.runs.status(night.run_id)
-        if status not in (None, "running", "failed", "budget_exhausted") and not force:
+        if status not in (None, "running", "failed", "budget_exhausted", "interrupted") and not force:
             report = store.runs.report(night.run_id)
             if report is not None:
                 return report.model_copy(
@@ -689,10 +735,18 @@ def run_night(
         store.runs.start(night.run_id, prompt_name, logical_date.isoformat(), settings.config_hash())
         parts: dict[str, Any] = {"notes": []}
         try:
-            status = _run_stages(night, parts, runner)
-        except StopNight as stop:
-            status = stop.status
-            parts["notes"].append(stop.reason)
+            status = _run_stages(night, parts, _stopping_between_stages(runner, night))
+        except StopNight as stopped:
+            status = stopped.status
+            parts["notes"].append(stopped.reason)
+        except NightInterrupted as exc:
+            status = "interrupted"
+            parts["notes"].append(f"{exc}; re-run the same command to resume (finished work is kept)")
+        except KeyboardInterrupt:
+            # A second Ctrl-C: record what was spent and that the night can resume, then stop at once.
+            parts["notes"].append("interrupted (Ctrl-C twice); re-run the same command to resume")
+            store.runs.finish(_report(night, "interrupted", **parts))
+            raise
         except BudgetExceeded as exc:
             status = "budget_exhausted"
             parts["notes"].append(str(exc))
@@ -709,6 +763,8 @@ def run_night(
         store.runs.finish(report)
         return report
     finally:
+        if lease is not None:
+            lease.release()
         if own_store:
             store.close()
 

@@ -43,6 +43,8 @@ class NightRow(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: Roles that ran on the offline simulator: this night's verdicts and cost are simulated.
+    simulated: list[str] = Field(default_factory=list)
     #: "17/35 (49%)": production failures the baseline replay failed again; None when no replay ran.
     reproduced: str | None = None
 
@@ -85,6 +87,7 @@ def _row(store: Store, report: NightReport) -> NightRow:
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
+        simulated=report.simulated,
         reproduced=_reproduced(report),
     )
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.markup import escape
 
 from nightloop.config import Settings, load_settings
 from nightloop.errors import NightloopError
@@ -58,8 +59,8 @@ def open_store(settings: Settings) -> Store:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print an error that names the fix and exit non-zero."""
-    err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
+    """Print an error that names the fix and exit non-zero (the message is text, never rich markup)."""
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from datetime import UTC, date, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -23,7 +25,9 @@ from nightloop.cli.common import (
     print_json,
     settings_from,
 )
+from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
 from nightloop.errors import NightloopError
+from nightloop.simulated import simulated_label
 from nightloop.models import NightReport
 
 DateOption = Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")]
@@ -31,6 +35,7 @@ PromptOption = Annotated[
     list[str] | None, typer.Option("--prompt", help="Prompt name (repeatable; default: every managed prompt).")
 ]
 ForceOption = Annotated[bool, typer.Option("--force", help="Re-run nights that already finished.")]
+NoPrefectOption = Annotated[bool, typer.Option("--no-prefect", help="Run as plain Python, without Prefect.")]
 
 
 def parse_date(value: str | None, option: str) -> date:
@@ -59,9 +64,12 @@ def reports_table(reports: list[NightReport]) -> Table:
 
 def print_reports(reports: list[NightReport], as_json: bool) -> None:
     if as_json:
-        print_json(reports)
+        # `prompt`, as in `report --json` (`prompt_name` stays for scripts written against it).
+        print_json([{"prompt": r.prompt_name, **r.model_dump(mode="json")} for r in reports])
         return
     console.print(reports_table(reports))
+    for roles in sorted({tuple(r.simulated) for r in reports if r.simulated}):
+        console.print(f"[yellow]{escape(simulated_label(list(roles)))}[/]", highlight=False)
     for r in reports:
         for note in r.notes:
             console.print(f"[dim]{r.prompt_name} {r.date}:[/] {note}", highlight=False)
@@ -69,20 +77,44 @@ def print_reports(reports: list[NightReport], as_json: bool) -> None:
             console.print(f"Review it: [bold]nightloop review show {r.review_id}[/]")
 
 
+def prompts_to_run(store, prompts: list[str] | None) -> list[str]:
+    """``prompts`` (every managed prompt by default), refusing names the store does not manage."""
+    managed = pipeline.managed_prompts(store)
+    if not managed:
+        fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
+    for name in prompts or []:
+        if name not in managed:
+            close = difflib.get_close_matches(name, managed, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            fail(f"The store manages no prompt {name!r}; {hint}managed prompts: {', '.join(managed)} (`nightloop prompts list`).")
+    return prompts or managed
+
+
 def run_plain(settings, prompts: list[str] | None, night_date: date, force: bool) -> list[NightReport]:
-    """The nights without Prefect, with the current stage shown on stderr."""
+    """The nights without Prefect, with the current stage shown on stderr; the first Ctrl-C stops gracefully."""
     reports = []
-    with open_store(settings) as store:
-        names = prompts or pipeline.managed_prompts(store)
-        if not names:
-            fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
-        for name in names:
+    with open_store(settings) as store, graceful_ctrl_c() as stop:
+        for name in prompts_to_run(store, prompts):
+            if stop.is_set():
+                break
             with err_console.status(f"{name} {night_date}: starting") as status:
                 def progress(stage: str, message: str, name: str = name) -> None:
                     status.update(f"{name} {night_date}: {stage} — {message}")
 
-                reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force, progress=progress))
+                reports.append(
+                    pipeline.run_night(settings, name, night_date, store=store, force=force, progress=progress, stop=stop)
+                )
     return reports
+
+
+def stopped_at_once(command: str) -> typer.Exit:
+    """The second Ctrl-C: the night is recorded as interrupted (see run_night); say how to resume."""
+    return fail(f"Stopped at once (Ctrl-C twice); the night is recorded as interrupted. Resume with `{command}`.", INTERRUPTED_EXIT)
+
+
+def exit_if_interrupted(reports: list[NightReport], command: str) -> None:
+    if any(r.status == "interrupted" for r in reports):
+        fail(f"Interrupted (Ctrl-C); spend and finished work are recorded. Resume with `{command}`.", INTERRUPTED_EXIT)
 
 
 def register(app: typer.Typer) -> None:
@@ -92,7 +124,7 @@ def register(app: typer.Typer) -> None:
     def run(
         date_: DateOption = None,
         prompt: PromptOption = None,
-        no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run as plain Python, without Prefect.")] = False,
+        no_prefect: NoPrefectOption = False,
         force: ForceOption = False,
         db: DbOption = None,
         config: ConfigOption = None,
@@ -104,10 +136,13 @@ def register(app: typer.Typer) -> None:
         """
         settings = settings_from(db, config)
         night_date = parse_date(date_, "--date")
+        resume = f"nightloop run --date {night_date}" + " --no-prefect" * no_prefect + "".join(f" --prompt {p}" for p in prompt or [])
         try:
             if no_prefect:
                 reports = run_plain(settings, prompt, night_date, force)
             else:
+                with open_store(settings) as store:
+                    prompts_to_run(store, prompt)
                 from nightloop.flows import nightly
 
                 raw = nightly(
@@ -117,7 +152,10 @@ def register(app: typer.Typer) -> None:
                 reports = [NightReport.model_validate(r) for r in raw]
         except NightloopError as exc:
             fail(str(exc))
+        except KeyboardInterrupt:
+            raise stopped_at_once(resume) from None
         print_reports(reports, as_json)
+        exit_if_interrupted(reports, resume)
         failed = [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
         if failed:
             fail(f"night failed: {', '.join(failed)}; see the notes above, fix the cause and re-run to resume.")
@@ -127,6 +165,7 @@ def register(app: typer.Typer) -> None:
         since: Annotated[str, typer.Option("--since", help="First logical date, YYYY-MM-DD.")],
         until: Annotated[str, typer.Option("--until", help="Last logical date, YYYY-MM-DD (inclusive).")],
         prompt: PromptOption = None,
+        no_prefect: NoPrefectOption = False,
         force: ForceOption = False,
         db: DbOption = None,
         config: ConfigOption = None,
@@ -134,7 +173,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the nights from --since to --until in date order; finished nights are skipped (say --force to redo).
 
-        Example: nightloop backfill --since 2026-11-17 --until 2026-11-19
+        Example: nightloop backfill --since 2026-11-17 --until 2026-11-19 --no-prefect
         """
         settings = settings_from(db, config)
         try:
@@ -143,27 +182,47 @@ def register(app: typer.Typer) -> None:
             fail(str(exc))
         reports: list[NightReport] = []
         failed: list[str] = []
+        resume = f"nightloop backfill --since {since} --until {until}" + " --no-prefect" * no_prefect + "".join(
+            f" --prompt {p}" for p in prompt or []
+        )
         with open_store(settings) as store:
-            names = prompt or pipeline.managed_prompts(store)
-            if not names:
-                fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
+            names = prompts_to_run(store, prompt)
+        if not no_prefect:
+            from nightloop.flows import backfill as backfill_flow
+
+            try:
+                raw = backfill_flow(
+                    since=dates[0], until=dates[-1], prompts=prompt, force=force,
+                    config_file=str(config) if config else None, db=str(settings.db),
+                )
+            except NightloopError as exc:
+                fail(str(exc))
+            except KeyboardInterrupt:
+                raise stopped_at_once(resume) from None
+            reports = [NightReport.model_validate(r) for r in raw]
+        with open_store(settings) as store, graceful_ctrl_c() as stop:
             columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=err_console, transient=as_json) as bar:
+            with Progress(*columns, console=err_console, transient=as_json, disable=not no_prefect) as bar:
                 task = bar.add_task("nights", total=len(dates) * len(names))
-                for night_date in dates:
-                    for name in names:
-                        bar.update(task, description=f"{name} {night_date}")
-                        try:
-                            reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force))
-                        except NightloopError as exc:
-                            failed.append(f"{name} {night_date}")
-                            err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")
-                        bar.advance(task)
+                plain = ((d, n) for d in dates for n in names) if no_prefect else ()
+                for night_date, name in plain:
+                    if stop.is_set():
+                        break
+                    bar.update(task, description=f"{name} {night_date}")
+                    try:
+                        reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force, stop=stop))
+                    except KeyboardInterrupt:
+                        raise stopped_at_once(resume) from None
+                    except NightloopError as exc:
+                        failed.append(f"{name} {night_date}")
+                        err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")
+                    bar.advance(task)
         ran = [r for r in reports if r.status != "skipped"]
         if not as_json:
             skipped = len(reports) - len(ran)
             console.print(f"Ran {len(ran)} night(s); skipped {skipped} already finished (use --force to re-run them).")
         print_reports(reports, as_json)
+        exit_if_interrupted(reports, resume)
         failed += [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
         if failed:
             fail(f"{len(failed)} night(s) failed: {', '.join(failed)}; fix the cause and re-run (finished nights are skipped).")
@@ -176,8 +235,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the nightly schedule on this machine with Prefect's serve (no work pool needed).
 
-        Needs a long-running Prefect server: start one with `prefect server start` and set PREFECT_API_URL.
+        Registers the deployment `nightly/nightly-serve` (the work pool's is `nightly/nightly`) and runs its
+        flow runs here until Ctrl-C. Needs a long-running Prefect server: start one with `prefect server start`
+        and set PREFECT_API_URL.
         """
+        settings_from(db, config)  # a config mistake is said now, not at 02:00
         from prefect.settings import PREFECT_API_URL
 
         if not PREFECT_API_URL.value():
@@ -186,10 +248,16 @@ def register(app: typer.Typer) -> None:
                 "`prefect server start`, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` and re-run "
                 "`nightloop serve`. (For one night without a server: `nightloop run --no-prefect`.)"
             )
-        from nightloop.flows import nightly
+        from nightloop.flows import SERVE_DEPLOYMENT, nightly
 
-        parameters = {"config_file": str(config)} if config else {}
+        # Absolute paths: the flow runs in a subprocess, and a user may start serve from anywhere.
+        parameters = {"config_file": str(config.resolve())} if config else {}
         if db:
             parameters["db"] = str(db.resolve())
-        console.print(f"Serving the nightly flow on cron [bold]{cron}[/] (UTC) against {PREFECT_API_URL.value()}; Ctrl-C stops.")
-        nightly.serve(name="nightly", cron=cron, parameters=parameters, pause_on_shutdown=False)
+        console.print(
+            f"Serving deployment [bold]nightly/{SERVE_DEPLOYMENT}[/] on cron [bold]{cron}[/] (UTC) against "
+            f"{PREFECT_API_URL.value()}; run one now with `prefect deployment run nightly/{SERVE_DEPLOYMENT}`. "
+            "Ctrl-C stops.",
+            highlight=False,
+        )
+        nightly.serve(name=SERVE_DEPLOYMENT, cron=cron, parameters=parameters, pause_on_shutdown=False)

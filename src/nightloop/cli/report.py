@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nightloop.cli.common import (
@@ -21,6 +22,7 @@ from nightloop.cli.common import (
 )
 from nightloop.metrics import operations as operations_metrics
 from nightloop.report import DENOMINATORS, NightRow, VersionTrend, day_rate, night_rows, to_html, to_markdown, version_trend
+from nightloop.simulated import simulated_label
 
 
 def nights_table(rows: list[NightRow]) -> Table:
@@ -34,7 +36,8 @@ def nights_table(rows: list[NightRow]) -> Table:
         table.add_row(
             r.date, r.prompt, r.status, f"{r.conversations} {r.failure_rate:.1%}", str(r.seen_before),
             f"{r.day_conversations} {day_rate(r)}", failures_text(r.failures), r.reproduced or "—", str(r.candidates),
-            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
+            ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted,
+            f"{r.cost_usd:.4f}" + (" simulated" if r.simulated else ""),
         )
     return table
 
@@ -117,6 +120,8 @@ def register(app: typer.Typer) -> None:
             console.print("No finished nights yet; run one with `nightloop run --no-prefect`.")
             return
         console.print(nights_table(rows))
+        for roles in sorted({tuple(r.simulated) for r in rows if r.simulated}):
+            console.print(f"[yellow]{escape(simulated_label(list(roles)))}[/]", highlight=False)
         from nightloop.reproduction import MISMATCH
 
         for r in rows:

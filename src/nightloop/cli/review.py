@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -21,6 +22,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
+from nightloop.simulated import simulated_label
 from nightloop.models import ReviewItem
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
@@ -71,6 +73,9 @@ def show_item(store, item: ReviewItem) -> None:
         f"· production is v{production}",
         highlight=False,
     )
+    night = store.runs.report(item.run_id)
+    if night is not None and night.simulated:
+        console.print(f"[yellow]{escape(simulated_label(night.simulated))}[/]", highlight=False)
     if production != base_version and item.status == "pending":
         console.print(f"[yellow]production moved to v{production} since this was proposed: approving will be refused.[/]")
     show_evidence(store, item)

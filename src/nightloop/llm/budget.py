@@ -6,7 +6,7 @@ import threading
 from collections.abc import Mapping
 
 from nightloop.config import ModelPrice, Settings
-from nightloop.errors import BudgetExceeded
+from nightloop.errors import BudgetExceeded, NightInterrupted
 from nightloop.models import Usage
 
 __all__ = ["BudgetLedger"]
@@ -19,7 +19,15 @@ class BudgetLedger:
     finish and are recorded, so a night can overshoot by at most its concurrency.
     """
 
-    def __init__(self, max_usd: float | None, max_tokens: int | None, prices: Mapping[str, ModelPrice]) -> None:
+    def __init__(
+        self,
+        max_usd: float | None,
+        max_tokens: int | None,
+        prices: Mapping[str, ModelPrice],
+        stop: threading.Event | None = None,
+    ) -> None:
+        #: Set when the user asked the night to stop (Ctrl-C): ``check()`` then refuses like a spent cap.
+        self.stop = stop
         self.max_usd = max_usd
         self.max_tokens = max_tokens
         self.prices = dict(prices)
@@ -47,7 +55,9 @@ class BudgetLedger:
         return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
 
     def check(self) -> None:
-        """Raise :class:`BudgetExceeded` when a cap is already reached."""
+        """Raise :class:`BudgetExceeded` when a cap is already reached (:class:`NightInterrupted` once stopped)."""
+        if self.stop is not None and self.stop.is_set():
+            raise NightInterrupted("the night was interrupted (Ctrl-C); no new model calls are started")
         with self._lock:
             spent, tokens = self._spent_usd, self._tokens
         if self.max_usd is not None and spent >= self.max_usd:

@@ -230,5 +230,6 @@ def _check_prices(settings: Settings, ledger: BudgetLedger) -> None:
             raise ConfigError(
                 f"The {name} model {role.model!r} has no price, so the ${ledger.max_usd:g} budget cap cannot apply to it. "
                 f"Add its price in USD per million tokens (0 for a free local server) to nightloop.toml:\n"
-                f'[llm.prices."{role.model}"]\ninput = …\noutput = …'
+                f'[llm.prices."{role.model}"]\ninput = 0\noutput = 0\n'
+                'or run without a USD cap: [budget] max_usd = "none" (see "Prices and budget" in the README).'
             )

@@ -8,22 +8,40 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, challengers, conversations, metrics, prompts, runs, spans
+from nightloop.store import autonomy, cache, challengers, conversations, leases, metrics, prompts, runs, spans
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
+from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 from nightloop.store.spans import SpanRepo
 
 __all__ = [
-    "AutonomyRepo", "CacheRepo", "ChallengerRepo", "ConversationRepo", "PromptRepo", "RunRepo", "SpanRepo", "Store", "open_db", "transaction",
+    "AutonomyRepo",
+    "CacheRepo",
+    "ChallengerRepo",
+    "ConversationRepo",
+    "LeaseRepo",
+    "PromptRepo",
+    "RunRepo",
+    "SpanRepo",
+    "Store",
+    "open_db",
+    "transaction",
 ]
 
 MIGRATION_SETS = [
-    conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations, spans.migrations,
+    conversations.migrations,
+    prompts.migrations,
+    cache.migrations,
+    runs.migrations,
+    autonomy.migrations,
+    metrics.migrations,
+    spans.migrations,
+    leases.migrations,
     challengers.migrations,
 ]
 
@@ -38,6 +56,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.leases = LeaseRepo(self.db)
         self.autonomy = AutonomyRepo(self.db)
         self.spans = SpanRepo(self.db)
         self.challengers = ChallengerRepo(self.db)
