@@ -50,6 +50,11 @@ RECOVERED_CONFIDENCE = 0.5
 #: References longer than this (or spanning lines: code, test suites, trajectories) are
 #: not answers a rule can compare; they are left to a rubric scorer.
 MAX_COMPARABLE_REFERENCE = 200
+#: A reference nested deeper than this is not an answer a rule can compare (a rubric scorer can).
+MAX_COMPARE_DEPTH = 16
+#: Item comparisons one reference may cost: lists are matched in any order, so without a cap the
+#: time doubles with every level of nesting (a 209-byte record held ingest for hours).
+MAX_COMPARE_STEPS = 1000
 
 
 @runtime_checkable
@@ -219,22 +224,39 @@ def _parse_structured(text: str) -> Any:
     return None
 
 
-def _items_match(answer_items: Sequence[Any], expected_items: Sequence[Any], config: ClassifyConfig) -> bool:
+class _OverBudget(Exception):
+    """A comparison took more steps than :data:`MAX_COMPARE_STEPS`: the rules can't tell."""
+
+
+class _Steps:
+    """The comparisons one reference may still cost."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _OverBudget
+
+
+def _items_match(answer_items: Sequence[Any], expected_items: Sequence[Any], config: ClassifyConfig, steps: _Steps) -> bool:
     if len(answer_items) != len(expected_items):
         return False
-    if all(_value_matches(a, e, config) for a, e in zip(answer_items, expected_items)):
+    if all(_value_matches(a, e, config, steps) for a, e in zip(answer_items, expected_items)):
         return True
     remaining = list(answer_items)  # same items in another order: a set answered as a list
     for expected in expected_items:
-        hit = next((i for i, a in enumerate(remaining) if _value_matches(a, expected, config)), None)
+        hit = next((i for i, a in enumerate(remaining) if _value_matches(a, expected, config, steps)), None)
         if hit is None:
             return False
         remaining.pop(hit)
     return True
 
 
-def _value_matches(answer: Any, expected: Any, config: ClassifyConfig) -> bool:
-    verdict = answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config)
+def _value_matches(answer: Any, expected: Any, config: ClassifyConfig, steps: _Steps) -> bool:
+    steps.spend()
+    verdict = _answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config, steps)
     if verdict is None and not isinstance(answer, str):
         return answer == expected
     return bool(verdict)
@@ -246,7 +268,33 @@ def _split_items(text: str) -> list[str]:
 
 
 def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
-    """Whether ``answer`` states the reference ``expected``; None when rules can't tell."""
+    """Whether ``answer`` states the reference ``expected``; None when rules can't tell.
+
+    The work is bounded: a reference nested deeper than :data:`MAX_COMPARE_DEPTH` levels, or one whose
+    comparison takes more than :data:`MAX_COMPARE_STEPS` steps, is left to a rubric scorer (None).
+    """
+    if _nesting(expected) > MAX_COMPARE_DEPTH:
+        return None
+    try:
+        return _answers_match(answer, expected, config, _Steps(MAX_COMPARE_STEPS))
+    except _OverBudget:
+        return None
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists/dicts ``value`` has (counted without recursion, stopping past the cap)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= MAX_COMPARE_DEPTH:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple, set)) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _answers_match(answer: str, expected: Any, config: ClassifyConfig, steps: _Steps) -> bool | None:
     if expected is None:
         return None
     if isinstance(expected, bool):
@@ -259,13 +307,13 @@ def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | 
     if isinstance(expected, (list, tuple, set)):
         parsed = _parse_structured(answer)
         items = list(parsed) if isinstance(parsed, (list, tuple, set)) else _split_items(answer)
-        return _items_match(items, list(expected), config)
+        return _items_match(items, list(expected), config, steps)
     if isinstance(expected, dict):
         parsed = _parse_json_document(answer)
         if parsed is _NOT_JSON:
             parsed = _parse_structured(answer)
         return isinstance(parsed, dict) and canonical_json(parsed) == canonical_json(expected)
-    return _text_matches(answer, str(expected), config)
+    return _text_matches(answer, str(expected), config, steps)
 
 
 def _number_matches(answer: str, expected: float) -> bool:
@@ -276,20 +324,20 @@ def _number_matches(answer: str, expected: float) -> bool:
     return any(_close(value, expected) for value in _numbers_in(answer))
 
 
-def _text_matches(answer: str, expected: str, config: ClassifyConfig) -> bool | None:
+def _text_matches(answer: str, expected: str, config: ClassifyConfig, steps: _Steps) -> bool | None:
     if "\n" in expected.strip() or len(expected) > MAX_COMPARABLE_REFERENCE:
         return None
     number = _parse_number(expected)
     if number is not None:
         return _number_matches(answer, number)
     if expected.strip().lower() in {"true", "false"}:
-        return answers_match(answer, expected.strip().lower() == "true", config)
+        return _answers_match(answer, expected.strip().lower() == "true", config, steps)
     if expected.strip().startswith(("[", "(", "{")):
         parsed = _parse_structured(expected)
         if isinstance(parsed, (list, tuple)):
-            return answers_match(answer, list(parsed), config)
+            return _answers_match(answer, list(parsed), config, steps)
         if isinstance(parsed, dict):
-            return answers_match(answer, parsed, config)
+            return _answers_match(answer, parsed, config, steps)
     steps = list(config.normalize)
     want, got = normalize(expected, steps), normalize(answer, steps)
     if want == got:

@@ -7,13 +7,12 @@ detecting each file's format from its first record; globs, single files and SQLi
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nightloop.errors import SourceError
-from nightloop.sources.base import Record, Source, Window, select
+from nightloop.sources.base import Record, Source, Window, open_bytes, select
 from nightloop.sources.jsonl import JsonlSource
 from nightloop.sources.openai_chat import OpenAIChatSource
 from nightloop.sources.otel import OtelSource
@@ -91,10 +90,7 @@ def expand_spec(spec: str | Path) -> list[Path]:
 def _head(path: Path) -> bytes:
     """The first bytes of a file's content (gunzipped)."""
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read(SNIFF_BYTES)
-        with open(path, "rb") as handle:
+        with open_bytes(path) as handle:  # a damaged .gz gives what it could decompress: the reader says the rest
             return handle.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
         raise SourceError(f"Cannot read {path}: {exc}; check the file (is it a complete .gz?).") from exc

@@ -12,7 +12,7 @@ import sqlite_utils
 
 from nightloop.errors import ConfigError
 
-__all__ = ["open_db", "transaction"]
+__all__ = ["open_db", "savepoint", "transaction"]
 
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
@@ -106,3 +106,16 @@ def transaction(db: sqlite_utils.Database, *, immediate: bool = True) -> Iterato
         raise
     else:
         conn.execute("COMMIT")
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str = "record") -> Iterator[None]:
+    """A nested part of the current transaction that rolls back alone (one record of a batch)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")
