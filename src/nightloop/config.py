@@ -54,6 +54,10 @@ class RoleConfig(BaseModel):
     max_tokens: int = 1024
     timeout_s: float = 60.0
     max_retries: int = 3
+    #: The most one call may take in all, retries and waits included; past it the call is a recorded fault.
+    deadline_s: float = 300.0
+    #: The longest wait a provider's ``retry-after`` may ask for (a larger one is cut to this).
+    max_retry_after_s: float = 30.0
 
 
 class JudgeRoleConfig(RoleConfig):
