@@ -152,7 +152,7 @@ class Conversation(_Model):
     def _id_is_printable(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the id is blank")
-        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in value):
             raise ValueError("the id contains control characters (such as NUL)")
         return value
 
