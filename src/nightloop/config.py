@@ -153,6 +153,9 @@ class ReplayConfig(BaseModel):
     holdout_fraction: float = 0.5
     regression_cases: int = 20
     max_failure_cases: int = 60
+    #: Extra tries of an evaluation a provider fault spoiled, waiting fault_backoff_s, then twice as long each time.
+    fault_retries: int = 2
+    fault_backoff_s: float = 1.0
 
 
 class GateConfig(BaseModel):

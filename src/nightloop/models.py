@@ -359,7 +359,8 @@ class NightReport(_Model):
     run_id: str
     prompt_name: str
     date: date
-    status: Literal["done", "stopped_early", "budget_exhausted", "failed", "skipped"] = "done"
+    #: ``degraded``/``failed``: faulted evaluations are left (see :mod:`nightloop.evidence`); a re-run retries them.
+    status: Literal["done", "stopped_early", "budget_exhausted", "degraded", "failed", "skipped"] = "done"
     conversations: int = 0
     new_conversations: int = 0
     quarantined: int = 0
@@ -373,6 +374,9 @@ class NightReport(_Model):
     promoted_version: int | None = None
     tokens: int = 0
     cost_usd: float = 0.0
+    #: Replay evaluations planned, and those still spoiled by a provider fault (agent, scorer) after retries.
+    evaluations: int = 0
+    faulted_evaluations: int = 0
     notes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

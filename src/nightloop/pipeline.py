@@ -23,6 +23,8 @@ from pydantic import BaseModel, Field
 from nightloop.classify import classify_many
 from nightloop.config import Settings
 from nightloop.errors import BudgetExceeded, NightloopError, ProviderError
+from nightloop.evidence import UNFINISHED_STATES, faulted, incomplete_arms, night_status_for
+from nightloop.evidence import summary as evidence_summary
 from nightloop.models import (
     BASELINE,
     Candidate,
@@ -103,6 +105,10 @@ class ReplayOutput(BaseModel):
     results: int
     budget_exhausted: bool = False
     errors: int = 0
+    #: Evaluations planned, and those a provider fault still spoils (nightloop.evidence decides the status).
+    planned: int = 0
+    faulted: int = 0
+    note: str = ""
 
 
 class GateOutput(BaseModel):
@@ -411,7 +417,8 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
     templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
-    done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
+    stored = {(r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id)}
+    done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
     total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
     night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
     outcome = _run_async(
@@ -427,14 +434,22 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
             done=done,
             on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
             seed=night.settings.seed,
+            fault_retries=night.settings.replay.fault_retries,
+            fault_backoff_s=night.settings.replay.fault_backoff_s,
         )
     )
+    stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in outcome.results})
+    status, note = evidence_summary(stored.values(), total)
     output = ReplayOutput(
         results=len(done) + len(outcome.results),
         budget_exhausted=outcome.budget_exhausted,
         errors=outcome.errors,
+        planned=total,
+        faulted=sum(faulted(r) for r in stored.values()),
+        note=note,
     )
-    if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
+    # An exhausted or faulted replay stays open, so a re-run resumes it (retrying only the faulted evaluations).
+    if not outcome.budget_exhausted and status == "done":
         night.save("replay", output)
     return output
 
@@ -447,6 +462,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
         results = night.store.runs.eval_results(night.run_id)
         decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
+        _name_incomplete_arms(decisions, incomplete_arms(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.replay.repeats), night.settings.replay.repeats)
         # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
         # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
         # watch rollbacks are remembered.
@@ -454,6 +470,19 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
 
     return _once(night, "gate", GateOutput, compute)
+
+
+def _name_incomplete_arms(decisions: list[GateDecision], missing: dict[str, list[str]], repeats: int) -> None:
+    """Each decision names the cases where its arms (or baseline's) have fewer results than ``repeats``."""
+    for decision in decisions:
+        short = [f"baseline {c}" for c in missing.get(BASELINE, [])] + missing.get(decision.candidate_id, [])
+        if short:
+            shown = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+            decision.reasons.append(f"fewer results than repeats={repeats} for: {shown}")
+
+
+#: Who approves a promotion under ``autonomy: auto``.
+AUTO_REVIEWER = "nightloop (autonomy: auto)"
 
 
 def review_id_for(run_id: str, candidate: Candidate) -> str:
@@ -480,10 +509,14 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             created_at=datetime.now(UTC),
         )
         night.store.runs.enqueue_review(item)
+        queued = night.store.runs.review_item(item.id)
+        if queued.status == "approved" and queued.decided_by == AUTO_REVIEWER:
+            # Killed after the auto-approval committed but before this stage was saved: it is done already.
+            return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=queued.promoted_version)
         if autonomy == "auto" and not night.store.runs.rollbacks(night.prompt_name):
             from nightloop.review import approve
 
-            version = approve(night.store, item.id, reviewer="nightloop (autonomy: auto)", comment="auto-promoted")
+            version = approve(night.store, item.id, reviewer=AUTO_REVIEWER, comment="auto-promoted")
             return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=version.version)
         return ReviewOutput(action="waiting for review", review_id=item.id)
 
@@ -499,6 +532,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     judged: JudgeResult | None = parts.get("judged")
     gated: GateOutput | None = parts.get("gated")
     reviewed: ReviewOutput | None = parts.get("reviewed")
+    replayed: ReplayOutput | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
     ledger = night.ledger if night._clients is None or night._ledger is not None else None
@@ -520,6 +554,8 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         promoted_version=reviewed.promoted_version if reviewed else None,
         tokens=ledger.tokens if ledger else 0,
         cost_usd=ledger.spent_usd if ledger else 0.0,
+        evaluations=replayed.planned if replayed else 0,
+        faulted_evaluations=replayed.faulted if replayed else 0,
         notes=parts.get("notes", []),
     )
 
@@ -553,9 +589,11 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
     if not judged.candidates:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
-    replayed = run("replay", stage_replay, night, replay_set, judged)
+    parts["replayed"] = replayed = run("replay", stage_replay, night, replay_set, judged)
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
+    if replayed.faulted:
+        raise StopNight(night_status_for(replayed.planned, replayed.faulted), replayed.note)
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)
@@ -582,7 +620,7 @@ def run_night(
     try:
         night = Night(settings, store, prompt_name, logical_date, progress=progress, _clients=clients)
         status = store.runs.status(night.run_id)
-        if status not in (None, "running", "failed", "budget_exhausted") and not force:
+        if status not in (None, "running", "budget_exhausted", *UNFINISHED_STATES) and not force:
             report = store.runs.report(night.run_id)
             if report is not None:
                 return report.model_copy(

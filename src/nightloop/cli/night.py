@@ -24,6 +24,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
+from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
 
 DateOption = Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")]
@@ -118,7 +119,7 @@ def register(app: typer.Typer) -> None:
         except NightloopError as exc:
             fail(str(exc))
         print_reports(reports, as_json)
-        failed = [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        failed = [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
         if failed:
             fail(f"night failed: {', '.join(failed)}; see the notes above, fix the cause and re-run to resume.")
 
@@ -164,7 +165,7 @@ def register(app: typer.Typer) -> None:
             skipped = len(reports) - len(ran)
             console.print(f"Ran {len(ran)} night(s); skipped {skipped} already finished (use --force to re-run them).")
         print_reports(reports, as_json)
-        failed += [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        failed += [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
         if failed:
             fail(f"{len(failed)} night(s) failed: {', '.join(failed)}; fix the cause and re-run (finished nights are skipped).")
 
