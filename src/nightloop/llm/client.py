@@ -117,6 +117,8 @@ class LLMClient:
             await close()
 
     async def _call_provider(self, request: LLMRequest, *, key: str | None) -> LLMResponse:
+        if self.ledger is not None:  # a call that cannot fit what is left of the budget is not made
+            self.ledger.check_fits(request.model, _rough_input_tokens(request), request.max_tokens)
         try:
             response = await self._within_deadline(request)
         except ProviderError as exc:
@@ -159,6 +161,12 @@ class LLMClient:
             self.cache.delete(key)  # written by an older shape of the schema: ask again
             return None
         return _as_cached(response)
+
+
+def _rough_input_tokens(request: LLMRequest) -> int:
+    """About four characters a token: enough to tell whether a call can fit the budget."""
+    characters = sum(len(m.text) + sum(len(c.function.arguments) for c in m.tool_calls or []) for m in request.messages)
+    return characters // 4 + 1
 
 
 def _as_cached(response: LLMResponse) -> LLMResponse:
