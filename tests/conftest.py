@@ -17,6 +17,7 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for var in [v for v in __import__("os").environ if v.startswith("NIGHTLOOP_")]:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NIGHTLOOP_DB", str(tmp_path / "nightloop.db"))
+    monkeypatch.setenv("NIGHTLOOP_PROMPT_CACHE", str(tmp_path / "prompt-cache"))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -139,7 +139,7 @@ def test_every_prompts_command_and_option_has_help() -> None:
                 assert param.help, f"`nightloop prompts {name} {param.opts[0]}` has no help"
             if isinstance(param, click.Argument):
                 assert getattr(param, "help", None), f"`nightloop prompts {name} {param.name.upper()}` has no help"
-    assert set(group.commands) == {"list", "show", "diff", "import", "export", "label", "history", "rollback", "adopt"}
+    assert set(group.commands) == {"list", "show", "diff", "import", "export", "label", "history", "rollback", "adopt", "versions"}
 
 
 def test_adopt_manages_a_prompt_known_only_from_conversations(tmp_path) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "ProviderError",
     "SourceError",
     "StaleCandidate",
+    "StoreUnavailable",
     "StructuredOutputError",
     "TemplateError",
 ]
@@ -30,6 +31,10 @@ class SourceError(NightloopError):
 
 class NotFound(NightloopError):
     """A prompt, version, label, run or review item does not exist."""
+
+
+class StoreUnavailable(NotFound):
+    """The prompt store cannot be read at all (missing, unreadable, damaged); agents fall back to a last-known copy."""
 
 
 class LabelConflict(NightloopError):

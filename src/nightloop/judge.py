@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ from nightloop.templates import render, template_variables
 
 __all__ = [
     "DATA_DELIMITERS",
+    "ValidationInputs",
     "FailureGroup",
     "JudgeClient",
     "ShownFailure",
@@ -518,8 +520,12 @@ def validate_candidate(
     rejected_hashes: Iterable[str] = frozenset(),
     sample_variables: dict[str, Any] | None = None,
     user_texts: list[str] | None = None,
+    human: bool = False,
 ) -> list[str]:
     """Plain-words reasons to refuse ``candidate``; an empty list means it may be replayed.
+
+    ``human``: a prompt author wrote it (``nightloop eval``), so the two limits that exist because a model wrote
+    it are lifted: it may add template logic, and the diff may be longer (the author's pull request is reviewed).
 
     ``conversation_texts`` are the user, tool and assistant messages of the failures' conversations and
     the evidence: an added line may not share ``UNTRUSTED_RUN_WORDS`` words in a row with any of them.
@@ -534,7 +540,7 @@ def validate_candidate(
     base_names = _template_names(base_template)
     reasons = [
         f"adds Jinja2 logic the base template does not have (only a human may add template logic): {_one_line(c, 120)}"
-        for c in _new_constructs(base_template, candidate.template)
+        for c in ([] if human else _new_constructs(base_template, candidate.template))
     ]
     if missing := sorted(base_names - names):
         reasons.append(f"drops template variable(s) the application provides: {', '.join(missing)}")
@@ -549,7 +555,7 @@ def validate_candidate(
     if candidate.sha256 in set(rejected_hashes):
         reasons.append("identical to a candidate a reviewer rejected before")
     changed = changed_lines(base_template, candidate.template)
-    if changed > config.max_diff_lines:
+    if changed > config.max_diff_lines and not human:
         reasons.append(f"diff too large to review: {changed} changed lines (limit {config.max_diff_lines})")
     detector = _copy_detector(
         tuple(conversation_texts),
@@ -617,6 +623,31 @@ def _sample_from(conversations: Iterable[Conversation], names: set[str]) -> dict
     return sample
 
 
+@dataclass(frozen=True)
+class ValidationInputs:
+    """What :func:`validate_candidate` checks a candidate against, built from the failures it was made for."""
+
+    texts: list[str]
+    user_texts: list[str]
+    sample: dict[str, Any]
+
+    @classmethod
+    def from_evidence(
+        cls, failures: Sequence[Failure], conversations: dict[str, Conversation], base_template: str, *, redacted: bool = True
+    ) -> ValidationInputs:
+        """``conversations`` by id (``redacted=False``: redact them here); evidence is taken as given."""
+        if not redacted:
+            conversations = {cid: redact_conversation(conv) for cid, conv in conversations.items()}
+        quoted = [conversations[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in conversations]
+        evidence = [f.evidence for f in failures if f.evidence]
+        return cls(
+            texts=conversation_texts(quoted) + evidence,
+            # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
+            user_texts=conversation_texts(quoted, roles=("user", "tool")) + evidence,
+            sample=_sample_from(quoted, _safe_names(base_template)),
+        )
+
+
 async def propose(
     client: JudgeClient,
     *,
@@ -673,12 +704,7 @@ async def propose(
 
     shown_failures = [f for group in shown_groups for f in group.failures]
     shown_ids = {f.id for f in shown_failures}
-    quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
-    evidence = [f.evidence for f in failures if f.evidence]
-    texts = conversation_texts(quoted_convs) + evidence
-    # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
-    user_texts = conversation_texts(quoted_convs, roles=("user", "tool")) + evidence
-    sample = _sample_from(quoted_convs, _safe_names(base.template))
+    checks = ValidationInputs.from_evidence(failures, redacted, base.template)
     rejected = set(rejected_hashes)
     seen: set[str] = set()
     for proposal in proposals:
@@ -689,11 +715,11 @@ async def propose(
         reasons = validate_candidate(
             candidate,
             base_template=base.template,
-            conversation_texts=texts,
+            conversation_texts=checks.texts,
             config=config,
             rejected_hashes=rejected,
-            sample_variables=sample,
-            user_texts=user_texts,
+            sample_variables=checks.sample,
+            user_texts=checks.user_texts,
         )
         if reasons:
             result.invalid.append(InvalidCandidate(candidate=candidate, reasons=reasons))

@@ -94,7 +94,8 @@ def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = 
                 f"Approving it would silently undo v{current}; reject it with "
                 f"`nightloop review reject {item.id} --comment stale` and let the next night propose against v{current}."
             )
-        version = store.prompts.create_version(
+        # A hand edit evaluated from a stored version (`nightloop eval --version N`) is that version, not a copy.
+        version = store.prompts.find_by_sha(name, item.candidate.sha256) or store.prompts.create_version(
             name,
             item.candidate.template,
             created_by=reviewer,

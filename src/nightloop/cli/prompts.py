@@ -129,6 +129,7 @@ def diff(
     new: Annotated[str, typer.Argument(help="The new side: NAME, NAME@LABEL or NAME/VERSION.")],
     db: DbOption = None,
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Show a colored diff between two prompt versions, e.g. `support_agent@production support_agent/5`."""
     with _store(db, config, read_only=True) as store:
@@ -138,6 +139,10 @@ def diff(
             fail(str(exc))
     text = unified_diff(a.template, b.template, f"{a.name}/{a.version}", f"{b.name}/{b.version}")
     added, removed = diff_stats(a.template, b.template)
+    if as_json:
+        side = lambda v: {"name": v.name, "version": v.version, "sha256": v.sha256}  # noqa: E731
+        print_json({"old": side(a), "new": side(b), "added": added, "removed": removed, "diff": text})
+        return
     console.print(render_diff(text))
     console.print(Text(f"+{added} -{removed} lines", style="dim"))
 
@@ -148,7 +153,7 @@ def import_command(
 ) -> None:
     """Record changed templates in prompts/ as new versions (a new prompt's first version becomes production).
 
-    Hand edits become versions but do not move production: point it there with `nightloop prompts label`.
+    Hand edits become versions but do not move production: evaluate one with `nightloop eval NAME --version N --queue`.
     """
     settings = settings_from(db, config)
     directory = directory or settings.prompts_dir
@@ -158,12 +163,24 @@ def import_command(
             created = import_prompts(store, directory, created_by=_who(by))
         except NightloopError as exc:
             fail(str(exc))
+        production = {v.name: store.prompts.label_version(v.name, PRODUCTION) for v in created}
     if not found:
         fail(f"No <name>.j2 templates in {directory}; add one (e.g. {directory}/support_agent.j2) and import again.")
     if not created:
         console.print(f"Nothing new in {directory}: all {found} templates are already stored versions.")
     for version in created:
         console.print(f"{version.name}: created v{version.version} (parent {_v(version.parent)})")
+        console.print(_import_next_step(version, production[version.name]), highlight=False)
+
+
+def _import_next_step(version, production: int | None) -> str:
+    """What production is after an import, and how the new version gets there."""
+    if production == version.version:
+        return f"  production → v{version.version} (the prompt's first version)"
+    return (
+        f"  production is still {_v(production)}. Evaluate v{version.version} against it: "
+        f"`nightloop eval {version.name} --version {version.version}` (add --queue to send it to review)"
+    )
 
 
 @prompts_app.command("adopt")
@@ -279,15 +296,52 @@ def rollback(
     config: ConfigOption = None,
     by: ByOption = None,
     reason: ReasonOption = "",
+    to: Annotated[
+        int | None, typer.Option("--to", help="Roll back to this version (one the label pointed at before).")
+    ] = None,
 ) -> None:
-    """Move a label back to the version it pointed at before its last move."""
+    """Move a label back: to --to N, or to where it pointed before its current version (repeat to walk further back)."""
     with _store(db, config) as store:
         try:
             before = store.prompts.label_version(name, label)
-            after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason)
+            after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason, to_version=to)
         except NightloopError as exc:
             fail(str(exc))
     console.print(f"{name}@{label}: rolled back {_v(before)} → v{after}")
+
+
+@prompts_app.command("versions")
+def versions(name: NameArg, db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List every version of NAME: number, when, who, parent, message, and the labels on it."""
+    with _store(db, config) as store:
+        try:
+            store.prompts.latest(name)  # NotFound with a hint for an unknown prompt
+        except NightloopError as exc:
+            fail(str(exc))
+        found = store.prompts.versions(name)
+        labels = store.prompts.labels(name)
+    rows = [
+        {
+            "version": v.version,
+            "created_at": v.created_at.isoformat(),
+            "created_by": v.created_by,
+            "parent": v.parent,
+            "message": v.message,
+            "labels": [label for label, at in labels.items() if at == v.version],
+            "sha256": v.sha256,
+        }
+        for v in found
+    ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("version", "created (UTC)", "author", "parent", "labels", "message")
+    for row, v in zip(rows, found, strict=True):
+        table.add_row(
+            f"v{v.version}", f"{v.created_at:%Y-%m-%d %H:%M}", Text(v.created_by), _v(v.parent),
+            ", ".join(row["labels"]) or "-", Text(v.message),
+        )
+    console.print(table)
 
 
 def _v(version: int | None) -> str:

@@ -57,17 +57,25 @@ def pending_table(items: list[ReviewItem]) -> Table:
 
 def show_item(store, item: ReviewItem) -> None:
     """The reviewer's screen: the colored diff, each edit with its failures, the gate's numbers and reasons."""
-    from nightloop.review import render_diff, unified_diff
-
-    base = store.prompts.get(item.prompt_name, item.candidate.base_version)
+    base_version = item.candidate.base_version
     production = store.prompts.label_version(item.prompt_name, "production")
     console.print(
-        f"[bold]{item.id}[/] · {item.prompt_name} · candidate for v{base.version} · status {item.status} "
+        f"[bold]{item.id}[/] · {item.prompt_name} · candidate for v{base_version} · status {item.status} "
         f"· production is v{production}",
         highlight=False,
     )
-    if production != base.version and item.status == "pending":
+    if production != base_version and item.status == "pending":
         console.print(f"[yellow]production moved to v{production} since this was proposed: approving will be refused.[/]")
+    show_evidence(store, item)
+    if item.status == "pending":
+        console.print(f"\nApprove: [bold]nightloop review approve {item.id}[/]   Reject: [bold]nightloop review reject {item.id} --comment '…'[/]")
+
+
+def show_evidence(store, item: ReviewItem) -> None:
+    """The evidence for a candidate (also what `nightloop eval` prints): diff, edits, gate table, reasons."""
+    from nightloop.review import render_diff, unified_diff
+
+    base = store.prompts.get(item.prompt_name, item.candidate.base_version)
     console.print(Panel(render_diff(unified_diff(base.template, item.candidate.template, f"v{base.version}", "candidate")), title="diff"))
     if item.candidate.rationale:
         console.print(f"[bold]Rationale:[/] {item.candidate.rationale}", highlight=False)
@@ -91,8 +99,6 @@ def show_item(store, item: ReviewItem) -> None:
     console.print(table)
     for reason in d.reasons:
         console.print(f"  • {reason}", highlight=False)
-    if item.status == "pending":
-        console.print(f"\nApprove: [bold]nightloop review approve {item.id}[/]   Reject: [bold]nightloop review reject {item.id} --comment '…'[/]")
 
 
 def register(app: typer.Typer) -> None:
@@ -142,12 +148,17 @@ def register(app: typer.Typer) -> None:
         reviewer: ReviewerOption = None,
         db: DbOption = None,
         config: ConfigOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Approve: create the new version and move `production` to it (refused if production moved meanwhile)."""
         from nightloop.review import approve as approve_item
 
         with open_store(settings_from(db, config)) as store:
             version = _or_fail(lambda: approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
+            item = store.runs.review_item(item_id)
+        if as_json:
+            print_json({"review": item, "version": version, "production": version.version})
+            return
         console.print(f"Approved: {version.name} v{version.version} is now production (parent v{version.parent}).")
 
     @review_app.command("reject")
@@ -157,10 +168,14 @@ def register(app: typer.Typer) -> None:
         reviewer: ReviewerOption = None,
         db: DbOption = None,
         config: ConfigOption = None,
+        as_json: JsonOption = False,
     ) -> None:
         """Reject a candidate with a comment; the judge will not propose the same template again."""
         from nightloop.review import reject as reject_item
 
         with open_store(settings_from(db, config)) as store:
             item = _or_fail(lambda: reject_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
+        if as_json:
+            print_json({"review": item})
+            return
         console.print(f"Rejected {item.id}; production stays as it is.")

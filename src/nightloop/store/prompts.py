@@ -15,13 +15,13 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlite_utils
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from nightloop.errors import LabelConflict, NightloopError, NotFound
+from nightloop.errors import LabelConflict, NightloopError, NotFound, StoreUnavailable
 from nightloop.models import PromptMeta, PromptVersion, sha256_text
 from nightloop.store.db import transaction
 from nightloop.templates import check_template, render
@@ -356,23 +356,50 @@ class PromptRepo:
             sql, params = sql + " AND label = ?", [*params, label]
         return [LabelMove.model_validate(r) for r in self.db.query(sql + " ORDER BY id", params)]
 
-    def rollback(self, name: str, label: str = PRODUCTION, *, moved_by: str, reason: str = "") -> int:
-        """Move ``label`` back to where it pointed before its last move; returns that version."""
+    def rollback(
+        self, name: str, label: str = PRODUCTION, *, moved_by: str, reason: str = "", to_version: int | None = None
+    ) -> int:
+        """Move ``label`` back and return the version it now points at.
+
+        To ``to_version`` when given (only a version the label pointed at before: anything else must pass the
+        gate first); otherwise to the version the label pointed at before its current version first arrived, so
+        repeated rollbacks walk back through the history (v3 → v2 → v1) instead of toggling.
+        """
         with transaction(self.db):
             history = self.label_history(name, label)
             current = self.label_version(name, label)
             if current is None and self._max_version(name) is None:
                 raise NotFound(self._unknown_prompt(name))
-            if not history or history[-1].from_version is None:
-                raise NotFound(
-                    f"{name}@{label} has no earlier version to roll back to "
-                    f"(it points at {_describe(current)} and was never moved from another version)."
-                )
-            previous = history[-1].from_version
+            target = self._walk_back(name, label, history, current) if to_version is None else to_version
+            if to_version is not None:
+                self._check_rollback_target(name, label, history, current, to_version)
             self.move_label(
-                name, label, previous, expected_version=current, moved_by=moved_by, reason=reason or "rollback"
+                name, label, target, expected_version=current, moved_by=moved_by, reason=reason or "rollback"
             )
-        return previous
+        return target
+
+    def _walk_back(self, name: str, label: str, history: list[LabelMove], current: int | None) -> int:
+        arrival = next((move for move in history if move.to_version == current), None)
+        if arrival is None or arrival.from_version is None:
+            raise NotFound(
+                f"{name}@{label} has no earlier version to roll back to "
+                f"(it points at {_describe(current)} and was never moved from another version)."
+            )
+        return arrival.from_version
+
+    def _check_rollback_target(
+        self, name: str, label: str, history: list[LabelMove], current: int | None, to_version: int
+    ) -> None:
+        self.get(name, to_version)  # NotFound, listing the versions, for one that does not exist
+        if to_version == current:
+            raise NightloopError(f"{name}@{label} already points at v{to_version}; nothing to roll back.")
+        earlier = {move.to_version for move in history} | {m.from_version for m in history if m.from_version is not None}
+        if to_version not in earlier:
+            raise NightloopError(
+                f"{name}@{label} never pointed at v{to_version} (it pointed at {_version_list(sorted(earlier))}); "
+                f"a rollback only returns to one of those. A version that was never in {label} passes the gate "
+                f"first: `nightloop eval {name} --version {to_version} --queue`."
+            )
 
     # --- helpers ---
 
@@ -410,10 +437,13 @@ class ManagedPrompt(BaseModel):
 
     model_config = ConfigDict(frozen=True)
     name: str
-    version: int
+    #: None only for a caller's fallback template (no store version ran).
+    version: int | None
     template: str
     sha256: str
     label: str | None = None
+    #: Where it came from: the store, the last-known copy (store unreadable), or the caller's fallback.
+    source: Literal["store", "cache", "fallback"] = "store"
 
     def render(self, **variables: Any) -> str:
         """Render in the sandbox; a missing variable raises :class:`nightloop.errors.TemplateError`."""
@@ -434,7 +464,7 @@ def get_prompt(
         return _managed(db.prompts, name, label, version)
     path = Path(db) if db is not None else _configured_db()
     if not path.exists():
-        raise NotFound(
+        raise StoreUnavailable(
             f"The prompt store {path} does not exist. Create it with `nightloop prompts import prompts/ --db {path}`, "
             "or point NIGHTLOOP_DB at your store."
         )

@@ -171,6 +171,24 @@ class RunRepo:
                 pk=("run_id", "stage"),
             )
 
+    def latest_stage(
+        self, prompt_name: str, stage: str, *, logical_date: str | None = None, config_hash: str | None = None
+    ) -> tuple[str, str, Any] | None:
+        """``(run_id, logical_date, output)`` of the latest night of ``prompt_name`` that finished ``stage``.
+
+        Only nights on ``logical_date`` when given; among a date's runs, the one with ``config_hash`` first.
+        """
+        sql = (
+            "select s.run_id, r.logical_date, s.output from stages s join runs r on r.run_id = s.run_id "
+            "where r.prompt_name = ? and s.stage = ?"
+        )
+        params: list[Any] = [prompt_name, stage]
+        if logical_date is not None:
+            sql, params = sql + " and r.logical_date = ?", [*params, logical_date]
+        sql += " order by r.logical_date desc, r.config_hash = ? desc, s.finished_at desc limit 1"
+        row = self.db.execute(sql, [*params, config_hash or ""]).fetchone()
+        return None if row is None else (row[0], row[1], json.loads(row[2]))
+
     def finished_stages(self, run_id: str) -> list[str]:
         return [r["stage"] for r in self.db["stages"].rows_where("run_id = ?", [run_id], order_by="finished_at")]
 
