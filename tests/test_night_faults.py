@@ -58,11 +58,11 @@ def wire_night(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         agent = {"provider": "openai", "model": "gpt-4o-mini", "base_url": fake.base_url, "max_retries": 0}
         settings = load_settings(
             db=tmp_path / "faults.db", seed=3, llm={"agent": agent, "cache": False},
-            replay={"repeats": 1, "fault_retries": 1, "fault_backoff_s": 0.0, "max_failure_cases": 12, "regression_cases": 4},
+            replay={"repeats": 1, "fault_retries": 1, "fault_backoff_s": 0.0, "max_failure_cases": 8, "regression_cases": 3},
         )
         with Store(settings.db) as store:
             import_prompts(store, REPO / "prompts", created_by="test")
-            files = simulate_from_store(store, PROMPT, nights=1, per_night=60, seed=11, out=tmp_path / "logs", start_date=DAY)
+            files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=11, out=tmp_path / "logs", start_date=DAY)
             ingest(store, [str(f) for f in files], classify_config=settings.classify)
             yield settings, store, fake, outage
 
@@ -114,7 +114,7 @@ def test_the_cli_exits_non_zero_for_a_failed_night(wire_night, tmp_path: Path, m
     config = tmp_path / "nightloop.toml"
     config.write_text(
         f'db = "{settings.db}"\nseed = 3\n[llm]\ncache = false\n[llm.agent]\nprovider = "openai"\nmodel = "gpt-4o-mini"\n'
-        f'base_url = "{fake.base_url}"\nmax_retries = 0\n[replay]\nrepeats = 1\nfault_retries = 0\nmax_failure_cases = 12\nregression_cases = 4\n'
+        f'base_url = "{fake.base_url}"\nmax_retries = 0\n[replay]\nrepeats = 1\nfault_retries = 0\nmax_failure_cases = 8\nregression_cases = 3\n'
     )
     command = ["run", "--config", str(config), "--db", str(settings.db), "--prompt", PROMPT, "--date", NIGHT.isoformat(), "--no-prefect"]
     result = CliRunner().invoke(app, command)
@@ -133,7 +133,7 @@ def test_the_status_threshold() -> None:
 
 @pytest.fixture
 def sim_world(tmp_path: Path):
-    settings = load_settings(db=tmp_path / "night.db", seed=3, replay={"max_failure_cases": 12, "regression_cases": 4})
+    settings = load_settings(db=tmp_path / "night.db", seed=3)
     with Store(settings.db) as store:
         import_prompts(store, REPO / "prompts", created_by="test")
         files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=11, out=tmp_path / "logs", start_date=DAY)
