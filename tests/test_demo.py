@@ -20,6 +20,7 @@ def test_demo_failure_rate_falls_over_three_nights(tmp_path: Path) -> None:
     assert any(r["promoted"] for r in rows)
     text = out.getvalue()
     assert "on the reviewer's behalf" in text and "failure rate per night" in text
+    assert "nightloop ui --db" in text  # the closing lines say how to open the UI (served in tests/ui/test_demo_browser.py)
     assert "offline simulator" in text
 
 

@@ -216,7 +216,9 @@ def test_auto_autonomy_promotes_and_propose_only_reports(world) -> None:
 def test_a_breakage_costs_a_prompt_its_autonomy(world) -> None:
     settings, store = world
     store.prompts.set_meta(PROMPT, store.prompts.get_meta(PROMPT).model_copy(update={"autonomy": "auto"}))
-    store.runs.record_rollback(PROMPT, 2, 1, "earlier-night", ["failure rate rose"])
+    from nightloop.autonomy import after_breakage
+
+    after_breakage(store, PROMPT, settings.autonomy, actor="nightloop watch", reason="failure rate rose")  # auto → review
     report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
     assert report.review_id is not None and report.promoted_version is None
     assert store.runs.review_item(report.review_id).status == "pending"

@@ -27,6 +27,7 @@ from pydantic_settings import (
 from nightloop.models import canonical_json, sha256_text
 
 __all__ = [
+    "AutonomyConfig",
     "BudgetConfig",
     "ClassifyConfig",
     "GateConfig",
@@ -174,6 +175,16 @@ class WatchConfig(BaseModel):
     min_conversations: int = 30
 
 
+class AutonomyConfig(BaseModel):
+    """Earned autonomy's default policy; `prompts/<name>.yaml` may override each key for its prompt."""
+
+    #: Approved promotions (with no breakage) within ``days`` that move a prompt from ``review`` to ``auto``.
+    promotions: int = Field(default=3, ge=1)
+    days: int = Field(default=14, ge=1)
+    #: The highest level a prompt may earn: ``review`` means nothing turns autonomous unless a person allows it.
+    max_autonomy: Literal["propose", "review", "auto"] = "review"
+
+
 class Settings(BaseSettings):
     """Everything a night needs to know; build with :func:`load_settings`."""
 
@@ -199,6 +210,7 @@ class Settings(BaseSettings):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
+    autonomy: AutonomyConfig = Field(default_factory=AutonomyConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -220,7 +232,8 @@ class Settings(BaseSettings):
         Where files live and the budget are left out: a night stopped by its budget resumes, as the same run,
         when re-run with a bigger one.
         """
-        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources", "budget"})
+        # Autonomy policy decides who approves, not what a night finds: changing it must not re-run finished nights.
+        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources", "budget", "autonomy"})
         return sha256_text(canonical_json(relevant))[:12]
 
 

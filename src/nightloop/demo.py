@@ -59,7 +59,16 @@ def run_demo(
         for n in range(nights):
             rows.append(_one_night(store, settings, n + 1, FIRST_DAY + timedelta(days=n), per_night, seed, workdir, console))
         _summary(store, rows, console)
+    console.print(ui_hint(settings.db))
     return rows
+
+
+def ui_hint(db: Path) -> str:
+    """The demo's closing line: how to review and operate this store in the browser."""
+    return (
+        f"Open it in the browser: `nightloop ui --db {db}`, then http://127.0.0.1:8765/ "
+        "(review queue, history, /dashboard with the operations plots; Ctrl-C stops it)."
+    )
 
 
 MARKER = ".nightloop-demo"

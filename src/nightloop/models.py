@@ -337,6 +337,10 @@ class PromptMeta(_Model):
     variables: list[str] = Field(default_factory=list)
     scorers: list[Any] = Field(default_factory=list)
     autonomy: Autonomy = "review"
+    #: Earned autonomy (nightloop.autonomy): this prompt's ceiling and policy; None = `[autonomy]` in nightloop.toml.
+    max_autonomy: Autonomy | None = None
+    autonomy_promotions: int | None = Field(default=None, ge=1)
+    autonomy_days: int | None = Field(default=None, ge=1)
 
 
 class ReviewItem(_Model):

@@ -302,6 +302,10 @@ def stage_watch(night: Night) -> WatchOutput:
             )
             night.store.runs.record_rollback(night.prompt_name, production, current.parent, night.run_id, verdict.reasons)
             night.store.runs.remember_rejected(night.prompt_name, current.sha256, "watch", "; ".join(verdict.reasons))
+            from nightloop.autonomy import after_breakage
+
+            after_breakage(night.store, night.prompt_name, night.settings.autonomy, actor=WATCH,
+                           reason=f"watch rolled v{production} back to v{current.parent}")
             night.save("watch", output)
         return output
 
@@ -481,10 +485,6 @@ def _name_incomplete_arms(decisions: list[GateDecision], missing: dict[str, list
             decision.reasons.append(f"fewer results than repeats={repeats} for: {shown}")
 
 
-#: Who approves a promotion under ``autonomy: auto``.
-AUTO_REVIEWER = "nightloop (autonomy: auto)"
-
-
 def review_id_for(run_id: str, candidate: Candidate) -> str:
     return hashlib.sha256(f"{run_id}|{candidate.sha256}".encode()).hexdigest()[:10]
 
@@ -497,7 +497,9 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             return ReviewOutput(action="nothing to review: no candidate passed the gate")
         candidate = next(c for c in judged.candidates if c.id == gated.winner)
         decision = next(d for d in gated.decisions if d.candidate_id == gated.winner)
-        autonomy = night.store.prompts.get_meta(night.prompt_name).autonomy
+        from nightloop.autonomy import AUTO_ACTOR, current_level
+
+        autonomy = current_level(night.store, night.prompt_name, night.settings.autonomy)
         if autonomy == "propose":
             return ReviewOutput(action="proposed only (autonomy: propose); see the night report")
         item = ReviewItem(
@@ -510,13 +512,15 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
         )
         night.store.runs.enqueue_review(item)
         queued = night.store.runs.review_item(item.id)
-        if queued.status == "approved" and queued.decided_by == AUTO_REVIEWER:
+        if queued.status == "approved" and queued.decided_by == AUTO_ACTOR:
             # Killed after the auto-approval committed but before this stage was saved: it is done already.
             return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=queued.promoted_version)
-        if autonomy == "auto" and not night.store.runs.rollbacks(night.prompt_name):
+        if autonomy == "auto":  # earned (or allowed by a person), and lost again on a breakage: nightloop.autonomy
             from nightloop.review import approve
 
-            version = approve(night.store, item.id, reviewer=AUTO_REVIEWER, comment="auto-promoted")
+            version = approve(
+                night.store, item.id, reviewer=AUTO_ACTOR, comment="auto-promoted", autonomy=night.settings.autonomy
+            )
             return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=version.version)
         return ReviewOutput(action="waiting for review", review_id=item.id)
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from nightloop.metrics import Operations
 from nightloop.models import NightReport
 from nightloop.store import Store
 
@@ -97,7 +98,7 @@ def _kinds(failures: dict[str, int]) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(failures.items())) or "—"
 
 
-def to_markdown(rows: list[NightRow], trends: list[VersionTrend]) -> str:
+def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | None = None) -> str:
     lines = [
         "# nightloop report",
         "",
@@ -116,11 +117,15 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend]) -> str:
         for t in trends:
             version = f"v{t.version}" if t.version is not None else "unknown"
             lines.append(f"| {t.prompt} | {version} | {t.conversations} | {t.failure_rate:.1%} |")
+    if ops is not None:
+        from nightloop.ops_report import operations_markdown
+
+        lines += ["", operations_markdown(ops)]
     return "\n".join(lines) + "\n"
 
 
-def to_html(rows: list[NightRow], trends: list[VersionTrend]) -> str:
-    """A self-contained HTML page of the same tables."""
+def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | None = None) -> str:
+    """A self-contained HTML page of the same tables (with ``ops``: its date, store, operations metrics and plots)."""
 
     def table(headers: list[str], body: list[list[str]]) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
@@ -141,7 +146,12 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend]) -> str:
          for t in trends],
     )
     style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:4px 8px}"
+    operations = ""
+    if ops is not None:
+        from nightloop.ops_report import operations_html
+
+        operations = operations_html(ops)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>nightloop report</title><style>{style}</style></head>"
-        f"<body><h1>nightloop report</h1><h2>Nights</h2>{nights}<h2>Failure rate by prompt version</h2>{versions}</body></html>\n"
+        f"<body><h1>nightloop report</h1>{operations}<h2>Nights</h2>{nights}<h2>Failure rate by prompt version</h2>{versions}</body></html>\n"
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.text import Text
 
+from nightloop.config import AutonomyConfig
 from nightloop.errors import NightloopError, StaleCandidate
 from nightloop.models import PromptVersion, ReviewItem
 
@@ -72,12 +73,17 @@ def pending(store: Store, prompt_name: str | None = None) -> list[ReviewItem]:
     return store.runs.review_items("pending", prompt_name)
 
 
-def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = None) -> PromptVersion:
+def approve(
+    store: Store, item_id: str, *, reviewer: str, comment: str | None = None, autonomy: AutonomyConfig | None = None
+) -> PromptVersion:
     """Create the candidate's version and move ``production`` to it by compare-and-swap, in one transaction.
 
     Refused (nothing changes) when the item is not pending, or when ``production``
     moved since the candidate's base version (the candidate was made for another prompt).
+    The approval counts towards the prompt's earned autonomy (``autonomy``: the policy, default ``[autonomy]``).
     """
+    from nightloop.autonomy import after_promotion
+
     with store.transaction():
         item = store.runs.review_item(item_id)
         if item.status != "pending":
@@ -117,6 +123,7 @@ def approve(store: Store, item_id: str, *, reviewer: str, comment: str | None = 
             }
         )
         store.runs.update_review(decided)
+        after_promotion(store, name, autonomy or AutonomyConfig())
     return version
 
 

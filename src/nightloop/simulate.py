@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SHOP",
     "MAX_TOOL_CALLS",
     "default_variables",
+    "difficulty_of",
     "night_path",
     "simulate",
     "simulate_conversation",
@@ -142,12 +143,18 @@ def simulate_conversation(
             "channel": situation.channel,
             "language": situation.language,
             "scenario": situation.kind,
+            "difficulty": difficulty_of(situation.needs),
             "simulated": True,
             # Ground truth for benchmarks (what the first answer got wrong); detectors must not read it.
             "sim_failed": failed,
             "sim_reactions": reactions,
         },
     )
+
+
+def difficulty_of(needs: frozenset[str]) -> str:
+    """How hard a request is: by how many behaviours the answer must get right at once."""
+    return "easy" if len(needs) <= 2 else "medium" if len(needs) == 3 else "hard"
 
 
 def _timed_out(transcript: _Transcript, expected: str | None = None) -> Outcome:

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # Each module defines register(app: typer.Typer) -> None.
-COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "evaluate"]
+COMMAND_MODULES = ["ingest", "prompts", "simulate", "night", "review", "report", "evaluate", "ui", "trust"]
 
 for _name in COMMAND_MODULES:
     _module = importlib.import_module(f"nightloop.cli.{_name}")

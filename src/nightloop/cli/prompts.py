@@ -60,14 +60,24 @@ def _store(db: Path | None, config: Path | None, *, read_only: bool = False) -> 
         fail(str(exc))
 
 
+def _store_for(settings) -> Store:
+    try:
+        return open_store(settings)
+    except NightloopError as exc:
+        fail(str(exc))
+
+
 def _who(by: str | None) -> str:
     return current_user(by)
 
 
 @prompts_app.command("list")
 def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List managed prompts: production and latest version, labels, autonomy."""
-    with _store(db, config, read_only=True) as store:
+    """List managed prompts: production and latest version, labels, autonomy (the level it has now)."""
+    from nightloop.autonomy import current_level
+
+    settings = settings_from(db, config)
+    with open_store(settings, read_only=True) as store:
         repo = store.prompts
         rows = []
         for name in repo.names():
@@ -78,7 +88,7 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
                     "production": repo.label_version(name, PRODUCTION),
                     "latest": latest,
                     "labels": repo.labels(name),
-                    "autonomy": repo.get_meta(name).autonomy,
+                    "autonomy": current_level(store, name, settings.autonomy),
                 }
             )
     if as_json:
@@ -104,8 +114,11 @@ def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json:
             fail(str(exc))
         labels = [k for k, v in store.prompts.labels(version.name).items() if v == version.version]
         meta = store.prompts.get_meta(version.name)
+        trust = _trust(store, settings_from(db, config), version.name)
     if as_json:
-        print_json({**version.model_dump(mode="json"), "labels": labels, "meta": meta.model_dump(mode="json")})
+        print_json({**version.model_dump(mode="json"), "labels": labels, "meta": meta.model_dump(mode="json"),
+                    "autonomy": {"level": trust.level, "ceiling": trust.policy.ceiling,
+                                 "events": [e.model_dump(mode="json") for e in trust.events]}})
         return
     origin = f"parent v{version.parent}" if version.parent is not None else "no parent"
     console.print(
@@ -120,6 +133,9 @@ def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json:
     described = f"{meta.description}  ·  " if meta.description else ""
     variables = ", ".join(meta.variables) or "none declared"
     console.print(Text(f"{described}autonomy {meta.autonomy}  ·  variables: {variables}", style="dim"))
+    console.print(Text(f"earned autonomy: {trust.level} (ceiling {trust.policy.ceiling}); next: {trust.needs}", style="dim"))
+    for event in trust.events:
+        console.print(Text(f"  {event.at:%Y-%m-%d %H:%M} {event.from_level} → {event.to_level} by {event.actor}: {event.reason}", style="dim"))
     console.print(Text(version.template), highlight=False)
 
 
@@ -301,13 +317,33 @@ def rollback(
     ] = None,
 ) -> None:
     """Move a label back: to --to N, or to where it pointed before its current version (repeat to walk further back)."""
-    with _store(db, config) as store:
+    settings = settings_from(db, config)
+    with _store_for(settings) as store:
         try:
-            before = store.prompts.label_version(name, label)
-            after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason, to_version=to)
+            with store.transaction():  # the move and the autonomy it costs land together
+                before = store.prompts.label_version(name, label)
+                after = store.prompts.rollback(name, label, moved_by=_who(by), reason=reason, to_version=to)
+                dropped = _rolled_back(store, settings, name, label, before, after, _who(by), reason)
         except NightloopError as exc:
             fail(str(exc))
     console.print(f"{name}@{label}: rolled back {_v(before)} → v{after}")
+    if dropped:
+        console.print(f"autonomy of {name}: {dropped.from_level} → {dropped.to_level} ({dropped.reason})")
+
+
+def _rolled_back(store, settings, name: str, label: str, before: int | None, after: int, who: str, reason: str):
+    """A rollback of production is a breakage: the prompt's earned autonomy drops one level."""
+    if label != PRODUCTION:
+        return None
+    from nightloop.autonomy import after_breakage
+
+    return after_breakage(store, name, settings.autonomy, actor=who, reason=reason or f"rolled {_v(before)} back to v{after}")
+
+
+def _trust(store: Store, settings, name: str):
+    from nightloop.autonomy import trust_record
+
+    return trust_record(store, name, settings.autonomy)
 
 
 @prompts_app.command("versions")

@@ -19,6 +19,7 @@ from nightloop.cli.common import (
     print_json,
     settings_from,
 )
+from nightloop.metrics import operations as operations_metrics
 from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_markdown, version_trend
 
 
@@ -46,6 +47,27 @@ def trend_table(trends: list[VersionTrend]) -> Table:
     return table
 
 
+def operations_table(ops) -> Table:
+    """The operations metrics in total, per prompt and overall (``nightloop report``'s last table)."""
+    table = Table(title=f"operations (from {ops.store}; `--operations --json` for every week and where each number comes from)")
+    for column in ("prompt", "promotions", "/week", "breakage", "restore h", "lead h", "success by difficulty", "interv./conv.",
+                   "review h", "approved", "$/night"):
+        table.add_column(column)
+
+    def fmt(value, pattern="{:.2f}"):
+        return "—" if value is None else pattern.format(value)
+
+    for m in ops.totals:
+        table.add_row(
+            m.prompt, str(m.promotions), fmt(m.promotions_per_week), f"{fmt(m.breakage_rate, '{:.0%}')} ({m.breakages})", fmt(m.time_to_restore_h, "{:.1f}"),
+            fmt(m.lead_time_h, "{:.1f}"),
+            ", ".join(f"{k} {v:.0%}" for k, v in m.success_by_difficulty.items()) or "—",
+            fmt(m.interventions_per_session), fmt(m.review_latency_h, "{:.1f}"), fmt(m.approval_rate, "{:.0%}"),
+            fmt(m.spend_per_night_usd, "{:.4f}"),
+        )
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add the `report` command."""
 
@@ -55,11 +77,16 @@ def register(app: typer.Typer) -> None:
         prompt: Annotated[str | None, typer.Option("--prompt", help="Only this prompt.")] = None,
         html: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report to this file.")] = None,
         markdown: Annotated[Path | None, typer.Option("--markdown", help="Also write a Markdown report to this file.")] = None,
+        operations: Annotated[
+            bool, typer.Option("--operations", help="Only the operations metrics (ship frequency, breakage rate, …), by week.")
+        ] = False,
         db: DbOption = None,
         config: ConfigOption = None,
         as_json: JsonOption = False,
     ) -> None:
-        """Per night: conversations, failures by kind, failure rate, candidates, verdicts, promotions, cost; plus the trend by version.
+        """Per night: conversations, failures by kind, failure rate, candidates, verdicts, promotions, cost; the trend by
+        version; and the operations metrics (ship frequency, breakage rate, time to restore, lead time, success by
+        difficulty, interventions, review latency, spend), with plots in the HTML report.
 
         Example: nightloop report --last 7 --html report.html
         """
@@ -67,13 +94,20 @@ def register(app: typer.Typer) -> None:
             rows = night_rows(store, last=last, prompt=prompt)
             prompts = [prompt] if prompt else sorted({r.prompt for r in rows})
             trends = [t for name in prompts for t in version_trend(store, name)]
+            ops = operations_metrics(store, prompt)
         for path, render in ((html, to_html), (markdown, to_markdown)):
             if path is None:
                 continue
             try:
-                path.write_text(render(rows, trends), encoding="utf-8")
+                path.write_text(render(rows, trends, ops), encoding="utf-8")
             except OSError as exc:
                 fail(f"Cannot write {path}: {exc.strerror}; check that its directory exists and is writable.")
+        if operations and as_json:
+            print_json(ops)
+            return
+        if operations:
+            console.print(operations_table(ops))
+            return
         if as_json:
             print_json(rows)
             return
@@ -82,3 +116,4 @@ def register(app: typer.Typer) -> None:
             return
         console.print(nights_table(rows))
         console.print(trend_table(trends))
+        console.print(operations_table(ops))

@@ -153,8 +153,13 @@ def register(app: typer.Typer) -> None:
         """Approve: create the new version and move `production` to it (refused if production moved meanwhile)."""
         from nightloop.review import approve as approve_item
 
-        with open_store(settings_from(db, config)) as store:
-            version = _or_fail(lambda: approve_item(store, item_id, reviewer=_reviewer(reviewer), comment=comment))
+        settings = settings_from(db, config)
+        with open_store(settings) as store:
+            version = _or_fail(
+                lambda: approve_item(
+                    store, item_id, reviewer=_reviewer(reviewer), comment=comment, autonomy=settings.autonomy
+                )
+            )
             item = store.runs.review_item(item_id)
         if as_json:
             print_json({"review": item, "version": version, "production": version.version})

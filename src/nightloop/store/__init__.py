@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import cache, conversations, prompts, runs
+from nightloop.store import autonomy, cache, conversations, metrics, prompts, runs
+from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import NoStore, open_db, transaction
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 
-__all__ = ["CacheRepo", "ConversationRepo", "NoStore", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
+__all__ = ["AutonomyRepo", "CacheRepo", "ConversationRepo", "NoStore", "PromptRepo", "RunRepo", "Store", "open_db", "transaction"]
 
-MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations]
+MIGRATION_SETS = [conversations.migrations, prompts.migrations, cache.migrations, runs.migrations, autonomy.migrations, metrics.migrations]
 
 
 class Store:
@@ -35,6 +36,7 @@ class Store:
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)
         self.runs = RunRepo(self.db)
+        self.autonomy = AutonomyRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)

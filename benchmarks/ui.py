@@ -1,0 +1,196 @@
+"""Render times of `nightloop ui` on a big store: 20 prompts × 365 nights (target: p95 ≤ 300 ms on 2 cores).
+
+Builds the store once (in a temp dir, or --db PATH to keep it), then requests each page through the real ASGI app
+(FastAPI's TestClient: routing, store open, queries, Jinja2, the security middleware) and prints p50/p95 per page.
+The dashboard is measured twice: with its plots cached (what every request after the first sees while the
+figures are unchanged) and cold (metrics changed, so matplotlib draws all five plots again).
+
+    .venv/bin/python benchmarks/ui.py [--prompts 20] [--nights 365] [--per-night 10] [--requests 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from nightloop.models import (
+    BASELINE,
+    Candidate,
+    Conversation,
+    Edit,
+    EvalResult,
+    Expectation,
+    Failure,
+    GateDecision,
+    Message,
+    NightReport,
+    ReplayCase,
+    ReviewItem,
+)
+from nightloop.store import Store
+
+FIRST = date(2025, 12, 1)
+TEMPLATE = "You are the support assistant of {{ shop }}.\n" + "".join(f"- Rule {n}: be precise about topic {n}.\n" for n in range(30))
+
+
+def build(path: Path, prompts: int, nights: int, per_night: int, seed: int = 1) -> str:
+    """Fill the store; returns the id of a pending review item with a full eval table."""
+    rng = random.Random(seed)
+    pending_id = ""
+    with Store(path) as store:
+        for p in range(prompts):
+            name = f"agent_{p:02d}"
+            version = store.prompts.create_version(name, TEMPLATE, created_by="bench")
+            _move(store, name, None, version.version, datetime.combine(FIRST, datetime.min.time(), UTC), "bench")
+            production = version.version
+            conversations, failures = [], {}
+            for n in range(nights):
+                day = FIRST + timedelta(days=n)
+                moment = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=2)
+                for k in range(per_night):
+                    cid = f"{name}-{day}-{k}"
+                    failed = rng.random() < 0.3
+                    conversations.append(_conversation(cid, name, production, moment + timedelta(minutes=k), rng))
+                    if failed:
+                        kind = rng.choice(["user_correction", "timeout", "wrong_output"])
+                        failures[cid] = [Failure(conversation_id=cid, kind=kind, turn=3, evidence="No, in euros.", detector="bench")]
+                run_id = f"{name}:{day + timedelta(days=1)}:bench"
+                decisions = [GateDecision(candidate_id=f"{run_id}-c{i}", verdict=rng.choice(["hold", "reject", "promote"]),
+                                          reasons=["bench"]) for i in range(3)]
+                store.runs.start(run_id, name, (day + timedelta(days=1)).isoformat(), "bench")
+                store.runs.finish(NightReport(run_id=run_id, prompt_name=name, date=day + timedelta(days=1),
+                                              conversations=per_night, decisions=decisions, cost_usd=rng.uniform(0.01, 0.2)))
+                if n % 10 == 9:  # a promotion every ten nights, some rolled back
+                    template = TEMPLATE + f"- Night {n} rule.\n"
+                    item = _item(run_id, name, production, template, failures, conversations[-per_night:], moment)
+                    store.runs.enqueue_review(item)
+                    new = store.prompts.create_version(name, template, created_by="reviewer", parent=production)
+                    decided = moment + timedelta(hours=rng.uniform(1, 30))
+                    with store.transaction():
+                        store.runs.update_review(item.model_copy(update={"status": "approved", "decided_at": decided,
+                                                                         "decided_by": "reviewer", "promoted_version": new.version}))
+                    _move(store, name, production, new.version, decided, "reviewer")
+                    if rng.random() < 0.2:
+                        _move(store, name, new.version, production, decided + timedelta(days=2), "nightloop watch")
+                    else:
+                        production = new.version
+            store.conversations.add(conversations)
+            store.conversations.save_failures_many(failures)
+            # Tonight's candidate, waiting for review, with 40 cases × 3 repeats for baseline and candidate.
+            run_id = f"{name}:{FIRST + timedelta(days=nights)}:bench"
+            item = _item(run_id, name, production, TEMPLATE.replace("precise", "exact") + "- Pending rule.\n", failures,
+                         conversations[-per_night:], datetime.now(UTC))
+            store.runs.enqueue_review(item)
+            cases = [ReplayCase(id=f"case-{i}", prompt_name=name, messages=conversations[-1 - i % per_night].messages[:2],
+                                expectation=Expectation(kind="rubric", value="x"), origin="regression") for i in range(40)]
+            store.runs.save_stage(run_id, "replay_set", {"hash": "h", "base_version": production,
+                                                         "cases": [c.model_dump(mode="json") for c in cases], "train_failure_ids": []})
+            for case in cases:
+                for repeat in range(3):
+                    for candidate in (BASELINE, item.candidate.id):
+                        store.runs.save_eval(run_id, EvalResult(candidate_id=candidate, case_id=case.id, repeat=repeat,
+                                                                output="An answer of a few dozen words. " * 3, passed=rng.random() < 0.7))
+            pending_id = item.id
+    return pending_id
+
+
+def _move(store: Store, name: str, old: int | None, new: int, at: datetime, by: str) -> None:
+    # Straight into the tables: the store's own move_label stamps the wall clock, and this store spans a year.
+    with store.transaction():
+        store.db["labels"].upsert({"name": name, "label": "production", "version": new}, pk=("name", "label"))
+        store.db["label_history"].insert({"name": name, "label": "production", "from_version": old, "to_version": new,
+                                          "moved_at": at.isoformat(), "moved_by": by, "reason": "bench"})
+
+
+def _conversation(cid: str, name: str, version: int, at: datetime, rng: random.Random) -> Conversation:
+    return Conversation(
+        id=cid, prompt_name=name, prompt_version=version, started_at=at, ended_at=at + timedelta(seconds=40),
+        messages=[Message(role="system", content=TEMPLATE), Message(role="user", content="How much are the shoes?"),
+                  Message(role="assistant", content="They cost 89.90 dollars."), Message(role="user", content="No, in euros.")],
+        metadata={"difficulty": rng.choice(["easy", "medium", "hard"])},
+    )
+
+
+def _item(run_id, name, base, template, failures, recent, created) -> ReviewItem:
+    addressed = [f.id for c in recent for f in failures.get(c.id, [])][:5]
+    return ReviewItem(
+        id=f"rev-{run_id}".replace(":", "-"), run_id=run_id, prompt_name=name,
+        candidate=Candidate(id=f"{run_id}-cand", prompt_name=name, base_version=base, template=template, rationale="bench",
+                            edits=[Edit(description="Say prices in EUR", addresses=addressed)], addresses=addressed),
+        decision=GateDecision(candidate_id=f"{run_id}-cand", verdict="promote", baseline_rate=0.5, candidate_rate=0.8,
+                              delta=0.3, reasons=["bench"]),
+        created_at=created,
+    )
+
+
+def _time(client, url: str, n: int) -> list[float]:
+    timings = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = client.get(url)
+        timings.append((time.perf_counter() - started) * 1000)
+        if response.status_code != 200:
+            sys.exit(f"{url} answered {response.status_code}: {response.text[:300]}")
+    return timings
+
+
+def _p95(values: list[float]) -> float:
+    return statistics.quantiles(values, n=20, method="inclusive")[-1] if len(values) > 1 else values[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=20)
+    parser.add_argument("--nights", type=int, default=365)
+    parser.add_argument("--per-night", type=int, default=10)
+    parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--db", type=Path, help="Keep the store here (reused when it exists).")
+    args = parser.parse_args()
+    from fastapi.testclient import TestClient
+
+    from nightloop.ui.app import UIConfig, create_app
+
+    path = args.db or Path(tempfile.mkdtemp()) / "bench.db"
+    started = time.perf_counter()
+    if path.exists():
+        with Store(path) as store:
+            pending_id = store.runs.review_items("pending")[0].id
+    else:
+        pending_id = build(path, args.prompts, args.nights, args.per_night)
+    with Store(path) as store:
+        sizes = (len(store.prompts.names()), store.db.execute("select count(*) from runs").fetchone()[0],
+                 store.conversations.count(), store.db.execute("select count(*) from review_queue").fetchone()[0])
+    print(f"store {path}: {sizes[0]} prompts, {sizes[1]} nights, {sizes[2]} conversations, {sizes[3]} review items "
+          f"(ready in {time.perf_counter() - started:.1f}s)")
+    client = TestClient(create_app(UIConfig(path)))
+    pages = {
+        "queue": "/",
+        "candidate page": f"/review/{pending_id}",
+        "history (one prompt)": "/history?prompt=agent_00",
+        "dashboard, all prompts (plots cached)": "/dashboard",
+        "dashboard, one prompt (plots cached)": "/dashboard?prompt=agent_00",
+    }
+    for url in pages.values():
+        client.get(url)  # warm: imports, first plot render
+    print(f"{'page':42} {'p50 ms':>8} {'p95 ms':>8}  (n={args.requests})")
+    worst = 0.0
+    for label, url in pages.items():
+        timings = _time(client, url, args.requests)
+        worst = max(worst, _p95(timings))
+        print(f"{label:42} {statistics.median(timings):8.1f} {_p95(timings):8.1f}")
+    cold = []
+    for n in range(min(args.requests, 10)):
+        fresh = TestClient(create_app(UIConfig(path)))  # a new app: an empty plot cache, as after the figures change
+        cold += _time(fresh, f"/dashboard?prompt=agent_{n % args.prompts:02d}", 1)
+    print(f"{'dashboard, one prompt (plots re-drawn)':42} {statistics.median(cold):8.1f} {_p95(cold):8.1f}  (n={len(cold)})")
+    print(f"worst p95 of the cached pages: {worst:.0f} ms (target ≤ 300 ms)")
+
+
+if __name__ == "__main__":
+    main()
