@@ -14,13 +14,13 @@ from nightloop.classify import (
     DETECTORS,
     RECOVERED_CONFIDENCE,
     Detector,
-    answers_match,
     classify_conversation,
     classify_many,
     excerpt,
     make_detectors,
     tool_result_error,
 )
+from nightloop.answers import answers_match
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure
 

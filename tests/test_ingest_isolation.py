@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nightloop import classify
+from nightloop import answers, classify
 from nightloop.config import ClassifyConfig
 from nightloop.ingest import ingest
 from nightloop.models import Conversation
@@ -169,7 +169,7 @@ def test_a_corrupt_sqlite_page_skips_only_the_rows_on_it(tmp_path: Path):
 
 def test_a_deeply_nested_reference_answer_costs_bounded_work(monkeypatch: pytest.MonkeyPatch):
     calls = {"n": 0}
-    real = classify.canonical_json
+    real = answers.canonical_json
 
     def counted(value):
         calls["n"] += 1
@@ -177,7 +177,7 @@ def test_a_deeply_nested_reference_answer_costs_bounded_work(monkeypatch: pytest
             raise AssertionError("unbounded comparison")
         return real(value)
 
-    monkeypatch.setattr(classify, "canonical_json", counted)
+    monkeypatch.setattr(answers, "canonical_json", counted)
     for depth in (16, 40):
         expected = json.loads("[" * depth + "1" + "]" * depth)
         answer = "[" * depth + "2" + "]" * depth
@@ -186,10 +186,10 @@ def test_a_deeply_nested_reference_answer_costs_bounded_work(monkeypatch: pytest
         )
         calls["n"] = 0
         classify.classify_conversation(conversation, ClassifyConfig())
-        assert calls["n"] <= 3 * classify.MAX_COMPARE_STEPS  # two detectors compare the answer: bounded, whatever the depth
+        assert calls["n"] <= 3 * answers.MAX_COMPARE_STEPS  # two detectors compare the answer: bounded, whatever the depth
     # Shallow references still compare, in any order.
-    assert classify.answers_match("[[3, 4], [1, 2]]", [[1, 2], [3, 4]], ClassifyConfig()) is True
-    assert classify.answers_match("[[3, 4], [1, 5]]", [[1, 2], [3, 4]], ClassifyConfig()) is False
+    assert answers.answers_match("[[3, 4], [1, 2]]", [[1, 2], [3, 4]], ClassifyConfig()) is True
+    assert answers.answers_match("[[3, 4], [1, 5]]", [[1, 2], [3, 4]], ClassifyConfig()) is False
 
 
 # --- the property: any mix of good and arbitrary lines --------------------------------------------

@@ -7,18 +7,17 @@ the same way: any object with a ``name`` and a ``detect`` method.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import json
 import logging
 import math
 import re
-import string
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
+from nightloop.answers import NOT_JSON, AnswerCheck, check, final_answer_index, is_answer, normalize, parse_json_document
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, FailureKind, Message, canonical_json
 
@@ -31,30 +30,20 @@ __all__ = [
     "ToolErrorDetector",
     "UserCorrectionDetector",
     "WrongOutputDetector",
-    "answers_match",
     "classify_conversation",
     "classify_many",
     "excerpt",
-    "extract_answer",
+    "final_answer",
     "make_detectors",
+    "reference_verdict",
 ]
 
 logger = logging.getLogger(__name__)
 
 EVIDENCE_LIMIT = 300
-#: Relative tolerance when a reference answer and a final answer are both numbers.
-NUMERIC_REL_TOL = 0.01
 #: A correction the agent recovered from (its final answer matches the reference) is still a
 #: failure worth a better prompt, but a less certain sign that the conversation went wrong.
 RECOVERED_CONFIDENCE = 0.5
-#: References longer than this (or spanning lines: code, test suites, trajectories) are
-#: not answers a rule can compare; they are left to a rubric scorer.
-MAX_COMPARABLE_REFERENCE = 200
-#: A reference nested deeper than this is not an answer a rule can compare (a rubric scorer can).
-MAX_COMPARE_DEPTH = 16
-#: Item comparisons one reference may cost: lists are matched in any order, so without a cap the
-#: time doubles with every level of nesting (a 209-byte record held ingest for hours).
-MAX_COMPARE_STEPS = 1000
 
 
 @runtime_checkable
@@ -112,10 +101,6 @@ def _last_index(messages: Sequence[Message], role: str | None = None) -> int:
     return len(messages) - 1
 
 
-def _is_answer_text(message: Message) -> bool:
-    return message.role == "assistant" and bool(message.text.strip()) and not message.tool_calls
-
-
 def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int]:
     """Indexes of assistant turns that answer the user (not tool steps).
 
@@ -123,7 +108,7 @@ def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int
     this conversation or required by its system prompt), only marked turns are answers; the
     others are intermediate steps whose follow-up "user" turns are observations, not verdicts.
     """
-    candidates = [i for i, m in enumerate(conversation.messages) if _is_answer_text(m)]
+    candidates = [i for i, m in enumerate(conversation.messages) if is_answer(m)]
     if not config.answer_pattern:
         return candidates
     pattern = re.compile(config.answer_pattern, re.DOTALL | re.IGNORECASE)
@@ -143,212 +128,18 @@ def _answer_mark_declared(conversation: Conversation, answer_pattern: str) -> bo
     return mark in instructions[0].lower()
 
 
-def extract_answer(conversation: Conversation, config: ClassifyConfig) -> tuple[int, str, bool] | None:
-    """The final answer: ``(turn, text, matched_pattern)``, or None when the agent never answered in text.
-
-    Group 1 of the last ``config.answer_pattern`` match in the final assistant text; the
-    whole message when the pattern is unset or absent.
-    """
-    messages = conversation.messages
-    turn = next((i for i in range(len(messages) - 1, -1, -1) if _is_answer_text(messages[i])), None)
+def final_answer(conversation: Conversation, config: ClassifyConfig) -> tuple[int, AnswerCheck] | None:
+    """The final answer's turn and its check against the reference, or None when the agent never answered in text."""
+    turn = final_answer_index(conversation.messages)
     if turn is None:
         return None
-    text = messages[turn].text
-    if config.answer_pattern:
-        matches = list(re.finditer(config.answer_pattern, text, re.DOTALL | re.IGNORECASE))
-        if matches:
-            last = matches[-1]
-            value = last.group(1) if last.re.groups else last.group(0)
-            return turn, (value or "").strip(), True
-    return turn, text.strip(), False
+    return turn, check(conversation.messages[turn].text, conversation.outcome.expected, config)
 
 
-def normalize(text: str, steps: Iterable[str]) -> str:
-    for step in steps:
-        if step == "strip":
-            text = text.strip()
-        elif step == "lower":
-            text = text.lower()
-        elif step == "collapse_whitespace":
-            text = " ".join(text.split())
-        elif step == "strip_punctuation":
-            text = text.translate(str.maketrans("", "", string.punctuation)).strip()
-    return text
-
-
-# --- answer comparison ---------------------------------------------------------------
-
-_NUMBER = re.compile(r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?%?")
-_NUMBER_IN_TEXT = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?%?(?![\w])")
-_OPTION = re.compile(r"^\s*\(?([a-z])\s*(?:\)|\.(?:\s|$)|:|$)", re.IGNORECASE)
-_TRUE_WORDS = {"true", "yes", "correct", "y"}
-_FALSE_WORDS = {"false", "no", "incorrect", "n"}
-
-
-def _parse_number(text: str) -> float | None:
-    """The number a short answer states (``"1,050"``, ``"$12.50"``, ``"25%"`` -> 0.25), else None."""
-    cleaned = text.strip().strip("$€£ ").replace("−", "-")
-    if not cleaned or not _NUMBER.fullmatch(cleaned) or not any(c.isdigit() for c in cleaned):
-        return None
-    percent = cleaned.endswith("%")
-    value = float(cleaned.rstrip("%").replace(",", ""))
-    return value / 100 if percent else value
-
-
-def _numbers_in(text: str) -> list[float]:
-    values: list[float] = []
-    for match in _NUMBER_IN_TEXT.finditer(text):
-        parsed = _parse_number(match.group(0))
-        if parsed is not None:
-            values.append(parsed)
-            if match.group(0).endswith("%"):
-                values.append(parsed * 100)  # "25%" answers both 0.25 and 25
-    return values
-
-
-def _close(a: float, b: float) -> bool:
-    return math.isclose(a, b, rel_tol=NUMERIC_REL_TOL, abs_tol=1e-9)
-
-
-def _parse_structured(text: str) -> Any:
-    """JSON (or a Python literal such as ``[1, 2]``/``{'a': 1}``) inside ``text``, or None."""
-    candidate = text.strip()
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", candidate, re.DOTALL)
-    if fenced:
-        candidate = fenced.group(1).strip()
-    for parse in (json.loads, ast.literal_eval):
-        try:
-            return parse(candidate)
-        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            continue
-    return None
-
-
-class _OverBudget(Exception):
-    """A comparison took more steps than :data:`MAX_COMPARE_STEPS`: the rules can't tell."""
-
-
-class _Steps:
-    """The comparisons one reference may still cost."""
-
-    def __init__(self, limit: int) -> None:
-        self.left = limit
-
-    def spend(self) -> None:
-        self.left -= 1
-        if self.left < 0:
-            raise _OverBudget
-
-
-def _items_match(answer_items: Sequence[Any], expected_items: Sequence[Any], config: ClassifyConfig, steps: _Steps) -> bool:
-    if len(answer_items) != len(expected_items):
-        return False
-    if all(_value_matches(a, e, config, steps) for a, e in zip(answer_items, expected_items)):
-        return True
-    remaining = list(answer_items)  # same items in another order: a set answered as a list
-    for expected in expected_items:
-        hit = next((i for i, a in enumerate(remaining) if _value_matches(a, expected, config, steps)), None)
-        if hit is None:
-            return False
-        remaining.pop(hit)
-    return True
-
-
-def _value_matches(answer: Any, expected: Any, config: ClassifyConfig, steps: _Steps) -> bool:
-    steps.spend()
-    verdict = _answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config, steps)
-    if verdict is None and not isinstance(answer, str):
-        return answer == expected
-    return bool(verdict)
-
-
-def _split_items(text: str) -> list[str]:
-    inner = text.strip().strip("[](){}")
-    return [part.strip().strip("'\"") for part in re.split(r",|;|\band\b", inner) if part.strip()]
-
-
-def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
-    """Whether ``answer`` states the reference ``expected``; None when rules can't tell.
-
-    The work is bounded: a reference nested deeper than :data:`MAX_COMPARE_DEPTH` levels, or one whose
-    comparison takes more than :data:`MAX_COMPARE_STEPS` steps, is left to a rubric scorer (None).
-    """
-    if _nesting(expected) > MAX_COMPARE_DEPTH:
-        return None
-    try:
-        return _answers_match(answer, expected, config, _Steps(MAX_COMPARE_STEPS))
-    except _OverBudget:
-        return None
-
-
-def _nesting(value: Any) -> int:
-    """How many levels of lists/dicts ``value`` has (counted without recursion, stopping past the cap)."""
-    deepest, stack = 0, [(value, 0)]
-    while stack and deepest <= MAX_COMPARE_DEPTH:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple, set)) else None
-        if children is None:
-            continue
-        deepest = max(deepest, depth + 1)
-        stack.extend((child, depth + 1) for child in children)
-    return deepest
-
-
-def _answers_match(answer: str, expected: Any, config: ClassifyConfig, steps: _Steps) -> bool | None:
-    if expected is None:
-        return None
-    if isinstance(expected, bool):
-        word = normalize(answer, ["strip", "lower", "strip_punctuation"])
-        if word in _TRUE_WORDS | _FALSE_WORDS:
-            return (word in _TRUE_WORDS) == expected
-        return None
-    if isinstance(expected, (int, float)):
-        return _number_matches(answer, float(expected))
-    if isinstance(expected, (list, tuple, set)):
-        parsed = _parse_structured(answer)
-        items = list(parsed) if isinstance(parsed, (list, tuple, set)) else _split_items(answer)
-        return _items_match(items, list(expected), config, steps)
-    if isinstance(expected, dict):
-        parsed = _parse_json_document(answer)
-        if parsed is _NOT_JSON:
-            parsed = _parse_structured(answer)
-        return isinstance(parsed, dict) and canonical_json(parsed) == canonical_json(expected)
-    return _text_matches(answer, str(expected), config, steps)
-
-
-def _number_matches(answer: str, expected: float) -> bool:
-    stated = _parse_number(answer)
-    if stated is not None:
-        return _close(stated, expected)
-    # A sentence around the number ("The total is 4000.") still states it.
-    return any(_close(value, expected) for value in _numbers_in(answer))
-
-
-def _text_matches(answer: str, expected: str, config: ClassifyConfig, steps: _Steps) -> bool | None:
-    if "\n" in expected.strip() or len(expected) > MAX_COMPARABLE_REFERENCE:
-        return None
-    number = _parse_number(expected)
-    if number is not None:
-        return _number_matches(answer, number)
-    if expected.strip().lower() in {"true", "false"}:
-        return _answers_match(answer, expected.strip().lower() == "true", config, steps)
-    if expected.strip().startswith(("[", "(", "{")):
-        parsed = _parse_structured(expected)
-        if isinstance(parsed, (list, tuple)):
-            return _answers_match(answer, list(parsed), config, steps)
-        if isinstance(parsed, dict):
-            return _answers_match(answer, parsed, config, steps)
-    steps = list(config.normalize)
-    want, got = normalize(expected, steps), normalize(answer, steps)
-    if want == got:
-        return True
-    if len(want) == 1 and want.isalpha():  # a multiple-choice letter
-        option = _OPTION.match(got)
-        return option.group(1).lower() == want.lower() if option else None
-    if want and re.search(rf"(?<!\w){re.escape(want)}(?!\w)", got):
-        return True
-    loose = ["strip", "lower", "collapse_whitespace", "strip_punctuation"]
-    return normalize(expected, loose) == normalize(answer, loose)
+def reference_verdict(conversation: Conversation, config: ClassifyConfig) -> bool | None:
+    """Whether the final answer states ``outcome.expected`` (None: no answer, no reference, or rules can't tell)."""
+    found = final_answer(conversation, config)
+    return None if found is None else found[1].match
 
 
 # --- detectors -----------------------------------------------------------------------
@@ -458,11 +249,8 @@ def _asks_question(message: Message) -> bool:
 
 def _verified_final_answer_turn(conversation: Conversation, config: ClassifyConfig) -> int | None:
     """The turn of a final answer that matches the reference, or None when there is none or rules can't tell."""
-    answer = extract_answer(conversation, config)
-    if answer is None or conversation.outcome.expected is None:
-        return None
-    turn, text, _ = answer
-    return turn if answers_match(text, conversation.outcome.expected, config) is True else None
+    found = final_answer(conversation, config)
+    return found[0] if found is not None and found[1].match is True else None
 
 
 class UserCorrectionDetector:
@@ -531,24 +319,23 @@ class WrongOutputDetector:
 
     def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
         failures: list[Failure] = []
-        answer = extract_answer(conversation, config)
+        found = final_answer(conversation, config)
         expected = conversation.outcome.expected
-        if answer is not None and expected is not None:
-            turn, text, marked = answer
-            if answers_match(text, expected, config) is False:
-                shown = excerpt(str(expected) if not isinstance(expected, str) else expected, limit=100)
-                evidence = f'answer "{excerpt(text, limit=150)}" != expected "{shown}"'
-                confidence = 0.9 if marked else 0.6
-                failures.append(_failure(conversation, "wrong_output", turn, evidence, self.name, confidence))
-        if answer is not None and config.json_schema is not None:
-            failures.extend(self._schema(conversation, answer, config.json_schema))
+        if found is not None and found[1].match is False:
+            turn, answer = found
+            shown = excerpt(str(expected) if not isinstance(expected, str) else expected, limit=100)
+            evidence = f'answer "{excerpt(answer.answer, limit=150)}" != expected "{shown}"'
+            confidence = 0.9 if answer.marked else 0.6
+            failures.append(_failure(conversation, "wrong_output", turn, evidence, self.name, confidence))
+        if found is not None and config.json_schema is not None:
+            failures.extend(self._schema(conversation, found, config.json_schema))
         failures.extend(self._graded_down(conversation, config))
         return failures
 
-    def _schema(self, conversation: Conversation, answer: tuple[int, str, bool], schema: dict[str, Any]) -> list[Failure]:
-        turn, text, _ = answer
-        document = _parse_json_document(text)
-        if document is _NOT_JSON:
+    def _schema(self, conversation: Conversation, found: tuple[int, AnswerCheck], schema: dict[str, Any]) -> list[Failure]:
+        turn, text = found[0], found[1].answer
+        document = parse_json_document(text)
+        if document is NOT_JSON:
             problem = "not JSON"
         else:
             error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(document))
@@ -576,27 +363,6 @@ def feedback_score(feedback: Any) -> float | None:
     """A feedback's score, or None when absent or not a finite number (NaN/inf from a broken exporter)."""
     score = getattr(feedback, "score", None)
     return score if isinstance(score, int | float) and math.isfinite(score) else None
-
-
-_NOT_JSON = object()
-
-
-def _parse_json_document(text: str) -> Any:
-    candidates = [text.strip()]
-    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
-    if fenced:
-        candidates.append(fenced.group(1).strip())
-    # From the first opening bracket to the last closing one (found by index: a regex here is quadratic).
-    opens = [i for i in (text.find("["), text.find("{")) if i >= 0]
-    close = max(text.rfind("]"), text.rfind("}"))
-    if opens and close > min(opens):
-        candidates.append(text[min(opens) : close + 1])
-    for candidate in candidates:
-        try:
-            return json.loads(candidate)
-        except (ValueError, RecursionError):
-            continue
-    return _NOT_JSON
 
 
 _ERROR_PREFIX = re.compile(
@@ -678,12 +444,15 @@ DETECTORS: dict[str, type[Detector]] = {
 
 
 def make_detectors(names: Iterable[str] | None = None) -> list[Detector]:
-    """Detector instances by name (all of them when ``names`` is None); unknown names raise ValueError."""
-    chosen = list(DETECTORS) if names is None else list(names)
-    unknown = [name for name in chosen if name not in DETECTORS]
-    if unknown:
-        raise ValueError(f"Unknown detector(s) {', '.join(unknown)}; valid detectors: {', '.join(DETECTORS)}")
-    return [DETECTORS[name]() for name in chosen]
+    """Detector instances by name, built-in or plug-in (every built-in one when ``names`` is None).
+
+    An unknown name raises :class:`~nightloop.errors.UnknownName` (a ValueError) listing the valid ones.
+    """
+    if names is None:
+        return [cls() for cls in DETECTORS.values()]
+    from nightloop.plugins import check_names
+
+    return [cls() for cls in check_names("detectors", list(names), "[classify] detectors").values()]
 
 
 def classify_conversation(
@@ -691,7 +460,7 @@ def classify_conversation(
 ) -> list[Failure]:
     """Every failure the detectors find, one per failure id (the most confident), in turn order."""
     found: dict[str, Failure] = {}
-    for detector in make_detectors() if detectors is None else detectors:
+    for detector in make_detectors(config.detectors) if detectors is None else detectors:
         try:
             failures = detector.detect(conversation, config)
         except Exception:  # one odd conversation must not stop the night
@@ -707,6 +476,9 @@ def classify_conversation(
 def classify_many(
     conversations: Iterable[Conversation], config: ClassifyConfig, detectors: Sequence[Detector] | None = None
 ) -> dict[str, list[Failure]]:
-    """Failures per conversation id (an empty list for a conversation that went well)."""
-    chosen = make_detectors() if detectors is None else list(detectors)
+    """Failures per conversation id (an empty list for a conversation that went well).
+
+    ``detectors`` default to ``[classify] detectors`` (every built-in one when unset).
+    """
+    chosen = make_detectors(config.detectors) if detectors is None else list(detectors)
     return {c.id: classify_conversation(c, config, chosen) for c in conversations}

@@ -37,12 +37,14 @@ __all__ = [
     "ModelPrice",
     "ReplayConfig",
     "RoleConfig",
+    "RunnerConfig",
     "Settings",
     "WatchConfig",
     "load_settings",
 ]
 
-ProviderName = Literal["openai", "anthropic", "sim"]
+#: "openai", "anthropic", "sim", or a ``nightloop.providers`` plug-in's name (checked when a night starts).
+ProviderName = str
 
 
 class RoleConfig(BaseModel):
@@ -128,6 +130,8 @@ class ClassifyConfig(BaseModel):
     )
     negative_feedback_below: float = 0.5
     json_schema: dict[str, Any] | None = None
+    #: Detectors to run, by name (built-in or from a ``nightloop.detectors`` plug-in); unset: every built-in one.
+    detectors: list[str] | None = None
 
     @field_validator("answer_pattern")
     @classmethod
@@ -148,6 +152,25 @@ class JudgeConfig(BaseModel):
     max_failures_shown: int = 30
 
 
+class RunnerConfig(BaseModel):
+    """How replay runs the agent (``[replay.runner]``); see :mod:`nightloop.runners`."""
+
+    #: ``recorded`` (the agent model, tools answered from the recording), ``python``, ``http``, or a plug-in's name.
+    name: str = "recorded"
+    #: ``python``: the agent's entry point, ``"package.module:function"``.
+    callable: str | None = None
+    #: ``http``: the agent's endpoint; the case is POSTed to it as JSON.
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = 60.0
+    max_retries: int = 2
+    retry_backoff_s: float = 0.5
+    #: ``http``: requests in flight at once (``[replay] concurrency`` bounds all runners).
+    concurrency: int = 8
+    #: ``recorded``: agent calls per case before the answer is cut off.
+    max_steps: int = 6
+
+
 class ReplayConfig(BaseModel):
     repeats: int = 3
     concurrency: int = 16
@@ -157,6 +180,12 @@ class ReplayConfig(BaseModel):
     #: Extra tries of an evaluation a provider fault spoiled, waiting fault_backoff_s, then twice as long each time.
     fault_retries: int = 2
     fault_backoff_s: float = 1.0
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    #: Other managed prompts the agent uses: their production versions are rendered and given to the runner
+    #: with the prompt under test (whose candidate replaces it).
+    prompts: list[str] = Field(default_factory=list)
+    #: Scorers for every prompt (names or ``{name, for, options…}``, built-in or plug-in), after a prompt's own.
+    scorers: list[Any] = Field(default_factory=list)
 
 
 class GateConfig(BaseModel):

@@ -14,6 +14,7 @@ __all__ = [
     "StoreUnavailable",
     "StructuredOutputError",
     "TemplateError",
+    "UnknownName",
 ]
 
 
@@ -59,3 +60,7 @@ class StructuredOutputError(ProviderError):
 
 class BudgetExceeded(NightloopError):
     """The night's token/USD budget is spent; stages stop cleanly and keep what they have."""
+
+
+class UnknownName(ConfigError, ValueError):
+    """A detector, scorer, runner, source or provider name that nothing registers (the message lists the valid ones)."""

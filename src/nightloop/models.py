@@ -33,11 +33,13 @@ __all__ = [
     "GateDecision",
     "IngestStats",
     "Message",
+    "KindReproduction",
     "NightReport",
     "Outcome",
     "PromptMeta",
     "PromptVersion",
     "Quarantined",
+    "Reproduction",
     "ReplayCase",
     "ReviewItem",
     "Role",
@@ -300,6 +302,8 @@ class EvalResult(_Model):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     error: str | None = None
+    #: Tool calls the recorded runner could not answer from the conversation's recording.
+    unrecorded_tool_calls: int = 0
 
 
 class GateDecision(_Model):
@@ -359,6 +363,36 @@ class ReviewItem(_Model):
     promoted_version: int | None = None
 
 
+class KindReproduction(_Model):
+    """How many failure cases of one kind the baseline replay failed again (as production did)."""
+
+    kind: str
+    cases: int = 0
+    reproduced: int = 0
+    #: Failure cases whose every baseline replay errored (neither reproduced nor not).
+    undecided: int = 0
+
+
+class Reproduction(_Model):
+    """Whether replay reproduces production's failures; see :mod:`nightloop.reproduction`."""
+
+    by_kind: list[KindReproduction] = Field(default_factory=list)
+    #: Failure case ids the baseline passed: kept out of the improvement test, kept as regression evidence.
+    not_reproduced: list[str] = Field(default_factory=list)
+
+    @property
+    def cases(self) -> int:
+        return sum(k.cases for k in self.by_kind)
+
+    @property
+    def reproduced(self) -> int:
+        return sum(k.reproduced for k in self.by_kind)
+
+    @property
+    def rate(self) -> float:
+        return self.reproduced / self.cases if self.cases else 0.0
+
+
 class NightReport(_Model):
     run_id: str
     prompt_name: str
@@ -382,6 +416,8 @@ class NightReport(_Model):
     evaluations: int = 0
     faulted_evaluations: int = 0
     notes: list[str] = Field(default_factory=list)
+    #: Whether the baseline replay reproduced the night's production failures (None: no replay ran).
+    reproduction: Reproduction | None = None
 
     @model_validator(mode="after")
     def _rate_in_range(self) -> NightReport:

@@ -34,6 +34,7 @@ from nightloop.models import (
     JudgeResult,
     NightReport,
     ReplayCase,
+    Reproduction,
     ReviewItem,
 )
 from nightloop.store import Store
@@ -109,11 +110,13 @@ class ReplayOutput(BaseModel):
     planned: int = 0
     faulted: int = 0
     note: str = ""
+    unrecorded_tool_calls: int = 0
 
 
 class GateOutput(BaseModel):
     decisions: list[GateDecision] = Field(default_factory=list)
     winner: str | None = None
+    reproduction: Reproduction | None = None
 
 
 class ReviewOutput(BaseModel):
@@ -417,7 +420,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     previous = night.saved("replay", ReplayOutput)
     if previous is not None:
         return previous
-    from nightloop.replay import run_replay
+    from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
     templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
@@ -425,21 +428,27 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
     total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
     night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
+    runner = make_runner(night.settings.replay.runner, night.clients.agent)
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
     outcome = _run_async(
         night,
-        run_replay(
+        run_closing(
+            runner,
             night.clients.agent,
             replay_set.cases,
             templates,
             repeats=night.settings.replay.repeats,
             concurrency=night.settings.replay.concurrency,
             scorer_client=night.clients.scorer,
-            declared_scorers=night.store.prompts.get_meta(night.prompt_name).scorers,
+            declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
             done=done,
             on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
             seed=night.settings.seed,
             fault_retries=night.settings.replay.fault_retries,
             fault_backoff_s=night.settings.replay.fault_backoff_s,
+            answer_rules=night.settings.classify,
+            other_prompts=other_prompts,
         )
     )
     stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in outcome.results})
@@ -451,6 +460,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         planned=total,
         faulted=sum(faulted(r) for r in stored.values()),
         note=note,
+        unrecorded_tool_calls=outcome.unrecorded_tool_calls,
     )
     # An exhausted or faulted replay stays open, so a re-run resumes it (retrying only the faulted evaluations).
     if not outcome.budget_exhausted and status == "done":
@@ -463,15 +473,21 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.gate import choose_winner, decide
+        from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
-        decisions = decide(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.gate)
+        reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
+        cases = gate_cases(replay_set.cases, reproduction)
+        decisions = decide(results, cases, [c.id for c in judged.candidates], night.settings.gate)
+        warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
+        for decision in decisions:  # context first: the verdict stays the last reason
+            decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
         _name_incomplete_arms(decisions, incomplete_arms(results, replay_set.cases, [c.id for c in judged.candidates], night.settings.replay.repeats), night.settings.replay.repeats)
         # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
         # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
         # watch rollbacks are remembered.
         winner = choose_winner(decisions)
-        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None)
+        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None, reproduction=reproduction)
 
     return _once(night, "gate", GateOutput, compute)
 
@@ -561,7 +577,17 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         evaluations=replayed.planned if replayed else 0,
         faulted_evaluations=replayed.faulted if replayed else 0,
         notes=parts.get("notes", []),
+        reproduction=gated.reproduction if gated else None,
     )
+
+
+def _reproduction_notes(night: Night, gated: GateOutput) -> list[str]:
+    from nightloop.reproduction import mismatch_warning, summary
+
+    if gated.reproduction is None:
+        return []
+    warning = mismatch_warning(gated.reproduction, night.settings.replay.runner.name)
+    return [summary(gated.reproduction), *([warning] if warning else [])]
 
 
 def direct(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -594,11 +620,18 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if not judged.candidates:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     parts["replayed"] = replayed = run("replay", stage_replay, night, replay_set, judged)
+    if replayed.unrecorded_tool_calls:
+        notes.append(
+            f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
+            "production never used); the recorded runner answered them with an error or another recorded result. "
+            "Run your agent's own tools with [replay.runner] name = \"python\" or \"http\""
+        )
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     if replayed.faulted:
         raise StopNight(night_status_for(replayed.planned, replayed.faulted), replayed.note)
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
+    notes.extend(_reproduction_notes(night, gated))
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)
     return "done"
@@ -619,6 +652,9 @@ def run_night(
 
     ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
     """
+    from nightloop.plugins import check_config
+
+    check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
     own_store = store is None
     store = store or Store(settings.db)
     try:

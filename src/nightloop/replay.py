@@ -20,13 +20,14 @@ Building (:func:`build_replay_set`):
   more cases lands in both). Regression cases are always holdout.
 
 Running (:func:`run_replay`): every (candidate, case, repeat) not already done,
-at most ``concurrency`` at a time, each result handed to ``on_result`` as it lands.
+at most ``concurrency`` at a time, each answered by an agent runner (:mod:`nightloop.runners`:
+``recorded``, ``python``, ``http`` or a plug-in) and scored, each result handed to
+``on_result`` as it lands.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections import defaultdict
@@ -35,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from nightloop.config import ReplayConfig
+from nightloop.answers import final_answer_index
+from nightloop.config import ClassifyConfig, ReplayConfig
 from nightloop.errors import BudgetExceeded
 from nightloop.evidence import faulted
 from nightloop.models import (
@@ -46,10 +48,10 @@ from nightloop.models import (
     Failure,
     Message,
     ReplayCase,
-    ToolCall,
     canonical_json,
     sha256_text,
 )
+from nightloop.runners import AgentRequest, AgentRunner, RecordedRunner
 from nightloop.score import Scorer, Scoring
 from nightloop.templates import render
 
@@ -90,15 +92,6 @@ def _flat(text: str, limit: int = MAX_RUBRIC_QUOTE) -> str:
 
 def _last_assistant_before(messages: list[Message], index: int) -> int | None:
     return next((i for i in range(index - 1, -1, -1) if messages[i].role == "assistant"), None)
-
-
-def _is_answer(message: Message) -> bool:
-    return message.role == "assistant" and bool(message.text.strip()) and not message.tool_calls
-
-
-def _final_answer_index(messages: list[Message]) -> int | None:
-    """The last assistant message with text and no tool calls: the conversation's final answer."""
-    return next((i for i in range(len(messages) - 1, -1, -1) if _is_answer(messages[i])), None)
 
 
 def _is_correction(conversation: Conversation, failure: Failure) -> bool:
@@ -221,7 +214,7 @@ def _failure_case(prompt_name: str, conversation: Conversation, failures: list[F
 
 
 def _regression_case(prompt_name: str, conversation: Conversation) -> ReplayCase | None:
-    final = _final_answer_index(conversation.messages)
+    final = final_answer_index(conversation.messages)
     if final is None:
         return None
     return _case_at(
@@ -383,76 +376,8 @@ class ReplayOutcome(BaseModel):
     errors: int = 0
     #: Evaluations skipped because they were already in ``done``.
     skipped: int = 0
-
-
-def _canonical_arguments(arguments: str) -> str:
-    try:
-        return canonical_json(json.loads(arguments))
-    except (json.JSONDecodeError, TypeError):
-        return arguments.strip()
-
-
-def _tool_answer(case: ReplayCase, call: ToolCall) -> str:
-    """The recorded result for a tool call: same name and arguments, else the first with the same name."""
-    recorded = [r for r in case.metadata.get("tool_results") or [] if r.get("name") == call.function.name]
-    if not recorded:
-        return canonical_json(
-            {"error": f"no recorded result for tool {call.function.name!r} in this conversation; it cannot be replayed"}
-        )
-    wanted = _canonical_arguments(call.function.arguments)
-    same = next((r for r in recorded if _canonical_arguments(r.get("arguments", "{}")) == wanted), recorded[0])
-    return same.get("content") or ""
-
-
-def _tool_specs(case: ReplayCase) -> list[dict[str, Any]] | None:
-    """Permissive function specs for the tools the conversation used, so the agent can call them again."""
-    names = case.metadata.get("tool_names") or []
-    if not names:
-        return None
-    return [
-        {"type": "function", "function": {"name": n, "parameters": {"type": "object", "additionalProperties": True}}}
-        for n in names
-    ]
-
-
-class _Step(BaseModel):
-    text: str = ""
-    tool_calls: int = 0
-    tokens: int = 0
-    cost_usd: float = 0.0
-    latency_ms: float = 0.0
-    capped: bool = False
-
-
-async def _run_agent(
-    agent: LLMClient,
-    case: ReplayCase,
-    system: str,
-    *,
-    repeat: int,
-    max_steps: int,
-    tools: list[dict[str, Any]] | None,
-) -> _Step:
-    """Call the agent, answering its tool calls from the recorded results, up to ``max_steps`` calls."""
-    messages = [Message(role="system", content=system), *case.messages]
-    total = _Step()
-    for step in range(max_steps):
-        response = await agent.complete(messages, tools=tools, sample=repeat)
-        usage = response.usage
-        total.tokens += usage.tokens
-        total.cost_usd += usage.cost_usd
-        total.latency_ms += usage.latency_ms
-        total.text = response.text or ""
-        calls = response.tool_calls or []
-        total.tool_calls += len(calls)
-        if not calls:
-            return total
-        if step == max_steps - 1:
-            total.capped = True
-            return total
-        messages.append(Message(role="assistant", content=response.text, tool_calls=calls))
-        messages.extend(Message(role="tool", tool_call_id=c.id, content=_tool_answer(case, c)) for c in calls)
-    return total
+    #: Tool calls the ``recorded`` runner could not answer from the recording (unknown tool or arguments).
+    unrecorded_tool_calls: int = 0
 
 
 def _work(
@@ -468,7 +393,7 @@ def _work(
 
 
 async def run_replay(
-    agent: LLMClient,
+    agent: LLMClient | None,
     cases: Sequence[ReplayCase],
     templates: dict[str, str],
     *,
@@ -477,6 +402,7 @@ async def run_replay(
     scorer_client: LLMClient | None = None,
     declared_scorers: Sequence[Any] = (),
     seed: int = 0,
+    answer_rules: ClassifyConfig | None = None,
     scoring: Scoring | None = None,
     done: Collection[tuple[str, str, int]] = frozenset(),
     on_result: Callable[[EvalResult], None] | None = None,
@@ -484,28 +410,43 @@ async def run_replay(
     tools: list[dict[str, Any]] | None = None,
     fault_retries: int = 2,
     fault_backoff_s: float = 0.5,
+    runner: AgentRunner | None = None,
+    other_prompts: dict[str, str] | None = None,
 ) -> ReplayOutcome:
     """Evaluate every (candidate, case, repeat) not in ``done``; ``templates`` maps candidate id -> template.
 
-    The rendered template becomes the system message; repeats are distinct cache
-    entries (``sample=repeat``), so a re-run replays from the cache. Tool calls are
-    answered from the case's recorded results (``tools`` overrides the specs derived
-    from them). A provider or template fault becomes a failed result with ``error``;
-    ``BudgetExceeded`` stops launching work, lets the calls in flight finish, drops
-    the evaluation that hit it and returns with ``budget_exhausted=True``.
+    ``runner`` answers each case (:mod:`nightloop.runners`); the default is the ``recorded`` runner
+    over ``agent`` (the rendered template becomes the system message, tool calls are answered from the
+    case's recorded results, ``tools`` overrides the specs derived from them, at most ``max_steps`` calls).
+    ``other_prompts`` (name -> template) are the agent's other managed prompts, rendered with the case's
+    variables and given to the runner alongside the candidate. Repeats are distinct cache entries
+    (``sample=repeat``), so a re-run replays from the cache. A runner, provider or template fault becomes
+    a failed result with ``error``; ``BudgetExceeded`` stops launching work, lets the calls in flight
+    finish, drops the evaluation that hit it and returns with ``budget_exhausted=True``.
     An evaluation a provider fault spoiled (agent or scorer) is tried again up to ``fault_retries`` times,
     waiting ``fault_backoff_s`` and then twice as long each time; one still faulted is returned as it is.
     ``on_result`` stores each result: if it raises (a write that failed), no new work starts and the
     error is raised once the evaluations in flight are done, so no result is silently lost.
     An unknown declared scorer raises ``ValueError`` before any call is made.
+    ``answer_rules`` (``[classify]``) make the reference scorer judge answers as the classifier does.
     """
-    scoring = scoring or Scoring(client=scorer_client, declared=tuple(declared_scorers), seed=seed)
+    if runner is None:
+        if agent is None:
+            raise ValueError("run_replay needs an agent model or a runner")
+        runner = RecordedRunner(agent, max_steps=max_steps, tools=tools)
+    scoring = scoring or Scoring(client=scorer_client, declared=tuple(declared_scorers), seed=seed, rules=answer_rules)
     scorers: dict[str, Scorer] = {case.id: scoring.scorer(case) for case in cases}
     systems = _render_all(cases, templates)
+    others = _render_all(cases, other_prompts or {})
     candidate_ids = sorted(templates, key=lambda c: (c != BASELINE, c))  # baseline first
     work = _work(cases, candidate_ids, repeats, done)
     planned = len(candidate_ids) * len(cases) * repeats
     outcome = ReplayOutcome(skipped=planned - sum(1 for _ in _work(cases, candidate_ids, repeats, done)))
+
+    def request_for(candidate_id: str, case: ReplayCase, repeat: int, system: str) -> AgentRequest:
+        prompts = {name: text for name in (other_prompts or {}) if isinstance(text := others[(name, case.id)], str)}
+        prompts[case.prompt_name] = system
+        return AgentRequest(case=case, candidate_id=candidate_id, repeat=repeat, prompt=system, prompts=prompts)
 
     async def evaluate(candidate_id: str, case: ReplayCase, repeat: int) -> EvalResult:
         system = systems[(candidate_id, case.id)]
@@ -513,26 +454,29 @@ async def run_replay(
         if isinstance(system, Exception):
             return EvalResult(**base, error=f"template: {system}", reason="the template does not render")
         try:
-            specs = tools if tools is not None else _tool_specs(case)
-            step = await _run_agent(agent, case, system, repeat=repeat, max_steps=max_steps, tools=specs)
+            turn = await runner.run(request_for(candidate_id, case, repeat, system))
         except BudgetExceeded:
             raise
-        except Exception as exc:  # one call's fault must never abort the night
-            return EvalResult(**base, error=f"{type(exc).__name__}: {exc}", reason="the agent call failed")
+        except Exception as exc:  # one case's fault must never abort the night
+            return EvalResult(**base, error=f"{type(exc).__name__}: {exc}", reason=f"the {runner.name} agent runner failed")
         rng = scoring.rng_for(case.id, candidate_id, repeat)
         scored = await scorers[case.id].score(
-            case, step.text, tool_calls=step.tool_calls, client=scoring.client, rng=rng
+            case, turn.text, tool_calls=turn.tool_calls, client=scoring.client, rng=rng
         )
-        reason = scored.reason + (f" (stopped after {max_steps} agent steps)" if step.capped else "")
+        steps = sum(m.role == "assistant" for m in turn.messages)
+        reason = scored.reason + (f" (stopped after {steps} agent steps)" if turn.capped else "")
+        if turn.unrecorded_tool_calls:
+            reason += f" ({turn.unrecorded_tool_calls} tool call(s) had no recorded result)"
         return EvalResult(
             **base,
-            output=step.text,
+            output=turn.text,
             score=scored.score,
             passed=scored.passed,
             reason=reason,
-            tokens=step.tokens,
-            cost_usd=step.cost_usd,
-            latency_ms=step.latency_ms,
+            tokens=turn.tokens,
+            cost_usd=turn.cost_usd,
+            latency_ms=turn.latency_ms,
+            unrecorded_tool_calls=turn.unrecorded_tool_calls,
             error=None if scored.error is None else f"scorer: {scored.error}",
         )
 
@@ -564,6 +508,7 @@ async def run_replay(
                 return
             outcome.results.append(result)
             outcome.errors += result.error is not None
+            outcome.unrecorded_tool_calls += result.unrecorded_tool_calls
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     if write_errors:

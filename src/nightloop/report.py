@@ -32,6 +32,8 @@ class NightRow(BaseModel):
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
+    #: "17/35 (49%)": production failures the baseline replay failed again; None when no replay ran.
+    reproduced: str | None = None
 
 
 class VersionTrend(BaseModel):
@@ -66,7 +68,13 @@ def _row(store: Store, report: NightReport) -> NightRow:
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
+        reproduced=_reproduced(report),
     )
+
+
+def _reproduced(report: NightReport) -> str | None:
+    r = report.reproduction
+    return None if r is None else f"{r.reproduced}/{r.cases} ({r.rate:.0%})"
 
 
 def night_rows(store: Store, *, last: int | None = None, prompt: str | None = None) -> list[NightRow]:
@@ -102,15 +110,15 @@ def to_markdown(rows: list[NightRow], trends: list[VersionTrend], ops: Operation
     lines = [
         "# nightloop report",
         "",
-        "| date | prompt | conversations | failure rate | failures | candidates | verdicts | promoted | cost (USD) |",
-        "|---|---|---:|---:|---|---:|---|---|---:|",
+        "| date | prompt | conversations | failure rate | failures | reproduced | candidates | verdicts | promoted | cost (USD) |",
+        "|---|---|---:|---:|---|---:|---:|---|---|---:|",
     ]
     for r in rows:
         verdicts = ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—"
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         lines.append(
             f"| {r.date} | {r.prompt} | {r.conversations} | {r.failure_rate:.1%} | {_kinds(r.failures)} "
-            f"| {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
+            f"| {r.reproduced or '—'} | {r.candidates} | {verdicts} | {promoted} | {r.cost_usd:.4f} |"
         )
     if trends:
         lines += ["", "## Failure rate by prompt version", "", "| prompt | version | conversations | failure rate |", "|---|---|---:|---:|"]
@@ -133,9 +141,10 @@ def to_html(rows: list[NightRow], trends: list[VersionTrend], ops: Operations | 
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows_html}</tbody></table>"
 
     nights = table(
-        ["date", "prompt", "conversations", "failure rate", "failures", "candidates", "promoted", "cost (USD)"],
+        ["date", "prompt", "conversations", "failure rate", "failures", "reproduced", "candidates", "promoted", "cost (USD)"],
         [
-            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), str(r.candidates),
+            [r.date, r.prompt, str(r.conversations), f"{r.failure_rate:.1%}", _kinds(r.failures), r.reproduced or "—",
+             str(r.candidates),
              f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—"), f"{r.cost_usd:.4f}"]
             for r in rows
         ],

@@ -5,16 +5,12 @@ One :class:`Scorer` Protocol, tiny strategy classes behind it, one factory dict
 
 Default scorer per expectation kind:
 
-- ``reference`` -> ``reference``. A JSON expected answer (an object or a list, or
-  text holding one) passes when the answer parses to an equal JSON value. Otherwise
-  the answer passes when, normalised (strip, lower case, collapse whitespace), it
-  equals the normalised expected answer, when both are numbers that agree (relative
-  tolerance 1e-6), or when the expected answer is short (at most 80 characters) and
-  appears in the answer as a whole phrase ("#4412" inside "Your order #4412 ships
-  today", "42" inside "<solution> 42 </solution>", but not inside "1424"). Long
-  expected answers must match exactly: a long reference inside a longer answer is
-  too easy to hit by quoting. Declare ``exact`` or ``contains`` for stricter or
-  looser checks.
+- ``reference`` -> ``reference``: the answer rules of :mod:`nightloop.answers`, the
+  same the classifier uses to decide ``wrong_output`` (the prompt's answer pattern,
+  numbers within 1%, percentages, booleans, option letters, lists, JSON values, text
+  after ``[classify] normalize`` or as a whole phrase). A reference the rules can't
+  compare (multi-line, longer than 200 characters) must be equal after
+  normalisation. Declare ``exact`` or ``contains`` for stricter or looser checks.
 - ``rubric`` -> ``rubric`` (LLM, :class:`~nightloop.models.RubricVerdict`)
 - ``pairwise`` -> ``pairwise`` (LLM, :class:`~nightloop.models.PairwiseVerdict`)
 - ``max_tool_calls`` / ``json_schema`` / ``regex`` / ``contains`` -> the scorer of the same name.
@@ -29,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import random
 import re
 from collections.abc import Sequence
@@ -39,6 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_chec
 import jsonschema
 from pydantic import BaseModel
 
+from nightloop.answers import check, comparison_form, extract
+from nightloop.config import ClassifyConfig
 from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.judge import neutralise_delimiters
 from nightloop.models import Expectation, Message, PairwiseVerdict, ReplayCase, RubricVerdict, canonical_json
@@ -66,8 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Expected answers up to this length may also be found inside a longer answer.
-SHORT_REFERENCE_CHARS = 80
 #: How much of an answer or rubric an LLM scorer sees.
 MAX_QUOTED_CHARS = 6000
 
@@ -108,21 +103,12 @@ class Scorer(Protocol):
     ) -> ScoreResult: ...
 
 
-def normalize_text(text: str) -> str:
-    """Strip, lower-case and collapse whitespace: the comparison form of answers."""
-    return " ".join(str(text).split()).lower()
+#: Strip, lower-case and collapse whitespace: the comparison form of answers.
+normalize_text = comparison_form
 
 
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else canonical_json(value)
-
-
-def _as_number(text: str) -> float | None:
-    try:
-        number = float(text.replace(",", "").strip())
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _expected(case: ReplayCase) -> Any:
@@ -189,56 +175,34 @@ class ExactScorer(_BaseScorer):
 
 
 class ReferenceScorer(_BaseScorer):
-    """Exact after normalisation, numerically equal, or a short expected answer found as a whole phrase."""
+    """The answer rules the classifier uses (:mod:`nightloop.answers`); exact after normalisation where they can't tell."""
 
     name = "reference"
     accepts = frozenset({"reference"})
+    #: Built with the night's answer rules (``[classify] answer_pattern`` and ``normalize``).
+    uses_answer_rules: ClassVar[bool] = True
+
+    def __init__(self, rules: ClassifyConfig | None = None) -> None:
+        self.rules = rules or ClassifyConfig()
 
     async def _evaluate(self, case, output, *, tool_calls, client, rng) -> ScoreResult:
-        expected = _expected(case)
+        expected = case.expectation.value
+        if expected is None and case.expectation.reference_output is not None:
+            # The original answer (a regression case): compare with the answer it stated, as the classifier would.
+            expected = extract(case.expectation.reference_output, self.rules)[0]
         if expected is None:
             return _fault("the case has no expected answer to compare with")
-        structured = expected if isinstance(expected, (dict, list)) else _json_container(expected)
-        if structured is not None:
-            return _json_reference(structured, output)
-        want, got = normalize_text(_as_text(expected)), normalize_text(output)
-        if not want:
+        if isinstance(expected, str) and not expected.strip():
             return _fault("the expected answer is empty")
-        if got == want:
-            return _passfail(True, "matches the expected answer")
-        want_number, got_number = _as_number(want), _as_number(got)
-        if want_number is not None and got_number is not None and math.isclose(want_number, got_number, rel_tol=1e-6):
-            return _passfail(True, "numerically equal to the expected answer")
-        if len(want) <= SHORT_REFERENCE_CHARS and _contains_phrase(got, want):
-            return _passfail(True, f'contains the expected answer "{_excerpt(want)}"')
-        return _passfail(False, f'does not match the expected answer "{_excerpt(want)}"')
-
-
-def _json_container(value: Any) -> dict[str, Any] | list[Any] | None:
-    """``value`` as a JSON object or list when it is text holding one."""
-    if not isinstance(value, str) or not value.strip().startswith(("{", "[")):
-        return None
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, (dict, list)) else None
-
-
-def _json_reference(expected: dict[str, Any] | list[Any], output: str) -> ScoreResult:
-    """A structured expected answer is compared as JSON values, not as text (key order and spacing don't matter)."""
-    try:
-        document = _parse_json_answer(output)
-    except json.JSONDecodeError:
-        return _passfail(False, f"the answer is not the expected JSON {_excerpt(canonical_json(expected))}")
-    if document == expected:
-        return _passfail(True, "equal to the expected JSON")
-    return _passfail(False, f"JSON differs from the expected {_excerpt(canonical_json(expected))}")
-
-
-def _contains_phrase(text: str, phrase: str) -> bool:
-    """``phrase`` occurs in ``text`` not glued to other word characters ("42" is not in "1424")."""
-    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
+        found = check(output, expected, self.rules)
+        shown = _excerpt(_as_text(expected))
+        if found.match is True:
+            return _passfail(True, f'states the expected answer "{shown}"')
+        if found.match is False:
+            return _passfail(False, f'answer "{_excerpt(found.answer)}" does not state the expected answer "{shown}"')
+        if normalize_text(found.answer) == normalize_text(_as_text(expected)):
+            return _passfail(True, "equal to the expected answer")
+        return _passfail(False, f'not equal to the expected answer "{shown}" (too long for the answer rules)')
 
 
 class ContainsScorer(_BaseScorer):
@@ -514,11 +478,22 @@ _DEFAULT_BY_KIND = {
 }
 
 
-def _build(name: str, options: dict[str, Any] | None = None) -> Scorer:
-    if name not in SCORERS:
-        raise ValueError(f"Unknown scorer {name!r}; valid scorers: {', '.join(sorted(SCORERS))}")
+def _scorer_class(name: str) -> type[Scorer]:
+    """A built-in scorer, else one a ``nightloop.scorers`` plug-in registers; unknown names list the valid ones."""
+    if name in SCORERS:
+        return SCORERS[name]
+    from nightloop.plugins import lookup
+
+    return lookup("scorers", name, "scorer")
+
+
+def _build(name: str, options: dict[str, Any] | None = None, rules: ClassifyConfig | None = None) -> Scorer:
+    cls = _scorer_class(name)
+    options = dict(options or {})
+    if rules is not None and getattr(cls, "uses_answer_rules", False):
+        options.setdefault("rules", rules)
     try:
-        return SCORERS[name](**(options or {}))
+        return cls(**options)
     except TypeError as exc:
         raise ValueError(f"Bad options for scorer {name!r}: {exc}") from exc
 
@@ -534,36 +509,38 @@ def _declared_entry(entry: Any) -> tuple[str, dict[str, Any], set[str] | None]:
     raise ValueError(f"A declared scorer must be a name or a mapping with a `name`, got {entry!r}")
 
 
-def scorer_for(expectation: Expectation, declared: Sequence[Any] = ()) -> Scorer:
+def scorer_for(expectation: Expectation, declared: Sequence[Any] = (), rules: ClassifyConfig | None = None) -> Scorer:
     """The scorer for one expectation.
 
     Order: the expectation's own ``scorer`` name; else the first scorer the
     prompt declares that can judge this expectation kind (and is ``for`` it,
     when the entry says); else the default for the kind. Unknown names raise
-    ``ValueError`` listing the valid ones.
+    ``ValueError`` listing the valid ones. ``rules`` are the night's answer rules
+    (``[classify]``), given to the scorers that compare answers.
     """
     if expectation.scorer:
-        return _build(expectation.scorer)
+        return _build(expectation.scorer, rules=rules)
     for entry in declared:
         name, options, kinds = _declared_entry(entry)
-        if name not in SCORERS:
-            _build(name)  # raises with the list of valid names
-        applies = expectation.kind in kinds if kinds is not None else expectation.kind in SCORERS[name].accepts
+        accepts = getattr(_scorer_class(name), "accepts", frozenset())
+        applies = expectation.kind in kinds if kinds is not None else expectation.kind in accepts
         if applies:
-            return _build(name, options)
-    return _build(_DEFAULT_BY_KIND[expectation.kind])
+            return _build(name, options, rules)
+    return _build(_DEFAULT_BY_KIND[expectation.kind], rules=rules)
 
 
 @dataclass(frozen=True)
 class Scoring:
-    """How a replay is scored: the grader model, the prompt's declared scorers, and the seed."""
+    """How a replay is scored: the grader model, the prompt's declared scorers, the seed and the answer rules."""
 
     client: LLMClient | None = None
     declared: Sequence[Any] = ()
     seed: int = 0
+    #: What a correct answer is (``[classify] answer_pattern``/``normalize``): the classifier's own rules.
+    rules: ClassifyConfig | None = None
 
     def scorer(self, case: ReplayCase) -> Scorer:
-        return scorer_for(case.expectation, self.declared)
+        return scorer_for(case.expectation, self.declared, self.rules)
 
     def rng_for(self, *key: object) -> random.Random:
         """A Random seeded by (seed, key): results do not depend on which concurrent task finishes first."""

@@ -74,7 +74,10 @@ def ingest(
     Example: nightloop ingest logs/ --json
     """
     if format is not None and format not in FORMATS:
-        fail(f"Unknown format {format!r}; use one of: {', '.join(FORMATS)}.")
+        from nightloop.plugins import registered
+
+        if format not in (known := registered("sources")):
+            fail(f"Unknown format {format!r}; use one of: {', '.join(known)}.")
     settings = settings_from(db, config)
     with _progress() as progress:
         task = progress.add_task("ingesting", total=None)

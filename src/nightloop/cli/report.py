@@ -25,13 +25,13 @@ from nightloop.report import NightRow, VersionTrend, night_rows, to_html, to_mar
 
 def nights_table(rows: list[NightRow]) -> Table:
     table = Table(title="nights")
-    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "cand.", "verdicts", "promoted", "cost $"):
+    for column in ("date", "prompt", "status", "conv.", "fail rate", "failures", "reproduced", "cand.", "verdicts", "promoted", "cost $"):
         table.add_column(column, no_wrap=column == "date")
     for r in rows:
         promoted = f"v{r.promoted_version}" if r.promoted_version else (r.review_status or "—")
         table.add_row(
             r.date, r.prompt, r.status, str(r.conversations), f"{r.failure_rate:.1%}",
-            failures_text(r.failures), str(r.candidates),
+            failures_text(r.failures), r.reproduced or "—", str(r.candidates),
             ", ".join(f"{k} {n}" for k, n in sorted(r.verdicts.items())) or "—", promoted, f"{r.cost_usd:.4f}",
         )
     return table
@@ -115,5 +115,10 @@ def register(app: typer.Typer) -> None:
             console.print("No finished nights yet; run one with `nightloop run --no-prefect`.")
             return
         console.print(nights_table(rows))
+        from nightloop.reproduction import MISMATCH
+
+        for r in rows:
+            for note in (n for n in r.notes if n.startswith(MISMATCH)):
+                console.print(f"[yellow]{r.date} {r.prompt}:[/] {note}", highlight=False)
         console.print(trend_table(trends))
         console.print(operations_table(ops))

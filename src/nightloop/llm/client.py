@@ -196,10 +196,15 @@ PROVIDERS: dict[str, Callable[[RoleConfig, int], Provider]] = {
 
 
 def build_provider(role: RoleConfig, *, seed: int = 0) -> Provider:
-    """The provider a role names; raises ValueError listing the valid names for an unknown one."""
+    """The provider a role names, built-in or from a ``nightloop.providers`` plug-in (``factory(role, seed)``).
+
+    An unknown name raises :class:`~nightloop.errors.UnknownName` (a ValueError) listing the valid ones.
+    """
     factory = PROVIDERS.get(role.provider)
     if factory is None:
-        raise ValueError(f"Unknown provider {role.provider!r}; valid providers: {', '.join(sorted(PROVIDERS))}.")
+        from nightloop.plugins import lookup
+
+        factory = lookup("providers", role.provider, "provider")
     return factory(role, seed)
 
 

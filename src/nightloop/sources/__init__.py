@@ -136,7 +136,13 @@ def _first_records(head: bytes) -> Iterator[object]:
 def open_source(spec: str | Path, format: str | None = None) -> Source:
     """Open a source by spec (file, glob, directory, ``path.db[::table]``, ``sqlite:///…``); ``format`` overrides detection."""
     if format is not None and format not in FORMATS:
-        raise ValueError(f"Unknown source format {format!r}; valid formats: {', '.join(FORMATS)}")
+        from nightloop.plugins import registered
+
+        # A ``nightloop.sources`` plug-in: a Source class (or factory) taking the expanded paths, like the built-ins.
+        known = registered("sources")
+        if format not in known:
+            raise ValueError(f"Unknown source format {format!r}; valid formats: {', '.join(known)}")
+        return known[format](expand_spec(spec))
     text = str(spec)
     if format == "sqlite" or (format is None and _is_sqlite_spec(text)):
         if _is_sqlite_spec(text):
