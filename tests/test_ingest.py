@@ -196,6 +196,9 @@ def test_cli_failures_json_table_and_filters(cli):
 
 
 def test_cli_quarantine_lists_records(cli):
+    missing = cli("quarantine")  # reading commands never create a store
+    assert missing.exit_code == 1 and "No nightloop store at" in missing.stderr
+    cli("ingest", str(DATA / "canonical.jsonl"))
     assert "Nothing is quarantined" in cli("quarantine").stdout
     cli("ingest", str(DATA / "malformed.jsonl"))
     records = json.loads(cli("quarantine", "--json").stdout)

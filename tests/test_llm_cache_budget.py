@@ -394,3 +394,16 @@ def test_a_usd_cap_with_an_unpriced_model_refuses_to_start(monkeypatch: pytest.M
     build_clients(uncapped, cache=None, ledger=BudgetLedger.from_settings(uncapped))
     simulated = load_settings(llm={"agent": {"provider": "sim", "model": "llama3.1:70b"}}, budget={"max_usd": 5.0})
     build_clients(simulated, cache=None, ledger=BudgetLedger.from_settings(simulated))  # the simulator costs nothing real
+
+
+async def test_a_call_that_cannot_fit_the_remaining_budget_is_refused(fake: FakeOpenAIServer) -> None:
+    # gpt-4o: $10 per million output tokens; max_tokens=64 is at most $0.00064 of output.
+    client = client_for(fake, ledger=ledger(max_usd=0.0005))
+
+    with pytest.raises(BudgetExceeded, match="could cost up to"):
+        await client.complete(user("hi"))
+
+    assert fake.calls == 0
+    roomy = client_for(fake, ledger=ledger(max_usd=0.01))
+    await roomy.complete(user("hi"))
+    assert fake.calls == 1

@@ -400,15 +400,17 @@ async def test_done_evaluations_are_skipped_on_resume():
     assert len(agent.history) == 10
 
 
-async def test_on_result_sees_each_result_and_a_failing_observer_does_not_stop_the_run():
+async def test_a_failing_result_write_stops_the_run_and_is_raised():
     seen: list[EvalResult] = []
 
     def observer(result: EvalResult) -> None:
         seen.append(result)
-        raise RuntimeError("disk full")
+        if len(seen) == 2:
+            raise RuntimeError("disk full")
 
-    outcome = await run_replay(FakeAgent(), [simple_case("a"), simple_case("b")], TEMPLATES, repeats=2, concurrency=3, on_result=observer)
-    assert len(seen) == 8 and sorted(r.model_dump_json() for r in seen) == sorted(r.model_dump_json() for r in outcome.results)
+    with pytest.raises(RuntimeError, match="disk full"):
+        await run_replay(FakeAgent(), [simple_case(c) for c in "abcdef"], TEMPLATES, repeats=2, concurrency=1, on_result=observer)
+    assert len(seen) == 2, "work went on after a write failed"
 
 
 async def test_provider_error_is_recorded_not_raised():

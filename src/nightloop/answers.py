@@ -18,6 +18,8 @@ A stage that must agree with another on what counts as a right answer imports it
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 import ast
 import json
 import math
@@ -201,10 +203,61 @@ def _items_match(answer_items: Sequence[Any], expected_items: Sequence[Any], con
 
 
 def _value_matches(answer: Any, expected: Any, config: ClassifyConfig) -> bool:
-    verdict = answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config)
+    _spend_step()
+    verdict = _answers_match(answer if isinstance(answer, str) else canonical_json(answer), expected, config)
     if verdict is None and not isinstance(answer, str):
         return answer == expected
     return bool(verdict)
+
+
+#: A reference nested deeper than this is not an answer a rule can compare (a rubric scorer can).
+MAX_COMPARE_DEPTH = 16
+#: Item comparisons one reference may cost: lists are matched in any order, so without a cap the
+#: time doubles with every level of nesting (a 209-byte record held ingest for hours).
+MAX_COMPARE_STEPS = 1000
+_STEPS_LEFT: ContextVar[list[int] | None] = ContextVar("nightloop_compare_steps", default=None)
+
+
+class _OverBudget(Exception):
+    """A comparison took more than :data:`MAX_COMPARE_STEPS` steps: the rules can't tell."""
+
+
+def _spend_step() -> None:
+    left = _STEPS_LEFT.get()
+    if left is not None:
+        left[0] -= 1
+        if left[0] < 0:
+            raise _OverBudget
+
+
+def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
+    """Whether the extracted ``answer`` states the reference ``expected``; None when rules can't tell.
+
+    The work is bounded: a reference nested deeper than :data:`MAX_COMPARE_DEPTH` levels, or one whose
+    comparison takes more than :data:`MAX_COMPARE_STEPS` steps, is left to a rubric scorer (None).
+    """
+    if _nesting(expected) > MAX_COMPARE_DEPTH:
+        return None
+    token = _STEPS_LEFT.set([MAX_COMPARE_STEPS])
+    try:
+        return _answers_match(answer, expected, config)
+    except _OverBudget:
+        return None
+    finally:
+        _STEPS_LEFT.reset(token)
+
+
+def _nesting(value: Any) -> int:
+    """How many levels of lists/dicts ``value`` has (counted without recursion, stopping past the cap)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= MAX_COMPARE_DEPTH:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple, set)) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _split_items(text: str) -> list[str]:
@@ -212,7 +265,7 @@ def _split_items(text: str) -> list[str]:
     return [part.strip().strip("'\"") for part in re.split(r",|;|\band\b", inner) if part.strip()]
 
 
-def answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
+def _answers_match(answer: str, expected: Any, config: ClassifyConfig) -> bool | None:
     """Whether the extracted ``answer`` states the reference ``expected``; None when rules can't tell."""
     if expected is None:
         return None
@@ -252,13 +305,13 @@ def _text_matches(answer: str, expected: str, config: ClassifyConfig) -> bool | 
     if number is not None:
         return _number_matches(answer, number)
     if expected.strip().lower() in {"true", "false"}:
-        return answers_match(answer, expected.strip().lower() == "true", config)
+        return _answers_match(answer, expected.strip().lower() == "true", config)
     if expected.strip().startswith(("[", "(", "{")):
         parsed = _parse_structured(expected)
         if isinstance(parsed, (list, tuple)):
-            return answers_match(answer, list(parsed), config)
+            return _answers_match(answer, list(parsed), config)
         if isinstance(parsed, dict):
-            return answers_match(answer, parsed, config)
+            return _answers_match(answer, parsed, config)
     steps = list(config.normalize)
     want, got = normalize(expected, steps), normalize(answer, steps)
     if want == got:

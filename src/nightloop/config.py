@@ -64,6 +64,10 @@ class RoleConfig(_Section):
     max_tokens: int = Field(default=1024, ge=1)
     timeout_s: float = Field(default=60.0, gt=0.0)
     max_retries: int = Field(default=3, ge=0, le=20)
+    #: The most one call may take in all, retries and waits included; past it the call is a recorded fault.
+    deadline_s: float = Field(default=300.0, gt=0.0)
+    #: The longest wait a provider's ``retry-after`` may ask for (a larger one is cut to this).
+    max_retry_after_s: float = Field(default=30.0, ge=0.0)
 
 
 class JudgeRoleConfig(RoleConfig):
@@ -194,6 +198,9 @@ class ReplayConfig(_Section):
     holdout_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
     regression_cases: int = Field(default=20, ge=0)
     max_failure_cases: int = Field(default=60, ge=1)
+    #: Extra tries of an evaluation a provider fault spoiled, waiting fault_backoff_s, then twice as long each time.
+    fault_retries: int = Field(default=2, ge=0, le=20)
+    fault_backoff_s: float = Field(default=1.0, ge=0.0)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     #: Other managed prompts the agent uses: their production versions are rendered and given to the runner
     #: with the prompt under test (whose candidate replaces it).

@@ -19,6 +19,7 @@ from prefect.tasks import exponential_backoff
 from nightloop import pipeline
 from nightloop.config import load_settings
 from nightloop.errors import BudgetExceeded, NightloopError
+from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
 from nightloop.store import Store
 
@@ -128,7 +129,7 @@ def nightly(
                 table=[{"kind": kind, "count": count} for kind, count in sorted(report.failures.items())],
             )
             reports.append(report.model_dump(mode="json"))
-    failed = [f"{r['prompt_name']} {r['date']}" for r in reports if r["status"] == "failed"]
+    failed = [f"{r['prompt_name']} {r['date']} ({r['status']})" for r in reports if r["status"] in UNFINISHED_STATES]
     if failed:
         # Fail the flow run so Prefect shows it and alerts; the stage records let a re-run resume.
         raise NightloopError(f"night failed: {', '.join(failed)}; see the night artifacts for the reason")

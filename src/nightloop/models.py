@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -126,7 +126,7 @@ class Feedback(_Model):
 
 class Outcome(_Model):
     status: Literal["ok", "error", "timeout"] = "ok"
-    latency_ms: float | None = None
+    latency_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     error: str | None = None
     expected: Any = None
     feedback: Feedback | None = None
@@ -138,7 +138,8 @@ class Conversation(_Model):
 
     id: str = Field(min_length=1)
     prompt_name: str | None = None
-    prompt_version: int | None = None
+    #: Stored as a SQLite INTEGER, hence the int64 ceiling.
+    prompt_version: int | None = Field(default=None, ge=0, le=2**63 - 1)
     variables: dict[str, Any] = Field(default_factory=dict)
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -149,7 +150,27 @@ class Conversation(_Model):
     @field_validator("id", mode="before")
     @classmethod
     def _id_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_printable(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the id is blank")
+        if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in value):
+            raise ValueError("the id contains control characters (such as NUL)")
+        return value
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _time_fits_utc(cls, value: datetime | None) -> datetime | None:
+        # 9999-12-31T23:30:00-05:00 parses, but is past the last moment a datetime can hold in UTC.
+        if value is not None and value.tzinfo is not None:
+            try:
+                value.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("the time is out of range once converted to UTC") from None
+        return value
 
     def to_jsonl(self) -> str:
         """One line of canonical Conversation JSONL (no trailing newline)."""
@@ -385,7 +406,8 @@ class NightReport(_Model):
     run_id: str
     prompt_name: str
     date: date
-    status: Literal["done", "stopped_early", "budget_exhausted", "interrupted", "failed", "skipped"] = "done"
+    #: ``degraded``/``failed``: faulted evaluations are left (see :mod:`nightloop.evidence`); a re-run retries them.
+    status: Literal["done", "stopped_early", "budget_exhausted", "interrupted", "degraded", "failed", "skipped"] = "done"
     conversations: int = 0
     new_conversations: int = 0
     quarantined: int = 0
@@ -399,6 +421,9 @@ class NightReport(_Model):
     promoted_version: int | None = None
     tokens: int = 0
     cost_usd: float = 0.0
+    #: Replay evaluations planned, and those still spoiled by a provider fault (agent, scorer) after retries.
+    evaluations: int = 0
+    faulted_evaluations: int = 0
     notes: list[str] = Field(default_factory=list)
     #: Roles that ran on the offline simulator (provider ``sim``): their verdicts and cost are simulated.
     simulated: list[str] = Field(default_factory=list)

@@ -24,6 +24,8 @@ from pydantic import BaseModel, Field
 from nightloop.classify import classify_many
 from nightloop.config import Settings
 from nightloop.errors import BudgetExceeded, NightInterrupted, NightloopError, ProviderError
+from nightloop.evidence import UNFINISHED_STATES, faulted, incomplete_arms, night_status_for
+from nightloop.evidence import summary as evidence_summary
 from nightloop.models import (
     BASELINE,
     Candidate,
@@ -107,6 +109,10 @@ class ReplayOutput(BaseModel):
     results: int
     budget_exhausted: bool = False
     errors: int = 0
+    #: Evaluations planned, and those a provider fault still spoils (nightloop.evidence decides the status).
+    planned: int = 0
+    faulted: int = 0
+    note: str = ""
     unrecorded_tool_calls: int = 0
 
 
@@ -452,27 +458,33 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     carried = _carried(night, replay_set)
     candidates = _night_candidates(judged, carried)
     templates = {BASELINE: base.template, **{c.id: c.template for c in candidates}}
-    done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
+    stored = {(r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id)}
+    done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
-    runner = make_runner(night.settings.replay.runner, night.clients.agent)
     other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
                      for n in night.settings.replay.prompts if n != night.prompt_name}
+    repeats = night.settings.replay.repeats
+    planned = 0
 
     def replay(cases: list[ReplayCase], arms: dict[str, str]):
+        nonlocal planned
+        planned += len(cases) * len(arms) * repeats
         return _run_async(
             night,
             run_closing(
-                runner,
+                make_runner(night.settings.replay.runner, night.clients.agent),  # closed after each phase
                 night.clients.agent,
                 cases,
                 arms,
-                repeats=night.settings.replay.repeats,
+                repeats=repeats,
                 concurrency=night.settings.replay.concurrency,
                 scorer_client=night.clients.scorer,
                 declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
                 done=done,
                 on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
                 seed=night.settings.seed,
+                fault_retries=night.settings.replay.fault_retries,
+                fault_backoff_s=night.settings.replay.fault_backoff_s,
                 answer_rules=night.settings.classify,
                 other_prompts=other_prompts,
             ),
@@ -491,13 +503,20 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         )
         gated = [c for c in replay_set.cases if not is_train(c)]
         phases.append(replay(gated, {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}))
+    for phase in phases:
+        stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
+    status, note = evidence_summary(stored.values(), planned)
     output = ReplayOutput(
         results=len(done) + sum(len(p.results) for p in phases),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
+        planned=planned,
+        faulted=sum(faulted(r) for r in stored.values()),
+        note=note,
         unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),
     )
-    if not output.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
+    # An exhausted or faulted replay stays open, so a re-run resumes it (retrying only the faulted evaluations).
+    if not output.budget_exhausted and status == "done":
         night.save("replay", output)
     return output
 
@@ -507,7 +526,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
-        from nightloop.gate import choose_winner, gate_night
+        from nightloop.gate import choose_winner, gate_night, is_train
         from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
@@ -519,6 +538,12 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
+        repeats = night.settings.replay.repeats
+        gated_cases = [c for c in replay_set.cases if not is_train(c)]
+        gated_ids = {c.id for c in gated_cases}
+        ids = [c.id for c in candidates]
+        tested = [i for i in ids if any(r.candidate_id == i and r.case_id in gated_ids for r in results)]
+        _name_incomplete_arms(gate.decisions, incomplete_arms(results, gated_cases, tested, repeats), repeats)
         # Gate rejections are not remembered as "rejected before": a good template rejected by chance one night
         # deserves another try. Reviewer rejections and watch rollbacks are remembered.
         winner = choose_winner(gate.decisions)
@@ -552,6 +577,15 @@ def _night_candidates(judged: JudgeResult, carried) -> list[Candidate]:
     return judged.candidates + ([held] if held is not None and all(c.id != held.id for c in judged.candidates) else [])
 
 
+def _name_incomplete_arms(decisions: list[GateDecision], missing: dict[str, list[str]], repeats: int) -> None:
+    """Each decision names the cases where its arms (or baseline's) have fewer results than ``repeats``."""
+    for decision in decisions:
+        short = [f"baseline {c}" for c in missing.get(BASELINE, [])] + missing.get(decision.candidate_id, [])
+        if short:
+            shown = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
+            decision.reasons.append(f"fewer results than repeats={repeats} for: {shown}")
+
+
 def review_id_for(run_id: str, candidate: Candidate) -> str:
     return hashlib.sha256(f"{run_id}|{candidate.sha256}".encode()).hexdigest()[:10]
 
@@ -578,6 +612,10 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             created_at=datetime.now(UTC),
         )
         night.store.runs.enqueue_review(item)
+        queued = night.store.runs.review_item(item.id)
+        if queued.status == "approved" and queued.decided_by == AUTO_ACTOR:
+            # Killed after the auto-approval committed but before this stage was saved: it is done already.
+            return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=queued.promoted_version)
         if autonomy == "auto":  # earned (or allowed by a person), and lost again on a breakage: nightloop.autonomy
             from nightloop.review import approve
 
@@ -599,6 +637,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     judged: JudgeResult | None = parts.get("judged")
     gated: GateOutput | None = parts.get("gated")
     reviewed: ReviewOutput | None = parts.get("reviewed")
+    replayed: ReplayOutput | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
     ledger = night.ledger if night._clients is None or night._ledger is not None else None
@@ -620,6 +659,8 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         promoted_version=reviewed.promoted_version if reviewed else None,
         tokens=ledger.tokens if ledger else 0,
         cost_usd=ledger.spent_usd if ledger else 0.0,
+        evaluations=replayed.planned if replayed else 0,
+        faulted_evaluations=replayed.faulted if replayed else 0,
         notes=parts.get("notes", []),
         simulated=simulated_roles(night.settings),
         reproduction=gated.reproduction if gated else None,
@@ -679,7 +720,7 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
     if not judged.candidates and _carried(night, replay_set).candidate is None:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
-    replayed = run("replay", stage_replay, night, replay_set, judged)
+    parts["replayed"] = replayed = run("replay", stage_replay, night, replay_set, judged)
     if replayed.unrecorded_tool_calls:
         notes.append(
             f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
@@ -688,6 +729,8 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
         )
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
+    if replayed.faulted:
+        raise StopNight(night_status_for(replayed.planned, replayed.faulted), replayed.note)
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
     notes.extend(gated.notes)
     notes.extend(_reproduction_notes(night, gated))
@@ -724,7 +767,7 @@ def run_night(
         night = Night(settings, store, prompt_name, logical_date, progress=progress, stop=stop, _clients=clients)
         lease = store.leases.hold(prompt_name, night.run_id)  # one running night per prompt and store
         status = store.runs.status(night.run_id)
-        if status not in (None, "running", "failed", "budget_exhausted", "interrupted") and not force:
+        if status not in (None, "running", "budget_exhausted", "interrupted", *UNFINISHED_STATES) and not force:
             report = store.runs.report(night.run_id)
             if report is not None:
                 return report.model_copy(

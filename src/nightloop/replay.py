@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 from nightloop.answers import final_answer_index
 from nightloop.config import ClassifyConfig, ReplayConfig
 from nightloop.errors import BudgetExceeded
+from nightloop.evidence import faulted
 from nightloop.models import (
     BASELINE,
     Conversation,
@@ -401,15 +402,6 @@ def _work(
                     yield candidate_id, case, repeat
 
 
-def _safe_call(on_result: Callable[[EvalResult], None] | None, result: EvalResult) -> None:
-    if on_result is None:
-        return
-    try:
-        on_result(result)
-    except Exception:  # an observer must not crash the run
-        log.exception("on_result callback failed for %s/%s/%s", result.candidate_id, result.case_id, result.repeat)
-
-
 async def run_replay(
     agent: LLMClient | None,
     cases: Sequence[ReplayCase],
@@ -426,6 +418,8 @@ async def run_replay(
     on_result: Callable[[EvalResult], None] | None = None,
     max_steps: int = 6,
     tools: list[dict[str, Any]] | None = None,
+    fault_retries: int = 2,
+    fault_backoff_s: float = 0.5,
     runner: AgentRunner | None = None,
     other_prompts: dict[str, str] | None = None,
 ) -> ReplayOutcome:
@@ -439,6 +433,10 @@ async def run_replay(
     (``sample=repeat``), so a re-run replays from the cache. A runner, provider or template fault becomes
     a failed result with ``error``; ``BudgetExceeded`` stops launching work, lets the calls in flight
     finish, drops the evaluation that hit it and returns with ``budget_exhausted=True``.
+    An evaluation a provider fault spoiled (agent or scorer) is tried again up to ``fault_retries`` times,
+    waiting ``fault_backoff_s`` and then twice as long each time; one still faulted is returned as it is.
+    ``on_result`` stores each result: if it raises (a write that failed), no new work starts and the
+    error is raised once the evaluations in flight are done, so no result is silently lost.
     An unknown declared scorer raises ``ValueError`` before any call is made.
     ``answer_rules`` (``[classify]``) make the reference scorer judge answers as the classifier does.
     """
@@ -495,21 +493,39 @@ async def run_replay(
             error=None if scored.error is None else f"scorer: {scored.error}",
         )
 
+    async def evaluate_retrying_faults(candidate_id: str, case: ReplayCase, repeat: int) -> EvalResult:
+        result = await evaluate(candidate_id, case, repeat)
+        for attempt in range(fault_retries):
+            if not faulted(result) or outcome.budget_exhausted or write_errors:
+                break
+            await asyncio.sleep(fault_backoff_s * 2**attempt)
+            result = await evaluate(candidate_id, case, repeat)
+        return result
+
+    write_errors: list[Exception] = []
+
     async def worker() -> None:
         for candidate_id, case, repeat in work:
-            if outcome.budget_exhausted:  # launch nothing new; evaluations in flight finish
+            if outcome.budget_exhausted or write_errors:  # launch nothing new; evaluations in flight finish
                 return
             try:
-                result = await evaluate(candidate_id, case, repeat)
+                result = await evaluate_retrying_faults(candidate_id, case, repeat)
             except BudgetExceeded:
                 outcome.budget_exhausted = True
+                return
+            try:
+                if on_result is not None:
+                    on_result(result)
+            except Exception as exc:  # a write that failed stops the stage: raised below
+                write_errors.append(exc)
                 return
             outcome.results.append(result)
             outcome.errors += result.error is not None
             outcome.unrecorded_tool_calls += result.unrecorded_tool_calls
-            _safe_call(on_result, result)
 
     await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    if write_errors:
+        raise write_errors[0]
     return outcome
 
 

@@ -54,8 +54,12 @@ def settings_from(db: Path | None = None, config: Path | None = None) -> Setting
         fail(str(exc))
 
 
-def open_store(settings: Settings) -> Store:
-    return Store(settings.db)
+def open_store(settings: Settings, *, read_only: bool = False) -> Store:
+    """The configured store; commands that only read pass ``read_only`` (they never create or migrate one)."""
+    try:
+        return Store(settings.db, read_only=read_only)
+    except NightloopError as exc:
+        fail(str(exc))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -177,7 +177,7 @@ def failures(
         fail(f"Unknown failure kind {kind!r}; use one of: {', '.join(FAILURE_KINDS)}.")
     moment = _parse_since(since)
     settings = settings_from(db, config)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         found = store.conversations.failures(prompt_name=prompt, kind=kind, since=moment)
         shown = found[:limit] if limit is not None else (found if as_json else found[:TABLE_ROWS])
         context = store.conversations.where_and_when({f.conversation_id for f in shown})
@@ -234,7 +234,7 @@ def quarantine(
     Example: nightloop quarantine --json
     """
     settings = settings_from(db, config)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         records = store.conversations.quarantined(limit=limit)
         total = store.conversations.quarantine_count()
     if as_json:

@@ -28,6 +28,7 @@ from nightloop.cli.common import (
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
 from nightloop.errors import NightloopError
 from nightloop.simulated import simulated_label
+from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
 
 DateOption = Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")]
@@ -156,7 +157,7 @@ def register(app: typer.Typer) -> None:
             raise stopped_at_once(resume) from None
         print_reports(reports, as_json)
         exit_if_interrupted(reports, resume)
-        failed = [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        failed = [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
         if failed:
             fail(f"night failed: {', '.join(failed)}; see the notes above, fix the cause and re-run to resume.")
 
@@ -223,7 +224,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"Ran {len(ran)} night(s); skipped {skipped} already finished (use --force to re-run them).")
         print_reports(reports, as_json)
         exit_if_interrupted(reports, resume)
-        failed += [f"{r.prompt_name} {r.date}" for r in reports if r.status == "failed"]
+        failed += [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
         if failed:
             fail(f"{len(failed)} night(s) failed: {', '.join(failed)}; fix the cause and re-run (finished nights are skipped).")
 

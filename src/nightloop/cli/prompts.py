@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(prompts_app, name="prompts")
 
 
-def _store(db: Path | None, config: Path | None) -> Store:
+def _store(db: Path | None, config: Path | None, *, read_only: bool = False) -> Store:
     try:
-        return open_store(settings_from(db, config))
+        return open_store(settings_from(db, config), read_only=read_only)
     except NightloopError as exc:
         fail(str(exc))
 
@@ -77,7 +77,7 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
     from nightloop.autonomy import current_level
 
     settings = settings_from(db, config)
-    with _store_for(settings) as store:
+    with open_store(settings, read_only=True) as store:
         repo = store.prompts
         rows = []
         for name in repo.names():
@@ -107,7 +107,7 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
 @prompts_app.command("show")
 def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show one prompt version: its template, where it came from, and the prompt's metadata."""
-    with _store(db, config) as store:
+    with _store(db, config, read_only=True) as store:
         try:
             version = store.prompts.resolve(ref)
         except NightloopError as exc:
@@ -148,7 +148,7 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Show a colored diff between two prompt versions, e.g. `support_agent@production support_agent/5`."""
-    with _store(db, config) as store:
+    with _store(db, config, read_only=True) as store:
         try:
             a, b = store.prompts.resolve(old), store.prompts.resolve(new)
         except NightloopError as exc:
@@ -289,7 +289,7 @@ def history(
     as_json: JsonOption = False,
 ) -> None:
     """Show every label move of NAME, oldest first."""
-    with _store(db, config) as store:
+    with _store(db, config, read_only=True) as store:
         try:
             store.prompts.latest(name)  # NotFound with a hint for an unknown prompt
         except NightloopError as exc:

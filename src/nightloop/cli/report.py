@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
 
         Example: nightloop report --last 7 --html report.html
         """
-        with open_store(settings_from(db, config)) as store:
+        with open_store(settings_from(db, config), read_only=True) as store:
             rows = night_rows(store, last=last, prompt=prompt)
             prompts = [prompt] if prompt else sorted({r.prompt for r in rows})
             trends = [t for name in prompts for t in version_trend(store, name)]

@@ -129,7 +129,7 @@ def register(app: typer.Typer) -> None:
         """List the candidates waiting for review."""
         if ctx.invoked_subcommand is not None:
             return
-        with open_store(settings_from(db, config)) as store:
+        with open_store(settings_from(db, config), read_only=True) as store:
             items = store.runs.review_items("pending", prompt)
         if as_json:
             print_json(items)
@@ -146,7 +146,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Show a candidate: colored diff, the failures each edit addresses, the gate's numbers and reasons."""
-        with open_store(settings_from(db, config)) as store:
+        with open_store(settings_from(db, config), read_only=True) as store:
             item = _or_fail(lambda: store.runs.review_item(item_id))
             if as_json:
                 print_json(item)

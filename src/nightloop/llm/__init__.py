@@ -32,6 +32,7 @@ __all__ = [
     "build_provider",
     "cache_key",
     "connection_error",
+    "deadline_error",
     "parse_structured",
     "repair_instruction",
     "resolve_api_key",
@@ -144,30 +145,54 @@ _STATUS_HINTS = {
 }
 
 
-def status_error(provider: str, role: RoleConfig, status: int, detail: str, *, key_env: str) -> ProviderError:
+def _retried_words(record: Any) -> str:
+    """How often the SDK tried, as it happened (not as configured), and any wait that was cut short."""
+    if record is None:
+        return ""
+    words = "" if record.attempts <= 1 else f" after {record.attempts} attempts"
+    if record.capped_waits:
+        asked = max(record.capped_waits)
+        words += f" (the provider asked to wait {asked:g}s; waits are capped by max_retry_after_s)"
+    return words
+
+
+def status_error(
+    provider: str, role: RoleConfig, status: int, detail: str, *, key_env: str, record: Any = None
+) -> ProviderError:
     """A ProviderError for an HTTP error that survived the SDK's retries; the message names the fix."""
     hint = _STATUS_HINTS.get(status)
     if hint is None:
         hint = "the provider is failing: try again later or raise max_retries" if status >= 500 else "see the detail"
-    retried = f" after {role.max_retries} retries" if status in (408, 409, 429) or status >= 500 else ""
     error = ProviderError(
-        f"{provider} {role.model!r} failed with HTTP {status}{retried}: {detail}. Hint: {hint.format(key_env=key_env)}."
+        f"{provider} {role.model!r} failed with HTTP {status}{_retried_words(record)}: {detail}. "
+        f"Hint: {hint.format(key_env=key_env)}."
     )
     error.status = status  # type: ignore[attr-defined]  # lets callers tell rate limits from refusals
+    error.fault = f"http_{status}"  # type: ignore[attr-defined]
     return error
 
 
-def connection_error(provider: str, role: RoleConfig, *, timed_out: bool, url: str) -> ProviderError:
+def connection_error(provider: str, role: RoleConfig, *, timed_out: bool, url: str, record: Any = None) -> ProviderError:
+    tried = _retried_words(record)
     if timed_out:
         message = (
-            f"{provider} {role.model!r} did not answer within timeout_s={role.timeout_s}s "
-            f"({role.max_retries} retries): raise the role's timeout_s or max_retries, or check {url} is up."
+            f"{provider} {role.model!r} did not answer within timeout_s={role.timeout_s}s{tried}: "
+            f"raise the role's timeout_s or max_retries, or check {url} is up."
         )
     else:
-        message = (
-            f"{provider} {role.model!r}: cannot connect to {url} after {role.max_retries} retries; "
-            "check base_url and the network."
-        )
+        message = f"{provider} {role.model!r}: cannot connect to {url}{tried}; check base_url and the network."
     error = ProviderError(message)
     error.status = None  # type: ignore[attr-defined]
+    error.fault = "timeout" if timed_out else "connection"  # type: ignore[attr-defined]
+    return error
+
+
+def deadline_error(provider: str, role: RoleConfig) -> ProviderError:
+    """A call that ran past its total deadline (slow answers, trickling bodies, long waits between retries)."""
+    error = ProviderError(
+        f"{provider} {role.model!r} did not finish within deadline_s={role.deadline_s:g}s (retries and waits "
+        "included); raise the role's deadline_s, or check the server."
+    )
+    error.status = None  # type: ignore[attr-defined]
+    error.fault = "deadline"  # type: ignore[attr-defined]
     return error

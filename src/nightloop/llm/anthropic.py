@@ -101,7 +101,12 @@ class AnthropicProvider(SDKProvider):
         if answer_tool:
             params["tool_choice"] = {"type": "tool", "name": answer_tool}
         with self._sdk_errors(request, client):
-            return await client.messages.create(**params)
+            reply = await client.messages.create(**params)
+            blocks = reply.content  # an HTML page arrives as a str: AttributeError, translated above
+            if not isinstance(blocks, list) or not all(hasattr(b, "type") for b in blocks):
+                raise self.unreadable(request, client, f"'content' is {type(blocks).__name__}, not a list of blocks")
+            self._usage_of(reply)
+        return reply
 
 
 def to_anthropic_messages(messages: list[Message]) -> tuple[str | None, list[dict[str, Any]]]:

@@ -71,6 +71,29 @@ class BudgetLedger:
                 f"Raise `[budget] max_tokens` in nightloop.toml (or NIGHTLOOP_BUDGET__MAX_TOKENS) to allow more."
             )
 
+    def check_fits(self, model: str, input_tokens: int, max_output_tokens: int) -> None:
+        """Refuse (:class:`BudgetExceeded`) a call whose worst case (``max_output_tokens``) does not fit what is left.
+
+        Checked before each provider call, so a cap below the price of one call is not overshot by that call.
+        """
+        self.check()
+        worst_usd = self.cost(model, input_tokens, max_output_tokens)
+        worst_tokens = input_tokens + max_output_tokens
+        with self._lock:
+            spent, tokens = self._spent_usd, self._tokens
+        if self.max_usd is not None and spent + worst_usd > self.max_usd:
+            raise BudgetExceeded(
+                f"Budget: a {model!r} call could cost up to ${worst_usd:.4f} (about {input_tokens} input tokens and "
+                f"max_tokens={max_output_tokens}), but only ${self.max_usd - spent:.4f} of the ${self.max_usd:.2f} cap is left. "
+                "Raise `[budget] max_usd` (or NIGHTLOOP_BUDGET__MAX_USD), or lower the role's max_tokens."
+            )
+        if self.max_tokens is not None and tokens + worst_tokens > self.max_tokens:
+            raise BudgetExceeded(
+                f"Token budget: a {model!r} call could use up to {worst_tokens} tokens, but only "
+                f"{self.max_tokens - tokens} of the {self.max_tokens} token cap are left. "
+                "Raise `[budget] max_tokens` (or NIGHTLOOP_BUDGET__MAX_TOKENS), or lower the role's max_tokens."
+            )
+
     def carry_over(self, spent_usd: float, tokens: int) -> None:
         """Count what earlier attempts of the same run spent: a resumed night shares one budget."""
         with self._lock:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from nightloop.config import RoleConfig, Settings
 from nightloop.errors import ConfigError, ProviderError
+from nightloop.llm import deadline_error
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
@@ -46,6 +47,8 @@ class LLMClient:
         self.ledger = ledger
         self.calls = 0
         self.cache_hits = 0
+        #: Provider faults after the SDK's retries, per kind ("deadline", "http_429", "malformed"...).
+        self.faults: dict[str, int] = {}
         self._scope = cache_scope(provider, role)
         self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
@@ -114,9 +117,12 @@ class LLMClient:
             await close()
 
     async def _call_provider(self, request: LLMRequest, *, key: str | None) -> LLMResponse:
+        if self.ledger is not None:  # a call that cannot fit what is left of the budget is not made
+            self.ledger.check_fits(request.model, _rough_input_tokens(request), request.max_tokens)
         try:
-            response = await self.provider.complete(request)
+            response = await self._within_deadline(request)
         except ProviderError as exc:
+            self.faults[getattr(exc, "fault", "error")] = self.faults.get(getattr(exc, "fault", "error"), 0) + 1
             spent = getattr(exc, "usage", None)  # a failed repair still cost two calls
             if isinstance(spent, Usage):
                 self._charge(request.model, spent)
@@ -126,6 +132,16 @@ class LLMClient:
         if self.cache is not None and key is not None:
             self.cache.put(key, response.model_dump(mode="json"))
         return response
+
+    async def _within_deadline(self, request: LLMRequest) -> LLMResponse:
+        """The provider's answer within the role's ``deadline_s`` (retries, waits and slow bodies included)."""
+        try:
+            async with asyncio.timeout(self.role.deadline_s) as scope:
+                return await self.provider.complete(request)
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            raise deadline_error(getattr(self.provider, "label", self.provider.name), self.role) from exc
 
     def _charge(self, model: str, usage: Usage) -> None:
         if self.ledger is not None:
@@ -145,6 +161,12 @@ class LLMClient:
             self.cache.delete(key)  # written by an older shape of the schema: ask again
             return None
         return _as_cached(response)
+
+
+def _rough_input_tokens(request: LLMRequest) -> int:
+    """About four characters a token: enough to tell whether a call can fit the budget."""
+    characters = sum(len(m.text) + sum(len(c.function.arguments) for c in m.tool_calls or []) for m in request.messages)
+    return characters // 4 + 1
 
 
 def _as_cached(response: LLMResponse) -> LLMResponse:

@@ -7,9 +7,13 @@ Imports no SDK: each provider names its own SDK module in class attributes.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -21,7 +25,38 @@ from nightloop.llm import add_usage, connection_error, resolve_api_key, status_e
 from nightloop.llm.base import LLMRequest
 from nightloop.models import Usage
 
-__all__ = ["SDKProvider", "error_detail", "schema_name"]
+__all__ = ["CallRecord", "SDKProvider", "error_detail", "retry_after_seconds", "schema_name"]
+
+
+@dataclass
+class CallRecord:
+    """What the SDK did for one call: HTTP attempts made and ``retry-after`` waits that were cut short."""
+
+    attempts: int = 0
+    capped_waits: list[float] = field(default_factory=list)
+
+    @property
+    def retries(self) -> int:
+        return max(self.attempts - 1, 0)
+
+
+#: The record of the call running in this task (the SDK's HTTP hooks run in the caller's task).
+_CALL: ContextVar[CallRecord | None] = ContextVar("nightloop_sdk_call", default=None)
+
+
+def retry_after_seconds(value: str | None, *, milliseconds: bool = False) -> float | None:
+    """A ``retry-after`` header in seconds (a number, or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(moment.timestamp() - time.time(), 0.0)
+    return seconds / 1000 if milliseconds else seconds
 
 
 def schema_name(schema: type[BaseModel]) -> str:
@@ -69,13 +104,27 @@ class SDKProvider:
         raise NotImplementedError
 
     def _sdk_options(self) -> dict[str, Any]:
-        # base_url None: the SDK reads its *_BASE_URL variable, then its default.
+        # base_url None: the SDK reads its *_BASE_URL variable, then its default. Retries, backoff and
+        # timeouts stay the SDK's; its HTTP client only counts attempts and cuts overlong retry-after waits.
+        hooks = {"request": [_count_attempt], "response": [self._cap_retry_after]}
         return {
             "api_key": self._api_key,
             "base_url": self.role.base_url,
             "timeout": self.role.timeout_s,
             "max_retries": self.role.max_retries,
+            "http_client": self.sdk.DefaultAsyncHttpxClient(event_hooks=hooks),
         }
+
+    async def _cap_retry_after(self, response: Any) -> None:
+        """Cut a ``retry-after`` longer than ``max_retry_after_s`` (the SDKs honour up to 49 days)."""
+        cap = self.role.max_retry_after_s
+        for name, milliseconds in (("retry-after-ms", True), ("retry-after", False)):
+            asked = retry_after_seconds(response.headers.get(name), milliseconds=milliseconds)
+            if asked is not None and asked > cap:
+                response.headers[name] = f"{cap * 1000:g}" if milliseconds else f"{cap:g}"
+                record = _CALL.get()
+                if record is not None:
+                    record.capped_waits.append(asked)
 
     def _client(self) -> Any:
         # An async HTTP pool belongs to the event loop that opened it; a later asyncio.run() gets a fresh client.
@@ -95,25 +144,38 @@ class SDKProvider:
     def _usage_of(reply: Any) -> Usage:
         raise NotImplementedError
 
+
     @contextmanager
-    def _sdk_errors(self, request: LLMRequest, client: Any) -> Iterator[None]:
-        """SDK exceptions as ProviderErrors whose message names the fix."""
+    def _sdk_errors(self, request: LLMRequest, client: Any) -> Iterator[CallRecord]:
+        """SDK exceptions as ProviderErrors whose message names the fix and says how often the SDK retried."""
         sdk = self.sdk
+        record = CallRecord()
+        token = _CALL.set(record)
         try:
-            yield
+            yield record
         except sdk.APITimeoutError as exc:
-            raise connection_error(self.label, self.role, timed_out=True, url=str(client.base_url)) from exc
+            raise connection_error(self.label, self.role, timed_out=True, url=str(client.base_url), record=record) from exc
         except sdk.APIConnectionError as exc:
-            raise connection_error(self.label, self.role, timed_out=False, url=str(client.base_url)) from exc
+            raise connection_error(self.label, self.role, timed_out=False, url=str(client.base_url), record=record) from exc
         except sdk.APIStatusError as exc:
             raise status_error(
-                self.label, self.role, exc.status_code, error_detail(exc), key_env=self.key_env
+                self.label, self.role, exc.status_code, error_detail(exc), key_env=self.key_env, record=record
             ) from exc
-        except (self.sdk_error, ValueError) as exc:  # a body that is not JSON or not the expected answer
-            raise ProviderError(
-                f"{self.label} {request.model!r} at {client.base_url} answered with something that is not "
-                f"{self.answer_kind} ({type(exc).__name__}: {exc}); check base_url points at {self.expected_api}."
-            ) from exc
+        except (self.sdk_error, ValueError, AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise self.unreadable(request, client, exc) from exc
+        finally:
+            _CALL.reset(token)
+
+    def unreadable(self, request: LLMRequest, client: Any, problem: Exception | str) -> ProviderError:
+        """The error for an answer that is not JSON, or not this API's shape (an HTML page, a proxy's reply)."""
+        detail = problem if isinstance(problem, str) else f"{type(problem).__name__}: {problem}"
+        error = ProviderError(
+            f"{self.label} {request.model!r} at {client.base_url} answered with something that is not "
+            f"{self.answer_kind} ({str(detail)[:200]}); check base_url points at {self.expected_api}."
+        )
+        error.status = None  # type: ignore[attr-defined]
+        error.fault = "malformed"  # type: ignore[attr-defined]
+        return error
 
     async def _with_one_repair(
         self,
@@ -138,3 +200,9 @@ class SDKProvider:
             if parsed is None:
                 raise structured_failure(self.label, request.model, schema, problem, usage)
         return reply, parsed, usage
+
+
+async def _count_attempt(request: Any) -> None:
+    record = _CALL.get()
+    if record is not None:
+        record.attempts += 1

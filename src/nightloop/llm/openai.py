@@ -59,15 +59,18 @@ class OpenAIProvider(SDKProvider):
             request, await self._create(request, messages), lambda reply: _parse(schema, reply), re_ask
         )
         usage.latency_ms = (time.perf_counter() - started) * 1000
-        message = _message_of(completion)
-        return LLMResponse(
-            text=message.content,
-            parsed=parsed,
-            tool_calls=_tool_calls(message),
-            usage=usage,
-            provider=self.name,
-            model=completion.model or request.model,
-        )
+        try:
+            message = _message_of(completion)
+            return LLMResponse(
+                text=message.content,
+                parsed=parsed,
+                tool_calls=_tool_calls(message),
+                usage=usage,
+                provider=self.name,
+                model=completion.model or request.model,
+            )
+        except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:  # a body of another shape
+            raise self.unreadable(request, self._client(), exc) from exc
 
     async def _create(self, request: LLMRequest, messages: list[dict[str, Any]]) -> Any:
         client = self._client()
@@ -81,8 +84,13 @@ class OpenAIProvider(SDKProvider):
             params["response_format"] = response_format_for(request.response_schema)
         with self._sdk_errors(request, client):
             completion = await client.chat.completions.create(**params)
-        if not completion.choices:
-            raise ProviderError(f"OpenAI {request.model!r} returned no choices; retry, or check the server.")
+            choices = completion.choices  # an HTML page arrives as a str: AttributeError, translated above
+            if not isinstance(choices, list) or not all(hasattr(c, "message") for c in choices):
+                raise self.unreadable(request, client, f"'choices' is {type(choices).__name__}, not a list of messages")
+        if not choices:
+            error = ProviderError(f"OpenAI {request.model!r} returned no choices; retry, or check the server.")
+            error.status, error.fault = None, "empty"  # type: ignore[attr-defined]
+            raise error
         return completion
 
 

@@ -7,14 +7,13 @@ detecting each file's format from its first record; globs, single files and SQLi
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from nightloop.errors import SourceError
 from nightloop.models import Quarantined
-from nightloop.sources.base import Record, Source, Window, select
+from nightloop.sources.base import Record, Source, Window, open_bytes, select
 from nightloop.sources.jsonl import JsonlSource
 from nightloop.sources.langfuse import LangfuseSource, is_langfuse_record
 from nightloop.sources.langsmith import LangSmithSource, is_langsmith_run
@@ -107,10 +106,7 @@ def expand_spec(spec: str | Path) -> list[Path]:
 def _head(path: Path) -> bytes:
     """The first bytes of a file's content (gunzipped)."""
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read(SNIFF_BYTES)
-        with open(path, "rb") as handle:
+        with open_bytes(path) as handle:  # a damaged .gz gives what it could decompress: the reader says the rest
             return handle.read(SNIFF_BYTES)
     except (OSError, EOFError) as exc:
         raise SourceError(f"Cannot read {path}: {exc}; check the file (is it a complete .gz?).") from exc

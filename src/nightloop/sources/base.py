@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
+import zlib
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ __all__ = [
     "MAX_NESTING",
     "NESTED_TOO_DEEPLY",
     "ROLES",
+    "GzipDamage",
     "LineTooLong",
     "Record",
     "Source",
@@ -30,9 +32,12 @@ __all__ = [
     "explain_invalid",
     "guard_file",
     "in_window",
+    "open_bytes",
+    "read_all_bytes",
     "read_lines",
     "select",
     "too_deep",
+    "unreadable_reason",
 ]
 
 Window = tuple[datetime | None, datetime | None]
@@ -117,13 +122,13 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes | Exception]]:
     """Yield ``(line_number, raw_line)`` lazily, gunzipping ``.gz``.
 
     A line longer than :data:`MAX_LINE_BYTES` is yielded as a :class:`LineTooLong` and reading goes on;
-    any other exception is a read error, yielded once, then the file ends.
+    any other exception is a read error, yielded once, then the file ends. A damaged ``.gz`` keeps every
+    line before the damage: the error comes after them (and after the incomplete last line, if any).
     """
-    opener = gzip.open if path.name.endswith(".gz") else open
     limit = MAX_LINE_BYTES  # read once: a caller (or test) may change the module constant between files
     number = 0
     try:
-        with opener(path, "rb") as handle:
+        with open_bytes(path) as handle:
             while line := handle.readline(limit + 1):
                 number += 1
                 if len(line) > limit and not line.endswith(b"\n"):
@@ -131,8 +136,112 @@ def read_lines(path: Path) -> Iterator[tuple[int, bytes | Exception]]:
                     yield number, LineTooLong(limit)
                     continue
                 yield number, (line[3:] if number == 1 and line.startswith(b"\xef\xbb\xbf") else line)
-    except (OSError, EOFError, ValueError) as exc:  # truncated/corrupt gzip, unreadable file
+            problem = getattr(handle.raw, "problem", None)
+            if problem is not None:
+                yield number + 1, GzipDamage(problem)
+    except (OSError, EOFError, ValueError) as exc:  # unreadable file
         yield number + 1, exc
+
+
+def open_bytes(path: Path) -> Any:
+    """A binary reader of a file's content, gunzipping ``.gz`` tolerantly (:class:`TolerantGunzip`)."""
+    if path.name.endswith(".gz"):
+        return io.BufferedReader(TolerantGunzip(path), buffer_size=TolerantGunzip.CHUNK)
+    return open(path, "rb")  # noqa: SIM115 - the caller's with-block closes it
+
+
+def read_all_bytes(path: Path) -> tuple[bytes, str | None]:
+    """A whole file's content (gunzipped) and, for a damaged ``.gz``, what was wrong after the readable part."""
+    if not path.name.endswith(".gz"):
+        return path.read_bytes(), None
+    with io.BufferedReader(TolerantGunzip(path)) as handle:
+        data = handle.read()
+        return data, handle.raw.problem
+
+
+class GzipDamage(ValueError):
+    """A ``.gz`` file is damaged after the lines already read: they are kept, the rest is quarantined."""
+
+
+class TolerantGunzip(io.RawIOBase):
+    """Gunzip that hands out every byte it could decompress and notes the damage instead of raising.
+
+    ``gzip.open`` raises on a truncated member, a bad CRC or trailing garbage and loses the lines still in
+    its buffer; here the readable part is read and :attr:`problem` says, in plain words, what came after it.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self._done = False
+        self._members = 0
+        self.problem: str | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending and not self._done:
+            self._pending = self._next_output()
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def _next_output(self) -> bytes:
+        data = self._inflate.unused_data if self._inflate.eof else b""
+        if self._inflate.eof:
+            self._members += 1
+            if not data:
+                data = self._file.read(self.CHUNK)
+            if not data:
+                self._done = True
+                return b""
+            if not data.startswith(b"\x1f\x8b"):
+                rest = len(data) + len(self._file.read())
+                return self._stop(f"{rest} bytes after the end of the gzip data were ignored")
+            self._inflate = zlib.decompressobj(wbits=31)
+        else:
+            data = self._file.read(self.CHUNK)
+            if not data:
+                return self._stop("the gzip file is truncated (it ends before its compressed data does)")
+        return self._feed(data)
+
+    def _feed(self, data: bytes) -> bytes:
+        before = self._inflate.copy()
+        try:
+            return self._inflate.decompress(data)
+        except zlib.error:
+            pass
+        # Replay the chunk byte by byte to keep whatever decompresses before the damage.
+        self._inflate, kept = before, bytearray()
+        for index in range(len(data)):
+            try:
+                kept += self._inflate.decompress(data[index : index + 1])
+            except zlib.error as exc:
+                self._stop(f"the gzip data is damaged ({_zlib_words(exc)})")
+                return bytes(kept)
+        return bytes(kept)
+
+    def _stop(self, problem: str) -> bytes:
+        self.problem = problem
+        self._done = True
+        return b""
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _zlib_words(exc: zlib.error) -> str:
+    text = str(exc)
+    if "incorrect data check" in text:
+        return "bad CRC: the last part may be wrong"
+    return text.removeprefix("Error -3 while decompressing data: ")
 
 
 def _skip_to_line_end(handle: Any) -> None:
@@ -220,11 +329,31 @@ def conversation_from_object(obj: Any, source: str, locator: str, raw: bytes | s
     if problem is not None:
         return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=problem)
     try:
-        return Conversation.model_validate(obj)
+        conversation = Conversation.model_validate(obj)
+        conversation.model_dump_json()  # what the store will write: a lone surrogate only fails here
     except ValidationError as exc:
         return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=explain_invalid(obj, exc))
-    except RecursionError:
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
+    except Exception as exc:  # noqa: BLE001 - pydantic's serialisation error wraps the UnicodeEncodeError
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=unreadable_reason(exc))
+    return conversation
+
+
+#: Python refuses to turn longer digit strings into numbers (``sys.set_int_max_str_digits``).
+_DIGITS_LIMIT_WORDS = "Exceeds the limit"
+
+
+def unreadable_reason(exc: BaseException) -> str:
+    """Plain words for what one record made a reader (or the store's encoder) raise."""
+    text = str(exc)
+    if isinstance(exc, RecursionError):
+        return NESTED_TOO_DEEPLY
+    if "surrogate" in text:
+        return "text holds a lone surrogate (half of an emoji, such as \\ud83d), which is not valid Unicode"
+    if _DIGITS_LIMIT_WORDS in text and "digits" in text:
+        return "a number has more than 4300 digits"
+    if isinstance(exc, OverflowError):
+        return f"a value is out of range ({text})"
+    return f"could not be read ({type(exc).__name__}: {text[:200]})"
 
 
 def conversation_from_json(raw: bytes | str, source: str, locator: str) -> Record:
@@ -258,4 +387,6 @@ def conversation_from_json(raw: bytes | str, source: str, locator: str) -> Recor
             raw_excerpt=excerpt(text),
             reason=f"invalid JSON: {exc.msg} at column {exc.colno}",
         )
+    except ValueError as exc:  # more digits than Python turns into a number
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(text), reason=unreadable_reason(exc))
     return conversation_from_object(obj, source, locator, text)

@@ -6,7 +6,6 @@ array of conversations (locator ``<file>:[<index>]``) or a single pretty-printed
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -20,8 +19,10 @@ from nightloop.sources.base import (
     conversation_from_json,
     excerpt,
     guard_file,
+    read_all_bytes,
     read_lines,
     select,
+    unreadable_reason,
 )
 
 __all__ = ["JsonlSource", "LineParser"]
@@ -75,10 +76,13 @@ def _file_records(path: Path, parse: LineParser) -> Iterator[Record]:
 
 
 def _parse_guarded(parse: LineParser, raw: bytes, source: str, locator: str) -> Record:
+    """One line's record; whatever the line makes the parser raise quarantines that line only."""
     try:
         return parse(raw, source, locator)
     except RecursionError:
         return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=NESTED_TOO_DEEPLY)
+    except Exception as exc:  # noqa: BLE001 - one odd line must never cost the lines after it
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=unreadable_reason(exc))
 
 
 def _is_json_document(path: Path) -> bool:
@@ -103,7 +107,9 @@ def _document_records(path: Path, parse: LineParser) -> Iterator[Record]:
     """Records of a whole-document ``.json`` file (read whole: such files are exports, not logs)."""
     source = str(path)
     try:
-        data = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
+        data, damage = read_all_bytes(path)
+        if damage is not None:
+            raise ValueError(damage)
         document = json.loads(data)
     except RecursionError:
         yield Quarantined(source=source, locator=source, raw_excerpt="", reason=NESTED_TOO_DEEPLY)

@@ -13,7 +13,7 @@ from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
-from nightloop.store.db import open_db, transaction
+from nightloop.store.db import NoStore, open_db, transaction
 from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
@@ -25,6 +25,7 @@ __all__ = [
     "ChallengerRepo",
     "ConversationRepo",
     "LeaseRepo",
+    "NoStore",
     "PromptRepo",
     "RunRepo",
     "SpanRepo",
@@ -47,11 +48,16 @@ MIGRATION_SETS = [
 
 
 class Store:
-    """One store file; ``Store(None)`` is in memory (tests)."""
+    """One store file; ``Store(None)`` is in memory (tests).
 
-    def __init__(self, path: Path | str | None) -> None:
+    ``read_only=True`` opens an existing store for reading (a read-only file or mount works; a missing one
+    raises :class:`NoStore` instead of being created).
+    """
+
+    def __init__(self, path: Path | str | None, *, read_only: bool = False) -> None:
         self.path = None if path is None else Path(path)
-        self.db = open_db(path, MIGRATION_SETS)
+        self.read_only = read_only
+        self.db = open_db(path, MIGRATION_SETS, read_only=read_only)
         self.conversations = ConversationRepo(self.db)
         self.prompts = PromptRepo(self.db)
         self.cache = CacheRepo(self.db)

@@ -18,7 +18,7 @@ import sqlite_utils
 
 from nightloop.errors import NotFound
 from nightloop.models import Conversation, Failure, IngestStats, Quarantined, sha256_text
-from nightloop.store.db import transaction
+from nightloop.store.db import savepoint, transaction
 
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
 
@@ -151,6 +151,40 @@ def _failure_row(failure: Failure) -> tuple[Any, ...]:
 
 
 FAILURE_COLUMNS = "conversation_id, kind, turn, evidence, detector, confidence"
+INSERT_CONVERSATION = (
+    "insert into conversations (id, prompt_name, prompt_version, started_at, ended_at, status, json, ingested_at)"
+    " values (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _unstorable(conversation: Conversation, exc: BaseException) -> Quarantined:
+    from nightloop.sources.base import unreadable_reason  # the one wording of "this record is odd"
+
+    return Quarantined(
+        source="store",
+        locator=f"conversation:{_printable(conversation.id)}",
+        raw_excerpt=_printable(repr(conversation.messages[:1]))[:200],
+        reason=f"the store could not save it: {unreadable_reason(exc)}",
+    )
+
+
+def _conflict(conversation: Conversation, content: str) -> Quarantined:
+    return Quarantined(
+        source="store",
+        locator=f"conversation:{conversation.id}",
+        raw_excerpt=content[:200],
+        reason=(
+            f"id {conversation.id!r} is already stored with different content; the first one is kept. "
+            "Give changed conversations new ids, or delete the stored one to replace it."
+        ),
+    )
+
+
+def _printable(value: Any) -> Any:
+    """Text the database can hold (lone surrogates escaped); other values unchanged."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 class ConversationRepo:
@@ -190,33 +224,10 @@ class ConversationRepo:
         stats: IngestStats,
         on_batch: OnBatch | None,
     ) -> None:
-        conn = self.db.conn
         now = _now_text()
         with transaction(self.db):
-            stored = {
-                row[0]
-                for row in conn.execute(
-                    "select id from conversations where id in (select value from json_each(?))",
-                    [json.dumps([c.id for c in conversations])],
-                )
-            }
-            new: list[Conversation] = []
-            for conversation in conversations:
-                if conversation.id in stored:
-                    stats.duplicates += 1
-                else:
-                    stored.add(conversation.id)
-                    new.append(conversation)
-            conn.executemany(
-                "insert into conversations (id, prompt_name, prompt_version, started_at, ended_at, status, json, ingested_at)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_conversation_row(c, now) for c in new],
-            )
-            conn.executemany(
-                "insert or ignore into quarantine (source, locator, raw_excerpt, raw_sha256, reason, quarantined_at)"
-                " values (?, ?, ?, ?, ?, ?)",
-                [(q.source, q.locator, q.raw_excerpt, quarantine_digest(q.raw_excerpt, q.reason), q.reason, now) for q in quarantined],
-            )
+            new = self._insert_new(conversations, quarantined, stats, now)
+            self._insert_quarantined(quarantined, now)
             stats.ingested += len(new)
             stats.new_ids.extend(c.id for c in new)
             stats.quarantined += len(quarantined)
@@ -224,6 +235,65 @@ class ConversationRepo:
             stats.quarantined_records.extend(quarantined[: max(room, 0)])
             if on_batch is not None:
                 on_batch(new, stats)
+
+    def _insert_new(
+        self, conversations: list[Conversation], quarantined: list[Quarantined], stats: IngestStats, now: str
+    ) -> list[Conversation]:
+        """Insert the batch's new conversations; duplicates are counted, conflicts and unstorable ones quarantined.
+
+        An id already stored with the same content is a duplicate; with other content the first stays and the
+        newcomer is quarantined. One record the database refuses is found by retrying the batch record by record.
+        """
+        conn = self.db.conn
+        stored = {
+            row[0]: row[1]
+            for row in conn.execute(
+                "select id, json from conversations where id in (select value from json_each(?))",
+                [json.dumps([c.id for c in conversations])],
+            )
+        }
+        rows: list[tuple[Conversation, tuple[Any, ...]]] = []
+        for conversation in conversations:
+            try:
+                row = _conversation_row(conversation, now)
+            except Exception as exc:  # noqa: BLE001 - a value the store cannot encode costs only its own record
+                quarantined.append(_unstorable(conversation, exc))
+                continue
+            known = stored.get(conversation.id)
+            if known is None:
+                stored[conversation.id] = row[6]
+                rows.append((conversation, row))
+            elif known == row[6]:
+                stats.duplicates += 1
+            else:
+                quarantined.append(_conflict(conversation, row[6]))
+        try:
+            with savepoint(conn):
+                conn.executemany(INSERT_CONVERSATION, [row for _, row in rows])
+            return [conversation for conversation, _ in rows]
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError, ValueError):
+            pass  # one record the database refused: find it below; a locked or full store is raised as it is
+        new = []
+        for conversation, row in rows:
+            try:
+                with savepoint(conn):
+                    conn.execute(INSERT_CONVERSATION, row)
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError, ValueError) as exc:
+                quarantined.append(_unstorable(conversation, exc))
+            else:
+                new.append(conversation)
+        return new
+
+    def _insert_quarantined(self, quarantined: list[Quarantined], now: str) -> None:
+        rows = [
+            (q.source, q.locator, q.raw_excerpt, quarantine_digest(q.raw_excerpt, q.reason), q.reason, now)
+            for q in quarantined
+        ]
+        self.db.conn.executemany(
+            "insert or ignore into quarantine (source, locator, raw_excerpt, raw_sha256, reason, quarantined_at)"
+            " values (?, ?, ?, ?, ?, ?)",
+            [tuple(_printable(v) for v in row) for row in rows],
+        )
 
     def upsert(self, conversations: list[Conversation], stats: IngestStats, on_batch: OnBatch | None = None) -> None:
         """Store conversations re-merged from spans, in one transaction: a new id is ingested, a changed one

@@ -10,19 +10,29 @@ from pathlib import Path
 
 import sqlite_utils
 
-from nightloop.errors import ConfigError
+from nightloop.errors import ConfigError, NotFound
 
-__all__ = ["open_db", "transaction"]
+__all__ = ["NoStore", "open_db", "savepoint", "transaction"]
+
+
+class NoStore(NotFound, ConfigError):
+    """A command that only reads was pointed at a path where no store exists."""
 
 MIGRATIONS_TABLE = "_sqlite_migrations"
 
 
-def open_db(path: Path | str | None, migration_sets: Sequence[sqlite_utils.Migrations] = ()) -> sqlite_utils.Database:
+def open_db(
+    path: Path | str | None, migration_sets: Sequence[sqlite_utils.Migrations] = (), *, read_only: bool = False
+) -> sqlite_utils.Database:
     """Open (creating) the store at ``path`` (``None`` = in memory) and apply pending migrations.
 
     A path that is not a nightloop store (a directory, another file, another app's SQLite database) raises
     :class:`ConfigError`; processes opening one new store together migrate it one at a time.
+    ``read_only`` opens an existing store for reading only: nothing is created, migrated or switched to WAL,
+    so it works on a read-only file or mount; a missing file raises :class:`NoStore`.
     """
+    if read_only and path is not None and str(path) != ":memory:":
+        return _open_read_only(Path(path), migration_sets)
     if path is None or str(path) == ":memory:":
         db = sqlite_utils.Database(memory=True)
         _configure(db)
@@ -54,6 +64,44 @@ def open_db(path: Path | str | None, migration_sets: Sequence[sqlite_utils.Migra
         raise _not_a_store(path, exc) from exc
     except BaseException:
         conn.close()
+        raise
+    return db
+
+
+def _open_read_only(path: Path, migration_sets: Sequence[sqlite_utils.Migrations]) -> sqlite_utils.Database:
+    if not path.is_file():
+        raise NoStore(
+            f"No nightloop store at {path}: check --db (or NIGHTLOOP_DB / db in nightloop.toml). "
+            "Commands that only read never create one; `nightloop ingest` or `nightloop prompts import` does."
+        )
+    uri = path.resolve().as_uri()
+    conn = None
+    try:
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            # A WAL store on a read-only mount: its -shm cannot be created, so read the file as it is.
+            if conn is not None:
+                conn.close()
+            conn = sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("select count(*) from sqlite_master").fetchone()
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA busy_timeout=30000")
+        if MIGRATIONS_TABLE not in db.table_names():
+            raise _not_a_store(path, "it has no nightloop tables")
+        if any(migrations.pending(db) for migrations in migration_sets):
+            raise ConfigError(
+                f"The store {path} was written by an older nightloop; run a writing command on it once "
+                "(e.g. `nightloop ingest`) to upgrade it, then read it again."
+            )
+    except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
+        raise _not_a_store(path, exc) from exc
+    except BaseException:
+        if conn is not None:
+            conn.close()
         raise
     return db
 
@@ -106,3 +154,16 @@ def transaction(db: sqlite_utils.Database, *, immediate: bool = True) -> Iterato
         raise
     else:
         conn.execute("COMMIT")
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection, name: str = "record") -> Iterator[None]:
+    """A nested part of the current transaction that rolls back alone (one record of a batch)."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        conn.execute(f"ROLLBACK TO {name}")
+        conn.execute(f"RELEASE {name}")
+        raise
+    conn.execute(f"RELEASE {name}")

@@ -468,7 +468,7 @@ def get_prompt(
             f"The prompt store {path} does not exist. Create it with `nightloop prompts import prompts/ --db {path}`, "
             "or point NIGHTLOOP_DB at your store."
         )
-    with Store(path) as store:
+    with Store(path, read_only=True) as store:  # an agent may only have a read-only mount of the store
         return _managed(store.prompts, name, label, version)
 
 

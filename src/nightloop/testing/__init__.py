@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import struct
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +42,13 @@ class Answer:
     raw_body: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+    content_type: str = "application/json"
+    #: Seconds between the bytes of the body (a server trickling its answer).
+    trickle_s: float = 0.0
+    #: Send the headers and this many bytes of the body, then reset the connection.
+    reset_after: int | None = None
+    #: Render this provider's success body, then pass it through ``mutate`` (empty choices, wrong shapes...).
+    mutate: Callable[[dict[str, Any]], Any] | None = None
 
     @classmethod
     def text(cls, reply: str, **kwargs: Any) -> Answer:
@@ -70,6 +79,35 @@ class Answer:
     def malformed(cls, body: str = '{"choices": [') -> Answer:
         """HTTP 200 whose body is not valid JSON."""
         return cls(raw_body=body)
+
+    # --- faults (benchmarks/faults.py, tests of bounded waits) ---
+
+    @classmethod
+    def html(cls, status: int = 200) -> Answer:
+        """An HTML page where an API answer was expected (a proxy's login or error page)."""
+        return cls(status=status, raw_body="<!doctype html><html><body><h1>Sign in</h1></body></html>", content_type="text/html")
+
+    @classmethod
+    def trickle(cls, interval_s: float, then: Answer | None = None) -> Answer:
+        """A good answer sent one byte every ``interval_s`` seconds: each read is quick, the whole is not."""
+        answer = then or cls(reply="slowly")
+        answer.trickle_s = interval_s
+        return answer
+
+    @classmethod
+    def hang(cls, seconds: float = 3600.0) -> Answer:
+        """Accept the request and say nothing (until the client gives up or the server closes)."""
+        return cls.slow(seconds)
+
+    @classmethod
+    def reset_mid_body(cls, after_bytes: int = 20) -> Answer:
+        """Start a good answer, then reset the connection."""
+        return cls(reply="cut off", reset_after=after_bytes)
+
+    @classmethod
+    def reshaped(cls, mutate: Callable[[dict[str, Any]], Any], **kwargs: Any) -> Answer:
+        """A well-formed response body changed by ``mutate`` (e.g. ``lambda body: {**body, "choices": []}``)."""
+        return cls(mutate=mutate, **kwargs)
 
     def usage_for(self, request_text: str, reply_text: str) -> tuple[int, int]:
         """(input, output) tokens: the scripted counts, else about four characters a token."""
@@ -247,27 +285,49 @@ def _handler_for(fake: FakeLLMServer) -> type[BaseHTTPRequestHandler]:
             if fake._stop.is_set():
                 return
             if answer.raw_body is not None:
-                self._send_raw(answer.status, answer.raw_body.encode(), answer.headers)
+                self._send_raw(answer.status, answer.raw_body.encode(), answer.headers, answer)
             elif answer.status >= 400:
-                self._send(answer.status, fake.render_error(answer), answer.headers)
+                self._send(answer.status, fake.render_error(answer), answer.headers, answer)
             else:
-                self._send(answer.status, fake.render(request, answer), answer.headers)
+                body = fake.render(request, answer)
+                self._send(answer.status, answer.mutate(body) if answer.mutate else body, answer.headers, answer)
 
-        def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-            self._send_raw(status, json.dumps(body).encode(), headers or {})
+        def _send(self, status: int, body: Any, headers: dict[str, str], answer: Answer) -> None:
+            self._send_raw(status, json.dumps(body).encode(), headers, answer)
 
-        def _send_raw(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        def _send_raw(self, status: int, payload: bytes, headers: dict[str, str], answer: Answer) -> None:
             try:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", answer.content_type)
                 self.send_header("content-length", str(len(payload)))
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(payload)
-                self.wfile.flush()
+                if answer.reset_after is not None:
+                    self.wfile.write(payload[: answer.reset_after])
+                    self.wfile.flush()
+                    self._reset()
+                elif answer.trickle_s > 0:
+                    self._trickle(payload, answer.trickle_s)
+                else:
+                    self.wfile.write(payload)
+                    self.wfile.flush()
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True  # the client gave up (its timeout): nothing to answer
+
+        def _trickle(self, payload: bytes, interval_s: float) -> None:
+            self.wfile.flush()
+            for index in range(len(payload)):
+                if fake._stop.wait(interval_s):
+                    return
+                self.wfile.write(payload[index : index + 1])
+                self.wfile.flush()
+
+        def _reset(self) -> None:
+            """Close with RST (linger 0), as a crashed proxy would."""
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
             """Silent: library code never prints."""
