@@ -23,11 +23,15 @@ __all__ = [
     "Failure",
     "FailureKind",
     "Feedback",
+    "GuardFinding",
+    "GuardVerdict",
     "InvalidCandidate",
     "JudgeOutput",
     "JudgeResult",
     "PairwiseVerdict",
     "ProposedCandidate",
+    "ProtectedEntry",
+    "ProtectedSection",
     "ProposedEdit",
     "RubricVerdict",
     "GateDecision",
@@ -226,6 +230,22 @@ class Edit(_Model):
     why: str = ""
 
 
+class GuardFinding(_Model):
+    """One added instruction the guard traced to content that users, tools or feedback wrote."""
+
+    line: str
+    source: str = ""
+    reason: str = ""
+
+
+class GuardVerdict(_Model):
+    """The guard model's reading of a candidate's added instructions (``[llm.guard]``)."""
+
+    model: str
+    findings: list[GuardFinding] = Field(default_factory=list)
+    error: str | None = None
+
+
 class Candidate(_Model):
     id: str
     prompt_name: str
@@ -234,6 +254,9 @@ class Candidate(_Model):
     rationale: str = ""
     edits: list[Edit] = Field(default_factory=list)
     addresses: list[str] = Field(default_factory=list)
+    #: What makes this edit high-risk (new contact points, raised limits, weakened obligations…): never auto-promoted.
+    risks: list[str] = Field(default_factory=list)
+    guard: GuardVerdict | None = None
 
     @property
     def sha256(self) -> str:
@@ -308,6 +331,16 @@ class PromptVersion(_Model):
     source_run: str | None = None
 
 
+class ProtectedSection(_Model):
+    """A protected section: the line ``section`` and the lines after it up to the next blank line."""
+
+    section: str
+
+
+#: A protected line (its exact text) or section of a template.
+ProtectedEntry = str | ProtectedSection
+
+
 class PromptMeta(_Model):
     """``prompts/<name>.yaml``: what a managed prompt declares about itself."""
 
@@ -316,6 +349,8 @@ class PromptMeta(_Model):
     variables: list[str] = Field(default_factory=list)
     scorers: list[Any] = Field(default_factory=list)
     autonomy: Autonomy = "review"
+    #: Lines and sections of the template the judge may not change (see ``nightloop.protected``).
+    protected: list[ProtectedEntry] = Field(default_factory=list)
 
 
 class ReviewItem(_Model):

@@ -392,6 +392,7 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
                 config=night.settings.judge,
                 rejected_hashes=night.store.runs.rejected_hashes(night.prompt_name),
                 seed=night.settings.seed,
+                protected=night.store.prompts.get_meta(night.prompt_name).protected,
             )
         )
         if result.errors and not result.candidates and not result.invalid:

@@ -8,6 +8,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from nightloop.cli.common import (
     ConfigOption,
@@ -21,6 +22,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
+from nightloop.invisible import escape_invisible as shown
 from nightloop.models import ReviewItem
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
@@ -69,14 +71,22 @@ def show_item(store, item: ReviewItem) -> None:
     if production != base.version and item.status == "pending":
         console.print(f"[yellow]production moved to v{production} since this was proposed: approving will be refused.[/]")
     console.print(Panel(render_diff(unified_diff(base.template, item.candidate.template, f"v{base.version}", "candidate")), title="diff"))
+    for risk in item.candidate.risks:
+        console.print(Text.assemble(("HIGH RISK: ", "bold red"), shown(risk)), highlight=False)
+    guard = item.candidate.guard
+    if guard is not None:
+        verdict = guard.error or (f"{len(guard.findings)} finding(s)" if guard.findings else "no finding")
+        console.print(Text(f"guard ({guard.model}): {shown(verdict)}"), highlight=False)
+        for finding in guard.findings:
+            console.print(Text(f"  • {shown(finding.line)} ← {shown(finding.source)}: {shown(finding.reason)}"))
     if item.candidate.rationale:
-        console.print(f"[bold]Rationale:[/] {item.candidate.rationale}", highlight=False)
+        console.print(Text.assemble(("Rationale: ", "bold"), shown(item.candidate.rationale)), highlight=False)
     for n, edit in enumerate(item.candidate.edits, 1):
-        console.print(f"[bold]Edit {n}:[/] {edit.description}", highlight=False)
+        console.print(Text.assemble((f"Edit {n}: ", "bold"), shown(edit.description)), highlight=False)
         if edit.why:
-            console.print(f"  why: {edit.why}", highlight=False)
+            console.print(Text(f"  why: {shown(edit.why)}"), highlight=False)
         for failure_id in edit.addresses:
-            console.print(f"  fixes: {failure_id}", highlight=False)
+            console.print(Text(f"  fixes: {shown(failure_id)}"), highlight=False)
     d = item.decision
     table = Table(title="gate")
     for column in ("cases", "baseline", "candidate", "delta", "95% CI", "p", "p (Holm)", "regressions"):
@@ -90,7 +100,7 @@ def show_item(store, item: ReviewItem) -> None:
     )
     console.print(table)
     for reason in d.reasons:
-        console.print(f"  • {reason}", highlight=False)
+        console.print(Text(f"  • {shown(reason)}"), highlight=False)
     if item.status == "pending":
         console.print(f"\nApprove: [bold]nightloop review approve {item.id}[/]   Reject: [bold]nightloop review reject {item.id} --comment '…'[/]")
 
