@@ -37,7 +37,10 @@ from nightloop.models import (
     sha256_text,
 )
 from nightloop.candidate_checks import conversation_texts, safe_names, template_names, validate_candidate
-from nightloop.normalise import fold, folded_with_origins, words
+from nightloop.guard import GuardClient, check_candidate, guard_reasons, guard_risks
+from nightloop.high_risk import high_risk_reasons
+from nightloop.normalise import words
+from nightloop.quoting import DATA_DELIMITERS, neutralise_delimiters
 from nightloop.redact import redact, redact_conversation
 
 __all__ = [
@@ -54,9 +57,6 @@ __all__ = [
     "select_shown",
     "validate_candidate",
 ]
-
-#: Tags that delimit quoted material in the judge prompt; content must never be able to open or close them.
-DATA_DELIMITERS = ("conversation_data", "current_template")
 
 EVIDENCE_CHARS = 400
 TURN_CHARS = 500
@@ -122,42 +122,6 @@ def _truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit].rstrip()} … [{len(text) - limit} more characters]"
-
-
-def neutralise_delimiters(text: str, names: Sequence[str] = DATA_DELIMITERS) -> str:
-    """Make quoted content unable to open or close a delimiter block named in ``names``.
-
-    ``</conversation_data>`` becomes ``[/conversation_data>`` (a square bracket: no angle look-alike); spaced, HTML-, URL- and JSON-escaped variants too,
-    and variants a model reads the same: invisible characters or combining marks inside the tag, look-alike
-    letters (Cyrillic ``о``), look-alike brackets and slashes (full-width, ``‹``, ``〈``), a dot or hyphen
-    inside the tag name. Detection works on :func:`nightloop.normalise.fold`; only the characters of a found
-    tag opening are rewritten, so all other text is kept as it was.
-    """
-    folded, origins = folded_with_origins(text)
-    pattern = _delimiter_pattern(tuple(names))
-    pieces: list[str] = []
-    position = 0
-    for match in pattern.finditer(folded):
-        start, end = origins[match.start()], origins[match.end() - 1] + 1
-        pieces.append(text[position:start])
-        pieces.append("[" + re.sub(r"\s", "", match.group(1)))
-        position = end
-    pieces.append(text[position:])
-    return "".join(pieces)
-
-
-_OPENERS = r"(?:<|&lt;?|&#0*60;?|&#x0*3c;?|\\+u003c|\\+x3c|%(?:25)*3c)"
-_SLASHES = r"(?:[\s\\/]|%(?:25)*2f|&#0*47;?|&#x0*2f;?|\\+u002f)*"
-
-
-@lru_cache(maxsize=8)
-def _delimiter_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
-    """An opening of any of ``names`` in folded text, whatever the separators inside the name."""
-    spelled = []
-    for name in names:
-        parts = [re.escape(char) for char in fold(name) if char.isalnum()]
-        spelled.append(r"[^a-z0-9<>\n]{0,3}".join(parts))
-    return re.compile(rf"{_OPENERS}({_SLASHES})(?=(?:{'|'.join(spelled)})(?![a-z0-9]))", re.IGNORECASE)
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -414,11 +378,15 @@ async def propose(
     seed: int = 0,
     max_tokens: int | None = None,
     protected: Sequence[ProtectedEntry] = (),
+    guard: GuardClient | None = None,
+    guard_model: str = "guard",
 ) -> JudgeResult:
     """Ask the judge for ``config.candidates`` revisions of ``base`` that fix ``failures``, and validate them.
 
-    Judge faults (provider errors, truncated or schema-violating output) are recorded in
-    ``JudgeResult.errors`` and the night goes on without candidates; ``BudgetExceeded`` propagates.
+    Each candidate is checked layer by layer (:mod:`nightloop.candidate_checks`), its high-risk effects are
+    recorded (:mod:`nightloop.high_risk`), and the ``guard`` model, when given, checks what passed
+    (:mod:`nightloop.guard`). Judge faults (provider errors, truncated or schema-violating output) are
+    recorded in ``JudgeResult.errors`` and the night goes on without candidates; ``BudgetExceeded`` propagates.
     """
     result = JudgeResult()
     if not failures:
@@ -466,12 +434,14 @@ async def propose(
     user_texts = conversation_texts(quoted_convs, roles=("user", "tool")) + evidence
     sample = _sample_from(quoted_convs, safe_names(base.template))
     rejected = set(rejected_hashes)
+    patterns = [f"{group.kind} ({group.cause}): {len(group.failures)} failure(s)" for group in shown_groups]
     seen: set[str] = set()
     for proposal in proposals:
         candidate = _to_candidate(proposal, prompt_name=prompt_name, base=base, shown_ids=shown_ids)
         if candidate.sha256 in seen:
             continue  # the same template proposed twice is one candidate
         seen.add(candidate.sha256)
+        candidate.risks = high_risk_reasons(base.template, candidate.template)
         reasons = validate_candidate(
             candidate,
             base_template=base.template,
@@ -482,6 +452,13 @@ async def propose(
             user_texts=user_texts,
             protected=protected,
         )
+        if not reasons and guard is not None:
+            candidate.guard = await check_candidate(
+                guard, candidate, base_template=base.template, untrusted_texts=user_texts,
+                patterns=patterns, model=guard_model, seed=seed,
+            )
+            reasons = guard_reasons(candidate.guard)
+            candidate.risks += guard_risks(candidate.guard)
         if reasons:
             result.invalid.append(InvalidCandidate(candidate=candidate, reasons=reasons))
         else:

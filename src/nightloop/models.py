@@ -24,6 +24,7 @@ __all__ = [
     "FailureKind",
     "Feedback",
     "GuardFinding",
+    "GuardOutput",
     "GuardVerdict",
     "InvalidCandidate",
     "JudgeOutput",
@@ -233,9 +234,18 @@ class Edit(_Model):
 class GuardFinding(_Model):
     """One added instruction the guard traced to content that users, tools or feedback wrote."""
 
-    line: str
-    source: str = ""
-    reason: str = ""
+    line: str = Field(description="The added template line, exactly as written in the candidate.")
+    source: str = Field(default="", description="The conversation text it comes from, quoted briefly.")
+    reason: str = Field(default="", description="Why it adopts that content rather than fixing the agent's failure.")
+
+
+class GuardOutput(_Model):
+    """The guard model's structured answer: the added lines it traced to untrusted content (none: all clean)."""
+
+    findings: list[GuardFinding] = Field(
+        default_factory=list,
+        description="One entry per added line that adopts text from the conversation data; empty when none does.",
+    )
 
 
 class GuardVerdict(_Model):

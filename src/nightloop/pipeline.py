@@ -393,6 +393,8 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
                 rejected_hashes=night.store.runs.rejected_hashes(night.prompt_name),
                 seed=night.settings.seed,
                 protected=night.store.prompts.get_meta(night.prompt_name).protected,
+                guard=night.clients.guard,
+                guard_model=night.settings.llm.guard.model,
             )
         )
         if result.errors and not result.candidates and not result.invalid:
@@ -481,6 +483,11 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
             created_at=datetime.now(UTC),
         )
         night.store.runs.enqueue_review(item)
+        if autonomy == "auto" and candidate.risks:
+            return ReviewOutput(
+                action=f"waiting for review: a high-risk edit is never promoted automatically ({candidate.risks[0]})",
+                review_id=item.id,
+            )
         if autonomy == "auto" and not night.store.runs.rollbacks(night.prompt_name):
             from nightloop.review import approve
 
