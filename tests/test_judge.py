@@ -329,7 +329,9 @@ async def test_redaction_happens_before_the_judge_sees_text() -> None:
     sent = judge.prompt_text()
     assert "jane.doe@example.com" not in sent
     assert "4111" not in sent and "7946" not in sent
-    assert "[EMAIL]" in sent and "[CARD]" in sent and "[PHONE]" in sent
+    assert "[CARD_1]" in sent and "[PHONE_1]" in sent
+    # One placeholder per value, the same wherever it appears: the judge still sees it is one customer.
+    assert sent.count("[EMAIL_1]") >= 2 and "[EMAIL_2]" not in sent
 
 
 CLOSING_ATTACK = (

@@ -41,7 +41,7 @@ from nightloop.guard import GuardClient, check_candidate, guard_reasons, guard_r
 from nightloop.high_risk import high_risk_reasons
 from nightloop.normalise import words
 from nightloop.quoting import DATA_DELIMITERS, neutralise_delimiters
-from nightloop.redact import redact, redact_conversation
+from nightloop.redact import Redactor, redact
 
 __all__ = [
     "DATA_DELIMITERS",
@@ -122,6 +122,11 @@ def _truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit].rstrip()} … [{len(text) - limit} more characters]"
+
+
+def _shown_id(failure_id: str) -> str:
+    """A failure id as the judge sees it: ids embed conversation ids, which anyone can write (an email, a key)."""
+    return _one_line(redact(failure_id))
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -256,7 +261,7 @@ def _relevant_turns(failure: Failure, conversation: Conversation | None) -> str:
 def _shown_failure(number: int, failure: Failure, conversation: Conversation | None) -> ShownFailure:
     return ShownFailure(
         number=number,
-        id=_one_line(failure.id),
+        id=_shown_id(failure.id),
         kind=failure.kind,
         detector=_one_line(failure.detector, 80),
         confidence=round(failure.confidence, 2),
@@ -327,11 +332,11 @@ def _with_base_line_ending(template: str, base_template: str) -> str:
 
 
 def _to_candidate(
-    proposal: ProposedCandidate, *, prompt_name: str, base: PromptVersion, shown_ids: set[str]
+    proposal: ProposedCandidate, *, prompt_name: str, base: PromptVersion, shown_ids: dict[str, str]
 ) -> Candidate:
     template = _with_base_line_ending(proposal.template, base.template)
     edits = [
-        Edit(description=edit.description, why=edit.why, addresses=[a for a in edit.addresses if a in shown_ids])
+        Edit(description=edit.description, why=edit.why, addresses=[shown_ids[a] for a in edit.addresses if a in shown_ids])
         for edit in proposal.edits
     ]
     addresses = list(dict.fromkeys(address for edit in edits for address in edit.addresses))
@@ -392,9 +397,11 @@ async def propose(
     if not failures:
         return result
     # Before anything else: grouping, labels and copy checks must never see unredacted evidence.
-    failures = [failure.model_copy(update={"evidence": redact(failure.evidence)}) for failure in failures]
+    # One redactor for the night's judge and guard prompts: the same value gets the same placeholder everywhere.
+    redactor = Redactor()
+    failures = [failure.model_copy(update={"evidence": redactor.text(failure.evidence)}) for failure in failures]
     needed = {f.conversation_id for f in failures}
-    redacted = {cid: redact_conversation(conv) for cid, conv in conversations.items() if cid in needed}
+    redacted = {cid: redactor.conversation(conv) for cid, conv in conversations.items() if cid in needed}
     shown_groups = select_shown(group_failures(failures, redacted), config.max_failures_shown)
     messages = judge_messages(
         prompt_name=prompt_name,
@@ -426,7 +433,7 @@ async def propose(
         proposals = proposals[: config.candidates]
 
     shown_failures = [f for group in shown_groups for f in group.failures]
-    shown_ids = {f.id for f in shown_failures}
+    shown_ids = {_shown_id(f.id): f.id for f in shown_failures}
     quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
     evidence = [f.evidence for f in failures if f.evidence]
     texts = conversation_texts(quoted_convs) + evidence
