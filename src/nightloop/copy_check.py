@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
-from nightloop.normalise import fold, with_decoded, words
+from nightloop.normalise import decoded_variants, fold, with_decoded, words
 
 __all__ = ["CopyDetector", "DIRECTIVE_MARKERS", "IMPERATIVE_OPENERS", "copy_detector"]
 
@@ -84,8 +84,10 @@ class CopyDetector:
         base_words = words(base_template)
         base = _joined(base_words)
         base_runs = {n: _ngrams(base_words, n) for n in {ngram, UNTRUSTED_RUN_WORDS}}
-        all_texts = with_decoded(list(texts))
-        clauses = [c for text in with_decoded(list(user_texts)) for c in _clauses(text) if _is_directive(c)]
+        untrusted = with_decoded(list(dict.fromkeys(user_texts)))
+        # The agent's own messages are compared as written; only what users and tools wrote can hide an encoding.
+        all_texts = list(dict.fromkeys([*texts, *untrusted]))
+        clauses = [c for text in untrusted for c in _clauses(text) if _is_directive(c)]
         self.long_runs = set().union(*(_ngrams(words(t), ngram) for t in all_texts)) - base_runs[ngram]
         self.short_runs = (
             set().union(*(_ngrams(c, UNTRUSTED_RUN_WORDS) for c in clauses)) - base_runs[UNTRUSTED_RUN_WORDS]
@@ -100,6 +102,10 @@ class CopyDetector:
         }
 
     def copied(self, line: str) -> bool:
+        """True when ``line``, or what its encoding hides, copies an instruction from the conversations."""
+        return any(self._copied(reading) for reading in [line, *decoded_variants(line)])
+
+    def _copied(self, line: str) -> bool:
         line_words = words(line)
         if _ngrams(line_words, self.ngram) & self.long_runs:
             return True

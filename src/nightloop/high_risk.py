@@ -113,7 +113,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?|\b(?:once|twice|one|two|three|four|five|t
 _UNLIMITED = re.compile(
     r"\b(?:no (?:limit|maximum|cap|ceiling)|unlimited|without (?:a |any )?(?:limit|cap|maximum)|limitless|"
     r"regardless of (?:the )?(?:amount|limit|value|price|size|total)|any amount|whatever (?:the )?amount|"
-    r"(?:limit|cap|maximum)s? (?:does|do) not apply|ignore (?:the |any )?(?:limit|cap|maximum))"
+    r"(?:limit|cap|maximum)s? (?:does|do) not apply|ignore (?:the |any )?(?:\w+ )?(?:limit|cap|maximum)|no (?:\w+ )?(?:limit|cap|maximum))"
 )
 
 

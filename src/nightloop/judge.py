@@ -240,7 +240,7 @@ def _describe_message(index: int, message: Message) -> str:
         parts.append(f"calls tool {call.function.name}({call.function.arguments})")
     speaker = f"tool {message.name}" if message.role == "tool" and message.name else message.role
     # Redacted again here so the prompt is safe even when a caller passes raw conversations.
-    return f"[turn {index}] {speaker}: {_truncate(redact(' / '.join(parts)) or '(empty)', TURN_CHARS)}"
+    return f"[turn {index}] {speaker}: {_truncate(redact(' / '.join(parts), message.role) or '(empty)', TURN_CHARS)}"
 
 
 def _relevant_turns(failure: Failure, conversation: Conversation | None) -> str:
@@ -436,9 +436,14 @@ async def propose(
     shown_ids = {_shown_id(f.id): f.id for f in shown_failures}
     quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
     evidence = [f.evidence for f in failures if f.evidence]
-    texts = conversation_texts(quoted_convs) + evidence
     # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
     user_texts = conversation_texts(quoted_convs, roles=("user", "tool")) + evidence
+    # The copy check runs here, so it also compares with the unredacted text (a planted instruction may hide in
+    # what redaction replaced); only the redacted text is ever sent to a model (judge, guard).
+    raw_convs = [conversations[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in conversations]
+    raw_user_texts = conversation_texts(raw_convs, roles=("user", "tool"))
+    texts = conversation_texts(quoted_convs) + evidence + conversation_texts(raw_convs)
+    copy_user_texts = user_texts + raw_user_texts
     sample = _sample_from(quoted_convs, safe_names(base.template))
     rejected = set(rejected_hashes)
     patterns = [f"{group.kind} ({group.cause}): {len(group.failures)} failure(s)" for group in shown_groups]
@@ -456,7 +461,7 @@ async def propose(
             config=config,
             rejected_hashes=rejected,
             sample_variables=sample,
-            user_texts=user_texts,
+            user_texts=copy_user_texts,
             protected=protected,
         )
         if not reasons and guard is not None:

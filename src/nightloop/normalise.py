@@ -21,7 +21,7 @@ import urllib.parse
 from functools import lru_cache
 from importlib import resources
 
-from nightloop.invisible import is_invisible
+from nightloop.invisible import hidden_tag_text, is_invisible
 
 __all__ = ["decoded_variants", "fold", "fold_char", "folded_with_origins", "with_decoded"]
 
@@ -164,7 +164,8 @@ def _hex_readings(text: str) -> list[str]:
 
 
 def decoded_variants(text: str) -> list[str]:
-    """Readings of ``text`` that an encoding hides: base64 and hex runs, URL- and HTML-encoding, rot13, leetspeak.
+    """Readings of ``text`` that an encoding hides: Unicode tag characters, base64 and hex runs, URL- and
+    HTML-encoding, rot13, leetspeak.
 
     Only readings that differ from ``text`` and read as language are returned (rot13 is always offered:
     nothing in rot13 text says it is rot13). Bounded: at most ``MAX_DECODED`` readings.
@@ -172,6 +173,8 @@ def decoded_variants(text: str) -> list[str]:
     if not text:
         return []
     readings: list[str] = []
+    if spelled := hidden_tag_text(text):
+        readings.append(spelled)
     if _PERCENT.search(text):
         readings.append(urllib.parse.unquote_plus(text))
     if "&" in text and ";" in text:

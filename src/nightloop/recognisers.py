@@ -38,7 +38,7 @@ from stdnum.it import codicefiscale
 from stdnum.nl import bsn
 from stdnum.us import ssn
 
-__all__ = ["DEFAULT_RECOGNISERS", "PresidioRecogniser", "Recogniser", "Span", "apply_recognisers"]
+__all__ = ["AGENT_RECOGNISERS", "DEFAULT_RECOGNISERS", "PresidioRecogniser", "Recogniser", "Span", "apply_recognisers"]
 
 
 @dataclass(frozen=True)
@@ -161,30 +161,51 @@ def _credential_recognisers() -> list[Recogniser]:
 
 
 class PhoneRecogniser:
-    """Valid phone numbers (``phonenumbers``), with or without separators, international or national."""
+    """Valid phone numbers (``phonenumbers``), with or without separators, international or national.
 
-    REGIONS = ("US", "GB", "DE", "FR", "ES", "IT")
+    Runs of digits that could be a number are parsed one by one (the library's matcher scans every region
+    over all text, which is too slow for a night of conversations). Valid is not enough: short national
+    numbers look like dates and order ids, so international numbers need 8 digits and national ones 10,
+    outside North America with their trunk 0.
+    """
+
+    REGIONS = ("GB", "DE", "FR", "ES", "IT")
+    CANDIDATE = re.compile(r"(?<![\w+])(?:\+|00)?\(?\d[\d ()./-]{6,22}\d(?![\w])")
 
     def find(self, text: str) -> Iterable[Span]:
-        if sum(char.isdigit() for char in text) < 7:
+        if sum(char.isdigit() for char in text) < 8:
             return
-        for region in self.REGIONS:
-            try:
-                matches = list(phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID))
-            except Exception:  # the matcher must never stop a night
-                continue
-            for match in matches:
-                if self._plausible(match.raw_string, region):
-                    yield Span(match.start, match.end, "[PHONE]")
+        for match in self.CANDIDATE.finditer(text):
+            candidate = match.group(0)
+            for end in self._ends(candidate):
+                if self._valid(candidate[:end]):
+                    yield Span(match.start(), match.start() + end, "[PHONE]")
+                    break
 
     @staticmethod
-    def _plausible(raw: str, region: str) -> bool:
-        """Valid is not enough: short national numbers look like dates and order ids. International numbers
-        need 8 digits; national ones 10, and outside North America their trunk 0."""
+    def _ends(candidate: str) -> list[int]:
+        """The candidate, then shorter prefixes ending at a group boundary ("+44 20 7946 0958 4111 …")."""
+        ends = [len(candidate)] + [m.start() for m in re.finditer(r"[ ./-]+", candidate)][::-1]
+        return [end for end in ends if sum(c.isdigit() for c in candidate[:end]) >= 8]
+
+    def _valid(self, raw: str) -> bool:
         digits = re.sub(r"\D", "", raw)
-        if raw.lstrip("(").startswith(("+", "00")):
-            return len(digits) >= 8
-        return len(digits) >= 10 and (region == "US" or digits.startswith("0"))
+        international = raw.lstrip("(").startswith(("+", "00"))
+        if international:
+            regions: tuple[str | None, ...] = (None,)
+            raw = "+" + raw.lstrip("(")[2:] if raw.lstrip("(").startswith("00") else raw
+        elif len(digits) < 10:
+            return False
+        else:
+            regions = self.REGIONS if digits.startswith("0") else ("US",)
+        for region in regions:
+            try:
+                number = phonenumbers.parse(raw, region)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_valid_number(number):
+                return True
+        return False
 
 
 _EMAIL_IDN = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.\w{2,}")
@@ -272,6 +293,12 @@ _NAME_CUES = re.compile(
     rf"client|kunde|passenger|account holder|cardholder)[,:]?\s+|\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Herr|Frau|Mme|Mlle|"
     rf"M|Sr|Sra|Srta|Sig|Sig\.ra)\.?\s+)(?P<value>{_FULL_NAME})"
 )
+#: In the agent's own messages, introductions and signatures name the business ("Kind regards, Acme Outdoor"):
+#: only titles and "customer …" cues count there.
+_NAME_CUES_IN_AGENT_TEXT = re.compile(
+    rf"(?:\b(?i:customer|client|kunde|passenger|account holder|cardholder|dear)[,:]?\s+|\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|"
+    rf"Herr|Frau|Mme|Mlle|Sr|Sra|Srta)\.?\s+)(?P<value>{_FULL_NAME})"
+)
 #: Words after a cue that are not a name ("I am Sorry", "Thanks Again").
 _NOT_NAMES = frozenset(
     """sorry happy glad unable afraid here writing looking trying calling waiting still not just also very so
@@ -286,7 +313,7 @@ def _name(value: str) -> bool:
 
 
 _JSON_FIELDS = re.compile(
-    r"""["']?(?P<key>(?:first|last|full|given|family|middle|sur|customer|user|account|holder|contact)?[_ -]?name|"""
+    r"""(?<![\w-])["']?(?P<key>(?:first|last|full|given|family|middle|sur|customer|user|account|holder|contact)?[_ -]?name|"""
     r"""address(?:[_ -]?line\d?)?|street|street[_ -]?address|address1|address2|city|zip|zip[_ -]?code|post[_ -]?code|"""
     r"""postal[_ -]?code|dob|date[_ -]?of[_ -]?birth|birth[_ -]?date|birthday|ssn|passport(?:[_ -]?number)?|"""
     r"""phone(?:[_ -]?number)?|mobile|email|e-mail)["']?\s*[:=]\s*["'](?P<value>[^"'\n]{2,120})["']""",
@@ -335,7 +362,7 @@ _ADDRESS = re.compile(
 )
 
 
-def _contact_recognisers() -> list[Recogniser]:
+def _contact_recognisers(names: re.Pattern[str] = _NAME_CUES) -> list[Recogniser]:
     return [
         PhoneRecogniser(),
         IbanRecogniser(),
@@ -347,7 +374,7 @@ def _contact_recognisers() -> list[Recogniser]:
         RegexRecogniser(_DOB, "[DATE_OF_BIRTH]"),
         RegexRecogniser(_PASSPORT, "[PASSPORT]"),
         *[RegexRecogniser(regex, "[NATIONAL_ID]", confirm=valid) for regex, valid in _NATIONAL_IDS],
-        RegexRecogniser(_NAME_CUES, "[NAME]", confirm=_name),
+        RegexRecogniser(names, "[NAME]", confirm=_name),
         RegexRecogniser(_ADDRESS, "[ADDRESS]"),
     ]
 
@@ -375,3 +402,5 @@ class PresidioRecogniser:
 
 #: What :func:`nightloop.redact.redact` runs after its own patterns.
 DEFAULT_RECOGNISERS: tuple[Recogniser, ...] = (*_credential_recognisers(), *_contact_recognisers())
+#: The same for the agent's own messages (see ``_NAME_CUES_IN_AGENT_TEXT``).
+AGENT_RECOGNISERS: tuple[Recogniser, ...] = (*_credential_recognisers(), *_contact_recognisers(_NAME_CUES_IN_AGENT_TEXT))

@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from nightloop.models import Conversation, Message
@@ -70,6 +71,15 @@ _NOT_A_PASSWORD = frozenset(
 
 def _spoken_password(match: re.Match[str]) -> bool:
     return match.group("value").lower().strip("\"'“”") not in _NOT_A_PASSWORD
+
+
+def _reads_as_text(match: re.Match[str]) -> bool:
+    """Base64 that decodes to language is a message, not key material (and the copy check must see it)."""
+    from nightloop.normalise import decoded_variants
+
+    value = match.group(0).lstrip(":= \t\"'")
+    readings = [r for r in decoded_variants(value) if r != value]
+    return any(" " in r and sum(c.isalpha() or c.isspace() for c in r) / len(r) > 0.85 for r in readings[:3] if r)
 
 
 def _phone_number(match: re.Match[str]) -> bool:
@@ -196,6 +206,7 @@ PATTERNS: tuple[Pattern, ...] = (
             r"(?![\w+/=-])"
         ),
         "[SECRET]",
+        confirm=lambda match: not _reads_as_text(match),
         keep_group="keep",
     ),
     Pattern(
@@ -242,12 +253,13 @@ def _redact_patterns(text: str, name: Namer | None) -> str:
     return text
 
 
-def _redact(text: str, name: Namer | None, recognisers: Sequence[Recogniser] | None) -> str:
+def _redact(text: str, name: Namer | None, recognisers: Sequence[Recogniser] | None, role: str | None = None) -> str:
     if not text:
         return text
-    from nightloop.recognisers import DEFAULT_RECOGNISERS, apply_recognisers
+    from nightloop.recognisers import AGENT_RECOGNISERS, DEFAULT_RECOGNISERS, apply_recognisers
 
-    chosen = DEFAULT_RECOGNISERS if recognisers is None else recognisers
+    default = AGENT_RECOGNISERS if role == "assistant" else DEFAULT_RECOGNISERS
+    chosen = default if recognisers is None else recognisers
     # To a fixed point: a refused match ("+44 20 7946 0958 4111 …" is too long for a phone) hides the values
     # inside it until the other value next to it is replaced.
     for _ in range(3):
@@ -258,10 +270,13 @@ def _redact(text: str, name: Namer | None, recognisers: Sequence[Recogniser] | N
     return text
 
 
-def redact(text: str) -> str:
+@lru_cache(maxsize=4096)
+def redact(text: str, role: str | None = None) -> str:
     """``text`` with emails, phone numbers, cards, IBANs, national ids, secrets, IPs, dates of birth, passport
-    numbers, names and street addresses replaced by typed placeholders (``[EMAIL]``, ``[NAME]`` …)."""
-    return _redact(text, None, None)
+    numbers, names and street addresses replaced by typed placeholders (``[EMAIL]``, ``[NAME]`` …).
+
+    ``role="assistant"``: the agent's own words, whose introductions and signatures name the business."""
+    return _redact(text, None, None, role)
 
 
 class Redactor:
@@ -273,6 +288,7 @@ class Redactor:
     """
 
     def __init__(self, recognisers: Sequence[Recogniser] | None = None) -> None:
+        self._done: dict[tuple[str, str | None], str] = {}
         self._numbers: dict[tuple[str, str], str] = {}
         self._counts: Counter[str] = Counter()
         self._recognisers = recognisers
@@ -285,8 +301,10 @@ class Redactor:
             self._numbers[key] = f"[{kind}_{self._counts[kind]}]"
         return self._numbers[key]
 
-    def text(self, text: str) -> str:
-        return _redact(text, self._name, self._recognisers)
+    def text(self, text: str, role: str | None = None) -> str:
+        if (text, role) not in self._done:  # conversations repeat themselves (system prompts, tool results)
+            self._done[text, role] = _redact(text, self._name, self._recognisers, role)
+        return self._done[text, role]
 
     def value(self, value: Any) -> Any:
         return _walk(value, self.text)
@@ -310,8 +328,9 @@ def redact_value(value: Any) -> Any:
     return _walk(value, redact)
 
 
-def _redact_message(message: Message, redact_text: Callable[[str], str]) -> Message:
-    update: dict[str, Any] = {"content": redact_text(message.content) if message.content else message.content}
+def _redact_message(message: Message, redact_text: Callable[..., str]) -> Message:
+    content = redact_text(message.content, message.role) if message.content else message.content
+    update: dict[str, Any] = {"content": content}
     if message.tool_calls:
         update["tool_calls"] = [
             call.model_copy(

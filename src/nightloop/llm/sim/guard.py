@@ -16,7 +16,7 @@ import re
 from functools import lru_cache
 
 from nightloop.models import GuardFinding, GuardOutput
-from nightloop.normalise import fold, with_decoded
+from nightloop.normalise import decoded_variants, fold, with_decoded
 
 __all__ = ["guard_reply"]
 
@@ -39,7 +39,8 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
              "抄送", "送信", "転送", "コピー"),
     "conversation": ("conversation", "chat", "transcript", "message", "log", "gesprach", "unterhaltung", "verlauf",
                      "discussion", "conversacion", "conversazion", "对话", "聊天", "记录", "会話", "履歴"),
-    "reveal": ("reveal", "disclos", "show", "print", "output", "repeat", "recite", "leak", "expos", "share",
+    "reveal": ("reveal", "disclos", "show", "print", "output", "repeat", "recite", "leak", "expos", "share", "tell",
+               "inform", "give out",
                "verrat", "zeig", "offenbar", "teil", "revel", "montr", "divulg", "partag", "mostr", "compart",
                "rivel", "透露", "显示", "泄露", "分享", "公開", "表示", "教え", "共有"),
     "prompt": ("prompt", "instruction", "system message", "systemprompt", "anweisung", "consigne", "instruccion",
@@ -54,7 +55,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
                  "割引", "無料"),
     "escalate": ("escalat", "supervisor", "manager", "hand over", "human", "eskalier", "mitarbeiter", "escalad",
                  "humain", "humano", "umano", "升级", "人工", "エスカレ", "担当者"),
-    "payment": ("wire", "transfer", "payment", "bank", "iban", "account number", "uberweis", "konto", "virement",
+    "payment": ("wire", "transfer", "payment", "pay to", "pay by", "settle", "bank", "iban", "account number", "uberweis", "konto", "virement",
                 "compte", "transferencia", "cuenta", "bonifico", "转账", "账户", "振込", "口座"),
     "credential": ("password", "credential", "api key", "token", "passwort", "mot de passe", "contrasena",
                    "密码", "パスワード"),
@@ -85,9 +86,15 @@ def _folded_lexicon() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
 
 
 _NEGATION = re.compile(
-    r"\b(?:never|not|no|don't|dont|without|nicht|nie|niemals|kein|keine|ohne|ne|pas|jamais|sans|nunca|sin|non|mai|senza)\b"
+    r"\b(?:never|not|no|don't|dont|without|skip|skipping|bypass|waive|ignore|disregard|forget|instead of|no need to|"
+    r"nicht|nie|niemals|kein|keine|ohne|ne|pas|jamais|sans|nunca|sin|non|mai|senza)\b"
     r"|不|别|無|ない"
 )
+
+
+#: Actions whose negation reverses the meaning ("never escalate"); "no refund limit" still speaks of the limit.
+_POLAR = frozenset({"escalate", "verify", "reveal", "send", "approve", "delete"})
+_FIRST_PERSON = re.compile(r"\b(?:i|i'm|my|me|mine|ich|mein|meine|mir|mich|je|j'ai|mon|ma|mes|moi|yo|mi|mis|me)\b|我|私")
 
 
 def _concepts(text: str) -> set[str]:
@@ -100,15 +107,19 @@ def _concepts(text: str) -> set[str]:
             haystack, needle = (folded, stem) if _CJK.search(stem) else (padded, f" {stem}")
             position = haystack.find(needle)
             if position >= 0:
-                negated = _NEGATION.search(haystack[max(0, position - 24) : position + 1])
-                found.add(f"not-{concept}" if negated and concept not in ("all", "others") else concept)
+                negated = concept in _POLAR and _NEGATION.search(haystack[max(0, position - 24) : position + 1])
+                found.add(f"not-{concept}" if negated else concept)
                 break
     return found
 
 
 def _directive(sentence: str) -> bool:
+    """An instruction to the agent or its operators: a directive word, or a short impersonal rule with a
+    security concept ("No refund limit.", "Print your system prompt.") rather than a customer's "I want…"."""
     folded = fold(sentence)
     padded = f" {' '.join(_WORD.findall(folded))} "
+    if len(_WORD.findall(folded)) <= 8 and not _FIRST_PERSON.search(folded) and _concepts(sentence):
+        return True
     return any(
         (_CJK.search(m) and m in folded) or f" {m} " in padded or (len(m) > 5 and f" {m}" in padded)
         for m in _folded_lexicon()[1]
@@ -123,6 +134,16 @@ def _contacts(text: str) -> set[str]:
     return values
 
 
+def _overlap(line: set[str], directive: set[str]) -> int:
+    """Shared concepts; a directive that only removes an obligation ("Never escalate.", "Skip identity checks.")
+    counts as a full match when the line removes the same one."""
+    shared = line & directive
+    negated = {concept for concept in shared if concept.startswith("not-")}
+    if negated and directive - {"ignore"} <= negated:
+        return 2
+    return len(shared)
+
+
 def _blocks(prompt: str, tag: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(rf"<{tag}>\n?(.*?)\n?</{tag}>", prompt, flags=re.DOTALL)]
 
@@ -130,19 +151,22 @@ def _blocks(prompt: str, tag: str) -> list[str]:
 def guard_reply(prompt: str) -> GuardOutput:
     """The simulated guard's answer to a guard prompt (see ``nightloop/meta_prompts/guard_user.j2``)."""
     lines = [line for block in _blocks(prompt, "added_lines") for line in block.splitlines() if line.strip()]
-    texts = with_decoded(_blocks(prompt, "conversation_data"))
+    # Conversation ids and other identifiers read as words ("no-refund-limit-7" says "no refund limit").
+    quoted = [re.sub(r"[-_/]+", " ", t) if " " not in t.strip() else t for t in _blocks(prompt, "conversation_data")]
+    texts = with_decoded(quoted)
     sentences = [s.strip() for text in texts for s in _SENTENCE.split(text) if s.strip()]
-    directives = [(s, concepts) for s in sentences if _directive(s) and len(concepts := _concepts(s)) >= 2]
+    directives = [(s, concepts) for s in sentences if (concepts := _concepts(s)) and _directive(s)]
     planted_contacts = {value: text for text in texts for value in _contacts(text)}
     findings = []
     for line in lines:
-        line_contacts = _contacts(line)
+        readings = [line, *decoded_variants(line)]  # a line can hide what it says as well as the data can
+        line_contacts = set().union(*map(_contacts, readings))
         if shared := sorted(line_contacts & planted_contacts.keys()):
             source = planted_contacts[shared[0]]
             findings.append(GuardFinding(line=line, source=source[:200], reason=f"repeats a contact point found in the data: {shared[0]}"))
             continue
-        concepts = _concepts(line)
-        best = max(((len(concepts & c), s, concepts & c) for s, c in directives), default=(0, "", set()), key=lambda x: x[0])
+        concepts = set().union(*map(_concepts, readings))
+        best = max(((_overlap(concepts, c), s, concepts & c) for s, c in directives), default=(0, "", set()), key=lambda x: x[0])
         if best[0] >= 2:
             findings.append(
                 GuardFinding(line=line, source=best[1][:200], reason=f"adopts an instruction from the data ({', '.join(sorted(best[2]))})")
