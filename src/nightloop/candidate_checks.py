@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from nightloop.config import JudgeConfig
@@ -78,14 +78,17 @@ def removed_lines(base: str, candidate: str) -> list[str]:
 
 
 def conversation_texts(
-    conversations: Iterable[Conversation], roles: Sequence[str] = ("user", "tool", "assistant")
+    conversations: Iterable[Conversation],
+    roles: Sequence[str] = ("user", "tool", "assistant"),
+    redact_id: Callable[[str], str] | None = None,
 ) -> list[str]:
     """Message text of ``roles`` (by default never the system prompt, which is the template itself), with the
-    conversation ids and tool-call arguments, which anyone who talks to the agent can write too."""
+    conversation ids (through ``redact_id`` when given: redacted conversations keep their id as their key)
+    and tool-call arguments, which anyone who talks to the agent can write too."""
     texts: list[str] = []
     for conv in conversations:
         if "user" in roles:
-            texts.append(conv.id)
+            texts.append(conv.id if redact_id is None else redact_id(conv.id))
         for message in conv.messages:
             if message.role in roles and message.text:
                 texts.append(message.text)

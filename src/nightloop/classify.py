@@ -21,6 +21,7 @@ import jsonschema
 
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, FailureKind, Message, canonical_json
+from nightloop.redact import redact
 
 __all__ = [
     "DETECTORS",
@@ -94,7 +95,8 @@ def _failure(
         conversation_id=conversation.id,
         kind=kind,
         turn=turn,
-        evidence=evidence[:EVIDENCE_LIMIT],
+        # Stored, shown and sent on: evidence leaves the conversations table redacted.
+        evidence=redact(evidence)[:EVIDENCE_LIMIT],
         detector=detector,
         confidence=min(max(confidence, 0.0), 1.0),
     )

@@ -437,12 +437,12 @@ async def propose(
     quoted_convs = [redacted[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in redacted]
     evidence = [f.evidence for f in failures if f.evidence]
     # Tool results are as untrusted as user messages: a poisoned record can carry an instruction too.
-    user_texts = conversation_texts(quoted_convs, roles=("user", "tool")) + evidence
+    user_texts = conversation_texts(quoted_convs, roles=("user", "tool"), redact_id=redactor.text) + evidence
     # The copy check runs here, so it also compares with the unredacted text (a planted instruction may hide in
     # what redaction replaced); only the redacted text is ever sent to a model (judge, guard).
     raw_convs = [conversations[cid] for cid in dict.fromkeys(f.conversation_id for f in failures) if cid in conversations]
     raw_user_texts = conversation_texts(raw_convs, roles=("user", "tool"))
-    texts = conversation_texts(quoted_convs) + evidence + conversation_texts(raw_convs)
+    texts = conversation_texts(quoted_convs, redact_id=redactor.text) + evidence + conversation_texts(raw_convs)
     copy_user_texts = user_texts + raw_user_texts
     sample = _sample_from(quoted_convs, safe_names(base.template))
     rejected = set(rejected_hashes)

@@ -421,7 +421,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         night,
         run_replay(
             night.clients.agent,
-            replay_set.cases,
+            _cases_for_the_agent(night, replay_set.cases),
             templates,
             repeats=night.settings.replay.repeats,
             concurrency=night.settings.replay.concurrency,
@@ -440,6 +440,17 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
         night.save("replay", output)
     return output
+
+
+def _cases_for_the_agent(night: Night, cases: list) -> list:
+    """Replay cases as the agent may see them: redacted when its provider is on another machine."""
+    from nightloop.redact import Redactor, leaves_the_machine, redact_messages
+
+    agent = night.settings.llm.agent
+    if not leaves_the_machine(agent.provider, agent.base_url):
+        return cases
+    redactor = Redactor()
+    return [c.model_copy(update={"messages": redact_messages(c.messages, redactor)}) for c in cases]
 
 
 def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> GateOutput:

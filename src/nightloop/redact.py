@@ -22,7 +22,9 @@ from nightloop.models import Conversation, Message
 if TYPE_CHECKING:
     from nightloop.recognisers import Recogniser
 
-__all__ = ["PATTERNS", "Pattern", "Redactor", "redact", "redact_conversation", "redact_value"]
+__all__ = [
+    "PATTERNS", "Pattern", "Redactor", "leaves_the_machine", "redact", "redact_conversation", "redact_messages", "redact_value",
+]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -366,3 +368,20 @@ def redact_conversation(conv: Conversation) -> Conversation:
     """A copy of ``conv`` with message text, tool arguments, variables and outcome text redacted (the id is kept:
     it is the key the store and the failures use; show it through :func:`redact` where it leaves the machine)."""
     return _redact_conversation(conv, redact)
+
+
+def leaves_the_machine(provider: str, base_url: str | None) -> bool:
+    """True when a role's requests go to another machine (a hosted provider, or a server that is not local)."""
+    if provider == "sim":
+        return False
+    if base_url is None:
+        return True
+    from urllib.parse import urlparse
+
+    host = (urlparse(base_url).hostname or "").lower()
+    return host not in ("localhost", "127.0.0.1", "::1") and not host.endswith(".localhost")
+
+
+def redact_messages(messages: list[Message], redactor: Redactor) -> list[Message]:
+    """``messages`` as a remote agent may see them in replay (the system prompt, our template, is kept)."""
+    return [m if m.role == "system" else _redact_message(m, redactor.text) for m in messages]

@@ -189,14 +189,18 @@ def _print_failures(shown: list[Failure], found: list[Failure]) -> None:
     table = Table(title=title)
     for column in ("conversation", "kind", "turn", "detector", "conf.", "evidence"):
         table.add_column(column, overflow="fold")
+    from nightloop.invisible import escape_invisible
+    from nightloop.redact import redact
+
     for failure in shown:
         table.add_row(
-            failure.conversation_id,
+            # Ids and evidence are written by whoever talks to the agent: shown redacted, invisible text escaped.
+            escape_invisible(redact(failure.conversation_id)),
             failure.kind,
             "" if failure.turn is None else str(failure.turn),
             failure.detector,
             f"{failure.confidence:.2f}",
-            failure.evidence[:160],
+            escape_invisible(failure.evidence[:160]),
         )
     console.print(table)
     summary = Table(title="Per kind")

@@ -29,7 +29,7 @@ __all__ = ["NightOutcome", "prepare_base", "run_attack_night"]
 
 PROMPT = "support_agent"
 DAY = date(2026, 11, 17)
-COPIES = 3
+COPIES = 6
 
 
 @dataclass

@@ -86,12 +86,15 @@ def _folded_lexicon() -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
 
 
 _NEGATION = re.compile(
-    r"\b(?:never|not|no|don't|dont|without|skip|skipping|bypass|waive|ignore|disregard|forget|instead of|no need to|"
+    r"\b(?:never|not|no|don't|dont|without|skip\w*|bypass\w*|waiv\w*|ignor\w*|disregard\w*|forget|instead of|no need to|"
+    r"vergiss|vergessen|uberspring\w*|oubli\w*|olvid\w*|salta\w*|"
     r"nicht|nie|niemals|kein|keine|ohne|ne|pas|jamais|sans|nunca|sin|non|mai|senza)\b"
     r"|不|别|無|ない"
 )
 
 
+#: "identity checks can be skipped", "verification is optional": the negation follows the obligation.
+_NEGATED_AFTER = re.compile(r"\b(?:skipped|skip|waived|optional|unnecessary|not (?:needed|required|necessary))\b")
 #: Actions whose negation reverses the meaning ("never escalate"); "no refund limit" still speaks of the limit.
 _POLAR = frozenset({"escalate", "verify", "reveal", "send", "approve", "delete"})
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|my|me|mine|ich|mein|meine|mir|mich|je|j'ai|mon|ma|mes|moi|yo|mi|mis|me)\b|我|私")
@@ -107,7 +110,9 @@ def _concepts(text: str) -> set[str]:
             haystack, needle = (folded, stem) if _CJK.search(stem) else (padded, f" {stem}")
             position = haystack.find(needle)
             if position >= 0:
-                negated = concept in _POLAR and _NEGATION.search(haystack[max(0, position - 24) : position + 1])
+                before = haystack[max(0, position - 24) : position + 1]
+                after = haystack[position + len(needle) : position + len(needle) + 36]
+                negated = concept in _POLAR and (_NEGATION.search(before) or _NEGATED_AFTER.search(after))
                 found.add(f"not-{concept}" if negated else concept)
                 break
     return found
