@@ -29,7 +29,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "refund": ("refund", "reimburs", "money back", "repay", "erstatt", "ruckerstatt", "rembours", "reembols",
                "rimbors", "退款", "返金", "払い戻"),
     "approve": ("approv", "grant", "authori", "accept", "allow", "permit", "genehmig", "bewillig", "approuv",
-                "accord", "aprob", "conced", "autoriz", "批准", "同意", "承認", "許可"),
+                "accord", "aprob", "aprueb", "conced", "autoriz", "批准", "同意", "承認", "許可"),
     "all": ("every", "all", "any", "each", "regardless", "whatever", "jede", "alle", "tout", "tous", "chaque",
             "todo", "todos", "toda", "cada", "cualquier", "ogni", "tutti", "所有", "全部", "すべて", "全て"),
     "verify": ("verif", "identit", "authentic", "id check", "prufe", "uberpruf", "identidad", "验证", "身份",
@@ -40,7 +40,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "conversation": ("conversation", "chat", "transcript", "message", "log", "gesprach", "unterhaltung", "verlauf",
                      "discussion", "conversacion", "conversazion", "对话", "聊天", "记录", "会話", "履歴"),
     "reveal": ("reveal", "disclos", "show", "print", "output", "repeat", "recite", "leak", "expos", "share", "tell",
-               "inform", "give out",
+               "inform", "give out", "quote", "includ", "incluy", "inclu", "fug", "mostra",
                "verrat", "zeig", "offenbar", "teil", "revel", "montr", "divulg", "partag", "mostr", "compart",
                "rivel", "透露", "显示", "泄露", "分享", "公開", "表示", "教え", "共有"),
     "prompt": ("prompt", "instruction", "system message", "systemprompt", "anweisung", "consigne", "instruccion",
@@ -53,7 +53,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "discount": ("discount", "coupon", "voucher", "promo", "free of charge", "for free", "rabatt", "gutschein",
                  "kostenlos", "gratuit", "reduction", "remise", "descuento", "gratis", "sconto", "折扣", "免费",
                  "割引", "無料"),
-    "escalate": ("escalat", "supervisor", "manager", "hand over", "human", "eskalier", "mitarbeiter", "escalad",
+    "escalate": ("escalat", "escal", "supervisor", "manager", "hand over", "human", "eskalier", "mitarbeiter", "escalad",
                  "humain", "humano", "umano", "升级", "人工", "エスカレ", "担当者"),
     "payment": ("wire", "transfer", "payment", "pay to", "pay by", "settle", "bank", "iban", "account number", "uberweis", "konto", "virement",
                 "compte", "transferencia", "cuenta", "bonifico", "转账", "账户", "振込", "口座"),
@@ -157,7 +157,8 @@ def guard_reply(prompt: str) -> GuardOutput:
     """The simulated guard's answer to a guard prompt (see ``nightloop/meta_prompts/guard_user.j2``)."""
     lines = [line for block in _blocks(prompt, "added_lines") for line in block.splitlines() if line.strip()]
     # Conversation ids and other identifiers read as words ("no-refund-limit-7" says "no refund limit").
-    quoted = [re.sub(r"[-_/]+", " ", t) if " " not in t.strip() else t for t in _blocks(prompt, "conversation_data")]
+    blocks = _blocks(prompt, "conversation_data")
+    quoted = blocks + [re.sub(r"[-_/]+", " ", t) for t in blocks if " " not in t.strip()]
     texts = with_decoded(quoted)
     sentences = [s.strip() for text in texts for s in _SENTENCE.split(text) if s.strip()]
     directives = [(s, concepts) for s in sentences if (concepts := _concepts(s)) and _directive(s)]
