@@ -95,8 +95,9 @@ def _failure(
         conversation_id=conversation.id,
         kind=kind,
         turn=turn,
-        # Stored, shown and sent on: evidence leaves the conversations table redacted.
-        evidence=redact(evidence)[:EVIDENCE_LIMIT],
+        # Stored, shown and sent on: evidence leaves the conversations table redacted (as agent text: evidence often
+        # quotes the agent, whose signature names the shop; the judge stage redacts it again in full).
+        evidence=redact(evidence, "assistant")[:EVIDENCE_LIMIT],
         detector=detector,
         confidence=min(max(confidence, 0.0), 1.0),
     )
