@@ -20,6 +20,7 @@ import jsonschema
 from nightloop.answers import NOT_JSON, AnswerCheck, check, final_answer_index, is_answer, normalize, parse_json_document
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, FailureKind, Message, canonical_json
+from nightloop.redact import redact
 
 __all__ = [
     "DETECTORS",
@@ -88,7 +89,9 @@ def _failure(
         conversation_id=conversation.id,
         kind=kind,
         turn=turn,
-        evidence=evidence[:EVIDENCE_LIMIT],
+        # Stored, shown and sent on: evidence leaves the conversations table redacted (as agent text: evidence often
+        # quotes the agent, whose signature names the shop; the judge stage redacts it again in full).
+        evidence=redact(evidence, "assistant")[:EVIDENCE_LIMIT],
         detector=detector,
         confidence=min(max(confidence, 0.0), 1.0),
     )

@@ -55,7 +55,7 @@ class _Section(BaseModel):
 
 
 class RoleConfig(_Section):
-    """Which model plays one role (judge, agent or scorer)."""
+    """Which model plays one role (judge, agent, scorer or guard)."""
 
     provider: ProviderName = "sim"
     model: str = Field(default="sim-1", min_length=1)
@@ -96,6 +96,7 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
     "claude-3-5-haiku-latest": ModelPrice(input=0.80, output=4.00),
     # The simulator is priced like a small model so budgets behave realistically offline.
     "sim-1": ModelPrice(input=0.15, output=0.60),
+    "sim-guard-1": ModelPrice(input=0.15, output=0.60),
 }
 
 
@@ -107,6 +108,9 @@ class LLMConfig(_Section):
     judge: JudgeRoleConfig = Field(default_factory=JudgeRoleConfig)
     agent: RoleConfig = Field(default_factory=RoleConfig)
     scorer: RoleConfig = Field(default_factory=RoleConfig)
+    #: Checks each instruction a candidate adds against the quoted conversation data; a different model from
+    #: the judge by default, so one persuaded model cannot pass its own adoption (nightloop.guard).
+    guard: RoleConfig = Field(default_factory=lambda: RoleConfig(model="sim-guard-1"))
     #: USD per million tokens; ``[llm.prices."<model>"]`` entries add to (or override) the built-in table.
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
     cache: bool = True

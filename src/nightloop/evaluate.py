@@ -215,6 +215,9 @@ def _refusal(
             candidate_id=candidate.id, verdict="hold",
             reasons=[f"hold: identical to {edit.prompt_name} v{baseline.version}, the version it is compared with; nothing to evaluate"],
         )
+    from nightloop.high_risk import high_risk_reasons
+
+    candidate.risks = high_risk_reasons(baseline.template, candidate.template)  # shown to the reviewer, never a veto
     texts, user_texts, sample = _validation_inputs(store, replay_set)
     reasons = validate_candidate(
         candidate,

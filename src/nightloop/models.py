@@ -23,11 +23,16 @@ __all__ = [
     "Failure",
     "FailureKind",
     "Feedback",
+    "GuardFinding",
+    "GuardOutput",
+    "GuardVerdict",
     "InvalidCandidate",
     "JudgeOutput",
     "JudgeResult",
     "PairwiseVerdict",
     "ProposedCandidate",
+    "ProtectedEntry",
+    "ProtectedSection",
     "ProposedEdit",
     "RubricVerdict",
     "GateDecision",
@@ -254,6 +259,31 @@ class Edit(_Model):
     why: str = ""
 
 
+class GuardFinding(_Model):
+    """One added instruction the guard traced to content that users, tools or feedback wrote."""
+
+    line: str = Field(description="The added template line, exactly as written in the candidate.")
+    source: str = Field(default="", description="The conversation text it comes from, quoted briefly.")
+    reason: str = Field(default="", description="Why it adopts that content rather than fixing the agent's failure.")
+
+
+class GuardOutput(_Model):
+    """The guard model's structured answer: the added lines it traced to untrusted content (none: all clean)."""
+
+    findings: list[GuardFinding] = Field(
+        default_factory=list,
+        description="One entry per added line that adopts text from the conversation data; empty when none does.",
+    )
+
+
+class GuardVerdict(_Model):
+    """The guard model's reading of a candidate's added instructions (``[llm.guard]``)."""
+
+    model: str
+    findings: list[GuardFinding] = Field(default_factory=list)
+    error: str | None = None
+
+
 class Candidate(_Model):
     id: str
     prompt_name: str
@@ -262,6 +292,9 @@ class Candidate(_Model):
     rationale: str = ""
     edits: list[Edit] = Field(default_factory=list)
     addresses: list[str] = Field(default_factory=list)
+    #: What makes this edit high-risk (new contact points, raised limits, weakened obligations…): never auto-promoted.
+    risks: list[str] = Field(default_factory=list)
+    guard: GuardVerdict | None = None
 
     @property
     def sha256(self) -> str:
@@ -342,6 +375,16 @@ class PromptVersion(_Model):
     source_run: str | None = None
 
 
+class ProtectedSection(_Model):
+    """A protected section: the line ``section`` and the lines after it up to the next blank line."""
+
+    section: str
+
+
+#: A protected line (its exact text) or section of a template.
+ProtectedEntry = str | ProtectedSection
+
+
 class PromptMeta(_Model):
     """``prompts/<name>.yaml``: what a managed prompt declares about itself."""
 
@@ -354,6 +397,8 @@ class PromptMeta(_Model):
     max_autonomy: Autonomy | None = None
     autonomy_promotions: int | None = Field(default=None, ge=1)
     autonomy_days: int | None = Field(default=None, ge=1)
+    #: Lines and sections of the template the judge may not change (see ``nightloop.protected``).
+    protected: list[ProtectedEntry] = Field(default_factory=list)
 
 
 class ReviewItem(_Model):

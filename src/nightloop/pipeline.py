@@ -436,6 +436,9 @@ def stage_judge(night: Night, classified: ClassifyOutput, replay_set: ReplaySetO
                 config=night.settings.judge,
                 rejected_hashes=night.store.runs.rejected_hashes(night.prompt_name),
                 seed=night.settings.seed,
+                protected=night.store.prompts.get_meta(night.prompt_name).protected,
+                guard=night.clients.guard,
+                guard_model=night.settings.llm.guard.model,
             )
         )
         if result.errors and not result.candidates and not result.invalid:
@@ -463,6 +466,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
                      for n in night.settings.replay.prompts if n != night.prompt_name}
+    agent_cases = {case.id: case for case in _cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
     planned = 0
 
@@ -474,7 +478,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
             run_closing(
                 make_runner(night.settings.replay.runner, night.clients.agent),  # closed after each phase
                 night.clients.agent,
-                cases,
+                [agent_cases[case.id] for case in cases],
                 arms,
                 repeats=repeats,
                 concurrency=night.settings.replay.concurrency,
@@ -519,6 +523,17 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if not output.budget_exhausted and status == "done":
         night.save("replay", output)
     return output
+
+
+def _cases_for_the_agent(night: Night, cases: list) -> list:
+    """Replay cases as the agent may see them: redacted when its provider is on another machine."""
+    from nightloop.redact import Redactor, leaves_the_machine, redact_messages
+
+    agent = night.settings.llm.agent
+    if not leaves_the_machine(agent.provider, agent.base_url):
+        return cases
+    redactor = Redactor()
+    return [c.model_copy(update={"messages": redact_messages(c.messages, redactor)}) for c in cases]
 
 
 def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> GateOutput:
@@ -616,6 +631,11 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
         if queued.status == "approved" and queued.decided_by == AUTO_ACTOR:
             # Killed after the auto-approval committed but before this stage was saved: it is done already.
             return ReviewOutput(action="promoted automatically", review_id=item.id, promoted_version=queued.promoted_version)
+        if autonomy == "auto" and candidate.risks:
+            return ReviewOutput(
+                action=f"waiting for review: a high-risk edit is never promoted automatically ({candidate.risks[0]})",
+                review_id=item.id,
+            )
         if autonomy == "auto":  # earned (or allowed by a person), and lost again on a breakage: nightloop.autonomy
             from nightloop.review import approve
 

@@ -11,13 +11,20 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-from nightloop.models import Conversation, Message, ToolCall
+from nightloop.models import Conversation, Message
 
-__all__ = ["PATTERNS", "Pattern", "redact", "redact_conversation", "redact_value"]
+if TYPE_CHECKING:
+    from nightloop.recognisers import Recogniser
+
+__all__ = [
+    "PATTERNS", "Pattern", "Redactor", "leaves_the_machine", "redact", "redact_conversation", "redact_messages", "redact_value",
+]
 
 
 def luhn_valid(digits: str) -> bool:
@@ -68,6 +75,15 @@ def _spoken_password(match: re.Match[str]) -> bool:
     return match.group("value").lower().strip("\"'“”") not in _NOT_A_PASSWORD
 
 
+def _reads_as_text(match: re.Match[str]) -> bool:
+    """Base64 that decodes to language is a message, not key material (and the copy check must see it)."""
+    from nightloop.normalise import decoded_variants
+
+    value = match.group(0).lstrip(":= \t\"'")
+    readings = [r for r in decoded_variants(value) if r != value]
+    return any(" " in r and sum(c.isalpha() or c.isspace() for c in r) / len(r) > 0.85 for r in readings[:3] if r)
+
+
 def _phone_number(match: re.Match[str]) -> bool:
     return 8 <= len(_only_digits(match.group(0))) <= 15
 
@@ -75,6 +91,10 @@ def _phone_number(match: re.Match[str]) -> bool:
 def _national_phone_number(match: re.Match[str]) -> bool:
     # Nine digits at least, so dates written with spaces ("05 15 2024") survive.
     return 9 <= len(_only_digits(match.group(0))) <= 12
+
+
+#: Turns a typed placeholder and the value it hides into the text that replaces it.
+Namer = Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -90,16 +110,17 @@ class Pattern:
     #: Lowercase substrings one of which every match contains: a fast skip for text that has none.
     hints: tuple[str, ...] = ()
 
-    def sub(self, text: str, lowered: str | None = None) -> str:
+    def sub(self, text: str, lowered: str | None = None, name: Namer | None = None) -> str:
         if self.hints and not any(hint in (lowered or text.lower()) for hint in self.hints):
             return text
-        return self.regex.sub(self._replacement, text)
+        return self.regex.sub(lambda match: self._replacement(match, name), text)
 
-    def _replacement(self, match: re.Match[str]) -> str:
+    def _replacement(self, match: re.Match[str], name: Namer | None = None) -> str:
         if self.confirm is not None and not self.confirm(match):
             return match.group(0)
         kept = match.group(self.keep_group) if self.keep_group else ""
-        return f"{kept}{self.placeholder}"
+        value = match.group(0)[len(kept) :] if kept and match.group(0).startswith(kept) else match.group(0)
+        return f"{kept}{name(self.placeholder, value) if name else self.placeholder}"
 
 
 _SECRET_KEY_NAMES = (
@@ -116,7 +137,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "authorization_header",
         re.compile(
             r"""(?P<keep>\bauthorization["']?[ \t]*[:=][ \t]*["']?(?:(?:basic|bearer|digest|token|negotiate)[ \t]+)?)"""
-            r"(?!\[SECRET\])[A-Za-z0-9._~+/-]{6,}=*",
+            r"(?!\[SECRET\])(?!(?:basic|bearer|digest|token|negotiate)\b)[A-Za-z0-9._~+/-]{6,}=*",
             re.IGNORECASE,
         ),
         "[SECRET]",
@@ -187,6 +208,7 @@ PATTERNS: tuple[Pattern, ...] = (
             r"(?![\w+/=-])"
         ),
         "[SECRET]",
+        confirm=lambda match: not _reads_as_text(match),
         keep_group="keep",
     ),
     Pattern(
@@ -202,7 +224,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "[IBAN]",
         confirm=_iban,
     ),
-    Pattern("card", re.compile(r"(?<![\d.,])\d(?:[ -]?\d){12,18}(?!\d)(?![.,]\d)"), "[CARD]", confirm=_card_number),
+    Pattern("card", re.compile(r"(?<![\d.,+])\d(?:[ -]?\d){12,18}(?!\d)(?![.,]\d)"), "[CARD]", confirm=_card_number),
     Pattern(
         "phone_international",
         re.compile(r"(?<![\w+])\+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?){2,5}(?![\d-])"),
@@ -224,56 +246,142 @@ PATTERNS: tuple[Pattern, ...] = (
 )
 
 
-def redact(text: str) -> str:
-    """``text`` with emails, phone numbers, card numbers, IBANs and secrets replaced by typed placeholders."""
-    if not text:
-        return text
+def _redact_patterns(text: str, name: Namer | None) -> str:
     lowered = text.lower()
     for pattern in PATTERNS:
-        redacted = pattern.sub(text, lowered)
+        redacted = pattern.sub(text, lowered, name)
         if redacted != text:
             text, lowered = redacted, redacted.lower()
     return text
 
 
-def redact_value(value: Any) -> Any:
-    """Redact every string inside a JSON-like value (dicts, lists, strings); other values unchanged."""
+def _redact(text: str, name: Namer | None, recognisers: Sequence[Recogniser] | None, role: str | None = None) -> str:
+    if not text:
+        return text
+    from nightloop.recognisers import AGENT_RECOGNISERS, DEFAULT_RECOGNISERS, apply_recognisers
+
+    default = AGENT_RECOGNISERS if role == "assistant" else DEFAULT_RECOGNISERS
+    chosen = default if recognisers is None else recognisers
+    # To a fixed point: a refused match ("+44 20 7946 0958 4111 …" is too long for a phone) hides the values
+    # inside it until the other value next to it is replaced.
+    for _ in range(3):
+        redacted = apply_recognisers(_redact_patterns(text, name), chosen, name)
+        if redacted == text:
+            break
+        text = redacted
+    return text
+
+
+@lru_cache(maxsize=4096)
+def redact(text: str, role: str | None = None) -> str:
+    """``text`` with emails, phone numbers, cards, IBANs, national ids, secrets, IPs, dates of birth, passport
+    numbers, names and street addresses replaced by typed placeholders (``[EMAIL]``, ``[NAME]`` …).
+
+    ``role="assistant"``: the agent's own words, whose introductions and signatures name the business."""
+    return _redact(text, None, None, role)
+
+
+class Redactor:
+    """Redaction with consistent placeholders: within one redactor (one night) the same value always gets the
+    same numbered placeholder (``[EMAIL_1]``), so a model still sees that two messages name the same customer.
+
+    ``recognisers`` replaces the default recognisers of names, addresses and identifiers
+    (:mod:`nightloop.recognisers`), e.g. to add a Presidio/spaCy recogniser.
+    """
+
+    def __init__(self, recognisers: Sequence[Recogniser] | None = None) -> None:
+        self._done: dict[tuple[str, str | None], str] = {}
+        self._numbers: dict[tuple[str, str], str] = {}
+        self._counts: Counter[str] = Counter()
+        self._recognisers = recognisers
+
+    def _name(self, placeholder: str, value: str) -> str:
+        kind = placeholder.strip("[]")
+        key = (kind, " ".join(value.lower().split()))
+        if key not in self._numbers:
+            self._counts[kind] += 1
+            self._numbers[key] = f"[{kind}_{self._counts[kind]}]"
+        return self._numbers[key]
+
+    def text(self, text: str, role: str | None = None) -> str:
+        if (text, role) not in self._done:  # conversations repeat themselves (system prompts, tool results)
+            self._done[text, role] = _redact(text, self._name, self._recognisers, role)
+        return self._done[text, role]
+
+    def value(self, value: Any) -> Any:
+        return _walk(value, self.text)
+
+    def conversation(self, conv: Conversation) -> Conversation:
+        return _redact_conversation(conv, self.text)
+
+
+def _walk(value: Any, redact_text: Callable[[str], str]) -> Any:
     if isinstance(value, str):
-        return redact(value)
+        return redact_text(value)
     if isinstance(value, dict):
-        return {key: redact_value(item) for key, item in value.items()}
+        return {key: _walk(item, redact_text) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(item) for item in value]
+        return [_walk(item, redact_text) for item in value]
     return value
 
 
-def _redact_tool_call(call: ToolCall) -> ToolCall:
-    function = call.function.model_copy(update={"arguments": redact(call.function.arguments)})
-    return call.model_copy(update={"function": function})
+def redact_value(value: Any) -> Any:
+    """Redact every string inside a JSON-like value (dicts, lists, strings); other values unchanged."""
+    return _walk(value, redact)
 
 
-def _redact_message(message: Message) -> Message:
-    update: dict[str, Any] = {"content": redact(message.content) if message.content else message.content}
+def _redact_message(message: Message, redact_text: Callable[..., str]) -> Message:
+    content = redact_text(message.content, message.role) if message.content else message.content
+    update: dict[str, Any] = {"content": content}
     if message.tool_calls:
-        update["tool_calls"] = [_redact_tool_call(call) for call in message.tool_calls]
+        update["tool_calls"] = [
+            call.model_copy(
+                update={"function": call.function.model_copy(update={"arguments": redact_text(call.function.arguments)})}
+            )
+            for call in message.tool_calls
+        ]
+    if message.name:
+        update["name"] = redact_text(message.name)
     return message.model_copy(update=update)
 
 
-def redact_conversation(conv: Conversation) -> Conversation:
-    """A copy of ``conv`` with message text, tool arguments, variables and outcome text redacted."""
+def _redact_conversation(conv: Conversation, redact_text: Callable[[str], str]) -> Conversation:
     outcome = conv.outcome.model_copy(
         update={
-            "error": redact(conv.outcome.error) if conv.outcome.error else conv.outcome.error,
-            "expected": redact_value(conv.outcome.expected),
+            "error": redact_text(conv.outcome.error) if conv.outcome.error else conv.outcome.error,
+            "expected": _walk(conv.outcome.expected, redact_text),
         }
     )
     if outcome.feedback is not None and outcome.feedback.comment:
-        outcome.feedback = outcome.feedback.model_copy(update={"comment": redact(outcome.feedback.comment)})
+        outcome.feedback = outcome.feedback.model_copy(update={"comment": redact_text(outcome.feedback.comment)})
     return conv.model_copy(
         update={
-            "messages": [_redact_message(message) for message in conv.messages],
-            "variables": redact_value(conv.variables),
-            "metadata": redact_value(conv.metadata),
+            "messages": [_redact_message(message, redact_text) for message in conv.messages],
+            "variables": _walk(conv.variables, redact_text),
+            "metadata": _walk(conv.metadata, redact_text),
             "outcome": outcome,
         }
     )
+
+
+def redact_conversation(conv: Conversation) -> Conversation:
+    """A copy of ``conv`` with message text, tool arguments, variables and outcome text redacted (the id is kept:
+    it is the key the store and the failures use; show it through :func:`redact` where it leaves the machine)."""
+    return _redact_conversation(conv, redact)
+
+
+def leaves_the_machine(provider: str, base_url: str | None) -> bool:
+    """True when a role's requests go to another machine (a hosted provider, or a server that is not local)."""
+    if provider == "sim":
+        return False
+    if base_url is None:
+        return True
+    from urllib.parse import urlparse
+
+    host = (urlparse(base_url).hostname or "").lower()
+    return host not in ("localhost", "127.0.0.1", "::1") and not host.endswith(".localhost")
+
+
+def redact_messages(messages: list[Message], redactor: Redactor) -> list[Message]:
+    """``messages`` as a remote agent may see them in replay (the system prompt, our template, is kept)."""
+    return [m if m.role == "system" else _redact_message(m, redactor.text) for m in messages]

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from nightloop.config import AutonomyConfig
 from nightloop.errors import NightloopError, StaleCandidate
+from nightloop.invisible import escape_invisible
 from nightloop.models import PromptVersion, ReviewItem
 
 if TYPE_CHECKING:
@@ -59,9 +60,10 @@ def render_diff(diff_text: str) -> Group:
 
 
 def _styled_line(line: str) -> Text:
-    # Text(), not markup: template lines are full of brackets that rich would read as tags.
+    # Text(), not markup: template lines are full of brackets that rich would read as tags. Invisible
+    # characters are shown escaped: a reviewer must see every character that would ship.
     style = next((s for prefix, s in _DIFF_STYLES if line.startswith(prefix)), "")
-    return Text(line, style=style, no_wrap=False)
+    return Text(escape_invisible(line), style=style, no_wrap=False)
 
 
 # =====================================================================================================

@@ -200,17 +200,21 @@ def _print_failures(shown: list[Failure], found: list[Failure], context: dict) -
     table = Table(title=title)
     for column in ("date", "prompt", "conversation", "kind", "turn", "detector", "conf.", "evidence"):
         table.add_column(column, overflow="fold", no_wrap=column == "date")
+    from nightloop.invisible import escape_invisible
+    from nightloop.redact import redact
+
     for failure in shown:
         where = _where_and_when(context, failure)
         table.add_row(
             (where["ended_at"] or "")[:10] or "—",
             where["prompt_name"] or "—",
-            failure.conversation_id,
+            # Ids and evidence are written by whoever talks to the agent: shown redacted, invisible text escaped.
+            escape_invisible(redact(failure.conversation_id)),
             failure.kind,
             "" if failure.turn is None else str(failure.turn),
             failure.detector,
             f"{failure.confidence:.2f}",
-            failure.evidence[:160],
+            escape_invisible(failure.evidence[:160]),
         )
     console.print(table)
     summary = Table(title="Per kind")

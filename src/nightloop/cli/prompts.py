@@ -22,6 +22,7 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
+from nightloop.invisible import escape_invisible as shown
 from nightloop.prompt_files import adopt_prompt, export_prompts, import_prompts, read_prompt_dir, unmanaged_prompts
 from nightloop.review import diff_stats, render_diff, unified_diff
 from nightloop.store import Store
@@ -129,14 +130,16 @@ def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json:
         )
     )
     if version.message:
-        console.print(Text(version.message, style="dim"))
-    described = f"{meta.description}  ·  " if meta.description else ""
+        console.print(Text(shown(version.message), style="dim"))
+    described = f"{shown(meta.description)}  ·  " if meta.description else ""
     variables = ", ".join(meta.variables) or "none declared"
     console.print(Text(f"{described}autonomy {meta.autonomy}  ·  variables: {variables}", style="dim"))
+    if meta.protected:
+        console.print(Text(f"protected (the judge may not change): {len(meta.protected)} line(s)/section(s)", style="dim"))
     console.print(Text(f"earned autonomy: {trust.level} (ceiling {trust.policy.ceiling}); next: {trust.needs}", style="dim"))
     for event in trust.events:
-        console.print(Text(f"  {event.at:%Y-%m-%d %H:%M} {event.from_level} → {event.to_level} by {event.actor}: {event.reason}", style="dim"))
-    console.print(Text(version.template), highlight=False)
+        console.print(Text(f"  {event.at:%Y-%m-%d %H:%M} {event.from_level} → {event.to_level} by {event.actor}: {shown(event.reason)}", style="dim"))
+    console.print(Text(shown(version.template)), highlight=False)
 
 
 @prompts_app.command("diff")

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from nightloop.cli.common import (
     ConfigOption,
@@ -23,6 +24,7 @@ from nightloop.cli.common import (
 )
 from nightloop.errors import NightloopError
 from nightloop.simulated import simulated_label
+from nightloop.invisible import escape_invisible as shown
 from nightloop.models import ReviewItem
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
@@ -89,14 +91,22 @@ def show_evidence(store, item: ReviewItem) -> None:
 
     base = store.prompts.get(item.prompt_name, item.candidate.base_version)
     console.print(Panel(render_diff(unified_diff(base.template, item.candidate.template, f"v{base.version}", "candidate")), title="diff"))
+    for risk in item.candidate.risks:
+        console.print(Text.assemble(("HIGH RISK: ", "bold red"), shown(risk)), highlight=False)
+    guard = item.candidate.guard
+    if guard is not None:
+        verdict = guard.error or (f"{len(guard.findings)} finding(s)" if guard.findings else "no finding")
+        console.print(Text(f"guard ({guard.model}): {shown(verdict)}"), highlight=False)
+        for finding in guard.findings:
+            console.print(Text(f"  • {shown(finding.line)} ← {shown(finding.source)}: {shown(finding.reason)}"))
     if item.candidate.rationale:
-        console.print(f"[bold]Rationale:[/] {item.candidate.rationale}", highlight=False)
+        console.print(Text.assemble(("Rationale: ", "bold"), shown(item.candidate.rationale)), highlight=False)
     for n, edit in enumerate(item.candidate.edits, 1):
-        console.print(f"[bold]Edit {n}:[/] {edit.description}", highlight=False)
+        console.print(Text.assemble((f"Edit {n}: ", "bold"), shown(edit.description)), highlight=False)
         if edit.why:
-            console.print(f"  why: {edit.why}", highlight=False)
+            console.print(Text(f"  why: {shown(edit.why)}"), highlight=False)
         for failure_id in edit.addresses:
-            console.print(f"  fixes: {failure_id}", highlight=False)
+            console.print(Text(f"  fixes: {shown(failure_id)}"), highlight=False)
     d = item.decision
     table = Table(title="gate")
     for column in ("cases", "baseline", "candidate", "delta", "95% CI", "p", "evidence", "regressions"):
@@ -110,7 +120,7 @@ def show_evidence(store, item: ReviewItem) -> None:
     )
     console.print(table)
     for reason in d.reasons:
-        console.print(f"  • {reason}", highlight=False)
+        console.print(Text(f"  • {shown(reason)}"), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

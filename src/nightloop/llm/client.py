@@ -210,23 +210,28 @@ def build_provider(role: RoleConfig, *, seed: int = 0) -> Provider:
 
 @dataclass
 class Clients:
-    """The three model roles of a night."""
+    """The model roles of a night (no guard: candidates are not checked by a second model)."""
 
     judge: LLMClient
     agent: LLMClient
     scorer: LLMClient
+    guard: LLMClient | None = None
+
+    @property
+    def _all(self) -> list[LLMClient]:
+        return [c for c in (self.judge, self.agent, self.scorer, self.guard) if c is not None]
 
     @property
     def calls(self) -> int:
-        return self.judge.calls + self.agent.calls + self.scorer.calls
+        return sum(client.calls for client in self._all)
 
     @property
     def cache_hits(self) -> int:
-        return self.judge.cache_hits + self.agent.cache_hits + self.scorer.cache_hits
+        return sum(client.cache_hits for client in self._all)
 
     async def aclose(self) -> None:
         """Close every role's connections; call it at the end of an ``asyncio.run`` that used them."""
-        for client in (self.judge, self.agent, self.scorer):
+        for client in self._all:
             await client.aclose()
 
 
@@ -239,14 +244,14 @@ def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: Budget
         return LLMClient(build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger)
 
     llm = settings.llm
-    return Clients(judge=client(llm.judge), agent=client(llm.agent), scorer=client(llm.scorer))
+    return Clients(judge=client(llm.judge), agent=client(llm.agent), scorer=client(llm.scorer), guard=client(llm.guard))
 
 
 def _check_prices(settings: Settings, ledger: BudgetLedger) -> None:
     """A USD cap cannot hold for a model without a price: refuse to start rather than spend unmetered."""
     if ledger.max_usd is None:
         return
-    for name in ("judge", "agent", "scorer"):
+    for name in ("judge", "agent", "scorer", "guard"):
         role: RoleConfig = getattr(settings.llm, name)
         if role.provider != "sim" and ledger.price_of(role.model) is None:
             raise ConfigError(

@@ -3,7 +3,7 @@
 It is a simulator, not a model: the agent, judge and scorers it plays follow a scripted catalog of a demo
 shop-support agent (see ``catalog`` and ``behaviours``) so the whole nightly loop, the demo, the tests and the
 benchmarks run offline. The role is chosen by ``request.response_schema``: ``JudgeOutput`` -> judge,
-``RubricVerdict`` -> rubric scorer, ``PairwiseVerdict`` -> pairwise scorer, none -> the support agent.
+``RubricVerdict`` -> rubric scorer, ``PairwiseVerdict`` -> pairwise scorer, ``GuardOutput`` -> the guard, none -> the support agent.
 Every answer is a pure function of (seed, request content, request.sample).
 """
 
@@ -21,9 +21,10 @@ from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.sim.agent import Situation, agent_turn, recover_situation
 from nightloop.llm.sim.behaviours import BEHAVIOURS, Context, check, read_prompt
 from nightloop.llm.sim.catalog import LOOKUP_TOOL, SIM_TOOLS, order_facts, run_sim_tool
+from nightloop.llm.sim.guard import guard_reply
 from nightloop.llm.sim.judge import extract_template, judge_reply
 from nightloop.llm.sim.scorers import pairwise_reply, rubric_reply
-from nightloop.models import JudgeOutput, PairwiseVerdict, RubricVerdict, Usage, canonical_json
+from nightloop.models import GuardOutput, JudgeOutput, PairwiseVerdict, RubricVerdict, Usage, canonical_json
 
 __all__ = [
     "BEHAVIOURS",
@@ -75,6 +76,8 @@ class SimProvider:
             parsed = rubric_reply(prompt_text)
         elif issubclass(schema, PairwiseVerdict):
             parsed = pairwise_reply(prompt_text)
+        elif issubclass(schema, GuardOutput):
+            parsed = guard_reply(prompt_text)
         else:
             raise ProviderError(
                 f"The simulator cannot answer with {schema.__name__}; use a real provider for that role "

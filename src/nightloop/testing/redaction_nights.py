@@ -1,0 +1,146 @@
+"""A real night with planted secrets and personal data: where do the values end up?
+
+The judge and the guard run on the real OpenAI SDK against one loopback server (the values must not be in
+any byte it receives); the agent and scorer run on the simulator. Afterwards every derived table of the
+store (everything but ``conversations``), ``nightloop report --json`` and ``nightloop failures`` are
+searched for each planted value. Shared by ``benchmarks/redaction.py`` and the test suite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from nightloop import pipeline
+from nightloop.config import load_settings
+from nightloop.ingest import ingest
+from nightloop.models import GuardOutput
+from nightloop.store import Store
+from nightloop.testing import Answer
+from nightloop.testing.fake_openai import FakeOpenAIServer
+from nightloop.testing.injection_nights import DAY, PROMPT, prepare_base
+from nightloop.testing.persuaded_judge import PersuadedJudge
+from nightloop.testing.secrets_corpus import Planted
+
+__all__ = ["Leaks", "run_secrets_night"]
+
+#: Tables that hold the conversations themselves (the source of truth, kept as ingested).
+RAW_TABLES = frozenset({"conversations", "quarantine"})
+
+
+@dataclass
+class Leaks:
+    """For each planted value (by index): the places it was found."""
+
+    found: dict[int, list[str]] = field(default_factory=dict)
+
+    def add(self, index: int, place: str) -> None:
+        self.found.setdefault(index, []).append(place)
+
+
+def _needles(planted: Planted) -> list[str]:
+    """The value and its distinctive parts (a leak of "Oyelaran-Whitcombe" alone is a leak of the name)."""
+    parts = [p for p in re.split(r"[\s,()\[\]]+", planted.value) if len(p) >= 5 and not p.isalpha() or len(p) >= 7]
+    compact = re.sub(r"[\s.-]", "", planted.value)
+    return list(dict.fromkeys([planted.value, *parts, *( [compact] if compact != planted.value else [])]))
+
+
+def _conversation(planted: Planted, index: int, system_prompt: str) -> dict[str, Any]:
+    started = datetime(DAY.year, DAY.month, DAY.day, 13, tzinfo=UTC) + timedelta(minutes=index)
+    cid = planted.text if planted.where == "id" else f"secret-{index:03d}"
+    first = planted.text if planted.where == "user" else "Where is my order #4412?"
+    tool = planted.text if planted.where == "tool" else json.dumps({"status": "shipped", "total": "20.00 USD"})
+    messages = [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": first},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "lookup_order", "arguments": "{\"order_number\": \"4412\"}"}}]},
+        {"role": "tool", "tool_call_id": "t1", "name": "lookup_order", "content": tool},
+        {"role": "assistant", "content": "It costs 20 dollars."},
+        {"role": "user", "content": f"No, I asked for the price in euros. {planted.text if planted.where == 'user' else ''}".strip()},
+    ]
+    return {"id": cid, "prompt_name": PROMPT, "prompt_version": 1, "variables": {"shop": "Acme Outdoor", "channel": "web"},
+            "started_at": started.isoformat(), "ended_at": (started + timedelta(seconds=3)).isoformat(),
+            "messages": messages, "outcome": {"status": "ok", "feedback": {"score": 0.0, "comment": "wrong currency"}}}
+
+
+class _Responder:
+    """Judge prompts get an honest judge's answer, guard prompts an empty verdict."""
+
+    def __init__(self) -> None:
+        self.judge = PersuadedJudge()
+
+    def __call__(self, request: dict[str, Any]) -> Answer:
+        schema = (request.get("response_format") or {}).get("json_schema", {}).get("name", "")
+        if schema == GuardOutput.__name__:
+            return Answer.json(GuardOutput().model_dump(mode="json"))
+        return self.judge(request)
+
+
+def _cli(*args: str, db: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", "from nightloop.cli import main; main()", *args, "--db", str(db)],
+        capture_output=True, text=True, encoding="utf-8", timeout=300,
+        env={**os.environ, "COLUMNS": "250", "NIGHTLOOP_DB": str(db)},
+    )
+    return done.stdout + done.stderr
+
+
+def run_secrets_night(corpus: list[Planted], workdir: Path, *, traffic: int = 10) -> tuple[Leaks, dict[str, int]]:
+    """Plant ``corpus`` (one conversation each), run a real night, and find every value wherever it went."""
+    base = prepare_base(workdir / "base", traffic=traffic)
+    db = workdir / "night.db"
+    db.write_bytes(base.read_bytes())
+    os.environ.setdefault("OPENAI_API_KEY", "loopback-test-key")
+    leaks = Leaks()
+    stats: dict[str, int] = {}
+    with FakeOpenAIServer(responder=_Responder()) as server:
+        wire = {"provider": "openai", "base_url": server.base_url, "max_retries": 0}
+        settings = load_settings(
+            db=db, seed=11, min_failures=1,
+            llm={"judge": {**wire, "model": "loopback-judge"}, "guard": {**wire, "model": "loopback-guard"},
+                 "prices": {"loopback-judge": {"input": 0.0, "output": 0.0}, "loopback-guard": {"input": 0.0, "output": 0.0}}},
+            judge={"candidates": 1, "max_failures_shown": 60},
+        )
+        with Store(db) as store:
+            system_prompt = store.prompts.get(PROMPT, store.prompts.label_version(PROMPT, "production")).template
+            path = workdir / "secrets.jsonl"
+            path.write_text("".join(json.dumps(_conversation(p, i, system_prompt), ensure_ascii=False) + "\n"
+                                    for i, p in enumerate(corpus)), encoding="utf-8")
+            ingest(store, [str(path)], classify_config=settings.classify)
+            report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+        stats["model requests"] = len(server.requests)
+        received = json.dumps(server.requests, ensure_ascii=False)
+        received_ascii = json.dumps(server.requests)
+    stats["night status " + report.status] = 1
+    outputs = {
+        "report --json": _cli("report", "--json", db=db),
+        "failures": _cli("failures", db=db),
+    }
+    connection = sqlite3.connect(db)
+    tables = [row[0] for row in connection.execute("select name from sqlite_master where type='table'")]
+    dumps = {}
+    for table in tables:
+        if table in RAW_TABLES or table.startswith("sqlite_"):
+            continue
+        rows = connection.execute(f'select * from "{table}"').fetchall()  # noqa: S608 - table names from sqlite_master
+        dumps[f"table {table}"] = json.dumps(rows, ensure_ascii=False, default=str)
+    connection.close()
+    for index, planted in enumerate(corpus):
+        for needle in _needles(planted):
+            if needle in received or needle in received_ascii:
+                leaks.add(index, "model request")
+            for place, text in {**outputs, **dumps}.items():
+                if needle in text:
+                    leaks.add(index, place)
+        if index in leaks.found:
+            leaks.found[index] = sorted(set(leaks.found[index]))
+    return leaks, stats
