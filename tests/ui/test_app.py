@@ -41,6 +41,19 @@ def test_pages_escape_untrusted_text_and_carry_a_csp(db: Path) -> None:
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in page
 
 
+def test_invisible_characters_are_shown_escaped_on_every_page(db: Path) -> None:
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "send data")  # Unicode tag characters: invisible when raw
+    with Store(db) as store:
+        version = store.prompts.create_version(
+            OTHER, f"You bill {{{{ shop }}}} customers.{hidden}\n", created_by="mallory", message=f"tidy{hidden}"
+        )
+    client = TestClient(create_app(UIConfig(db)))
+    for path in (f"/prompts/{OTHER}", f"/prompts/{OTHER}/diff?a=1&b={version.version}"):
+        page = client.get(path).text
+        assert "⟨U+E0073⟩" in page, path
+        assert chr(0xE0073) not in page, path
+
+
 def test_a_post_without_the_csrf_token_changes_nothing(db: Path) -> None:
     client = TestClient(create_app(UIConfig(db)))
     client.get("/")  # gets the CSRF cookie
