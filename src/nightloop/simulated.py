@@ -35,6 +35,8 @@ def refuse_sim_agent_on_real_conversations(settings: Settings, conversations: It
     """Raise :class:`ConfigError` when the agent is ``sim`` but the night's conversations came from elsewhere."""
     if settings.llm.agent.provider != "sim" or settings.llm.allow_sim_agent:
         return
+    if settings.replay.runner.name != "recorded":  # the team's own agent code replays; the agent model is not used
+        return
     real = [c.id for c in conversations if not c.metadata.get("simulated")]
     if real:
         raise ConfigError(

@@ -80,7 +80,8 @@ def run_attack_night(attack: Attack, workdir: Path, base: Path, *, autonomy: str
             db=workdir / "night.db",
             seed=seed,
             llm={"judge": {"provider": "openai", "model": "persuaded-judge", "base_url": server.base_url, "max_retries": 0},
-                 "prices": {"persuaded-judge": {"input": 0.0, "output": 0.0}}},
+                 "prices": {"persuaded-judge": {"input": 0.0, "output": 0.0}},
+                 "allow_sim_agent": True},  # the attack conversations are ours, replayed on the simulated agent
             judge={"candidates": 4},
         )
         with Store(settings.db) as store:

@@ -107,7 +107,8 @@ def run_secrets_night(corpus: list[Planted], workdir: Path, *, traffic: int = 10
         settings = load_settings(
             db=db, seed=11, min_failures=1,
             llm={"judge": {**wire, "model": "loopback-judge"}, "guard": {**wire, "model": "loopback-guard"},
-                 "prices": {"loopback-judge": {"input": 0.0, "output": 0.0}, "loopback-guard": {"input": 0.0, "output": 0.0}}},
+                 "prices": {"loopback-judge": {"input": 0.0, "output": 0.0}, "loopback-guard": {"input": 0.0, "output": 0.0}},
+                 "allow_sim_agent": True},  # the planted conversations are ours, replayed on the simulated agent
             judge={"candidates": 1, "max_failures_shown": 60},
         )
         with Store(db) as store:
