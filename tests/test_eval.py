@@ -130,7 +130,7 @@ def test_a_hand_edit_exits_with_the_gate_verdict_and_its_evidence(ci_jobs, label
     # The screen is `review show`'s evidence: the diff, the gate table, the reasons, then the verdict and exit code.
     text = " ".join(job["out"].split())
     assert "prompts/support_agent.j2 against v1" in text
-    assert "diff" in text and "gate" in text and "p (Holm)" in text
+    assert "diff" in text and "gate" in text and "evidence" in text
     assert f"{PROMPT}: {verdict}" in text and f"(exit {code})" in text
     if label == "fix":
         assert "+- Give every price and amount in euros" in job["out"]

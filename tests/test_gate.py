@@ -1,4 +1,4 @@
-"""The gate: paired statistics, Holm, vetoes, partial results and the winner."""
+"""The gate: select on train then test, exact sign-flip statistics, harm tests, evidence across nights, the winner."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import random
 import re
 import subprocess
 import sys
+from itertools import product
 from math import comb
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from nightloop.gate import (
     ArmTally,
     CasePair,
     McNemarTest,
+    Prior,
+    SignFlipTest,
     choose_winner,
     decide,
+    gate_night,
     get_paired_test,
-    holm,
     pass_rate_interval,
 )
+from nightloop.gate_stats import Evidence, signflip
 from nightloop.models import BASELINE, EvalResult, Expectation, GateDecision, Message, ReplayCase
 
 
@@ -76,13 +80,15 @@ def test_clear_improvement_is_promoted_with_its_numbers():
     assert decision.baseline_rate == pytest.approx(10 / 30)
     assert decision.candidate_rate == pytest.approx(1.0)
     assert decision.delta == pytest.approx(20 / 30)
-    assert decision.p_value == pytest.approx(0.5**20)
-    assert decision.p_adjusted == pytest.approx(0.5**20)
+    assert decision.p_value == pytest.approx(0.5**20)  # exact sign-flip: only the all-positive pattern reaches it
+    assert decision.p_adjusted == pytest.approx(0.5**20)  # one challenger at full α: nothing to adjust
+    assert decision.evidence is not None and decision.evidence >= 20 and decision.nights == 1
     assert decision.ci_low is not None and 0 < decision.ci_low < decision.delta < decision.ci_high
     assert decision.regressions == []
     text = "\n".join(decision.reasons)
     assert "pass rate 0.33 -> 1.00 (+0.67) over 30 cases" in text
-    assert "20 cases flipped to pass, 0 flipped to fail" in text
+    assert "exact sign-flip test over cases on per-case passes: 20 cases up, 0 down" in text
+    assert "running evidence" in text
     assert decision.reasons[-1].startswith("promote:")
 
 
@@ -94,21 +100,36 @@ def test_no_difference_is_held():
     assert decision.delta == 0.0
     assert decision.p_value == 1.0
     assert decision.ci_low == decision.ci_high == 0.0
-    assert "not significant" in decision.reasons[-1]
+    assert "the evidence 1.00 has not reached 20 (1/α)" in decision.reasons[-1]
+    assert "held for the next night's new cases (night 1 of at most 5)" in decision.reasons[-1]
+    [alone] = decide(results, cases, ["c1"], GateConfig(evidence="night"))
+    assert alone.verdict == "hold" and "not significant" in alone.reasons[-1]
 
 
-def test_regression_veto_lists_case_ids_even_when_better_overall():
+def test_regressed_cases_are_listed_for_the_reviewer_but_are_no_veto():
     plan = improving_plan()
     plan["r-1"] = (3, {"c1": 0})
     plan["r-2"] = (3, {"c1": 1})
-    plan["r-3"] = (3, {"c1": 2})  # fails only 1 of 3: not a regression
+    plan["r-3"] = (3, {"c1": 2})  # fails only 1 of 3: not a regressed case
     cases, results = night(plan, kinds={"r-1": "regression", "r-2": "regression", "r-3": "regression"})
     [decision] = decide(results, cases, ["c1"], GateConfig())
-    assert decision.delta > 0.5 and decision.p_adjusted < 0.05
-    assert decision.verdict == "reject"
+    assert decision.delta > 0.5 and decision.p_value < 0.05
+    assert decision.verdict == "promote", decision.reasons  # three regression cases falling is not harm beyond noise
     assert decision.regressions == ["r-1", "r-2"]
-    assert "regression: case r-1 passed 3/3 under baseline, 0/3 under candidate" in decision.reasons
-    assert "regression: case r-2 passed 3/3 under baseline, 1/3 under candidate" in decision.reasons
+    listed = "regressed case (listed for the reviewer, not a veto): "
+    assert listed + "r-1 passed 3/3 under baseline, 0/3 under candidate" in decision.reasons
+    assert listed + "r-2 passed 3/3 under baseline, 1/3 under candidate" in decision.reasons
+
+
+def test_regression_cases_falling_beyond_noise_reject_as_harm():
+    plan = improving_plan()
+    plan.update({f"r-{i}": (3, {"c1": 1}) for i in range(12)})
+    cases, results = night(plan, kinds={f"r-{i}": "regression" for i in range(12)})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.delta > 0 and decision.verdict == "reject"
+    [harm] = [r for r in decision.reasons if r.startswith("regression cases got worse")]
+    assert "1.00 -> 0.33 over 12 cases" in harm and "harm_alpha 0.01 / 2 groups" in harm
+    assert len(decision.regressions) == 12
 
 
 def test_a_case_the_baseline_only_sometimes_passed_is_no_regression():
@@ -122,15 +143,26 @@ def test_a_case_the_baseline_only_sometimes_passed_is_no_regression():
 
 def test_a_failure_kind_getting_worse_rejects_and_names_the_kind():
     plan = improving_plan()
-    timeouts = {f"t-{i}": (2, {"c1": 0}) for i in range(6)}
+    timeouts = {f"t-{i}": (2, {"c1": 0}) for i in range(10)}
     plan.update(timeouts)
     cases, results = night(plan, kinds={cid: "timeout" for cid in timeouts})
     [decision] = decide(results, cases, ["c1"], GateConfig())
     assert decision.delta > 0 and decision.regressions == []
     assert decision.verdict == "reject"
     [kind_reason] = [r for r in decision.reasons if r.startswith("failure kind")]
-    assert "'timeout'" in kind_reason and "0.67 -> 0.00 over 6 cases" in kind_reason
+    assert "'timeout'" in kind_reason and "0.67 -> 0.00 over 10 cases" in kind_reason
+    assert "p=9.8e-04 < 0.005 = harm_alpha 0.01 / 2 groups" in kind_reason  # 2^-10, Bonferroni over 2 kinds
     assert "wrong_output" not in kind_reason
+
+
+def test_a_kind_falling_on_too_few_cases_to_tell_from_noise_is_not_harm():
+    plan = improving_plan()
+    plan.update({f"t-{i}": (2, {"c1": 0}) for i in range(6)})  # p = 2^-6 = 0.016: not below 0.01 / 2
+    cases, results = night(plan, kinds={f"t-{i}": "timeout" for i in range(6)})
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    assert decision.verdict == "promote", decision.reasons
+    [strict] = decide(results, cases, ["c1"], GateConfig(harm_alpha=0.04))
+    assert strict.verdict == "reject"
 
 
 def test_kind_tolerance_and_noise_spare_a_small_drop():
@@ -141,8 +173,8 @@ def test_kind_tolerance_and_noise_spare_a_small_drop():
     assert decision.verdict == "promote", decision.reasons  # 0.50 -> 0.33 on 2 cases is noise
 
     plan = improving_plan()
-    plan.update({f"t-{i}": (2, {"c1": 0}) for i in range(6)})
-    cases, results = night(plan, kinds={f"t-{i}": "timeout" for i in range(6)})
+    plan.update({f"t-{i}": (2, {"c1": 0}) for i in range(10)})
+    cases, results = night(plan, kinds={f"t-{i}": "timeout" for i in range(10)})
     [lenient] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=0.7))
     assert lenient.verdict == "promote"
 
@@ -179,36 +211,32 @@ def test_cache_hits_reporting_zero_cost_do_not_fake_a_rise():
     assert decision.verdict == "promote"
 
 
-def test_holm_adjusts_upwards_and_keeps_the_order():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-    assert holm([0.5, 0.001]) == pytest.approx([0.5, 0.002])
-    assert holm([]) == []
+def train_night(train_passes: dict[str, int], plan: dict) -> tuple[list[ReplayCase], list[EvalResult]]:
+    """``plan`` on gated cases plus 10 train cases where each candidate passes ``train_passes[c]`` of 3."""
+    cases, results = night(plan)
+    for i in range(10):
+        cases.append(case(f"train-{i}", split="train"))
+        for candidate, passes in train_passes.items():
+            results += runs(candidate, f"train-{i}", passes)
+    return cases, results
 
 
-@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
-def test_holm_properties(p_values):
-    adjusted = holm(p_values)
-    assert all(p <= a <= 1.0 for p, a in zip(p_values, adjusted))
-    for i, p_i in enumerate(p_values):
-        for j, p_j in enumerate(p_values):
-            if p_i <= p_j:
-                assert adjusted[i] <= adjusted[j]
-
-
-def test_holm_across_candidates_can_turn_a_raw_significance_into_a_hold():
-    # 6 fixed, 0 broken: raw p = 1/64 ≈ 0.016 < 0.05, but four candidates make it 4/64 ≈ 0.0625.
+def test_select_then_test_tests_only_the_train_best_at_full_alpha():
+    # 6 fixed, 0 broken: p = 1/64 ≈ 0.016. Holm over four candidates made it 0.0625, a hold; now one is tested.
     plan = {f"f-{i}": (0, {f"c{k}": 3 for k in range(4)}) for i in range(6)}
     plan.update({f"s-{i}": (3, {f"c{k}": 3 for k in range(4)}) for i in range(6)})
-    cases, results = night(plan)
-    decisions = decide(results, cases, ["c0", "c1", "c2", "c3"], GateConfig())
+    cases, results = train_night({"c0": 1, "c1": 1, "c2": 2, "c3": 0}, plan)
+    night_gate = gate_night(results, cases, ["c0", "c1", "c2", "c3"], GateConfig(evidence="night"))
+    decisions = night_gate.decisions
     assert [d.candidate_id for d in decisions] == ["c0", "c1", "c2", "c3"]
-    for decision in decisions:
-        assert decision.p_value == pytest.approx(1 / 64)
-        assert decision.p_adjusted == pytest.approx(4 / 64)
-        assert decision.verdict == "hold"
-        assert "Holm-adjusted over 4 candidates: 0.062" in decision.reasons[1]
-    [alone] = decide(results, cases, ["c0"], GateConfig())
-    assert alone.verdict == "promote"
+    assert night_gate.challenger_id == "c2"
+    [tested] = [d for d in decisions if d.n_cases]
+    assert tested.candidate_id == "c2" and tested.verdict == "promote"
+    assert tested.p_value == pytest.approx(1 / 64) and tested.p_adjusted == pytest.approx(1 / 64)
+    assert "tonight's challenger, chosen on 10 train cases (pass rate: c2 0.67, c0 0.33, c1 0.33, c3 0.00)" in tested.reasons
+    for other in (d for d in decisions if d.candidate_id != "c2"):
+        assert other.verdict == "hold" and other.n_cases == 0
+        assert "not tonight's challenger" in other.reasons[-1] and "so not tested" in other.reasons[-1]
 
 
 def test_train_cases_are_ignored():
@@ -249,14 +277,16 @@ def test_too_few_cases_hold_with_the_reason():
     assert "only 6 holdout/regression cases" in decision.reasons[-1]
 
 
-def test_a_candidate_without_results_is_held_and_counted_in_holm():
-    cases, results = night(improving_plan())
-    decisions = decide(results, cases, ["c1", "ghost"], GateConfig())
+def test_a_candidate_without_results_is_not_chosen_and_says_so():
+    cases, results = train_night({"c1": 1}, improving_plan())
+    decisions = decide(results, cases, ["ghost", "c1"], GateConfig())
     by_id = {d.candidate_id: d for d in decisions}
     assert by_id["ghost"].verdict == "hold" and by_id["ghost"].n_cases == 0
-    assert any("no results for candidate ghost" in r for r in by_id["ghost"].reasons)
-    assert by_id["c1"].p_adjusted == pytest.approx(2 * 0.5**20)
+    assert "no train results" in by_id["ghost"].reasons[-1]
+    assert by_id["c1"].p_adjusted == pytest.approx(0.5**20)
     assert by_id["c1"].verdict == "promote"
+    [alone] = decide(results, cases, ["ghost"], GateConfig())  # the only candidate is tested, and has nothing
+    assert alone.verdict == "hold" and any("no results for candidate ghost" in r for r in alone.reasons)
 
 
 def test_errors_count_as_fails_and_are_mentioned():
@@ -287,6 +317,7 @@ def test_a_worse_candidate_is_rejected():
     [decision] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=1.0))
     assert decision.regressions == ["f-0", "f-1", "f-2"]
     assert decision.verdict == "reject"
+    assert "the candidate is worse (-0.40 over 15 cases" in decision.reasons[-1]
     worse = {cid: (2, {"c1": 1}) for cid in (f"x-{i}" for i in range(12))}
     cases, results = night(worse)
     [decision] = decide(results, cases, ["c1"], GateConfig(kind_tolerance=1.0))
@@ -359,17 +390,101 @@ def test_permutation_test_is_seeded_and_sees_repeats_the_majority_hides():
 def test_decide_takes_a_test_instead_of_the_configured_one():
     plan = {f"h-{i}": (0, {"c1": 1}) for i in range(15)}
     cases, results = night(plan)
-    [by_majority] = decide(results, cases, ["c1"], GateConfig())
-    [by_rates] = decide(results, cases, ["c1"], GateConfig(), test=get_paired_test("permutation", random.Random(3)))
+    single = GateConfig(evidence="night")
+    [by_majority] = decide(results, cases, ["c1"], GateConfig(test="mcnemar", evidence="night"))
+    [by_rates] = decide(results, cases, ["c1"], single, test=get_paired_test("permutation", random.Random(3)))
+    [exact] = decide(results, cases, ["c1"], single)
     assert by_majority.verdict == "hold" and by_majority.p_value == 1.0
     assert by_rates.verdict == "promote" and by_rates.p_value < 0.001
     assert "sign-flip permutation test" in by_rates.reasons[1]
+    assert exact.verdict == "promote" and exact.p_value == pytest.approx(0.5**15)
+
+
+def brute_force_signflip(units: list[int]) -> tuple[float, float]:
+    observed = sum(units)
+    sums = [sum(s * u for s, u in zip(signs, units)) for signs in product((-1, 1), repeat=len(units))]
+    return sum(x >= observed for x in sums) / len(sums), sum(x <= observed for x in sums) / len(sums)
+
+
+@given(st.lists(st.integers(min_value=-3, max_value=3), max_size=11))
+def test_signflip_matches_every_sign_pattern(units):
+    flip = signflip(units)
+    greater, less = brute_force_signflip(units)
+    assert flip.p_greater == pytest.approx(greater) and flip.p_less == pytest.approx(less)
+
+
+def test_signflip_with_one_repeat_is_exact_mcnemar():
+    pairs = [CasePair(f"a{i}", "k", ArmTally(0, 1), ArmTally(1, 1)) for i in range(7)]
+    pairs += [CasePair(f"b{i}", "k", ArmTally(1, 1), ArmTally(0, 1)) for i in range(2)]
+    pairs += [CasePair(f"c{i}", "k", ArmTally(1, 1), ArmTally(1, 1)) for i in range(5)]
+    assert SignFlipTest().test(pairs).p_value == pytest.approx(46 / 512)  # P(Binomial(9, 1/2) >= 7)
+    assert SignFlipTest().test([]).p_value == 1.0
+
+
+def test_signflip_sees_repeats_the_majority_hides_and_handles_unequal_repeats():
+    hidden = [CasePair(f"h{i}", "k", ArmTally(0, 3), ArmTally(1, 3)) for i in range(8)]
+    assert McNemarTest().test(hidden).p_value == 1.0
+    assert SignFlipTest().test(hidden).p_value == pytest.approx(0.5**8)
+    uneven = [CasePair("u1", "k", ArmTally(1, 2), ArmTally(2, 3)), CasePair("u2", "k", ArmTally(1, 3), ArmTally(0, 2))]
+    assert SignFlipTest().test(uneven).p_value == pytest.approx(0.75)  # +1/6 and -2/6 on a grid of sixths
+
+
+def test_evidence_adds_up_across_nights_and_is_one_without_data():
+    assert Evidence().e_value == pytest.approx(1.0)
+    first, second = Evidence.from_differences([1 / 3] * 10), Evidence.from_differences([2 / 3, 0.0, -1 / 3] * 4)
+    both = first.plus(second)
+    assert both.cases == 22 and both.nights == 2
+    assert both.e_value == pytest.approx(Evidence.from_differences([1 / 3] * 10 + [2 / 3, 0.0, -1 / 3] * 4).e_value)
+    assert both.mean_delta == pytest.approx((10 / 3 + 4 / 3) / 22)
+    assert Evidence.from_differences([-1 / 3] * 10).e_value < 1.0
+
+
+def test_a_held_challenger_is_promoted_when_the_nights_evidence_adds_up():
+    plan = {f"h-{i}": (0, {"c1": 1}) for i in range(15)}
+    plan.update({f"s-{i}": (2, {"c1": 2}) for i in range(10)})
+    cases, results = night(plan)
+    first = gate_night(results, cases, ["c1"], GateConfig())
+    [tonight] = first.decisions
+    assert tonight.verdict == "hold" and first.carry and tonight.evidence < 20
+    prior = Prior(challenger_id="c1", own=first.evidence, era=first.evidence, since="2026-11-17")
+    second = gate_night(results, cases, ["c1"], GateConfig(), prior=prior)
+    [again] = second.decisions
+    assert again.verdict == "promote", again.reasons
+    assert again.nights == 2 and again.evidence == pytest.approx(first.evidence.plus(second.evidence).e_value)
+    assert any("held since 2026-11-17, 2 night(s), 50 cases" in r for r in again.reasons)
+    [alone] = decide(results, cases, ["c1"], GateConfig(evidence="night"), prior=prior)  # one night stands alone
+    assert alone.evidence is None and alone.nights == 1
+
+
+def test_a_held_challenger_is_dropped_when_beaten_on_train_or_after_its_nights():
+    plan = {f"h-{i}": (0, {"old": 1, "new": 1}) for i in range(15)}
+    cases, results = train_night({"old": 1, "new": 2}, plan)
+    prior = Prior(challenger_id="old", own=Evidence.from_differences([0.3] * 20), era=Evidence.from_differences([0.3] * 20), since="2026-11-17")
+    outcome = gate_night(results, cases, ["new", "old"], GateConfig(), prior=prior)
+    by_id = {d.candidate_id: d for d in outcome.decisions}
+    assert outcome.challenger_id == "new"
+    assert "dropped — held since 2026-11-17, beaten on train cases by newer challenger new" in by_id["old"].reasons[-1]
+    assert any("earlier challengers' 1 night(s) count towards the evidence" in r for r in by_id["new"].reasons)
+    close = {f"h-{i}": (0, {"old": 1, "new": 1}) for i in range(15)}  # new is better on train, by less than 0.05
+    cases, results = night(close)
+    for i in range(30):
+        cases.append(case(f"train-{i}", split="train"))
+        results += runs("old", f"train-{i}", 1) + runs("new", f"train-{i}", 2 if i == 0 else 1)
+    kept = gate_night(results, cases, ["new", "old"], GateConfig(), prior=prior)
+    assert kept.challenger_id == "old" and "not tonight's challenger" in kept.decisions[0].reasons[-1]
+    weak = {f"w-{i}": (1, {"old": 1}) for i in range(12)}
+    cases, results = night(weak)
+    aged = Prior(challenger_id="old", own=Evidence(nights=4), era=Evidence(nights=4), since="2026-11-13")
+    last = gate_night(results, cases, ["old"], GateConfig(carry_nights=5), prior=aged)
+    assert not last.carry and "dropped after 5 night(s) without reaching the bar" in last.decisions[0].reasons[-1]
 
 
 def test_benchmark_prints_its_figures():
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_null.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gate_power.py"
     done = subprocess.run(
-        [sys.executable, str(script), "--nights", "4", "--seed", "1"], capture_output=True, text=True, check=True
+        [sys.executable, str(script), "--runs", "1", "--cases", "12", "--workers", "1", "--seed", "1"],
+        capture_output=True, text=True, check=True, timeout=240,
     )
+    assert "today's gate" in done.stdout and "new gate, each night alone" in done.stdout
     last = done.stdout.strip().splitlines()[-1]
-    assert re.fullmatch(r"false_promotion=\d\.\d{3} power=\d\.\d{3}", last), done.stdout
+    assert re.fullmatch(r"cases=12: fp30=\d\.\d{3} worse30=\d\.\d{3} power1=\d\.\d{3} power3=\d\.\d{3}", last), done.stdout

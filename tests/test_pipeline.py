@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from unittest.mock import ANY
 from typer.testing import CliRunner
 
 from nightloop import pipeline
 from nightloop.config import Settings, load_settings
+from nightloop.gate import is_train
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.budget import BudgetLedger
@@ -127,9 +130,11 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert not set(first.completed) & set(second.completed), "a finished model call was made again"
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
     assert all(after[key] == result for key, result in saved_before.items())
-    expected = (report.candidates + 1) * len(pipeline.ReplaySetOutput.model_validate(
-        store.runs.stage_output(run_id, "replay_set")).cases) * settings.replay.repeats
-    assert len(after) == expected
+    cases = pipeline.ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
+    train = sum(1 for c in cases if is_train(c))
+    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest.
+    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * settings.replay.repeats
+    assert report.candidates > 1 and len(after) == expected
 
 
 def test_report_json_per_night(world, tmp_path: Path) -> None:
@@ -189,12 +194,17 @@ def _night_with_a_harmful_candidate(tmp_path: Path):
     pytest.fail("the simulated judge proposed no harmful edit in 8 seeded nights")
 
 
-def test_harmful_candidates_are_rejected_naming_the_regressed_cases(tmp_path: Path) -> None:
+def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp_path: Path) -> None:
     report, harmful = _night_with_a_harmful_candidate(tmp_path)
     for decision in report.decisions:
-        if decision.candidate_id in harmful:
-            assert decision.verdict == "reject"
-            assert decision.regressions
+        if decision.candidate_id not in harmful:
+            continue
+        assert decision.verdict != "promote"
+        if decision.n_cases == 0:  # select, then test: the train cases already showed it worse than the challenger
+            match = re.search(r"train pass rate (\d\.\d\d) vs (\d\.\d\d)", decision.reasons[-1])
+            assert match and float(match.group(1)) < float(match.group(2)), decision.reasons
+        else:
+            assert decision.verdict == "reject" and decision.regressions
             assert all(any(case in reason for reason in decision.reasons) for case in decision.regressions)
 
 
@@ -420,3 +430,24 @@ def test_a_resumed_attempt_keeps_the_nights_spend(world) -> None:
     assert resumed.status == "done"
     assert resumed.cost_usd == pytest.approx(first.cost_usd)
     assert store.runs.spent(run_id)[0] == pytest.approx(first.cost_usd)
+
+
+def test_a_held_challenger_is_tested_again_on_the_next_night_and_its_evidence_adds_up(world, tmp_path: Path) -> None:
+    settings, store = world
+    strict = settings.model_copy(update={"gate": settings.gate.model_copy(update={"alpha": 1e-9})})  # nothing promotes
+    first = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=1), store=store)
+    [held] = [r for r in store.challengers.nights(PROMPT) if r["status"] == "held"]
+    _day_of_traffic(store, strict, tmp_path, day=DAY + timedelta(days=1))
+    second = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=2), store=store)
+    assert any(f"challenger {held['challenger_id']} held since {first.date}" in n for n in second.notes), second.notes
+    by_id = {d.candidate_id: d for d in second.decisions}
+    assert held["challenger_id"] in by_id, "the held challenger was not replayed on the second night"
+    again = by_id[held["challenger_id"]]
+    if again.n_cases:  # still the challenger: tested on the new night's cases, its evidence over both nights
+        assert again.nights == 2 and any(f"held since {first.date}, 2 night(s)" in r for r in again.reasons)
+    else:  # a newer candidate beat it on train cases: dropped, saying so
+        assert "beaten on train cases by newer challenger" in again.reasons[-1]
+    ledger = store.challengers.nights(PROMPT)
+    forced = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=2), store=store, force=True)
+    assert store.challengers.nights(PROMPT) == [*ledger[:1], *(r | {"recorded_at": ANY} for r in ledger[1:])]
+    assert [d.evidence for d in forced.decisions] == [d.evidence for d in second.decisions]  # never counted twice

@@ -452,6 +452,19 @@ def test_pairwise_scorer_prefers_the_answer_passing_more_behaviours():
     assert (a_wins.winner, b_wins.winner, tie.winner) == ("A", "B", "tie")
 
 
+def test_pairwise_scorer_prefers_the_correct_json_api_answer_to_prose():
+    situation = Situation("api_order_lookup", "en", "api", SHOP, "41234")
+    request = '<request>\n{"action": "order_status", "order_number": "41234"}\n</request>'
+    json_answer = situation.context().expected_json
+    prose = f"Hello!\n\nYour order #41234 is on its way.\n\nKind regards,\n{SHOP}"
+    for a, b, winner in ((json_answer, prose, "A"), (prose, json_answer, "B")):
+        verdict = SimProvider().respond(scorer_request(PairwiseVerdict, request, f"<answer_a>{a}</answer_a>", f"<answer_b>{b}</answer_b>")).parsed
+        assert verdict.winner == winner, verdict.reason
+    # Without the request, a JSON answer and prose are still held to the same checks: the JSON one is not let off.
+    bare = SimProvider().respond(scorer_request(PairwiseVerdict, "", f"<answer_a>{json_answer}</answer_a>", f"<answer_b>{prose}</answer_b>")).parsed
+    assert bare.winner == "A", bare.reason
+
+
 def test_checkers_decide_from_the_answer():
     ctx = Context(language="de", order_number="41234", shop=SHOP, escalation_needed=True)
     assert check("language", "Ihre Bestellung ist unterwegs und sollte am Freitag ankommen.", ctx)

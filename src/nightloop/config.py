@@ -208,9 +208,16 @@ class GateConfig(_Section):
     kind_tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
     cost_tolerance: float = Field(default=0.25, ge=0.0)
     latency_tolerance: float = Field(default=0.25, ge=0.0)
-    #: Paired test across cases: exact McNemar on majority verdicts (default), or a paired permutation test on
-    #: per-case pass rates (uses the repeats; about twice the power in benchmarks/gate_null.py).
-    test: Literal["mcnemar", "permutation"] = "mcnemar"
+    #: Paired test across cases (nightloop.gate): exact sign-flip over cases on per-case passes (default, uses
+    #: every repeat), exact McNemar on majority verdicts, or the Monte Carlo sign-flip permutation test.
+    test: Literal["signflip", "mcnemar", "permutation"] = "signflip"
+    #: Family-wise false-fire rate of the harm tests (regression cases and each failure kind, Bonferroni).
+    harm_alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    #: "nights": evidence accumulates across nights (anytime-valid e-process, held challengers carried forward);
+    #: "night": each night stands alone (tonight's p < alpha).
+    evidence: Literal["nights", "night"] = "nights"
+    #: Nights a held challenger is tested before it is dropped.
+    carry_nights: int = Field(default=5, ge=1)
 
 
 class WatchConfig(_Section):

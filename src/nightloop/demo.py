@@ -105,11 +105,13 @@ def _one_night(store: Store, settings, number: int, day: date, per_night: int, s
         )
     failures = ", ".join(f"{k} {v}" for k, v in sorted(report.failures.items())) or "none"
     console.print(f"Failure rate {report.failure_rate:.1%} ({failures}); {report.candidates} candidate(s) evaluated.")
+    for note in report.notes:
+        if note.startswith("challenger "):  # a challenger held from an earlier night, tested again or dropped
+            console.print(f"  {note}", highlight=False)
     for d in report.decisions:
+        measured = f"pass rate {d.baseline_rate:.2f} → {d.candidate_rate:.2f} ({d.delta:+.2f}); " if d.n_cases else ""
         console.print(
-            f"  {d.candidate_id}: [bold]{d.verdict}[/] — pass rate {d.baseline_rate:.2f} → {d.candidate_rate:.2f} "
-            f"({d.delta:+.2f}); {d.reasons[-1] if d.reasons else ''}",
-            highlight=False,
+            f"  {d.candidate_id}: [bold]{d.verdict}[/] — {measured}{d.reasons[-1] if d.reasons else ''}", highlight=False
         )
         if d.regressions:
             console.print(f"      regressed cases: {', '.join(d.regressions)}", highlight=False)

@@ -112,7 +112,10 @@ def evaluate(
     replay_set = replay_set.model_copy(update={"base_version": baseline.version})
     candidate = _candidate(edit, baseline)
     key = f"eval:{name}:{night_date.isoformat()}:v{baseline.version}:{candidate.sha256[:12]}:{settings.config_hash()}"
-    night = _EvalNight(settings, store, name, night_date, progress=progress, _clients=clients, key=key)
+    # A hand edit is judged on this one replay (p < alpha, `[gate] evidence = "night"`): it neither picks up the
+    # nightly challenger held from earlier nights nor writes into their evidence ledger.
+    one_night = settings.model_copy(update={"gate": settings.gate.model_copy(update={"evidence": "night"})})
+    night = _EvalNight(one_night, store, name, night_date, progress=progress, _clients=clients, key=key)
     notes = list(replay_set.notes)
     decision = _refusal(store, edit, candidate, baseline, replay_set, settings)
     if decision is None:

@@ -84,7 +84,7 @@ def night_markdown(store: Store, report: NightReport) -> str:
 
         lines += [f"> **{simulated_label(report.simulated)}**", ""]
     if report.decisions:
-        lines += ["| candidate | verdict | baseline | candidate | delta | p (Holm) | regressions |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| candidate | verdict | baseline | candidate | delta | p | regressions |", "|---|---|---:|---:|---:|---:|---|"]
         for d in report.decisions:
             p = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
             lines.append(

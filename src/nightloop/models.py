@@ -303,6 +303,10 @@ class GateDecision(_Model):
     regressions: list[str] = Field(default_factory=list)
     reasons: list[str] = Field(default_factory=list)
     n_cases: int = 0
+    #: Running evidence (e-value) on the production version when the gate accumulates it across nights.
+    evidence: float | None = None
+    #: Nights this challenger has been tested on (1 when it is new tonight).
+    nights: int = 0
 
 
 class PromptVersion(_Model):

@@ -113,6 +113,9 @@ class ReplayOutput(BaseModel):
 class GateOutput(BaseModel):
     decisions: list[GateDecision] = Field(default_factory=list)
     winner: str | None = None
+    notes: list[str] = Field(default_factory=list)
+    #: The challenger carried from an earlier night and tested again tonight (not among tonight's candidates).
+    held: Candidate | None = None
     reproduction: Reproduction | None = None
 
 
@@ -442,41 +445,59 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     previous = night.saved("replay", ReplayOutput)
     if previous is not None:
         return previous
+    from nightloop.gate import is_train, select_challenger
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
-    templates = {BASELINE: base.template, **{c.id: c.template for c in judged.candidates}}
+    carried = _carried(night, replay_set)
+    candidates = _night_candidates(judged, carried)
+    templates = {BASELINE: base.template, **{c.id: c.template for c in candidates}}
     done = {(r.candidate_id, r.case_id, r.repeat) for r in night.store.runs.eval_results(night.run_id)}
-    total = len(templates) * len(replay_set.cases) * night.settings.replay.repeats
-    night.say("replay", f"{len(done)}/{total} evaluations already done" if done else f"{total} evaluations")
+    night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     runner = make_runner(night.settings.replay.runner, night.clients.agent)
     other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
                      for n in night.settings.replay.prompts if n != night.prompt_name}
-    outcome = _run_async(
-        night,
-        run_closing(
-            runner,
-            night.clients.agent,
-            replay_set.cases,
-            templates,
-            repeats=night.settings.replay.repeats,
-            concurrency=night.settings.replay.concurrency,
-            scorer_client=night.clients.scorer,
-            declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
-            done=done,
-            on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
-            seed=night.settings.seed,
-            answer_rules=night.settings.classify,
-            other_prompts=other_prompts,
+
+    def replay(cases: list[ReplayCase], arms: dict[str, str]):
+        return _run_async(
+            night,
+            run_closing(
+                runner,
+                night.clients.agent,
+                cases,
+                arms,
+                repeats=night.settings.replay.repeats,
+                concurrency=night.settings.replay.concurrency,
+                scorer_client=night.clients.scorer,
+                declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
+                done=done,
+                on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
+                seed=night.settings.seed,
+                answer_rules=night.settings.classify,
+                other_prompts=other_prompts,
+            ),
         )
-    )
+
+    # Select, then test: every candidate on the train cases, then only the chosen one (and the baseline) on the gated ones.
+    train = [c for c in replay_set.cases if is_train(c)]
+    phases = []
+    if len(candidates) > 1 and train:
+        phases.append(replay(train, {BASELINE: base.template, **{c.id: c.template for c in candidates}}))
+    if not (phases and phases[0].budget_exhausted):
+        results = night.store.runs.eval_results(night.run_id)
+        chosen = select_challenger(
+            results, replay_set.cases, [c.id for c in candidates], carried.prior.challenger_id,
+            margin=night.settings.gate.min_effect,
+        )
+        gated = [c for c in replay_set.cases if not is_train(c)]
+        phases.append(replay(gated, {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}))
     output = ReplayOutput(
-        results=len(done) + len(outcome.results),
-        budget_exhausted=outcome.budget_exhausted,
-        errors=outcome.errors,
-        unrecorded_tool_calls=outcome.unrecorded_tool_calls,
+        results=len(done) + sum(len(p.results) for p in phases),
+        budget_exhausted=phases[-1].budget_exhausted,
+        errors=sum(p.errors for p in phases),
+        unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),
     )
-    if not outcome.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
+    if not output.budget_exhausted:  # an exhausted replay stays open so a re-run with more budget resumes it
         night.save("replay", output)
     return output
 
@@ -485,23 +506,50 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
     """Decide per candidate with the paired test, corrections and vetoes; pick at most one winner."""
 
     def compute() -> GateOutput:
-        from nightloop.gate import choose_winner, decide
+        from nightloop.challenger import record_night
+        from nightloop.gate import choose_winner, gate_night
         from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
         reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
         cases = gate_cases(replay_set.cases, reproduction)
-        decisions = decide(results, cases, [c.id for c in judged.candidates], night.settings.gate)
+        carried = _carried(night, replay_set)
+        candidates = _night_candidates(judged, carried)
+        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
-        for decision in decisions:  # context first: the verdict stays the last reason
+        for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
-        # Gate rejections are not remembered as "rejected before": with few repeats the regression veto is
-        # noisy, and a good template vetoed by chance one night deserves another try. Reviewer rejections and
-        # watch rollbacks are remembered.
-        winner = choose_winner(decisions)
-        return GateOutput(decisions=decisions, winner=winner.candidate_id if winner else None, reproduction=reproduction)
+        # Gate rejections are not remembered as "rejected before": a good template rejected by chance one night
+        # deserves another try. Reviewer rejections and watch rollbacks are remembered.
+        winner = choose_winner(gate.decisions)
+        output = GateOutput(
+            decisions=gate.decisions, winner=winner.candidate_id if winner else None, notes=carried.notes,
+            held=carried.candidate, reproduction=reproduction,
+        )
+        with night.store.transaction():  # tonight's evidence and the stage land together: a re-run never counts it twice
+            record_night(
+                night.store, prompt_name=night.prompt_name, logical_date=night.logical_date, run_id=night.run_id,
+                base_version=replay_set.base_version, gate=gate, candidates=candidates, config=night.settings.gate,
+            )
+            night.save("gate", output)
+        return output
 
     return _once(night, "gate", GateOutput, compute)
+
+
+def _carried(night: Night, replay_set: ReplaySetOutput):
+    """The challenger held from earlier nights on this production version, and the evidence so far."""
+    from nightloop.challenger import carried_challenger
+
+    return carried_challenger(
+        night.store, night.prompt_name, replay_set.base_version, night.logical_date, night.settings.gate
+    )
+
+
+def _night_candidates(judged: JudgeResult, carried) -> list[Candidate]:
+    """Tonight's valid candidates plus the held challenger (once, if the judge did not propose it again)."""
+    held = carried.candidate
+    return judged.candidates + ([held] if held is not None and all(c.id != held.id for c in judged.candidates) else [])
 
 
 def review_id_for(run_id: str, candidate: Candidate) -> str:
@@ -514,7 +562,7 @@ def stage_review(night: Night, judged: JudgeResult, gated: GateOutput) -> Review
     def compute() -> ReviewOutput:
         if gated.winner is None:
             return ReviewOutput(action="nothing to review: no candidate passed the gate")
-        candidate = next(c for c in judged.candidates if c.id == gated.winner)
+        candidate = next(c for c in [*judged.candidates, gated.held] if c is not None and c.id == gated.winner)
         decision = next(d for d in gated.decisions if d.candidate_id == gated.winner)
         from nightloop.autonomy import AUTO_ACTOR, current_level
 
@@ -629,7 +677,7 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     parts["judged"] = judged = run("judge", stage_judge, night, classified, replay_set)
     notes.extend(f"judge: {e}" for e in judged.errors)
     notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
-    if not judged.candidates:
+    if not judged.candidates and _carried(night, replay_set).candidate is None:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     replayed = run("replay", stage_replay, night, replay_set, judged)
     if replayed.unrecorded_tool_calls:
@@ -641,6 +689,7 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     if replayed.budget_exhausted:
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     parts["gated"] = gated = run("gate", stage_gate, night, replay_set, judged)
+    notes.extend(gated.notes)
     notes.extend(_reproduction_notes(night, gated))
     parts["reviewed"] = reviewed = run("review", stage_review, night, judged, gated)
     notes.append(reviewed.action)

@@ -28,6 +28,7 @@ at most ``concurrency`` at a time, each answered by an agent runner (:mod:`night
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 from collections import defaultdict
@@ -379,6 +380,15 @@ class ReplayOutcome(BaseModel):
     unrecorded_tool_calls: int = 0
 
 
+def _paired_seed(seed: int, case_id: str, repeat: int) -> int:
+    """One sampling seed per (night seed, case, repeat), shared by the baseline and every candidate.
+
+    Common random numbers where the provider honours one (OpenAI's ``seed``; the simulator's draws), so the
+    paired difference carries less noise.
+    """
+    return int(hashlib.sha256(f"{seed}|{case_id}|{repeat}".encode()).hexdigest()[:8], 16)
+
+
 def _work(
     cases: Sequence[ReplayCase], candidate_ids: list[str], repeats: int, done: Collection[tuple[str, str, int]]
 ) -> Iterator[tuple[str, ReplayCase, int]]:
@@ -448,7 +458,10 @@ async def run_replay(
     def request_for(candidate_id: str, case: ReplayCase, repeat: int, system: str) -> AgentRequest:
         prompts = {name: text for name in (other_prompts or {}) if isinstance(text := others[(name, case.id)], str)}
         prompts[case.prompt_name] = system
-        return AgentRequest(case=case, candidate_id=candidate_id, repeat=repeat, prompt=system, prompts=prompts)
+        return AgentRequest(
+            case=case, candidate_id=candidate_id, repeat=repeat, prompt=system, prompts=prompts,
+            seed=_paired_seed(seed, case.id, repeat),
+        )
 
     async def evaluate(candidate_id: str, case: ReplayCase, repeat: int) -> EvalResult:
         system = systems[(candidate_id, case.id)]

@@ -38,6 +38,8 @@ class NightRow(BaseModel):
     review_id: str | None = None
     review_status: str | None = None
     promoted_version: int | None = None
+    #: The gate's challenger that night (short id) and its running evidence, e.g. "c7418476 held e=18.8 (1 night)".
+    challenger: str | None = None
     tokens: int = 0
     cost_usd: float = 0.0
     notes: list[str] = Field(default_factory=list)
@@ -81,6 +83,7 @@ def _row(store: Store, report: NightReport) -> NightRow:
         review_id=report.review_id,
         review_status=review_status,
         promoted_version=promoted,
+        challenger=_challenger(store, report),
         tokens=report.tokens,
         cost_usd=round(report.cost_usd, 6),
         notes=report.notes,
@@ -100,6 +103,20 @@ def day_traffic(store: Store, prompt: str, night: date) -> tuple[int, int]:
 def _reproduced(report: NightReport) -> str | None:
     r = report.reproduction
     return None if r is None else f"{r.reproduced}/{r.cases} ({r.rate:.0%})"
+
+
+def _challenger(store: Store, report: NightReport) -> str | None:
+    """The night's challenger from the gate's ledger: what became of it and the evidence it had reached."""
+    rows = [r for r in store.challengers.nights(report.prompt_name) if r["logical_date"] == report.date.isoformat()]
+    if not rows:
+        return None
+    row = rows[-1]
+    short = row["challenger_id"].rsplit("-", 1)[-1]
+    decision = next((d for d in report.decisions if d.candidate_id == row["challenger_id"]), None)
+    if decision is None or decision.evidence is None:
+        return f"{short} {row['status']}"
+    nights = f"{decision.nights} night{'s' if decision.nights != 1 else ''}"
+    return f"{short} {row['status']} e={decision.evidence:.3g} ({nights})"
 
 
 def night_rows(store: Store, *, last: int | None = None, prompt: str | None = None) -> list[NightRow]:

@@ -43,13 +43,20 @@ def _or_fail(action: Callable[[], T]) -> T:
         fail(str(exc))
 
 
+def _evidence(d) -> str:
+    """The running e-value over its nights (or, for a one-night gate, tonight's p)."""
+    if d.evidence is not None:
+        return f"{d.evidence:.3g} ({d.nights} night{'s' if d.nights != 1 else ''})"
+    return f"p {d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
+
+
 def pending_table(items: list[ReviewItem]) -> Table:
     table = Table(title="pending reviews")
-    for column in ("id", "prompt", "base", "night", "baseline → candidate", "p (Holm)", "edits"):
+    for column in ("id", "prompt", "base", "night", "baseline → candidate", "evidence", "edits"):
         table.add_column(column)
     for item in items:
         d = item.decision
-        p = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
+        p = _evidence(d)
         table.add_row(
             item.id, item.prompt_name, f"v{item.candidate.base_version}", item.run_id.split(":")[1],
             f"{d.baseline_rate:.2f} → {d.candidate_rate:.2f}", p, str(len(item.candidate.edits)),
@@ -92,13 +99,13 @@ def show_evidence(store, item: ReviewItem) -> None:
             console.print(f"  fixes: {failure_id}", highlight=False)
     d = item.decision
     table = Table(title="gate")
-    for column in ("cases", "baseline", "candidate", "delta", "95% CI", "p", "p (Holm)", "regressions"):
+    for column in ("cases", "baseline", "candidate", "delta", "95% CI", "p", "evidence", "regressions"):
         table.add_column(column)
     ci = f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]" if d.ci_low is not None and d.ci_high is not None else "—"
     table.add_row(
         str(d.n_cases), f"{d.baseline_rate:.2f}", f"{d.candidate_rate:.2f}", f"{d.delta:+.2f}", ci,
         f"{d.p_value:.3g}" if d.p_value is not None else "—",
-        f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—",
+        _evidence(d),
         ", ".join(d.regressions) or "none",
     )
     console.print(table)

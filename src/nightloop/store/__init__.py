@@ -1,6 +1,6 @@
 """The versioned store on SQLite (sqlite-utils): the source of truth.
 
-Each area (conversations, prompts, cache, runs) owns its tables and its own
+Each area (conversations, prompts, cache, runs, challengers) owns its tables and its own
 append-only migration set; :class:`Store` opens the file and composes them.
 """
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, conversations, leases, metrics, prompts, runs, spans
+from nightloop.store import autonomy, cache, challengers, conversations, leases, metrics, prompts, runs, spans
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
+from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import open_db, transaction
 from nightloop.store.leases import LeaseRepo
@@ -21,6 +22,7 @@ from nightloop.store.spans import SpanRepo
 __all__ = [
     "AutonomyRepo",
     "CacheRepo",
+    "ChallengerRepo",
     "ConversationRepo",
     "LeaseRepo",
     "PromptRepo",
@@ -40,6 +42,7 @@ MIGRATION_SETS = [
     metrics.migrations,
     spans.migrations,
     leases.migrations,
+    challengers.migrations,
 ]
 
 
@@ -56,6 +59,7 @@ class Store:
         self.leases = LeaseRepo(self.db)
         self.autonomy = AutonomyRepo(self.db)
         self.spans = SpanRepo(self.db)
+        self.challengers = ChallengerRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)

@@ -118,9 +118,16 @@ def _pair(text: str) -> tuple[str, str] | None:
     return None
 
 
-def _passes(answer: str, ctx: Context, situation: Situation | None) -> int:
-    names = set(_applicable(answer, ctx, situation)) | {"politeness"}
-    return sum(check(n, answer, ctx) for n in names)
+def _pair_checks(a: str, b: str, ctx: Context, situation: Situation | None) -> set[str]:
+    """One set of checks for both answers, so each is held to the same standard.
+
+    The request says what a good answer needs when it is known (an API lookup needs the JSON, not a greeting);
+    otherwise every check that applies to either answer, with politeness unless the exchange is an API one.
+    """
+    if situation is not None:
+        return set(situation.needs - _UNCHECKABLE) or {"politeness"}
+    names = set(_applicable(a, ctx, None)) | set(_applicable(b, ctx, None))
+    return names if "json_api" in names else names | {"politeness"}
 
 
 def pairwise_reply(text: str) -> PairwiseVerdict:
@@ -131,6 +138,7 @@ def pairwise_reply(text: str) -> PairwiseVerdict:
     rest = text.replace(a, "").replace(b, "")
     situation = _situation(rest)
     ctx = scoring_context("", set(), situation)
-    score_a, score_b = _passes(a, ctx, situation), _passes(b, ctx, situation)
+    names = _pair_checks(a, b, ctx, situation)
+    score_a, score_b = (sum(check(n, answer, ctx) for n in names) for answer in (a, b))
     winner = "A" if score_a > score_b else "B" if score_b > score_a else "tie"
     return PairwiseVerdict(winner=winner, reason=f"[simulated scorer] A passes {score_a} checks, B passes {score_b}")

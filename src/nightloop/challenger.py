@@ -1,0 +1,125 @@
+"""Challengers across nights: which candidate is held, the evidence so far, and what tonight adds.
+
+A night's gate tests one challenger (:func:`nightloop.gate.gate_night`). When it is neither promoted
+nor rejected it is *held*: the next night replays it next to that night's new candidates, and its
+evidence keeps adding up. This module folds the store's ledger (``store.challengers``, one row per
+prompt night) into the :class:`~nightloop.gate.Prior` the gate needs and records tonight's row.
+
+The evidence of a production version's era
+  counts every night since the version became production, or since the last promotion on it
+  (a promotion spends the evidence: the next promotion must earn its own). A held challenger is
+  dropped when production moves under it — the next judge proposes against the new production —
+  when a newer candidate beats it on train cases, or after ``carry_nights`` nights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from nightloop.config import GateConfig
+from nightloop.gate import NightGate, Prior
+from nightloop.gate_stats import Evidence
+from nightloop.models import Candidate
+from nightloop.store import Store
+
+__all__ = ["Carried", "carried_challenger", "record_night"]
+
+_STATUS = {"promote": "promoted", "reject": "rejected"}
+
+
+@dataclass
+class Carried:
+    """What earlier nights hand tonight: the prior for the gate, the held candidate and notes for the report."""
+
+    prior: Prior = field(default_factory=Prior)
+    candidate: Candidate | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def carried_challenger(store: Store, prompt_name: str, base_version: int, logical_date: date, config: GateConfig) -> Carried:
+    """The held challenger (if any) and the era's evidence, from the nights before ``logical_date``."""
+    if config.evidence != "nights":
+        return Carried()
+    rows = store.challengers.nights_before(prompt_name, logical_date.isoformat())
+    notes = []
+    last = rows[-1] if rows else None
+    if last is not None and last["status"] == "held" and last["base_version"] != base_version:
+        notes.append(
+            f"challenger {last['challenger_id']} (held since {_since(rows, last['challenger_id'])}) was dropped: "
+            f"production moved from v{last['base_version']} to v{base_version}; tonight's candidates are judged against v{base_version}"
+        )
+    era_rows = _era(rows, base_version)
+    era = _total(era_rows)
+    if not era_rows or era_rows[-1]["status"] != "held":
+        return Carried(prior=Prior(era=era), notes=notes)
+    held = era_rows[-1]
+    own_rows = _trailing(era_rows, held["challenger_id"])
+    prior = Prior(challenger_id=held["challenger_id"], own=_total(own_rows), era=era, since=own_rows[0]["logical_date"])
+    notes.append(
+        f"challenger {held['challenger_id']} held since {prior.since} is tested again tonight "
+        f"(running evidence {prior.era.e_value:.2f}, bar {1 / config.alpha:g})"
+    )
+    return Carried(prior=prior, candidate=Candidate.model_validate(held["candidate"]), notes=notes)
+
+
+def record_night(
+    store: Store,
+    *,
+    prompt_name: str,
+    logical_date: date,
+    run_id: str,
+    base_version: int,
+    gate: NightGate,
+    candidates: list[Candidate],
+    config: GateConfig,
+) -> None:
+    """Record tonight's challenger, its evidence and whether it is held (re-running the night replaces the row)."""
+    if config.evidence != "nights" or gate.challenger_id is None or gate.evidence is None:
+        return
+    decision = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
+    candidate = next(c for c in candidates if c.id == gate.challenger_id)
+    status = _STATUS.get(decision.verdict, "held" if gate.carry else "dropped")
+    store.challengers.record(
+        prompt_name=prompt_name,
+        logical_date=logical_date.isoformat(),
+        run_id=run_id,
+        base_version=base_version,
+        challenger_id=gate.challenger_id,
+        candidate=candidate.model_dump(mode="json"),
+        evidence=gate.evidence.model_dump(mode="json"),
+        status=status,
+        verdict=decision.verdict,
+        reasons=decision.reasons,
+    )
+
+
+def _era(rows: list[dict[str, Any]], base_version: int) -> list[dict[str, Any]]:
+    """The trailing rows on ``base_version``, after its last promotion."""
+    era: list[dict[str, Any]] = []
+    for row in reversed(rows):
+        if row["base_version"] != base_version or row["status"] == "promoted":
+            break
+        era.append(row)
+    return era[::-1]
+
+
+def _trailing(rows: list[dict[str, Any]], challenger_id: str) -> list[dict[str, Any]]:
+    own: list[dict[str, Any]] = []
+    for row in reversed(rows):
+        if row["challenger_id"] != challenger_id:
+            break
+        own.append(row)
+    return own[::-1]
+
+
+def _total(rows: list[dict[str, Any]]) -> Evidence:
+    total = Evidence()
+    for row in rows:
+        total = total.plus(Evidence.model_validate(row["evidence"]))
+    return total
+
+
+def _since(rows: list[dict[str, Any]], challenger_id: str) -> str:
+    return _trailing(rows, challenger_id)[0]["logical_date"]
