@@ -37,7 +37,7 @@ def test_the_issues_nonsense_gate_stops_a_night_before_it_starts(tmp_path: Path)
     [
         ("[replay]\nrepeats = 0\n", "replay.repeats"),
         ("[replay]\nconcurrency = 0\n", "replay.concurrency"),
-        ("[replay]\nholdout_fraction = 1.0\n", "replay.holdout_fraction"),
+        ("[replay]\nholdout_fraction = 1.5\n", "replay.holdout_fraction"),
         ("[gate]\nalpha = 0\n", "gate.alpha"),
         ("[gate]\ncost_tolerance = -0.1\n", "gate.cost_tolerance"),
         ("[watch]\nalpha = 1.5\n", "watch.alpha"),

@@ -75,7 +75,7 @@ class OneCandidateJudge:
 
 def test_a_night_on_real_logs_with_a_mismatched_agent_says_replay_does_not_match_production(real_data: Path, tmp_path: Path) -> None:
     prompt = "mint_reasoning"
-    settings = load_settings(db=tmp_path / "n.db", seed=2, limit=60, llm={"allow_sim_agent": True},
+    settings = load_settings(db=tmp_path / "n.db", seed=2, limit=60, llm={"allow_sim_agent": True},  # on purpose
                              replay={"repeats": 1, "regression_cases": 5, "max_failure_cases": 30})
     store = Store(settings.db)
     try:

@@ -59,6 +59,9 @@ def test_allowed_explicitly_the_simulated_night_says_so_everywhere(tmp_path: Pat
     label = "simulated: agent, judge, scorer ran on the offline simulator (provider sim)"
     assert label in said(run)
 
+    from nightloop.cli import common
+
+    monkeypatch.setattr(common.console, "width", 250)  # a wide terminal: the table's cells are not cut short
     report = runner.invoke(app, ["report"])
     assert label in said(report)
     rows = report.output[report.output.index(NIGHT):report.output.index("└")].splitlines()

@@ -199,7 +199,7 @@ class RunnerConfig(BaseModel):
 class ReplayConfig(_Section):
     repeats: int = Field(default=3, ge=1)
     concurrency: int = Field(default=16, ge=1, le=1024)
-    holdout_fraction: float = Field(default=0.5, gt=0.0, lt=1.0)
+    holdout_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     regression_cases: int = Field(default=20, ge=0)
     max_failure_cases: int = Field(default=60, ge=1)
     #: Extra tries of an evaluation a provider fault spoiled, waiting fault_backoff_s, then twice as long each time.

@@ -32,8 +32,13 @@ def simulated_label(roles: list[str]) -> str:
 
 
 def refuse_sim_agent_on_real_conversations(settings: Settings, conversations: Iterable[Conversation]) -> None:
-    """Raise :class:`ConfigError` when the agent is ``sim`` but the night's conversations came from elsewhere."""
-    if settings.llm.agent.provider != "sim" or settings.llm.allow_sim_agent:
+    """Raise :class:`ConfigError` when the agent is ``sim`` but the night's conversations came from elsewhere.
+
+    Only for the ``recorded`` runner: a ``python`` or ``http`` runner (or a plug-in) replays with the user's own
+    agent, and the ``[llm.agent]`` role is not what answers.
+    """
+    runner = getattr(getattr(settings.replay, "runner", None), "name", "recorded")
+    if settings.llm.agent.provider != "sim" or settings.llm.allow_sim_agent or runner != "recorded":
         return
     if settings.replay.runner.name != "recorded":  # the team's own agent code replays; the agent model is not used
         return
