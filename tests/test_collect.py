@@ -5,7 +5,6 @@ counted, and a night runs on what it stored."""
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import signal
 import socket

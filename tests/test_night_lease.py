@@ -86,7 +86,7 @@ def test_a_second_night_is_refused_naming_the_running_one_and_a_killed_one_is_ta
             said = " ".join((out + err).split())
             assert second.returncode == 1, said
             assert "Another night for prompt 'support_agent' is running on this store" in said
-            assert f"support_agent:2026-11-18:" in said and f"process {first.pid}" in said
+            assert "support_agent:2026-11-18:" in said and f"process {first.pid}" in said
             assert "Traceback" not in said
         assert first.poll() is None  # the refused runs did not disturb the running one
     finally:

@@ -19,7 +19,6 @@ from typer.testing import CliRunner
 from nightloop import pipeline
 from nightloop.config import RoleConfig, RunnerConfig, load_settings
 from nightloop.errors import ConfigError, UnknownName
-from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.client import Clients, LLMClient

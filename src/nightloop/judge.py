@@ -7,9 +7,6 @@ from it (a possible prompt injection) is refused.
 
 from __future__ import annotations
 
-import difflib
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -21,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, Field
 
 from nightloop.config import JudgeConfig
-from nightloop.errors import ProviderError, TemplateError
+from nightloop.errors import ProviderError
 from nightloop.models import (
     Candidate,
     Conversation,
@@ -36,7 +33,7 @@ from nightloop.models import (
     ProtectedEntry,
     sha256_text,
 )
-from nightloop.candidate_checks import conversation_texts, safe_names, template_names, validate_candidate
+from nightloop.candidate_checks import conversation_texts, safe_names, validate_candidate
 from nightloop.guard import GuardClient, check_candidate, guard_reasons, guard_risks
 from nightloop.high_risk import high_risk_reasons
 from nightloop.normalise import words

@@ -12,7 +12,6 @@ A prompt or label that does not exist in a readable store is not an outage: it r
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sqlite3

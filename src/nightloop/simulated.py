@@ -40,8 +40,6 @@ def refuse_sim_agent_on_real_conversations(settings: Settings, conversations: It
     runner = getattr(getattr(settings.replay, "runner", None), "name", "recorded")
     if settings.llm.agent.provider != "sim" or settings.llm.allow_sim_agent or runner != "recorded":
         return
-    if settings.replay.runner.name != "recorded":  # the team's own agent code replays; the agent model is not used
-        return
     real = [c.id for c in conversations if not c.metadata.get("simulated")]
     if real:
         raise ConfigError(

@@ -40,7 +40,7 @@ def _pwned(page) -> object:
 
 def test_hostile_text_executes_nothing(site) -> None:
     page, base = site["page"], site["base"]
-    for path in ("/", f"/review/rev-fresh", "/history", f"/prompts/{PROMPT}", f"/prompts/{PROMPT}/diff?a=1&b=1"):
+    for path in ("/", "/review/rev-fresh", "/history", f"/prompts/{PROMPT}", f"/prompts/{PROMPT}/diff?a=1&b=1"):
         page.goto(base + path)
         assert _pwned(page) is None, f"{path}: injected script ran"
         assert page.locator("script").count() == 0, f"{path}: a <script> element reached the DOM"
