@@ -88,7 +88,7 @@ def test_collect_receives_real_otlp_exports_and_a_night_runs_on_them(library, mo
     assert process.returncode == 0, output
     assert "rejected 5 bad request(s)" in output and "request(s), " in output, output
 
-    settings = load_settings(db=db, seed=3, min_failures=1)
+    settings = load_settings(db=db, seed=3, min_failures=1, llm={"allow_sim_agent": True})
     with Store(db) as store:
         assert {c.id for c in store.conversations.iter_conversations()} == {"good", "correction", "tool_call", "tool_error", "timeout", "http_500"}
         assert [m.role for m in store.conversations.get("tool_error").messages] == ["system", "user", "assistant", "tool", "assistant"]

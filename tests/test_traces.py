@@ -83,7 +83,7 @@ def test_every_content_mode_gives_the_conversations_and_failures(real_traces, mo
 def test_a_night_runs_on_traced_conversations_and_never_judges_a_provider_outage(real_traces, tmp_path: Path) -> None:
     tomorrow = date.today() + timedelta(days=1)
     for mode in ALL_MODES:
-        settings = load_settings(db=tmp_path / f"{'-'.join(mode)}.db", seed=3, min_failures=1)
+        settings = load_settings(db=tmp_path / f"{'-'.join(mode)}.db", seed=3, min_failures=1, llm={"allow_sim_agent": True})
         with Store(settings.db) as store:
             import_prompts(store, REPO / "prompts", created_by="test")
             folder = OPENLLMETRY_0_54 / "spans.jsonl" if mode[1] == "indexed_0_54" else real_traces[mode]
