@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from nightloop.models import Quarantined, canonical_json
-from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, excerpt, guard_file, select
+from nightloop.sources.base import NESTED_TOO_DEEPLY, excerpt, guard_file
 from nightloop.sources.genai_layouts import parts_to_messages
 from nightloop.sources.json_records import json_objects
-from nightloop.sources.spans import Span, keep_span, records_from_spans
+from nightloop.sources.spans import Span, SpanRecords, keep_span
 
 __all__ = ["OtelSource", "attribute_value", "export_spans", "parts_to_messages"]
 
@@ -68,7 +68,7 @@ def _nanos(value: Any) -> int:
         return 0
 
 
-class OtelSource:
+class OtelSource(SpanRecords):
     """OTLP JSON span and log exports; bad files or lines are quarantined, then spans merge per conversation."""
 
     format = "otel"
@@ -102,21 +102,6 @@ class OtelSource:
                 reason=f"OTLP spans without GenAI content: none of {seen[0]} span(s) has gen_ai.*, llm.* (OpenInference) or nightloop.* "
                 "attributes; instrument the model client (README, 'Traces')",
             )
-
-    def records(self) -> Iterator[Record]:
-        spans: list[Span] = []
-        for item in self.spans():
-            if isinstance(item, Quarantined):
-                yield item
-            else:
-                spans.append(item)
-        yield from records_from_spans(spans)
-
-    def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
-        return select(self.records(), window, limit)
-
-    def __repr__(self) -> str:
-        return f"OtelSource({[str(p) for p in self.paths]!r})"
 
 
 def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:

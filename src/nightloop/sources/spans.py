@@ -37,6 +37,7 @@ __all__ = [
     "chat_messages",
     "iso_nanos",
     "langchain_message",
+    "SpanRecords",
     "records_from_spans",
     "build_conversation",
     "conversation_key",
@@ -401,7 +402,29 @@ def iso_nanos(value: Any) -> int:
     return int(moment.timestamp() * 1e9)
 
 
-class SpanFileSource:
+class SpanRecords:
+    """What every span reader shares: its spans become merged conversation records; quarantined items pass through.
+
+    Subclasses have ``paths`` and implement ``spans()``.
+    """
+
+    def records(self) -> Iterator[Record]:
+        spans: list[Span] = []
+        for item in self.spans():
+            if isinstance(item, Quarantined):
+                yield item
+            else:
+                spans.append(item)
+        yield from records_from_spans(spans)
+
+    def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
+        return select(self.records(), window, limit)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({[str(p) for p in self.paths]!r})"
+
+
+class SpanFileSource(SpanRecords):
     """Base of the export readers whose files hold JSON objects that become spans (Langfuse, LangSmith, Phoenix).
 
     Subclasses name their ``format`` and ``shape`` and implement ``object_spans``; an object they cannot
@@ -436,21 +459,6 @@ class SpanFileSource:
                 yield Quarantined(
                     source=source, locator=locator, raw_excerpt=excerpt(canonical_json(obj)), reason=f"{self.shape}: unexpected structure: {type(exc).__name__}: {exc}"
                 )
-
-    def records(self) -> Iterator[Record]:
-        spans: list[Span] = []
-        for item in self.spans():
-            if isinstance(item, Quarantined):
-                yield item
-            else:
-                spans.append(item)
-        yield from records_from_spans(spans)
-
-    def fetch(self, window: Window | None = None, limit: int | None = None) -> Iterator[Record]:
-        return select(self.records(), window, limit)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({[str(p) for p in self.paths]!r})"
 
 
 def chat_messages(value: Any, default_role: str) -> list[dict[str, Any]]:
