@@ -53,7 +53,10 @@ def _attributes(items: Any) -> dict[str, Any]:
         return {}
     attributes: dict[str, Any] = {}
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("key"), str):
+        value = item.get("value") if type(item) is dict else None
+        if type(value) is dict and "stringValue" in value and type(item.get("key")) is str:
+            attributes[item["key"]] = value["stringValue"]  # the common case, without a call per attribute
+        elif isinstance(item, dict) and isinstance(item.get("key"), str):
             try:
                 attributes[item["key"]] = attribute_value(item.get("value"))
             except (TypeError, ValueError, AttributeError):
@@ -165,7 +168,7 @@ def _stream_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
             yield item
         else:
             locator, document = item
-            yield from _export_or_quarantine(document, source, locator, json.dumps(document)[:200])
+            yield from _export_or_quarantine(document, source, locator, None)
 
 
 def _parses(line: str) -> bool:
@@ -176,10 +179,12 @@ def _parses(line: str) -> bool:
     return True
 
 
-def _export_or_quarantine(document: Any, source: str, locator: str, raw: str) -> Iterator[dict[str, Any] | Quarantined]:
+def _export_or_quarantine(document: Any, source: str, locator: str, raw: str | None) -> Iterator[dict[str, Any] | Quarantined]:
+    """``raw`` is the record's text, or None to excerpt the parsed document (only when it is quarantined: it costs a dump)."""
     if isinstance(document, dict) and (isinstance(document.get("resourceSpans"), list) or isinstance(document.get("resourceLogs"), list)):
         yield document
     else:
+        raw = json.dumps(document)[:200] if raw is None else raw
         yield Quarantined(
             source=source, locator=locator, raw_excerpt=excerpt(raw), reason="not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)"
         )
