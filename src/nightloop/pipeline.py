@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -162,14 +163,21 @@ class Night:
         return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
 
     @property
+    def budget_account(self) -> str:
+        """The store ledger account this night charges: every attempt, process and config of (prompt, date)."""
+        return f"{self.prompt_name}:{self.logical_date.isoformat()}"
+
+    @property
     def ledger(self):
         if self._ledger is None:
             from nightloop.llm.budget import BudgetLedger
 
             budget = self.settings.budget
-            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop)
-            # One budget per night, not per attempt: a resumed or re-run night continues from what it spent.
-            self._ledger.carry_over(*self.store.runs.spent(self.run_id))
+            # One budget per night, not per attempt or process: spend is charged to the store as it happens.
+            account = self.store.spend.account(self.budget_account, self.run_id)
+            self._ledger = BudgetLedger(
+                budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop, account=account
+            )
         return self._ledger
 
     @property
@@ -541,7 +549,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
-        from nightloop.gate import choose_winner, gate_night, is_train
+        from nightloop.gate import choose_winner, gate_night, get_paired_test, is_train
         from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
@@ -549,7 +557,8 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         cases = gate_cases(replay_set.cases, reproduction)
         carried = _carried(night, replay_set)
         candidates = _night_candidates(judged, carried)
-        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
+        test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
+        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
@@ -660,7 +669,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     replayed: ReplayOutput | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
-    ledger = night.ledger if night._clients is None or night._ledger is not None else None
+    ledger = night.ledger
     return NightReport(
         run_id=night.run_id,
         prompt_name=night.prompt_name,
@@ -793,8 +802,11 @@ def run_night(
                 return report.model_copy(
                     update={"status": "skipped", "notes": [f"night {logical_date} already finished ({status}); use --force to re-run"]}
                 )
+        if clients is not None:
+            clients.share_ledger(night.ledger)  # injected clients spend the night's budget, not their own
         if force:
             store.runs.reset(night.run_id)
+            store.spend.forget_run(night.run_id)
         store.runs.start(night.run_id, prompt_name, logical_date.isoformat(), settings.config_hash())
         parts: dict[str, Any] = {"notes": []}
         try:
