@@ -89,10 +89,15 @@ class SpanRepo:
                 found.update(row[0] for row in self.db.conn.execute(sql, [_ids_json(ids[start : start + 5000])]))
         return found
 
-    def rekey(self, traces: Iterable[str]) -> set[str]:
-        """Give every span of these traces its conversation (its own id, else its trace's); returns conversations before and after."""
+    def rekey(self, traces: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """Give every span of these traces its conversation (its own id, else its trace's).
+
+        Returns the conversations before and after, and which conversations each one took spans from (``after ->
+        {before, …}``, e.g. one first keyed by its trace id, then by the id a later span named).
+        """
         traces = [t for t in traces if not t.startswith("span:")]
         touched: set[str] = set()
+        moved: dict[str, set[str]] = {}
         with transaction(self.db):
             for start in range(0, len(traces), 5000):
                 rows = self.db.conn.execute(
@@ -109,8 +114,9 @@ class SpanRepo:
                     touched.update((before, after))
                     if after != before:
                         moves.append((after, rowid))
+                        moved.setdefault(after, set()).add(before)
                 self.db.conn.executemany("update spans set conversation_id = ? where rowid = ?", moves)
-        return touched
+        return touched, moved
 
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
         """Spans of each conversation (one query for the lot), in time order."""
