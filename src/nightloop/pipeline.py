@@ -164,8 +164,11 @@ class Night:
         return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
 
     @property
-    def budget_account(self) -> str:
-        """The store ledger account this night charges: every attempt, process and config of (prompt, date)."""
+    def budget_account(self) -> str | None:
+        """The store ledger account this night charges: every attempt, process and config of (prompt, date).
+
+        ``None``: a budget of this process alone (an evaluation's).
+        """
         return f"{self.prompt_name}:{self.logical_date.isoformat()}"
 
     @property
@@ -175,7 +178,8 @@ class Night:
 
             budget = self.settings.budget
             # One budget per night, not per attempt or process: spend is charged to the store as it happens.
-            account = self.store.spend.account(self.budget_account, self.run_id)
+            key = self.budget_account
+            account = None if key is None else self.store.spend.account(key, self.run_id)
             self._ledger = BudgetLedger(
                 budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop, account=account
             )
