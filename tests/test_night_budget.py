@@ -149,6 +149,8 @@ def test_another_config_for_the_same_night_draws_on_the_same_budget(project) -> 
     with Store(db) as store:
         runs = store.runs.runs_for(PROMPT, NIGHT)
     assert len(runs) == 2 and {r["status"] for r in runs} == {"budget_exhausted"}
+    # Each run's row keeps its own spend, so the operations dashboard's $/night does not count the night twice.
+    assert sum(r["spent_usd"] for r in runs) == pytest.approx(agent.calls * CALL_USD, abs=CALL_USD + 1e-9)
 
 
 def _sim_world(tmp_path: Path, **overrides):

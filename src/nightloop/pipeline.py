@@ -825,7 +825,7 @@ def run_night(
         except KeyboardInterrupt:
             # A second Ctrl-C: record what was spent and that the night can resume, then stop at once.
             parts["notes"].append("interrupted (Ctrl-C twice); re-run the same command to resume")
-            store.runs.finish(_report(night, "interrupted", **parts))
+            _finish(night, _report(night, "interrupted", **parts))
             raise
         except BudgetExceeded as exc:
             status = "budget_exhausted"
@@ -840,10 +840,10 @@ def run_night(
                 raise
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
-            store.runs.finish(_report(night, "failed", **parts))
+            _finish(night, _report(night, "failed", **parts))
             raise
         report = _report(night, status, **parts)
-        store.runs.finish(report)
+        _finish(night, report)
         return report
     except Exception as exc:
         if is_disk_full(exc):  # said plainly, not as a chain of SQLite tracebacks
@@ -856,6 +856,11 @@ def run_night(
             store.close()
 
 
+def _finish(night: Night, report: NightReport) -> None:
+    """Record the night's end; its row keeps this run's own spend (the report says the whole night's)."""
+    night.store.runs.finish(report, spent=night.store.spend.of_run(night.run_id))
+
+
 def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> None:
     """Record the night as failed when the full disk still has room for it; else it stays ``running``.
 
@@ -863,7 +868,7 @@ def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> N
     """
     parts["notes"].append(note)
     try:
-        night.store.runs.finish(_report(night, "failed", **parts))
+        _finish(night, _report(night, "failed", **parts))
     except Exception as exc:
         if not is_disk_full(exc):
             raise
