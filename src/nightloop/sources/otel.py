@@ -18,7 +18,7 @@ from nightloop.models import Quarantined, canonical_json
 from nightloop.sources.base import NESTED_TOO_DEEPLY, excerpt, guard_file
 from nightloop.sources.genai_layouts import parts_to_messages
 from nightloop.sources.json_records import json_lines
-from nightloop.sources.spans import Span, SpanRecords, keep_span
+from nightloop.sources.spans import Span, SpanRecords, chain_key, keep_span
 
 __all__ = ["OtelSource", "attribute_value", "export_spans", "parts_to_messages"]
 
@@ -246,7 +246,7 @@ def _trace_spans(resource_spans: list[Any], source: str, seen: list[int]) -> Ite
                 if not keep_span(attributes):
                     continue  # HTTP, DB and other spans of the same trace
                 status = span.get("status") if isinstance(span.get("status"), dict) else {}
-                yield Span(
+                record = Span(
                     trace_id=str(span.get("traceId") or ""),
                     span_id=str(span.get("spanId") or ""),
                     parent_id=str(span.get("parentSpanId") or ""),
@@ -260,6 +260,8 @@ def _trace_spans(resource_spans: list[Any], source: str, seen: list[int]) -> Ite
                     status_message=str(status.get("message") or ""),
                     service=service,
                 )
+                record.chain_key = chain_key(record)
+                yield record
 
 
 def _log_spans(resource_logs: list[Any], source: str, seen: list[int]) -> Iterator[Span]:

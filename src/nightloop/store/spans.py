@@ -2,7 +2,8 @@
 
 A span is stored once per ``(trace_id, span_id)`` (OTLP delivery is at least once). Each span has the
 conversation it belongs to: its own conversation id, else its trace's (the smallest explicit id any span
-of that trace carries, whenever it arrived), else the trace id.
+of that trace carries, whenever it arrived; else the smallest chain key, see ``sources.spans.chain_key``),
+else the trace id.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def m001_spans(db: sqlite_utils.Database) -> None:
     db.execute("create index spans_conversation on spans (conversation_id)")
 
 
+@migrations(name="m002_chain_key")
+def m002_chain_key(db: sqlite_utils.Database) -> None:
+    """Model calls with no parent span and no conversation id are chained into conversations (sources.spans.chain_key)."""
+    db.execute("alter table spans add column chain_key text")
+
+
 def _ids_json(ids: Iterable[str]) -> str:
     return json.dumps(list(ids))
 
@@ -57,7 +64,7 @@ class SpanRepo:
         conn = self.db.conn
         batch_keys = trace_keys_of(spans)
         rows = [
-            (s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json())
+            (s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None)
             for s in spans
         ]
         with transaction(self.db):
@@ -72,7 +79,7 @@ class SpanRepo:
                 if (row[0], row[1]) not in stored:
                     fresh.setdefault((row[0], row[1]), row)  # the first copy of a span re-sent within the batch wins
             conn.executemany(
-                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json) values (?, ?, ?, ?, ?, ?)", list(fresh.values())
+                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key) values (?, ?, ?, ?, ?, ?, ?)", list(fresh.values())
             )
         return {trace or f"span:{span}" for trace, span in fresh}, len(fresh)
 
@@ -89,28 +96,37 @@ class SpanRepo:
                 found.update(row[0] for row in self.db.conn.execute(sql, [_ids_json(ids[start : start + 5000])]))
         return found
 
-    def rekey(self, traces: Iterable[str]) -> set[str]:
-        """Give every span of these traces its conversation (its own id, else its trace's); returns conversations before and after."""
+    def rekey(self, traces: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """Give every span of these traces its conversation (its own id, else its trace's).
+
+        Returns the conversations before and after, and which conversations each one took spans from (``after ->
+        {before, …}``, e.g. one first keyed by its trace id, then by the id a later span named).
+        """
         traces = [t for t in traces if not t.startswith("span:")]
         touched: set[str] = set()
+        moved: dict[str, set[str]] = {}
         with transaction(self.db):
             for start in range(0, len(traces), 5000):
                 rows = self.db.conn.execute(
-                    "select rowid, trace_id, conversation_id, explicit_key from spans where trace_id in (select value from json_each(?))",
+                    "select rowid, trace_id, conversation_id, explicit_key, chain_key from spans where trace_id in (select value from json_each(?))",
                     [_ids_json(traces[start : start + 5000])],
                 ).fetchall()
                 keys: dict[str, str] = {}
-                for _, trace, _, key in rows:  # the smallest explicit id of each trace (str order = SQLite's binary order)
+                chains: dict[str, str] = {}
+                for _, trace, _, key, chain in rows:  # the smallest of each trace (str order = SQLite's binary order)
                     if key is not None and (trace not in keys or key < keys[trace]):
                         keys[trace] = key
+                    if chain is not None and (trace not in chains or chain < chains[trace]):
+                        chains[trace] = chain
                 moves = []
-                for rowid, trace, before, key in rows:
-                    after = key or keys.get(trace) or trace
+                for rowid, trace, before, key, _ in rows:
+                    after = key or keys.get(trace) or chains.get(trace) or trace
                     touched.update((before, after))
                     if after != before:
                         moves.append((after, rowid))
+                        moved.setdefault(after, set()).add(before)
                 self.db.conn.executemany("update spans set conversation_id = ? where rowid = ?", moves)
-        return touched
+        return touched, moved
 
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
         """Spans of each conversation (one query for the lot), in time order."""
