@@ -399,7 +399,10 @@ def _build(key: str, spans: list[Span], source: str, locator: str) -> Record:
         "outcome": _outcome(spans, calls),
         "metadata": _metadata(spans, calls),
     }
-    return conversation_from_object(obj, source, locator, canonical_json(messages))
+    record = conversation_from_object(obj, source, locator, "")
+    if isinstance(record, Quarantined):  # the excerpt costs a dump of the messages: only for a record that needs one
+        record = record.model_copy(update={"raw_excerpt": excerpt(canonical_json(messages))})
+    return record
 
 
 def _no_content_reason(spans: list[Span], calls: list[tuple[Span | None, CallMessages]]) -> str:
