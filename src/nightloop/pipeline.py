@@ -41,7 +41,9 @@ from nightloop.models import (
     ReviewItem,
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
+from nightloop.stopping import requested_stop
 from nightloop.store import Store
+from nightloop.store.db import is_disk_full, store_full
 
 __all__ = [
     "STAGES",
@@ -789,6 +791,7 @@ def run_night(
     from nightloop.plugins import check_config
 
     check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
+    stop = stop if stop is not None else requested_stop()
     own_store = store is None
     store = store or Store(settings.db)
     lease = None
@@ -830,6 +833,9 @@ def run_night(
             status = "failed"
             parts["notes"].append(f"model provider failed: {exc}")
         except Exception as exc:
+            if is_disk_full(exc):
+                _record_failure_if_room(night, parts, "the disk holding the store is full; free space and re-run")
+                raise
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
             store.runs.finish(_report(night, "failed", **parts))
@@ -837,11 +843,37 @@ def run_night(
         report = _report(night, status, **parts)
         store.runs.finish(report)
         return report
+    except Exception as exc:
+        if is_disk_full(exc):  # said plainly, not as a chain of SQLite tracebacks
+            raise store_full(settings.db) from exc
+        raise
     finally:
         if lease is not None:
-            lease.release()
+            _release_unless_disk_full(lease)
         if own_store:
             store.close()
+
+
+def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> None:
+    """Record the night as failed when the full disk still has room for it; else it stays ``running``.
+
+    Either way a plain re-run resumes it: both states are unfinished, and finished stages are kept.
+    """
+    parts["notes"].append(note)
+    try:
+        night.store.runs.finish(_report(night, "failed", **parts))
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+
+
+def _release_unless_disk_full(lease: Any) -> None:
+    """Release the lease; on a full disk it stays, and the next run takes it over (its holder is gone)."""
+    try:
+        lease.release()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
 
 
 def managed_prompts(store: Store) -> list[str]:
