@@ -5,7 +5,7 @@ different prompts, on their own threads and event loops, draw on one budget of r
 A call first takes a concurrency slot, then *reserves* the earliest start time at which neither the requests nor
 the tokens of any 60 s window would exceed the limit, and sleeps until then: the limit holds by construction,
 not by retrying 429s away. A 429 that still arrives (another client on the same account) pauses every call to
-that provider for the ``retry-after`` it asked (or ``PAUSE_AFTER_429_S``).
+that provider for the ``retry-after`` it asked (at most ``WINDOW_S``; ``PAUSE_AFTER_429_S`` if it named none).
 
 Across processes on one machine the limits are not shared: one process (one flow run, or one ``nightloop run``)
 should run the night's prompts (see "Many prompts" in the README).
@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 
 from nightloop.config import RateLimitConfig, RoleConfig, Settings
 
-__all__ = ["PAUSE_AFTER_429_S", "WINDOW_S", "LimiterStats", "ProviderLimiter", "RateLimits", "limit_key"]
+__all__ = ["PAUSE_AFTER_429_S", "WINDOW_S", "MARGIN_S", "LimiterStats", "ProviderLimiter", "RateLimits", "limit_key", "retry_after_of"]
 
 #: The window providers count requests and tokens per minute over.
 WINDOW_S = 60.0
+#: Added to the window when booking: a request sent later may reach the provider a little sooner than the one
+#: before it, and the provider's clock counts arrivals.
+MARGIN_S = 0.5
 #: How long every call to a provider waits after it answered 429 without a retry-after.
 PAUSE_AFTER_429_S = 1.0
 
@@ -85,7 +88,7 @@ class ProviderLimiter:
             yield
         except Exception as exc:
             if getattr(exc, "status", None) == 429:
-                self.pause(getattr(exc, "retry_after", None) or PAUSE_AFTER_429_S)
+                self.pause(retry_after_of(exc))
             raise
         finally:
             with self._lock:
@@ -105,11 +108,11 @@ class ProviderLimiter:
             tokens = min(tokens, tpm)  # a call larger than the whole budget still runs, alone in its window
         with self._lock:
             now = self.clock()
-            while self._starts and self._starts[0][0] <= now - WINDOW_S:
+            while self._starts and self._starts[0][0] <= now - WINDOW_S - MARGIN_S:
                 self._starts.popleft()
             start = max(now, self._paused_until, self._starts[-1][0] if self._starts else now)
             if rpm is not None and len(self._starts) >= rpm:
-                start = max(start, self._starts[-rpm][0] + WINDOW_S)
+                start = max(start, self._starts[-rpm][0] + WINDOW_S + MARGIN_S)
             if tpm is not None:
                 start = max(start, self._tokens_fit_at(start, tokens, tpm))
             self._starts.append((start, tokens))
@@ -119,13 +122,13 @@ class ProviderLimiter:
 
     def _tokens_fit_at(self, start: float, tokens: int, tpm: int) -> float:
         """The first time from ``start`` at which the window ending then has room for ``tokens``."""
-        in_window = [(t, n) for t, n in self._starts if t > start - WINDOW_S]
+        in_window = [(t, n) for t, n in self._starts if t > start - WINDOW_S - MARGIN_S]
         used = sum(n for _, n in in_window)
         for t, n in in_window:  # oldest first: each one leaving the window frees its tokens
             if used + tokens <= tpm:
                 break
             used -= n
-            start = max(start, t + WINDOW_S)
+            start = max(start, t + WINDOW_S + MARGIN_S)
         return start
 
     async def _take_concurrency_slot(self) -> None:
@@ -176,6 +179,19 @@ class ProviderLimiter:
         finally:
             with self._lock:
                 self.stats.waiting -= 1
+
+
+def retry_after_of(error: BaseException) -> float:
+    """The wait a 429 asked for (``retry-after-ms`` / ``retry-after`` of the SDK error behind ``error``), at most
+    ``WINDOW_S``; ``PAUSE_AFTER_429_S`` when it named none."""
+    from nightloop.llm.common import retry_after_seconds
+
+    headers = getattr(getattr(error.__cause__, "response", None), "headers", None) or {}
+    for name, milliseconds in (("retry-after-ms", True), ("retry-after", False)):
+        asked = retry_after_seconds(headers.get(name), milliseconds=milliseconds)
+        if asked is not None:
+            return min(max(asked, 0.0), WINDOW_S)
+    return PAUSE_AFTER_429_S
 
 
 def limit_key(role: RoleConfig, limits: dict[str, RateLimitConfig]) -> str | None:
