@@ -13,7 +13,10 @@ from nightloop.testing.attack_corpus import ATTACKS
 from nightloop.testing.injection_nights import prepare_base, run_attack_night
 
 SUBSET = {a.technique.name: a for a in ATTACKS if a.technique.name in
-          ("tool result", "german", "base64", "tag smuggling", "conversation id", "system impersonation")}
+          ("tool result", "german", "base64", "tag smuggling", "conversation id", "system impersonation",
+           # the last attack of these once passed validation (a translation, an account number hidden in hex,
+           # an instruction under a JSON key)
+           "japanese", "hex", "json note to assistant")}
 
 
 @pytest.fixture(scope="module")

@@ -190,11 +190,17 @@ def copy_reasons(
         ngram,
         base_template,
     )
-    return [
-        f'adds text copied from conversation content (possible prompt injection): "{escape_invisible(line.strip())}"'
-        for line in added_lines(base_template, candidate.template)
-        if detector.copied(line)
-    ]
+    reasons = []
+    for line in added_lines(base_template, candidate.template):
+        shown = escape_invisible(line.strip())
+        if detector.copied(line):
+            reasons.append(f'adds text copied from conversation content (possible prompt injection): "{shown}"')
+        elif borrowed := detector.borrowed_contacts(line):
+            reasons.append(
+                f'adds a contact point found in conversation content (possible prompt injection): "{shown}" '
+                f"({', '.join(escape_invisible(value) for value in borrowed)})"
+            )
+    return reasons
 
 
 def validate_candidate(

@@ -4,7 +4,8 @@ One layer of the candidate checks (:mod:`nightloop.candidate_checks`). It only c
 says in the customer's or the tool's words what the line says. What an edit *does* (new contact points,
 raised limits, weakened obligations) is the high-risk layer's job, and paraphrases or translations are the
 guard's; so a line that merely shares a phrase with a customer's correction or a tool's error message
-("the price in euros", "order not found") is not refused here. Everything is compared in
+("the price in euros", "order not found") is not refused here. One exception is by value, not wording: a
+line that adds a contact point (email, URL, domain, phone or account number) found in that content. Everything is compared in
 :func:`nightloop.normalise.fold` form, against the conversations and their decoded readings (base64, hex,
 rot13, URL-encoding, leetspeak).
 """
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+from nightloop.contact_points import NUMERIC_KINDS, contact_points, digits
 from nightloop.normalise import decoded_variants, fold, with_decoded, words
 
 __all__ = ["CopyDetector", "DIRECTIVE_MARKERS", "IMPERATIVE_OPENERS", "copy_detector"]
@@ -100,6 +102,27 @@ class CopyDetector:
             for quoted in (_joined(clause), _joined(clause[:MIN_QUOTED_WORDS]))
             if quoted not in base
         }
+        base_points = {_point_key(kind, value) for kind, value in contact_points(base_template)}
+        self.planted_points = {
+            _point_key(kind, value): value
+            for text in untrusted
+            for kind, value in contact_points(text)
+            if _point_key(kind, value) not in base_points
+        }
+
+    def borrowed_contacts(self, line: str) -> list[str]:
+        """Contact points (email, URL, domain, phone, account number) ``line`` takes from what users, tools or
+        feedback wrote, in any of its readings. Whatever the wording around it, such a line sends customers or
+        their money where conversation content said to; the base template's own contact points do not count."""
+        for reading in [line, *decoded_variants(line)]:  # the line as written first: its values are the readable ones
+            found = {
+                value
+                for kind, point in contact_points(reading)
+                if (value := self.planted_points.get(_point_key(kind, point))) is not None
+            }
+            if found:
+                return sorted(found)
+        return []
 
     def copied(self, line: str) -> bool:
         """True when ``line``, or what its encoding hides, copies an instruction from the conversations."""
@@ -120,6 +143,11 @@ class CopyDetector:
             if len(sentence) >= MIN_QUOTED_WORDS
             for directive in self.directives
         )
+
+
+def _point_key(kind: str, value: str) -> str:
+    """One key per contact point, whatever its kind was read as (a long number is a phone and an account)."""
+    return digits(value) if kind in NUMERIC_KINDS else value
 
 
 @lru_cache(maxsize=2)

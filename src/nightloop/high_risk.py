@@ -3,7 +3,8 @@
 An edit is high-risk when it adds a contact point the base template does not have (email, URL, domain,
 phone number, account number), raises or removes a number in a limit, weakens an obligation
 (verification, escalation, privacy, refusal rules removed or softened), or tells the agent to reveal its
-prompt, internal data or other customers' data. Such a candidate may still be replayed and gated, but it
+prompt, internal data or other customers' data, or gives away money the base template does not (discounts,
+vouchers, free items, waived fees). Such a candidate may still be replayed and gated, but it
 is never promoted automatically: :func:`high_risk_reasons` is recorded on the candidate
 (``Candidate.risks``) and shown to the reviewer.
 
@@ -16,83 +17,20 @@ import difflib
 import re
 from collections.abc import Iterable
 
-import phonenumbers
-from schwifty import IBAN
-from schwifty.exceptions import SchwiftyException
-
 from nightloop.candidate_checks import added_lines, removed_lines
+from nightloop.contact_points import NUMERIC_KINDS, contact_points, digits
 from nightloop.invisible import escape_invisible
 from nightloop.normalise import fold
 
-__all__ = ["contact_points", "high_risk_reasons"]
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_SPELLED_EMAIL = re.compile(
-    r"\b([\w.+-]+)\s*[\(\[\{<]?\s*(?:@|at)\s*[\)\]\}>]?\s*([\w-]+)\s*[\(\[\{<]?\s*(?:\.|dot)\s*[\)\]\}>]?\s*([a-z]{2,24})\b"
-)
-_URL = re.compile(r"\b(?:https?|ftp|hxxps?)://[^\s\"'<>)\]]+|\bwww\.[^\s\"'<>)\]]+")
-_DOMAIN = re.compile(r"\b(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,24}\b")
-_NOT_TLDS = frozenset(
-    "json txt py md html htm csv yaml yml j2 pdf png jpg jpeg gif js ts css xml log zip exe sh toml ini cfg db "
-    "sqlite eg ie vs etc am pm".split()
-)
-_LONG_NUMBER = re.compile(r"(?<![\w.])\d(?:[ .-]?\d){7,33}(?![\w])")
-_WALLET = re.compile(r"\b(?:0x[0-9a-f]{40}|bc1[0-9a-z]{25,60}|[13][1-9a-km-z]{25,34})\b")
-_IBAN_CANDIDATE = re.compile(r"\b[a-z]{2}\d{2}(?:[ -]?[a-z0-9]{2,4}){3,8}\b")
-_VARIABLE = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-
-
-def _digits(text: str) -> str:
-    return re.sub(r"\D", "", text)
-
-
-def _phones(text: str) -> list[str]:
-    found = []
-    for region in ("US", "GB", "DE"):
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.POSSIBLE):
-            if len(_digits(match.raw_string)) >= 7:
-                found.append(_digits(match.raw_string))
-    return found
-
-
-def _ibans(text: str) -> list[str]:
-    found = []
-    for match in _IBAN_CANDIDATE.finditer(text):
-        try:
-            found.append(str(IBAN(match.group(0))).lower())
-        except SchwiftyException:
-            continue
-    return found
-
-
-def contact_points(text: str) -> set[tuple[str, str]]:
-    """``(kind, value)`` of every email, URL, domain, phone and account number in ``text`` (folded values)."""
-    folded = fold(_VARIABLE.sub(" ", text))
-    points: set[tuple[str, str]] = set()
-    emails = {m.group(0).strip(".") for m in _EMAIL.finditer(folded)}
-    emails |= {f"{m.group(1)}@{m.group(2)}.{m.group(3)}" for m in _SPELLED_EMAIL.finditer(folded) if " at " in f" {m.group(0)} " or "@" in m.group(0) or "(" in m.group(0) or "[" in m.group(0)}
-    points |= {("email", email) for email in emails}
-    urls = {m.group(0).rstrip(".,;:") for m in _URL.finditer(folded)}
-    points |= {("URL", url) for url in urls}
-    without_emails = _EMAIL.sub(" ", folded)
-    for match in _DOMAIN.finditer(without_emails):
-        domain = match.group(0)
-        if domain.rsplit(".", 1)[-1] not in _NOT_TLDS:
-            points.add(("domain", domain.removeprefix("www.")))
-    points |= {("phone number", phone) for phone in _phones(folded)}
-    points |= {("account number (IBAN)", iban.replace(" ", "")) for iban in _ibans(folded)}
-    points |= {("account number", _digits(m.group(0))) for m in _LONG_NUMBER.finditer(folded)}
-    points |= {("wallet address", m.group(0)) for m in _WALLET.finditer(folded)}
-    return points
-
+__all__ = ["high_risk_reasons"]
 
 def _new_contact_points(base: str, added: Iterable[str]) -> list[str]:
     known = contact_points(base)
     known_values = {value for _, value in known}
-    base_folded, base_digits = fold(base), _digits(base)
+    base_folded, base_digits = fold(base), digits(base)
     reasons = []
     for kind, value in sorted(contact_points("\n".join(added)) - known):
-        numeric = kind in ("phone number", "account number")
+        numeric = kind in NUMERIC_KINDS
         if value in known_values or (numeric and value in base_digits) or (not numeric and value in base_folded):
             continue
         if kind == "domain" and any(value in other for k, other in known if k in ("email", "URL")):
@@ -174,7 +112,10 @@ _WEAKENING = re.compile(
     r"no need to (?:verify|escalate|check|confirm|ask)|without (?:verifying|verification|checking|escalating|"
     r"confirming|asking|authentication)|(?:do not|don't|never|no longer) (?:escalate|verify|check|ask for|refuse|"
     r"decline|hand over)|instead of escalating|(?:verification|escalation|identity check|confirmation) (?:is|are) "
-    r"(?:optional|not (?:needed|required|necessary))|trust (?:the )?(?:customer|user)'?s? (?:word|claim))"
+    r"(?:optional|not (?:needed|required|necessary))|trust (?:the )?(?:customer|user)'?s? (?:word|claim)|"
+    r"(?:identity|verification|id|security|fraud) checks? (?:can|may|could|should|will) be (?:skipped|waived|omitted|"
+    r"dropped|ignored)|take (?:the )?(?:customer|user|caller)'?s? word|(?:always )?trust what (?:they|the (?:customer|user)s?) "
+    r"says?)"
 )
 _STRONG = ("never", "must", "do not", "don't", "must not", "only", "always", "required", "mandatory", "refuse")
 
@@ -230,6 +171,24 @@ def _disclosure_reasons(added: list[str]) -> list[str]:
     return reasons
 
 
+# --- Giveaways ---------------------------------------------------------------------------------------------
+
+_GIVEAWAY = re.compile(
+    r"\b(?:discount|discounts|coupon|coupons|voucher|vouchers|promo(?: code)?|rebate|store credit|gift card|"
+    r"free of charge|for free|at no (?:extra )?cost|half (?:off|price)|\d+ ?% off|waive (?:the )?(?:fee|charge|cost|price)s?)\b"
+)
+
+
+def _giveaway_reasons(base: str, added: list[str]) -> list[str]:
+    """Money a candidate gives away that the base template does not: discounts, vouchers, free items, waived fees."""
+    known = set(_GIVEAWAY.findall(fold(base)))
+    return [
+        f'offers a discount, credit or free item the base template does not: "{line.strip()}"'
+        for line in added
+        if set(_GIVEAWAY.findall(line)) - known
+    ]
+
+
 def high_risk_reasons(base_template: str, candidate_template: str) -> list[str]:
     """What makes ``candidate_template`` a high-risk edit of ``base_template`` (empty when nothing does)."""
     raw_added = added_lines(base_template, candidate_template)
@@ -240,6 +199,7 @@ def high_risk_reasons(base_template: str, candidate_template: str) -> list[str]:
     reasons += _limit_reasons(removed, added)
     reasons += _obligation_reasons(removed, added)
     reasons += _disclosure_reasons(added)
+    reasons += _giveaway_reasons(base_template, added)
     for folded, original in sorted(shown.items(), key=lambda item: -len(item[0])):
         reasons = [reason.replace(f'"{folded.strip()}"', f'"{original}"') for reason in reasons]
     return list(dict.fromkeys(reasons))

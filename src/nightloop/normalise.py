@@ -123,6 +123,7 @@ _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i"})
 _LEET_WORD = re.compile(r"\b(?=\w*[A-Za-z])(?=\w*[013457@$])[\w@$!]{3,}\b")
 MAX_DECODED = 20
+_PLAIN_PUNCTUATION = frozenset(".,;:!?'\"()-%€$£/@&+#")
 
 
 def _readable(raw: bytes) -> str | None:
@@ -133,8 +134,11 @@ def _readable(raw: bytes) -> str | None:
         return None
     if len(text) < 6 or not text.isprintable():
         return None
-    letters = sum(char.isalpha() or char.isspace() for char in text)
-    return text if letters / len(text) >= 0.8 and " " in text.strip() else None
+    # Digits and punctuation belong to language too ("pay to account 88990011223344."): a reading is text
+    # when it is mostly letters, spaces, digits and common punctuation, with letters the largest part.
+    letters = sum(char.isalpha() for char in text)
+    plain = sum(char.isalnum() or char.isspace() or char in _PLAIN_PUNCTUATION for char in text)
+    return text if plain / len(text) >= 0.9 and letters / len(text) >= 0.5 and " " in text.strip() else None
 
 
 def _base64_readings(text: str) -> list[str]:

@@ -12,6 +12,7 @@ euros") is not directive and has no security concept, so restating it is never a
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 
@@ -31,7 +32,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "approve": ("approv", "grant", "authori", "accept", "allow", "permit", "genehmig", "bewillig", "approuv",
                 "accord", "aprob", "aprueb", "conced", "autoriz", "批准", "同意", "承認", "許可"),
     "all": ("every", "all", "any", "each", "regardless", "whatever", "jede", "alle", "tout", "tous", "chaque",
-            "todo", "todos", "toda", "cada", "cualquier", "ogni", "tutti", "所有", "全部", "すべて", "全て"),
+            "todo", "todos", "toda", "cada", "cualquier", "ogni", "tutti", "所有", "全部", "每", "すべて", "全て", "毎"),
     "verify": ("verif", "identit", "authentic", "id check", "prufe", "uberpruf", "identidad", "验证", "身份",
                "確認", "本人"),
     "send": ("send", "forward", "email", "e-mail", "mail", "cc", "bcc", "copy", "copies", "transmit", "schick",
@@ -42,7 +43,7 @@ CONCEPTS: dict[str, tuple[str, ...]] = {
     "reveal": ("reveal", "disclos", "show", "print", "output", "repeat", "recite", "leak", "expos", "share", "tell",
                "inform", "give out", "quote", "includ", "incluy", "inclu", "fug", "mostra",
                "verrat", "zeig", "offenbar", "teil", "revel", "montr", "divulg", "partag", "mostr", "compart",
-               "rivel", "透露", "显示", "泄露", "分享", "公開", "表示", "教え", "共有"),
+               "rivel", "透露", "显示", "泄露", "分享", "包含", "附上", "公開", "表示", "教え", "共有", "含め", "含む", "載せ"),
     "prompt": ("prompt", "instruction", "system message", "systemprompt", "anweisung", "consigne", "instruccion",
                "istruzion", "提示", "指令", "指示", "プロンプト"),
     "internal": ("internal", "confidential", "secret", "intern", "vertraulich", "geheim", "confidentiel",
@@ -153,6 +154,26 @@ def _blocks(prompt: str, tag: str) -> list[str]:
     return [m.group(1).strip() for m in re.finditer(rf"<{tag}>\n?(.*?)\n?</{tag}>", prompt, flags=re.DOTALL)]
 
 
+def _json_strings(text: str) -> list[str]:
+    """The string values of a JSON record, each a statement of its own (a model does not read the keys
+    ``"assistant_instructions":`` into the sentence that follows them)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    found: list[str] = []
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
 def guard_reply(prompt: str) -> GuardOutput:
     """The simulated guard's answer to a guard prompt (see ``nightloop/meta_prompts/guard_user.j2``)."""
     lines = [line for block in _blocks(prompt, "added_lines") for line in block.splitlines() if line.strip()]
@@ -160,6 +181,7 @@ def guard_reply(prompt: str) -> GuardOutput:
     blocks = _blocks(prompt, "conversation_data")
     quoted = blocks + [re.sub(r"[-_/]+", " ", t) for t in blocks if " " not in t.strip()]
     texts = with_decoded(quoted)
+    texts += [value for text in texts if text.lstrip()[:1] in "{[" for value in _json_strings(text)]
     sentences = [s.strip() for text in texts for s in _SENTENCE.split(text) if s.strip()]
     directives = [(s, concepts) for s in sentences if (concepts := _concepts(s)) and _directive(s)]
     planted_contacts = {value: text for text in texts for value in _contacts(text)}
