@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from nightloop.classify import classify_many
 from nightloop.config import Settings
-from nightloop.errors import BudgetExceeded, NightInterrupted, NightloopError, ProviderError
+from nightloop.errors import BudgetExceeded, ConfigError, NightInterrupted, NightloopError, ProviderError
 from nightloop.evidence import UNFINISHED_STATES, faulted, incomplete_arms, night_status_for
 from nightloop.evidence import summary as evidence_summary
 from nightloop.models import (
@@ -873,7 +873,8 @@ def run_nights(
 
     Each prompt's nights open their own store connection (WAL and a busy timeout let nights of different
     prompts write side by side; each holds its prompt's lease). One prompt's failure never stops another's:
-    a night that raises is recorded ``failed`` with the error in its notes, and its prompt's later dates still run.
+    a night that raises is recorded ``failed`` with the error in its notes, and its prompt's later dates still run
+    (a :class:`ConfigError` is raised: it is the same for every prompt).
     ``one_prompt`` replaces how one prompt's dates are run (the Prefect flow makes each a child flow run).
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -916,6 +917,8 @@ def _one_of_many(
     progress("starting", "")
     try:
         report = run_night(settings, prompt_name, night_date, force=force, progress=progress, stop=stop, runner=runner, limits=limits)
+    except ConfigError:
+        raise  # the same for every prompt: the user's to fix before any night can run
     except Exception as exc:  # recorded by run_night when it got that far; the other prompts go on
         report = NightReport(
             run_id=run_id_for(settings, prompt_name, night_date), prompt_name=prompt_name, date=night_date,

@@ -71,7 +71,7 @@ def print_reports(reports: list[NightReport], as_json: bool) -> None:
         console.print(f"[yellow]{escape(simulated_label(list(roles)))}[/]", highlight=False)
     for r in reports:
         for note in r.notes:
-            console.print(f"[dim]{r.prompt_name} {r.date}:[/] {note}", highlight=False)
+            console.print(f"[dim]{r.prompt_name} {r.date}:[/] {escape(note)}", highlight=False)
         if r.review_id:
             console.print(f"Review it: [bold]nightloop review show {r.review_id}[/]")
 
@@ -197,6 +197,8 @@ def register(app: typer.Typer) -> None:
         else:
             try:
                 reports = run_plain(settings, names, dates, force, quiet=as_json)
+            except NightloopError as exc:  # a mistake every night would meet (config, keys): no night ran
+                fail(f"the nights failed to start: {exc}")
             except KeyboardInterrupt:
                 raise stopped_at_once(resume) from None
         ran = [r for r in reports if r.status != "skipped"]
