@@ -1,8 +1,9 @@
 """Many prompts in one night within a provider's rate limits: parallel nights vs the sequential loop.
 
 Makes two identical stores of ``--prompts`` simulated prompts (one simulated day each) and runs the night of the
-next day over both with ``pipeline.run_nights`` (what `nightloop run --no-prefect` and each Prefect child run
-call): once with ``[schedule] max_parallel_prompts = --parallel``, once with 1 (the sequential loop). The agent
+next day with ``pipeline.run_nights`` (what `nightloop run --no-prefect` and the Prefect flows call): all prompts
+with ``[schedule] max_parallel_prompts = --parallel``, and ``--sequential-prompts`` of them with 1 (the sequential
+loop, its wall time scaled to all prompts: the sequential run of 200 prompts would take most of an hour). The agent
 is the simulator over the real OpenAI SDK, served by a loopback server that holds every request ``--latency``
 seconds and enforces ``--rpm`` / ``--tpm`` per sliding 60 s window, answering 429 beyond them; the judge and
 scorers are the local simulator. Both runs configure the same ``[llm.limits]`` for that server; the cache is off.
@@ -11,7 +12,7 @@ Prints for each run: wall time, agent calls, tokens, 429s received, and for the 
 rate-limit-bound ideal (calls / rpm or tokens / tpm, in minutes, whichever is larger) and the ratio.
 Targets: parallel wall <= 1.2 x the ideal, 0 x 429.
 
-    .venv/bin/python benchmarks/many_prompts.py [--prompts 200] [--rpm 1500] [--tpm 3000000] [--latency 0.5]
+    .venv/bin/python benchmarks/many_prompts.py [--prompts 200] [--rpm 1800] [--tpm 3000000] [--latency 2]
 """
 
 from __future__ import annotations
@@ -66,12 +67,15 @@ def one_run(root: Path, names: list[str], args: argparse.Namespace, parallel: in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=200)
-    parser.add_argument("--parallel", type=int, default=16, help="[schedule] max_parallel_prompts of the parallel run")
-    parser.add_argument("--rpm", type=int, default=1500)
+    parser.add_argument("--parallel", type=int, default=32, help="[schedule] max_parallel_prompts of the parallel run")
+    parser.add_argument("--rpm", type=int, default=1800)
     parser.add_argument("--tpm", type=int, default=3_000_000)
-    parser.add_argument("--latency", type=float, default=0.5, help="seconds the server holds each agent request")
+    parser.add_argument("--latency", type=float, default=2.0, help="seconds the server holds each agent request")
     parser.add_argument("--per-night", type=int, default=20)
-    parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument(
+        "--sequential-prompts", type=int, default=20,
+        help="prompts the sequential run measures (its wall time is scaled to --prompts; 0 = all of them)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "benchmark-key-not-real")
 
@@ -83,20 +87,23 @@ def main() -> None:
         print(f"{args.prompts} prompts x {args.per_night} conversations seeded twice in {time.monotonic() - started:.0f} s")
         print(f"server: rpm {args.rpm}, tpm {args.tpm}, latency {args.latency} s; parallel = {args.parallel}")
 
-        runs = {"parallel": one_run(base / "parallel", names, args, args.parallel)}
-        if not args.skip_sequential:
-            runs["sequential"] = one_run(base / "sequential", names, args, 1)
+        sample = names[: args.sequential_prompts or len(names)]
+        runs = {
+            "parallel": one_run(base / "parallel", names, args, args.parallel),
+            "sequential": one_run(base / "sequential", sample, args, 1),
+        }
         for label, run in runs.items():
             print(
-                f"{label:10s} wall {run['wall']:7.1f} s · {run['calls']} agent calls · {run['tokens']} tokens · "
-                f"429s {run['rejected']} · nights {run['statuses']}"
+                f"{label:10s} {len(names) if label == 'parallel' else len(sample)} prompts: wall {run['wall']:7.1f} s · "
+                f"{run['calls']} agent calls · {run['tokens']} tokens · 429s {run['rejected']} · nights {run['statuses']}"
             )
         fast = runs["parallel"]
         ideal = 60.0 * max(fast["calls"] / args.rpm, fast["tokens"] / args.tpm)
         print(f"rate-limit-bound ideal {ideal:.1f} s; parallel / ideal = {fast['wall'] / ideal:.2f} (target <= 1.2); "
               f"429s received {fast['rejected']} (target 0)")
-        if "sequential" in runs:
-            print(f"sequential / parallel = {runs['sequential']['wall'] / fast['wall']:.1f}x")
+        sequential = runs["sequential"]["wall"] * len(names) / len(sample)
+        scaled = "" if len(sample) == len(names) else f" (measured on {len(sample)} prompts, scaled to {len(names)})"
+        print(f"sequential {sequential:.0f} s{scaled}; sequential / parallel = {sequential / fast['wall']:.1f}x")
 
 
 if __name__ == "__main__":
