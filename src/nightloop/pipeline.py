@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from nightloop.classify import classify_many
 from nightloop.config import Settings
-from nightloop.errors import BudgetExceeded, ConfigError, NightInterrupted, NightloopError, ProviderError
+from nightloop.errors import BudgetExceeded, ConfigError, NightInterrupted, NightloopError, ProviderError, StoreFull
 from nightloop.evidence import UNFINISHED_STATES, faulted, incomplete_arms, night_status_for
 from nightloop.evidence import summary as evidence_summary
 from nightloop.models import (
@@ -41,6 +42,7 @@ from nightloop.models import (
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
 from nightloop.store import Store
+from nightloop.store.db import is_disk_full, store_full
 
 __all__ = [
     "STAGES",
@@ -165,14 +167,21 @@ class Night:
         return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
 
     @property
+    def budget_account(self) -> str:
+        """The store ledger account this night charges: every attempt, process and config of (prompt, date)."""
+        return f"{self.prompt_name}:{self.logical_date.isoformat()}"
+
+    @property
     def ledger(self):
         if self._ledger is None:
             from nightloop.llm.budget import BudgetLedger
 
             budget = self.settings.budget
-            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop)
-            # One budget per night, not per attempt: a resumed or re-run night continues from what it spent.
-            self._ledger.carry_over(*self.store.runs.spent(self.run_id))
+            # One budget per night, not per attempt or process: spend is charged to the store as it happens.
+            account = self.store.spend.account(self.budget_account, self.run_id)
+            self._ledger = BudgetLedger(
+                budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop, account=account
+            )
         return self._ledger
 
     @property
@@ -544,7 +553,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
-        from nightloop.gate import choose_winner, gate_night, is_train
+        from nightloop.gate import choose_winner, gate_night, get_paired_test, is_train
         from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
@@ -552,7 +561,8 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         cases = gate_cases(replay_set.cases, reproduction)
         carried = _carried(night, replay_set)
         candidates = _night_candidates(judged, carried)
-        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
+        test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
+        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
@@ -663,7 +673,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     replayed: ReplayOutput | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
-    ledger = night.ledger if night._clients is None or night._ledger is not None else None
+    ledger = night.ledger
     return NightReport(
         run_id=night.run_id,
         prompt_name=night.prompt_name,
@@ -800,8 +810,11 @@ def run_night(
                 return report.model_copy(
                     update={"status": "skipped", "notes": [f"night {logical_date} already finished ({status}); use --force to re-run"]}
                 )
+        if clients is not None:
+            clients.share_ledger(night.ledger)  # injected clients spend the night's budget, not their own
         if force:
             store.runs.reset(night.run_id)
+            store.spend.forget_run(night.run_id)
         store.runs.start(night.run_id, prompt_name, logical_date.isoformat(), settings.config_hash())
         parts: dict[str, Any] = {"notes": []}
         try:
@@ -825,6 +838,9 @@ def run_night(
             status = "failed"
             parts["notes"].append(f"model provider failed: {exc}")
         except Exception as exc:
+            if is_disk_full(exc):
+                _record_failure_if_room(night, parts, "the disk holding the store is full; free space and re-run")
+                raise
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
             store.runs.finish(_report(night, "failed", **parts))
@@ -832,11 +848,37 @@ def run_night(
         report = _report(night, status, **parts)
         store.runs.finish(report)
         return report
+    except Exception as exc:
+        if is_disk_full(exc):  # said plainly, not as a chain of SQLite tracebacks
+            raise store_full(settings.db) from exc
+        raise
     finally:
         if lease is not None:
-            lease.release()
+            _release_unless_disk_full(lease)
         if own_store:
             store.close()
+
+
+def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> None:
+    """Record the night as failed when the full disk still has room for it; else it stays ``running``.
+
+    Either way a plain re-run resumes it: both states are unfinished, and finished stages are kept.
+    """
+    parts["notes"].append(note)
+    try:
+        night.store.runs.finish(_report(night, "failed", **parts))
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+
+
+def _release_unless_disk_full(lease: Any) -> None:
+    """Release the lease; on a full disk it stays, and the next run takes it over (its holder is gone)."""
+    try:
+        lease.release()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
 
 
 def managed_prompts(store: Store) -> list[str]:
@@ -874,7 +916,7 @@ def run_nights(
     Each prompt's nights open their own store connection (WAL and a busy timeout let nights of different
     prompts write side by side; each holds its prompt's lease). One prompt's failure never stops another's:
     a night that raises is recorded ``failed`` with the error in its notes, and its prompt's later dates still run
-    (a :class:`ConfigError` is raised: it is the same for every prompt).
+    (a :class:`ConfigError` or :class:`StoreFull` is raised: it is the same for every prompt).
     ``one_prompt`` replaces how one prompt's dates are run (the Prefect flow makes each a child flow run).
     """
     from concurrent.futures import ThreadPoolExecutor
@@ -917,7 +959,7 @@ def _one_of_many(
     progress("starting", "")
     try:
         report = run_night(settings, prompt_name, night_date, force=force, progress=progress, stop=stop, runner=runner, limits=limits)
-    except ConfigError:
+    except (ConfigError, StoreFull):
         raise  # the same for every prompt: the user's to fix before any night can run
     except Exception as exc:  # recorded by run_night when it got that far; the other prompts go on
         report = NightReport(

@@ -24,7 +24,8 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
-from nightloop.errors import NightloopError
+from nightloop.errors import NightloopError, StoreFull
+from nightloop.store.db import store_full
 from nightloop.simulated import simulated_label
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
@@ -144,6 +145,8 @@ def register(app: typer.Typer) -> None:
                     config_file=str(config) if config else None, db=str(settings.db),
                 )
                 reports = [NightReport.model_validate(r) for r in raw]
+        except StoreFull:
+            fail(str(store_full(settings.db, f"`{resume}`")))
         except NightloopError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -197,6 +200,8 @@ def register(app: typer.Typer) -> None:
         else:
             try:
                 reports = run_plain(settings, names, dates, force, quiet=as_json)
+            except StoreFull:  # every later night would fail the same way
+                fail(str(store_full(settings.db, f"`{resume}`")))
             except NightloopError as exc:  # a mistake every night would meet (config, keys): no night ran
                 fail(f"the nights failed to start: {exc}")
             except KeyboardInterrupt:
