@@ -131,15 +131,17 @@ def _failed(reports: list[NightReport]) -> list[str]:
 class _PromptRuns:
     """One child flow run per prompt (its nights in date order), run by ``pipeline.run_nights``' thread pool."""
 
-    def __init__(self, settings: Any, force: bool, limits: RateLimits) -> None:
-        self.settings, self.force, self.limits = settings, force, limits
+    def __init__(self, settings: Any, force: bool, limits: RateLimits, event: pipeline.NightEvent) -> None:
+        self.settings, self.force, self.limits, self.event = settings, force, limits, event
         self.reports: dict[str, list[NightReport]] = {}
         self.failed_runs: list[str] = []
         self.child = flow(self._nights_of_one_prompt, name="prompt-nights", flow_run_name="{prompt_name}", log_prints=False)
 
     def _nights_of_one_prompt(self, prompt_name: str, dates: list[date]) -> list[dict[str, Any]]:
         """One prompt's nights, in date order; the run fails when one of them did (the others' runs go on)."""
-        reports = pipeline.run_nights(self.settings, [prompt_name], dates, force=self.force, runner=_as_task, limits=self.limits)
+        reports = pipeline.run_nights(
+            self.settings, [prompt_name], dates, force=self.force, runner=_as_task, limits=self.limits, event=self.event
+        )
         self.reports[prompt_name] = reports
         with Store(self.settings.db) as store:
             for report in reports:
@@ -186,9 +188,9 @@ class _ProgressArtifact:
 def _fan_out(settings: Any, prompts: list[str], dates: list[date], force: bool) -> list[dict[str, Any]]:
     """``run_nights`` with one child flow run per prompt, ``[schedule] max_parallel_prompts`` at a time."""
     limits = RateLimits.from_settings(settings)
-    runs = _PromptRuns(settings, force, limits)
     progress = _ProgressArtifact(len(prompts) * len(dates), limits)
-    reports = pipeline.run_nights(settings, prompts, dates, force=force, event=progress, limits=limits, one_prompt=runs)
+    runs = _PromptRuns(settings, force, limits, progress)
+    reports = pipeline.run_nights(settings, prompts, dates, force=force, limits=limits, one_prompt=runs)
     create_table_artifact(
         key="nights",
         table=[{"prompt": r.prompt_name, "date": r.date.isoformat(), "status": r.status, "failure rate": f"{r.failure_rate:.1%}"} for r in reports],

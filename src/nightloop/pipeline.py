@@ -917,7 +917,8 @@ def run_nights(
     prompts write side by side; each holds its prompt's lease). One prompt's failure never stops another's:
     a night that raises is recorded ``failed`` with the error in its notes, and its prompt's later dates still run
     (a :class:`ConfigError` or :class:`StoreFull` is raised: it is the same for every prompt).
-    ``one_prompt`` replaces how one prompt's dates are run (the Prefect flow makes each a child flow run).
+    ``one_prompt`` replaces how one prompt's dates are run (the Prefect flow makes each a child flow run); it then
+    owns that prompt's ``event`` calls too.
     """
     from concurrent.futures import ThreadPoolExecutor
     from contextvars import copy_context
@@ -935,10 +936,9 @@ def run_nights(
         return reports
 
     run_prompt = one_prompt or nights_of
-    for name in prompts:
-        if event is not None:
-            for night_date in dates:
-                event(name, night_date, "waiting", "")
+    for name in prompts if one_prompt is None and event is not None else ():
+        for night_date in dates:
+            event(name, night_date, "waiting", "")
     workers = min(settings.schedule.max_parallel_prompts, len(prompts))
     if workers <= 1:
         return [report for name in prompts for report in run_prompt(name, dates)]
