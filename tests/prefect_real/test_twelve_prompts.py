@@ -114,7 +114,7 @@ def test_twelve_prompts_fan_out_four_at_a_time_and_an_outage_fails_only_its_prom
             "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [c["id"] for c in children]}}}
         ).json()
         assert {a["key"] for a in artifacts} >= {f"night-{n.replace('_', '-')}" for n in names}
-        progress = many.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": ["nights-progress"]}}}).json()
+        progress = many.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": ["nights-progress"]}, "flow_run_id": {"any_": [parent_id]}}}).json()
         assert progress and progress[0]["data"] == 100.0 and "12 done" in progress[0]["description"]
 
         parallel_rows = _report(many, root)
