@@ -301,15 +301,10 @@ def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
 
 
 def _failure_counts(night: Night, version: int) -> tuple[int, int]:
-    """(failed conversations, conversations) that ran with ``version`` of this prompt, before the night."""
-    conversations = [
-        c
-        for c in night.store.conversations.iter_conversations(prompt_name=night.prompt_name, until=night.window_end)
-        if c.prompt_version == version
-    ]
-    ids = [c.id for c in conversations]
-    failed = {f.conversation_id for f in night.store.conversations.failures(conversation_ids=ids)} if ids else set()
-    return len(failed), len(ids)
+    """(failed conversations, conversations) among the latest ``[watch] window`` that ran ``version``, before the night."""
+    return night.store.conversations.version_outcomes(
+        night.prompt_name, version, until=night.window_end, latest=night.settings.watch.window
+    )
 
 
 def stage_watch(night: Night) -> WatchOutput:
