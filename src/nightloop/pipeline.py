@@ -390,7 +390,15 @@ def stage_replay_set(night: Night, ingested: IngestOutput, classified: ClassifyO
             notes=notes,
         )
 
-    return _once(night, "replay_set", ReplaySetOutput, compute)
+    from nightloop.stored_cases import stored_cases, with_content
+
+    # Kept by reference: the cases' content (conversation turns, variables, expected answers) stays in `conversations`.
+    if (previous := night.saved("replay_set", ReplaySetOutput)) is not None:
+        return with_content(night.store, previous)
+    night.say("replay_set", "running")
+    output = compute()
+    night.save("replay_set", output.model_copy(update={"cases": stored_cases(output.cases)}))
+    return output
 
 
 def _replayable(cases: list[ReplayCase], template: str) -> tuple[list[ReplayCase], list[str]]:
