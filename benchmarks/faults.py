@@ -15,6 +15,7 @@ Targets: no call past its deadline; no night ``done`` with faulted evidence; 0 r
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -135,16 +136,40 @@ class Script:
 
 
 class CallTimer:
-    """The longest single model call of the night (LLMClient's provider call, retries and waits included)."""
+    """The longest single model call of the night (LLMClient's provider call, retries and waits included).
+
+    Also the longest *loop stall*: how late a 50 ms tick on the calls' event loop ran. The deadline is a timer on
+    that loop, so while synchronous work (store writes, scoring) or a starved CPU holds the loop, no deadline can
+    fire; a call past its bound by about the stall is the loop's delay, not a provider wait left unbounded.
+    """
+
+    TICK_S = 0.05
 
     def __init__(self) -> None:
         self.longest = 0.0
+        self.stall = 0.0
         self._real = LLMClient._within_deadline
+        self._ticking: set[int] = set()
+
+    async def _tick(self) -> None:
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(self.TICK_S)
+            self.stall = max(self.stall, time.perf_counter() - before - self.TICK_S)
+
+    def _watch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if id(loop) not in self._ticking:  # each stage runs its calls on a fresh loop
+            self._ticking.add(id(loop))
+            ticker = loop.create_task(self._tick())
+            self._tickers.append(ticker)
 
     def __enter__(self) -> CallTimer:
         timer = self
+        self._tickers: list[asyncio.Task[None]] = []
 
         async def timed(client: LLMClient, request: LLMRequest) -> Any:
+            timer._watch_loop()
             started = time.perf_counter()
             try:
                 return await timer._real(client, request)
@@ -188,7 +213,7 @@ def run_scenario(provider: str, role: str, fault: str, folder: Path) -> dict[str
             rerun = pipeline.run_night(settings, PROMPT, night, store=store)
             repeated = _repeated_finished_calls(store, finished_before, fake.calls - calls_before, rerun)
     return {
-        "provider": provider, "role": role, "fault": fault, "longest_call_s": timer.longest,
+        "provider": provider, "role": role, "fault": fault, "longest_call_s": timer.longest, "loop_stall_s": timer.stall,
         "deadline_s": ROLE_BOUNDS["deadline_s"], "wall_s": wall, "state": state, "faulted": faulted,
         "rerun_state": rerun.status, "repeated": repeated,
     }
@@ -209,7 +234,9 @@ def main() -> int:
     unknown = set(args.faults.split(",")) - set(FAULTS)
     if unknown:
         parser.error(f"unknown faults {sorted(unknown)}; valid: {', '.join(FAULTS)}")
-    header = f"{'provider':<10} {'role':<7} {'fault':<22} {'longest call':>12} {'bound':>6} {'night':>7}  {'state':<10} {'faulted':>7}  re-run  repeated"
+    header = (f"{'provider':<10} {'role':<7} {'fault':<22} {'longest call':>12} {'bound':>6} {'loop stall':>10} {'night':>7}  "
+              f"{'state':<10} {'faulted':>7}  re-run  repeated")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(header)
     print("-" * len(header))
     over = done_with_faults = repeated = 0
@@ -223,6 +250,7 @@ def main() -> int:
                 repeated += row["repeated"]
                 print(
                     f"{provider:<10} {role:<7} {fault:<22} {row['longest_call_s']:>11.1f}s {row['deadline_s']:>5.0f}s "
+                    f"{row['loop_stall_s']:>9.2f}s "
                     f"{row['wall_s']:>6.1f}s  {row['state']:<10} {row['faulted']:>7}  {row['rerun_state']:<7} {row['repeated']:>8}",
                     flush=True,
                 )

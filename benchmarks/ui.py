@@ -2,8 +2,10 @@
 
 Builds the store once (in a temp dir, or --db PATH to keep it), then requests each page through the real ASGI app
 (FastAPI's TestClient: routing, store open, queries, Jinja2, the security middleware) and prints p50/p95 per page.
-The dashboard is measured twice: with its plots cached (what every request after the first sees while the
-figures are unchanged) and cold (metrics changed, so matplotlib draws all five plots again).
+The dashboard page carries its numbers and five plot images, each its own request. It is measured with its figures
+cached (every request while the data is unchanged), right after new data arrived (the metrics are recounted in the
+background: the page waits up to 0.2 s, else shows the previous figures and says so; each plot of the new figures is
+drawn anew), and on the first view after `nightloop ui` starts (nothing to show yet: the page waits for the count).
 
     .venv/bin/python benchmarks/ui.py [--prompts 20] [--nights 365] [--per-night 10] [--requests 30]
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -173,8 +176,8 @@ def main() -> None:
         "queue": "/",
         "candidate page": f"/review/{pending_id}",
         "history (one prompt)": "/history?prompt=agent_00",
-        "dashboard, all prompts (plots cached)": "/dashboard",
-        "dashboard, one prompt (plots cached)": "/dashboard?prompt=agent_00",
+        "dashboard, all prompts (figures cached)": "/dashboard",
+        "dashboard, one prompt (figures cached)": "/dashboard?prompt=agent_00",
     }
     for url in pages.values():
         client.get(url)  # warm: imports, first plot render
@@ -184,13 +187,29 @@ def main() -> None:
         timings = _time(client, url, args.requests)
         worst = max(worst, _p95(timings))
         print(f"{label:42} {statistics.median(timings):8.1f} {_p95(timings):8.1f}")
-    cold = []
+    print(f"{'dashboard, first view after the UI starts':42}", end=" ")
+    first = {"all prompts": [], "one prompt": []}
+    for n in range(min(args.requests, 5)):
+        fresh = TestClient(create_app(UIConfig(path)))  # a new app: nothing computed yet, so the page must wait
+        first["all prompts"] += _time(fresh, "/dashboard", 1)
+        first["one prompt"] += _time(fresh, f"/dashboard?prompt=agent_{n % args.prompts:02d}", 1)
+    print(" · ".join(f"{k} p50 {statistics.median(v):.0f} / p95 {_p95(v):.0f} ms" for k, v in first.items()))
+    changed_pages: list[float] = []
+    changed_plots: list[float] = []
+    rng = random.Random(7)
     for n in range(min(args.requests, 10)):
-        fresh = TestClient(create_app(UIConfig(path)))  # a new app: an empty plot cache, as after the figures change
-        cold += _time(fresh, f"/dashboard?prompt=agent_{n % args.prompts:02d}", 1)
-    print(f"{'dashboard, one prompt (plots re-drawn)':42} {statistics.median(cold):8.1f} {_p95(cold):8.1f}  (n={len(cold)})")
-    print(f"worst p95 of the cached pages: {worst:.0f} ms (target ≤ 300 ms)")
-
+        with Store(path) as store:  # new data arrives (a night ingesting): every figure is out of date
+            store.conversations.add([_conversation(f"bench-new-{time.time_ns()}", "agent_00", 1, datetime.now(UTC), rng)])
+        url = "/dashboard" if n % 2 else "/dashboard?prompt=agent_00"
+        changed_pages += _time(client, url, 1)
+        html = client.get(url).text
+        changed_plots += [sum(_time(client, u.replace("&amp;", "&"), 1)) for u in re.findall(r'<img src="(/dashboard/plots/[^"]+)"', html)]
+    worst = max(worst, _p95(changed_pages), _p95(changed_plots))
+    print(f"{'dashboard right after new data arrived':42} {statistics.median(changed_pages):8.1f} {_p95(changed_pages):8.1f}"
+          f"  (n={len(changed_pages)}; waits ≤ 0.2 s for the recount, else shows the previous figures, saying so)")
+    print(f"{'one of its plots, drawn anew':42} {statistics.median(changed_plots):8.1f} {_p95(changed_plots):8.1f}"
+          f"  (n={len(changed_plots)}; each plot is its own request)")
+    print(f"worst p95 of any request after the first view: {worst:.0f} ms (target ≤ 300 ms)")
 
 if __name__ == "__main__":
     main()

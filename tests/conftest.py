@@ -53,17 +53,32 @@ def real_traces(request: pytest.FixtureRequest) -> dict[tuple[str, str], Path]:
     They are regenerated whenever the generator or an installed library version changes (pytest's cache
     keeps the last set, so a warm run does not pay for six interpreter start-ups).
     """
+    return _generate_traces(request, "real_traces", TRACE_MODES, {})
+
+
+#: The layouts whose content is on the model call's span, written by an agent with no app span of its own.
+PARENTLESS_MODES = [("openai_v2", "span_only"), ("openllmetry", "attributes"), ("openinference", "default")]
+
+
+@pytest.fixture(scope="session")
+def parentless_traces(request: pytest.FixtureRequest) -> dict[tuple[str, str], Path]:
+    """The same scenarios by the real libraries, with no app span: no parent span and no conversation id on any call."""
+    return _generate_traces(request, "parentless_traces", PARENTLESS_MODES, {"NIGHTLOOP_TEST_NO_APP_SPAN": "1"})
+
+
+def _generate_traces(request: pytest.FixtureRequest, name: str, modes: list[tuple[str, str]], extra_env: dict[str, str]) -> dict[tuple[str, str], Path]:
     import shutil
     import subprocess
     import sys
 
     script = Path(__file__).with_name("trace_gen.py")
-    root = request.config.cache.mkdir("real_traces") / _trace_libraries_key(script)
-    folders = {mode: root / "_".join(mode) for mode in TRACE_MODES}
+    root = request.config.cache.mkdir(name) / _trace_libraries_key(script)
+    folders = {mode: root / "_".join(mode) for mode in modes}
     if (root / "complete").exists():
         return folders
     shutil.rmtree(root, ignore_errors=True)
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENAI_"))}
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("OTEL_", "TRACELOOP_", "OPENAI_", "NIGHTLOOP_TEST_"))}
+    env.update(extra_env)
     jobs = {mode: subprocess.Popen([sys.executable, str(script), *mode, str(folder)], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for mode, folder in folders.items()}
     try:

@@ -433,6 +433,44 @@ def test_classification_is_total_on_arbitrary_text(messages: list[tuple[str, str
         assert failure.turn is None or 0 <= failure.turn < len(c.messages)
 
 
+_PLAIN_WORDS = ["where", "is", "my", "order", "blue", "mug", "price", "delivery", "time", "to", "spain", "sofa", "refund", "lid", "broken", "ship", "norway", "today"]
+
+
+def _edited(words: list[str], edits: list[tuple[int, int, str]]) -> str:
+    """``words`` with character edits (position, 0 delete / 1 insert / 2 replace, letter): near-duplicates."""
+    text = list(" ".join(words))
+    for position, op, letter in edits:
+        at = position % (len(text) + 1)
+        if op == 0 and at < len(text):
+            del text[at]
+        elif op == 1:
+            text.insert(at, letter)
+        elif at < len(text):
+            text[at] = letter
+    return "".join(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(_PLAIN_WORDS), min_size=3, max_size=14),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 2), st.sampled_from("aeiou ?XY")), max_size=12),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 2), st.sampled_from("aeiou ?XY")), max_size=12),
+    st.booleans(),
+)
+def test_repeated_request_flags_exactly_what_difflib_ratio_flags(
+    words: list[str], first_edits: list[tuple[int, int, str]], again_edits: list[tuple[int, int, str]], upper: bool
+) -> None:
+    """The fast pre-checks (equal text, difflib's length and character-count bounds) never change the verdict."""
+    import difflib
+
+    first, again = _edited(words, first_edits), _edited(words, again_edits)
+    again = again.upper() if upper else again
+    found = corrections(("user", first), ("assistant", "Our sofas are made of oak."), ("user", again))
+    a, b = (" ".join(t.lower().split()) for t in (again, first))
+    reference = len(a.split()) >= 4 and len(a) <= 600 and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.85
+    assert [f.turn for f in found if "repeated request" in f.evidence] == ([3] if reference else [])
+
+
 # --- real data ---
 
 

@@ -116,3 +116,19 @@ def test_collect_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     output = _stop(process)
     assert process.returncode == 0 and "stopped: 0 request(s)" in output, output
+
+
+def test_collect_counts_a_conversation_named_by_a_later_request_once(real_traces, tmp_path: Path) -> None:
+    """The model calls arrive first (keyed by their trace), the agent's span naming the conversation later: updated, not new twice."""
+    exports = [line for line in (real_traces[("openai_v2", "span_only")] / "spans.jsonl").read_text().splitlines() if line]
+    named = [line for line in exports if "gen_ai.conversation.id" in line]
+    process, endpoint = _start_collect(tmp_path / "c.db")
+    try:
+        for line in [line for line in exports if line not in named] + named:
+            assert _post(f"{endpoint}/v1/traces", line.encode(), "application/json") == 200
+    finally:
+        output = _stop(process)
+    # one span per request: each request after a conversation's first one updates it (a later model call, then its name)
+    assert f"conversations new 6, updated {len(exports) - 6};" in output, output
+    with Store(tmp_path / "c.db") as store:
+        assert {c.id for c in store.conversations.iter_conversations()} == {"good", "correction", "tool_call", "tool_error", "timeout", "http_500"}

@@ -48,6 +48,8 @@ def test_the_issues_nonsense_gate_stops_a_night_before_it_starts(tmp_path: Path)
         ("[llm.agent]\ntemperature = 3\n", "llm.agent.temperature"),
         ("[llm.judge]\nmax_tokens = 0\n", "llm.judge.max_tokens"),
         ('[llm.prices."local"]\ninput = -1\noutput = 0\n', "llm.prices.local.input"),
+        ("[replay.runner]\nconcurrency = 0\n", "replay.runner.concurrency"),
+        ("[replay.runner]\ntimeout_s = 0\n", "replay.runner.timeout_s"),
     ],
 )
 def test_every_setting_has_a_range(tmp_path: Path, toml: str, key: str) -> None:
@@ -64,6 +66,7 @@ def test_every_setting_has_a_range(tmp_path: Path, toml: str, key: str) -> None:
         ("[gate]\nrepeats = 3\n", "gate.repeats", "replay.repeats"),  # right key, wrong section
         ("limt = 5\n", "limt", "limit"),
         ("[llm.agent]\nmodle = 'x'\n", "llm.agent.modle", "llm.agent.model"),
+        ("[replay.runner]\nname = 'http'\nurll = 'http://x'\n", "replay.runner.urll", "replay.runner.url"),
     ],
 )
 def test_unknown_keys_are_errors_naming_the_closest_valid_key(tmp_path: Path, toml: str, wrong: str, meant: str) -> None:

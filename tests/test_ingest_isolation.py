@@ -251,16 +251,25 @@ def test_any_mix_of_good_and_arbitrary_lines_keeps_every_good_record(tmp_path_fa
     assert stats.ingested - goods + stats.duplicates + stats.quarantined >= len(meaningful)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="sources/otel.py (helper traces' area) quarantines a whole line-per-export file when its first line is not an export",
-)
-def test_otel_keeps_good_exports_after_a_bad_line(tmp_path: Path):
+@pytest.mark.parametrize("bad_first", [b"\x00", b'{"resourceSpans": [', b"[1, 2", b'{"not": "an export"}'])
+def test_otel_keeps_good_exports_after_a_bad_line(tmp_path: Path, bad_first: bytes):
     path = tmp_path / "spans.jsonl"
-    path.write_bytes(b"\x00\n" + otel_line(0).encode() + b"\n" + otel_line(1).encode() + b"\n")
+    path.write_bytes(bad_first + b"\n" + otel_line(0).encode() + b"\n" + otel_line(1).encode() + b"\n")
     with Store(tmp_path / "store.db") as store:
         stats = ingest(store, [path], format="otel")
-    assert (stats.ingested, stats.quarantined) == (2, 1)
+        stored = {c.id for c in store.conversations.iter_conversations()}
+        quarantined = store.conversations.quarantined()
+    assert (stats.ingested, stats.quarantined, stored) == (2, 1, {"good-0", "good-1"})
+    assert [q.locator for q in quarantined] == [f"{path}:1"]
+
+
+def test_otel_bad_line_after_many_bad_first_lines_still_keeps_the_exports(tmp_path: Path):
+    """Past the sniffed first lines the file is read whole, and still line by line once one line is an export."""
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(b"\x00\n" * 7 + otel_line(0).encode() + b"\n")
+    with Store(tmp_path / "store.db") as store:
+        stats = ingest(store, [path], format="otel")
+    assert (stats.ingested, stats.quarantined) == (1, 7)
 
 
 def _contents(folder: Path) -> list[list[str]]:

@@ -6,6 +6,7 @@ pip-installed into this venv the first time these tests run (no network: the ven
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -27,8 +28,13 @@ PLUGIN = Path(__file__).resolve().parent / "plugin_pkg"
 
 
 def _installed() -> bool:
+    """The plug-in's entry points are registered, and the installed code is this checkout's (not an older copy)."""
     names = {(p.group, p.name) for group in ("detectors", "scorers", "runners") for p in entry_points(group=f"nightloop.{group}")}
-    return {("nightloop.detectors", "shouting"), ("nightloop.scorers", "word_limit"), ("nightloop.runners", "canned")} <= names
+    if not {("nightloop.detectors", "shouting"), ("nightloop.scorers", "word_limit"), ("nightloop.runners", "canned")} <= names:
+        return False
+    spec = importlib.util.find_spec("nightloop_example_plugin")
+    source = PLUGIN / "nightloop_example_plugin" / "__init__.py"
+    return spec is not None and spec.origin is not None and Path(spec.origin).read_bytes() == source.read_bytes()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +42,7 @@ def example_plugin() -> None:
     """Install the example plug-in into this venv once (a no-op when it already is)."""
     if _installed():
         return
-    base = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(PLUGIN)]
+    base = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", "--no-build-isolation", str(PLUGIN)]
     done = subprocess.run(base, capture_output=True, text=True, timeout=180)
     if done.returncode != 0:  # a venv without setuptools: let pip fetch the build backend from the configured index
         done = subprocess.run([a for a in base if a != "--no-build-isolation"], capture_output=True, text=True, timeout=300)
@@ -109,7 +115,7 @@ async def test_a_plug_in_runner_answers_the_replay() -> None:
     from nightloop.models import BASELINE, Message, ReplayCase
     from nightloop.runners import make_runner, run_closing
 
-    runner = make_runner(RunnerConfig(name="canned", url="<solution> 12 </solution>"))
+    runner = make_runner(RunnerConfig(name="canned", options={"answer": "<solution> 12 </solution>"}))
     case = ReplayCase(id="c@1", prompt_name="p", messages=[Message(role="user", content="price?")],
                       expectation=Expectation(kind="reference", value=12), origin="c#wrong_output@1")
     outcome = await run_closing(runner, None, [case], {BASELINE: "sys"}, repeats=1, concurrency=1)

@@ -67,8 +67,9 @@ def test_splitting_an_export_at_any_span_boundary_changes_nothing(whole, data) -
     cut = data.draw(st.integers(min_value=0, max_value=len(lines)), label="cut")
     as_arguments = data.draw(st.booleans(), label="as_arguments")
     with tempfile.TemporaryDirectory() as tmp:
-        state, _ = _ingest_parts([lines[:cut], lines[cut:]], Path(tmp), as_arguments=as_arguments)
+        state, stats = _ingest_parts([lines[:cut], lines[cut:]], Path(tmp), as_arguments=as_arguments)
     assert state == expected
+    assert sum(s.ingested for s in stats) == len(expected[0])  # each conversation counted new once, however it arrived
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -92,6 +93,18 @@ def test_late_spans_update_a_stored_conversation_and_find_all_its_failures(whole
     assert state == expected
     assert (stats[1].ingested, stats[1].updated, stats[1].duplicates) == (0, 1, 0)
     assert stats[1].failures.get("user_correction") == 1  # the re-merged conversation was reclassified
+
+
+def test_a_conversation_keyed_by_its_trace_then_named_by_a_later_span_is_updated_not_new(whole, tmp_path: Path) -> None:
+    """The agent's span (which carries gen_ai.conversation.id) ends last, so it often arrives in a later batch."""
+    lines, expected = whole[("openai_v2", "span_only")]
+    named = [i for i, line in enumerate(lines) if "gen_ai.conversation.id" in line]
+    assert named and all("gen_ai.input.messages" not in lines[i] for i in named)
+    first = [line for i, line in enumerate(lines) if i not in named]
+    state, stats = _ingest_parts([first, [lines[i] for i in named]], tmp_path)
+    assert state == expected
+    assert stats[0].ingested == len(expected[0])  # each first stored under its trace id
+    assert (stats[1].ingested, stats[1].updated) == (0, len(expected[0]))
 
 
 def _span(span_id: str, start: int, system: str, inputs: list, output: str, conversation: str = "c-1") -> dict:

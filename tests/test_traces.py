@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import PARENTLESS_MODES
 from trace_gen import TRACE_MODES
 from nightloop import pipeline
 from nightloop.cli import app
@@ -96,3 +97,43 @@ def test_a_night_runs_on_traced_conversations_and_never_judges_a_provider_outage
             classified = pipeline.ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
             judged = {f.conversation_id for f in classified.failures}
             assert "http_500" not in judged and {"correction", "tool_error", "timeout"} <= judged, (mode, judged)
+
+
+def _by_first_question(store: Store) -> list[tuple[str, list[str], list[str]]]:
+    """Every conversation as (its first user turn, its roles, its failure kinds), sorted: ids aside."""
+    kinds: dict[str, set[str]] = {}
+    for failure in store.conversations.failures():
+        kinds.setdefault(failure.conversation_id, set()).add(failure.kind)
+    return sorted(
+        (next(m.content for m in c.messages if m.role == "user"), [m.role for m in c.messages], sorted(kinds.get(c.id, ())))
+        for c in store.conversations.iter_conversations()
+    )
+
+
+@pytest.mark.parametrize("mode", PARENTLESS_MODES, ids=["-".join(m) for m in PARENTLESS_MODES])
+def test_model_calls_without_a_parent_span_are_chained_into_their_conversations(parentless_traces, mode, tmp_path: Path) -> None:
+    """No app span, no conversation id: each call is its own trace; calls that re-send a history continue it."""
+    lines = [line for line in (parentless_traces[mode] / "spans.jsonl").read_text().splitlines() if line]
+    spans = [span for line in lines for block in json.loads(line)["resourceSpans"] for scope in block["scopeSpans"] for span in scope["spans"]]
+    assert len(spans) == 9 and len({s["traceId"] for s in spans}) == 9 and not any(s.get("parentSpanId") for s in spans)
+    with Store(tmp_path / "s.db") as store:
+        stats = ingest(store, [str(parentless_traces[mode])])
+        found = _by_first_question(store)
+    assert (stats.ingested, stats.quarantined) == (6, 0), stats
+    # tool_call and tool_error ask the same question; their first answers (tool calls with their own ids) tell them apart
+    assert found == [
+        ("Cancel order 7 please.", MESSAGE_ROLES["timeout"], ["timeout"]),
+        ("Do you ship to Norway?", MESSAGE_ROLES["http_500"], ["provider_error"]),
+        ("How much is the blue mug?", MESSAGE_ROLES["correction"], ["user_correction"]),
+        ("When does my order ship?", MESSAGE_ROLES["good"], []),
+        ("Where is order 42?", MESSAGE_ROLES["tool_call"], []),
+        ("Where is order 42?", MESSAGE_ROLES["tool_error"], ["tool_error"]),
+    ]
+
+    # Any order, one call per ingest: the same conversations (a chain is named by its first exchange, not by arrival).
+    with Store(tmp_path / "split.db") as store:
+        for index, line in enumerate(reversed(lines)):
+            part = tmp_path / f"part{index}.jsonl"
+            part.write_text(line + "\n")
+            ingest(store, [str(part)])
+        assert _by_first_question(store) == found

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -241,6 +242,8 @@ _CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
         (r"\b(?:pregunté|pedí|dije) (?:por|el|la|que)\b|\b(?:responda|conteste)(?:me)? en \w+", 0.85),
     ]
 ]
+#: One search for "does any correction pattern match": most user turns match none, and then one scan replaces twenty.
+_ANY_CORRECTION = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _CORRECTIONS), re.IGNORECASE)
 #: Corrections are said up front; a longer turn is pasted content, and only its start is searched (bounded time).
 CORRECTION_SCAN_CHARS = 2000
 _LEADING_NO = re.compile(r"^\W*(?:no|nope|nah|not quite|not really|nein|non)\b[\s,.!;:-]+(?P<rest>\S.*)", re.IGNORECASE | re.DOTALL)
@@ -279,12 +282,13 @@ class UserCorrectionDetector:
         answers = set(answer_turns(conversation, config))
         recovered_after = _verified_final_answer_turn(conversation, config)
         failures: list[Failure] = []
+        forms: dict[int, _RepeatForm] = {}
         for turn in range(1, len(messages)):
             message = messages[turn]
             if message.role != "user" or turn - 1 not in answers or not message.text.strip():
                 continue
             previous = messages[turn - 1]
-            found = self._correction(message, previous) or (None if _asks_question(previous) else self._repeat(messages, turn))
+            found = self._correction(message, previous) or (None if _asks_question(previous) else self._repeat(messages, turn, forms))
             if found:
                 evidence, confidence = found
                 if recovered_after is not None and turn < recovered_after:
@@ -300,7 +304,7 @@ class UserCorrectionDetector:
 
     def _correction(self, message: Message, previous: Message) -> tuple[str, float] | None:
         text = message.text[:CORRECTION_SCAN_CHARS]
-        hits = [(p.search(text), c) for p, c in _CORRECTIONS]
+        hits = [(p.search(text), c) for p, c in _CORRECTIONS] if _ANY_CORRECTION.search(text) else []
         best = max(((m, c) for m, c in hits if m), key=lambda hit: hit[1], default=None)
         if best:
             match, confidence = best
@@ -310,19 +314,60 @@ class UserCorrectionDetector:
             return excerpt(text), 0.7
         return None
 
-    def _repeat(self, messages: Sequence[Message], turn: int) -> tuple[str, float] | None:
-        """The user asks the same thing again: the answer did not land."""
-        text = normalize(messages[turn].text, ["lower", "collapse_whitespace"])
-        if len(text.split()) < self.min_repeat_words or len(text) > self.max_repeat_chars:
+    def _repeat(self, messages: Sequence[Message], turn: int, forms: dict[int, _RepeatForm]) -> tuple[str, float] | None:
+        """The user asks the same thing again: the answer did not land. ``forms`` caches each turn's compared form."""
+        text = _repeat_form(messages, turn, forms)
+        if len(text.text.split()) < self.min_repeat_words or len(text.text) > self.max_repeat_chars:
             return None  # long turns are pasted content or observations, not a request said again
-        for earlier in messages[:turn]:
+        for index in range(turn):
+            earlier = messages[index]
             if earlier.role != "user" or len(earlier.text) > 2 * self.max_repeat_chars:
                 continue
-            before = normalize(earlier.text, ["lower", "collapse_whitespace"])
-            matcher = difflib.SequenceMatcher(None, text, before, autojunk=False)
-            if matcher.real_quick_ratio() >= self.repeat_ratio and matcher.ratio() >= self.repeat_ratio:
+            if text.similar(_repeat_form(messages, index, forms), self.repeat_ratio):
                 return f"repeated request: {excerpt(messages[turn].text, limit=260)}", 0.6
         return None
+
+
+def _repeat_form(messages: Sequence[Message], index: int, forms: dict[int, _RepeatForm]) -> _RepeatForm:
+    form = forms.get(index)
+    if form is None:
+        form = forms[index] = _RepeatForm(messages[index].text)
+    return form
+
+
+class _RepeatForm:
+    """A user turn in the form the repeated-request rule compares (lower case, whitespace collapsed).
+
+    ``similar`` is exactly ``difflib.SequenceMatcher(None, self, other, autojunk=False).ratio() >= threshold``, but
+    cheap on the common case: ``ratio() <= quick_ratio() <= real_quick_ratio()`` (difflib's own upper bounds, the
+    same float arithmetic), so a pair that fails a bound cannot pass, and only the few pairs that pass both pay for
+    ``ratio()`` (milliseconds on long turns).
+    """
+
+    __slots__ = ("text", "_counts")
+
+    def __init__(self, text: str) -> None:
+        self.text = normalize(text, ["lower", "collapse_whitespace"])
+        self._counts: Counter[str] | None = None
+
+    @property
+    def counts(self) -> Counter[str]:
+        if self._counts is None:
+            self._counts = Counter(self.text)
+        return self._counts
+
+    def similar(self, other: _RepeatForm, threshold: float) -> bool:
+        a, b = self.text, other.text
+        if not a or not b:
+            return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= threshold
+        if a == b:
+            return 1.0 >= threshold  # ratio() of two equal strings
+        length = len(a) + len(b)
+        if 2.0 * min(len(a), len(b)) / length < threshold:  # real_quick_ratio()
+            return False
+        if 2.0 * sum((self.counts & other.counts).values()) / length < threshold:  # quick_ratio()
+            return False
+        return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= threshold
 
 
 class WrongOutputDetector:

@@ -177,23 +177,25 @@ class JudgeConfig(_Section):
     max_failures_shown: int = Field(default=30, ge=1)
 
 
-class RunnerConfig(BaseModel):
+class RunnerConfig(_Section):
     """How replay runs the agent (``[replay.runner]``); see :mod:`nightloop.runners`."""
 
     #: ``recorded`` (the agent model, tools answered from the recording), ``python``, ``http``, or a plug-in's name.
-    name: str = "recorded"
+    name: str = Field(default="recorded", min_length=1)
     #: ``python``: the agent's entry point, ``"package.module:function"``.
     callable: str | None = None
     #: ``http``: the agent's endpoint; the case is POSTed to it as JSON.
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = 60.0
-    max_retries: int = 2
-    retry_backoff_s: float = 0.5
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_retries: int = Field(default=2, ge=0, le=20)
+    retry_backoff_s: float = Field(default=0.5, ge=0.0)
     #: ``http``: requests in flight at once (``[replay] concurrency`` bounds all runners).
-    concurrency: int = 8
+    concurrency: int = Field(default=8, ge=1, le=1024)
     #: ``recorded``: agent calls per case before the answer is cut off.
-    max_steps: int = 6
+    max_steps: int = Field(default=6, ge=1, le=100)
+    #: A plug-in runner's own settings (``[replay.runner.options]``): any other key here is a typo, and an error.
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ReplayConfig(_Section):

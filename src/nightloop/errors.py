@@ -13,6 +13,7 @@ __all__ = [
     "ProviderError",
     "SourceError",
     "StaleCandidate",
+    "StoreFull",
     "StoreUnavailable",
     "StructuredOutputError",
     "TemplateError",
@@ -38,6 +39,11 @@ class NotFound(NightloopError):
 
 class StoreUnavailable(NotFound):
     """The prompt store cannot be read at all (missing, unreadable, damaged); agents fall back to a last-known copy."""
+
+
+class StoreFull(NightloopError):
+    """The disk (or file-size limit) holding the store is full: the write that failed was rolled back, nothing
+    committed was lost, and the same command resumes once there is space."""
 
 
 class LabelConflict(NightloopError):

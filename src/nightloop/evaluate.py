@@ -89,6 +89,10 @@ class _EvalNight(pipeline.Night):
     def run_id(self) -> str:
         return self.key
 
+    @property
+    def budget_account(self) -> str:
+        return self.key
+
 
 def evaluate(
     settings: Settings,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -41,6 +42,7 @@ from nightloop.models import (
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
 from nightloop.store import Store
+from nightloop.store.db import is_disk_full, store_full
 
 __all__ = [
     "STAGES",
@@ -162,14 +164,21 @@ class Night:
         return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
 
     @property
+    def budget_account(self) -> str:
+        """The store ledger account this night charges: every attempt, process and config of (prompt, date)."""
+        return f"{self.prompt_name}:{self.logical_date.isoformat()}"
+
+    @property
     def ledger(self):
         if self._ledger is None:
             from nightloop.llm.budget import BudgetLedger
 
             budget = self.settings.budget
-            self._ledger = BudgetLedger(budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop)
-            # One budget per night, not per attempt: a resumed or re-run night continues from what it spent.
-            self._ledger.carry_over(*self.store.runs.spent(self.run_id))
+            # One budget per night, not per attempt or process: spend is charged to the store as it happens.
+            account = self.store.spend.account(self.budget_account, self.run_id)
+            self._ledger = BudgetLedger(
+                budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop, account=account
+            )
         return self._ledger
 
     @property
@@ -549,7 +558,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
-        from nightloop.gate import choose_winner, gate_night, is_train
+        from nightloop.gate import choose_winner, gate_night, get_paired_test, is_train
         from nightloop.reproduction import check_reproduction, gate_cases, mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
@@ -557,7 +566,8 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         cases = gate_cases(replay_set.cases, reproduction)
         carried = _carried(night, replay_set)
         candidates = _night_candidates(judged, carried)
-        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior)
+        test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
+        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
@@ -668,7 +678,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     replayed: ReplayOutput | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
-    ledger = night.ledger if night._clients is None or night._ledger is not None else None
+    ledger = night.ledger
     return NightReport(
         run_id=night.run_id,
         prompt_name=night.prompt_name,
@@ -801,8 +811,11 @@ def run_night(
                 return report.model_copy(
                     update={"status": "skipped", "notes": [f"night {logical_date} already finished ({status}); use --force to re-run"]}
                 )
+        if clients is not None:
+            clients.share_ledger(night.ledger)  # injected clients spend the night's budget, not their own
         if force:
             store.runs.reset(night.run_id)
+            store.spend.forget_run(night.run_id)
         store.runs.start(night.run_id, prompt_name, logical_date.isoformat(), settings.config_hash())
         parts: dict[str, Any] = {"notes": []}
         try:
@@ -826,6 +839,9 @@ def run_night(
             status = "failed"
             parts["notes"].append(f"model provider failed: {exc}")
         except Exception as exc:
+            if is_disk_full(exc):
+                _record_failure_if_room(night, parts, "the disk holding the store is full; free space and re-run")
+                raise
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
             store.runs.finish(_report(night, "failed", **parts))
@@ -833,11 +849,37 @@ def run_night(
         report = _report(night, status, **parts)
         store.runs.finish(report)
         return report
+    except Exception as exc:
+        if is_disk_full(exc):  # said plainly, not as a chain of SQLite tracebacks
+            raise store_full(settings.db) from exc
+        raise
     finally:
         if lease is not None:
-            lease.release()
+            _release_unless_disk_full(lease)
         if own_store:
             store.close()
+
+
+def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> None:
+    """Record the night as failed when the full disk still has room for it; else it stays ``running``.
+
+    Either way a plain re-run resumes it: both states are unfinished, and finished stages are kept.
+    """
+    parts["notes"].append(note)
+    try:
+        night.store.runs.finish(_report(night, "failed", **parts))
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+
+
+def _release_unless_disk_full(lease: Any) -> None:
+    """Release the lease; on a full disk it stays, and the next run takes it over (its holder is gone)."""
+    try:
+        lease.release()
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
 
 
 def managed_prompts(store: Store) -> list[str]:

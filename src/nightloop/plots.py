@@ -13,7 +13,7 @@ from collections import defaultdict
 
 from nightloop.metrics import OVERALL, Operations
 
-__all__ = ["PLOTS", "as_data_uri", "operations_plots"]
+__all__ = ["PLOTS", "as_data_uri", "operations_plot", "operations_plots"]
 
 #: (key, title) of every plot, in the order pages show them.
 PLOTS = (
@@ -23,6 +23,9 @@ PLOTS = (
     ("versions", "Failure rate by prompt version"),
     ("spend", "Spend per night (USD, weekly mean)"),
 )
+
+#: The versions plot labels the newest few versions; older ones share one grey line.
+_LABELLED_VERSIONS = 6
 
 _SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "nightloop", "font.size": 9}
 
@@ -57,6 +60,14 @@ def _week_axis(ax, weeks: list) -> dict:
     return positions
 
 
+def _bars(ax, at: dict, heights: dict, **style) -> None:
+    """Weekly bars as one stepped patch: one artist, not one Rectangle per week (five times cheaper to draw)."""
+    values = [0.0] * len(at)
+    for week, height in heights.items():
+        values[at[week]] = height
+    ax.stairs(values, [n - 0.5 for n in range(len(at) + 1)], fill=True, baseline=0, **style)
+
+
 def _empty(ax, message: str = "no data yet") -> None:
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#777")
     ax.set_xticks([])
@@ -70,9 +81,8 @@ def _ship(ops: Operations, name: str) -> str:
         _empty(ax, "no promotions yet")
     else:
         at = _week_axis(ax, [w.week for w in weeks])
-        x = [at[w.week] for w in weeks]
-        ax.bar(x, [w.promotions for w in weeks], width=0.8, color="#3a7d44", label="promotions")
-        ax.bar(x, [w.breakages for w in weeks], width=0.8, color="#c0392b", label="rolled back")
+        _bars(ax, at, {w.week: w.promotions for w in weeks}, color="#3a7d44", label="promotions")
+        _bars(ax, at, {w.week: w.breakages for w in weeks}, color="#c0392b", label="rolled back")
         ax.set_ylabel("per week")
         ax.legend(loc="upper left", frameon=True, framealpha=0.9)
     return _svg(figure)
@@ -129,14 +139,25 @@ def _versions(ops: Operations, name: str) -> str:
             ax.legend(loc="upper right", frameon=False, fontsize=7, ncols=3)
     else:
         at = _week_axis(ax, [v.week for v in rows])
-        by_version: dict[str, list] = defaultdict(list)
+        by_version: dict[int | None, list] = defaultdict(list)
         for v in rows:
-            by_version[f"v{v.version}" if v.version is not None else "unknown"].append((at[v.week], v.failure_rate))
-        for label, points in by_version.items():
+            by_version[v.version].append((at[v.week], v.failure_rate))
+        order = sorted(by_version, key=lambda version: -1 if version is None else version)
+        older, recent = order[:-_LABELLED_VERSIONS], order[-_LABELLED_VERSIONS:]
+        if older:
+            # One grey line (segments split by NaN) for the versions before the newest few: one artist, no legend wall.
+            xs, ys = [], []
+            for version in older:
+                xs += [p[0] for p in by_version[version]] + [float("nan")]
+                ys += [p[1] for p in by_version[version]] + [float("nan")]
+            ax.plot(xs, ys, color="#bbb", linewidth=1, label=f"{len(older)} older versions")
+        for version in recent:
+            points = by_version[version]
+            label = f"v{version}" if version is not None else "unknown"
             ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label)
         ax.set_ylabel("failure rate")
         ax.set_ylim(0, 1.05)
-        ax.legend(loc="upper right", frameon=False, fontsize=7, ncols=min(len(by_version), 6))
+        ax.legend(loc="upper right", frameon=False, fontsize=7, ncols=min(len(recent) + bool(older), 4))
     return _svg(figure)
 
 
@@ -147,7 +168,7 @@ def _spend(ops: Operations, name: str) -> str:
         _empty(ax, "no finished nights yet")
     else:
         at = _week_axis(ax, [w.week for w in weeks])
-        ax.bar([at[w.week] for w in weeks], [w.spend_per_night_usd for w in weeks], width=0.8, color="#2c6fbb")
+        _bars(ax, at, {w.week: w.spend_per_night_usd for w in weeks}, color="#2c6fbb")
         ax.set_ylabel("USD per night")
     return _svg(figure)
 
@@ -155,10 +176,14 @@ def _spend(ops: Operations, name: str) -> str:
 _RENDER = {"ship": _ship, "difficulty": _difficulty, "interventions": _interventions, "versions": _versions, "spend": _spend}
 
 
+def operations_plot(ops: Operations, key: str) -> str:
+    """One plot of :data:`PLOTS` as SVG text, for the metrics' prompt (or all prompts)."""
+    return _RENDER[key](ops, ops.prompt or OVERALL)
+
+
 def operations_plots(ops: Operations) -> dict[str, str]:
     """Every plot of :data:`PLOTS` as SVG text, for the metrics' prompt (or all prompts)."""
-    name = ops.prompt or OVERALL
-    return {key: _RENDER[key](ops, name) for key, _ in PLOTS}
+    return {key: operations_plot(ops, key) for key, _ in PLOTS}
 
 
 def as_data_uri(svg: str) -> str:

@@ -76,9 +76,10 @@ def ingest_span_items(
 ) -> IngestStats:
     """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store."""
     seen, changed = store_spans(store, items, stats)
-    touched = store.spans.rekey(changed)
+    touched, moved = store.spans.rekey(changed)
     stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
-    remerge(store, sorted(touched), stats, on_batch, window, limit)
+    renamed = {after for after, befores in moved.items() if any(store.conversations.exists(before) for before in befores)}
+    remerge(store, sorted(touched), stats, on_batch, window, limit, renamed)
     return stats
 
 
@@ -94,8 +95,13 @@ def remerge(
     on_batch: OnBatch | None = None,
     window: Window | None = None,
     limit: int | None = None,
+    renamed: set[str] | None = None,
 ) -> None:
-    """Rebuild each conversation from all its stored spans; one left without spans (re-keyed away) is deleted."""
+    """Rebuild each conversation from all its stored spans; one left without spans (re-keyed away) is deleted.
+
+    A conversation in ``renamed`` was stored under another id (its trace's) until a later span named it: it is
+    counted as updated, not as new.
+    """
     pending: list[Conversation] = []
     quarantined: list[Quarantined] = []
     gone: list[str] = []
@@ -113,10 +119,10 @@ def remerge(
         kept += 1
         pending.append(record)
         if len(pending) >= CONVERSATION_BATCH:
-            store.conversations.upsert(pending, stats, on_batch)
+            store.conversations.upsert(pending, stats, on_batch, renamed)
             pending = []
     if pending:
-        store.conversations.upsert(pending, stats, on_batch)
+        store.conversations.upsert(pending, stats, on_batch, renamed)
     store.conversations.add_quarantined(quarantined, stats)
     if gone:
         store.conversations.delete(gone)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,41 @@ def test_the_dashboard_follows_a_decision(db: Path) -> None:
     assert promotions() == "0"  # served from the cache
     client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
     assert promotions() == "1"
+
+
+def test_each_dashboard_plot_is_an_svg_that_follows_the_data(db: Path) -> None:
+    client = TestClient(create_app(UIConfig(db)))
+
+    def plot_urls() -> list[str]:
+        return re.findall(r'<img src="(/dashboard/plots/[^"]+)"', client.get(f"/dashboard?prompt={PROMPT}").text)
+
+    before = plot_urls()
+    assert [re.search(r"plots/(\w+)\.svg", u).group(1) for u in before] == ["ship", "difficulty", "interventions", "versions", "spend"]
+    for url in before:
+        response = client.get(url.replace("&amp;", "&"))
+        assert response.status_code == 200 and response.headers["content-type"].startswith("image/svg+xml")
+        assert response.text.startswith("<svg") and "script" not in response.text.lower()
+        assert "script-src 'none'" in response.headers["content-security-policy"]
+    ship = client.get(before[0].replace("&amp;", "&")).text
+    assert "no promotions yet" in ship
+    client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+    after = plot_urls()
+    assert after[0] != before[0]  # a new version in the URL: the browser fetches the changed plot again
+    assert "no promotions yet" not in client.get(after[0].replace("&amp;", "&")).text
+    assert client.get("/dashboard/plots/nope.svg").status_code == 404
+
+
+def test_a_dashboard_never_waits_on_a_recount_it_shows_the_previous_figures_and_says_so(db: Path) -> None:
+    client = TestClient(create_app(UIConfig(db, fresh_wait_s=0.0)))  # as on a store too big to recount in time
+
+    def promotions() -> tuple[str, bool]:
+        page = client.get(f"/dashboard?prompt={PROMPT}").text
+        return re.search(r"<td>support_agent</td><td>(\d+)</td>", page).group(1), "newer data is being counted" in page
+
+    assert promotions() == ("0", False)  # the first figures are always waited for
+    client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+    assert promotions() == ("0", True)
+    deadline = time.monotonic() + 20
+    while (shown := promotions()) != ("1", False):
+        assert time.monotonic() < deadline, f"the recount never arrived: {shown}"
+        time.sleep(0.05)

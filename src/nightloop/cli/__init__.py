@@ -64,3 +64,12 @@ def main() -> None:
 
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(1) from None
+    except Exception as exc:
+        from nightloop.store.db import is_disk_full, store_full
+
+        if not is_disk_full(exc):
+            raise
+        from nightloop.cli.common import err_console
+
+        err_console.print(f"[bold red]Error:[/] {store_full(None)}", highlight=False)  # not a chain of tracebacks
+        raise SystemExit(1) from None

@@ -26,7 +26,8 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
-from nightloop.errors import NightloopError
+from nightloop.errors import NightloopError, StoreFull
+from nightloop.store.db import store_full
 from nightloop.simulated import simulated_label
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
@@ -151,6 +152,8 @@ def register(app: typer.Typer) -> None:
                     config_file=str(config) if config else None, db=str(settings.db),
                 )
                 reports = [NightReport.model_validate(r) for r in raw]
+        except StoreFull:
+            fail(str(store_full(settings.db, f"`{resume}`")))
         except NightloopError as exc:
             fail(str(exc))
         except KeyboardInterrupt:
@@ -214,6 +217,8 @@ def register(app: typer.Typer) -> None:
                         reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force, stop=stop))
                     except KeyboardInterrupt:
                         raise stopped_at_once(resume) from None
+                    except StoreFull:  # every later night would fail the same way
+                        fail(str(store_full(settings.db, f"`{resume}`")))
                     except NightloopError as exc:
                         failed.append(f"{name} {night_date}")
                         err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Protocol
 
 from nightloop.config import ModelPrice, Settings
 from nightloop.errors import BudgetExceeded, NightInterrupted
 from nightloop.models import Usage
 
-__all__ = ["BudgetLedger"]
+__all__ = ["BudgetLedger", "SharedAccount"]
+
+
+class SharedAccount(Protocol):
+    """Where a night's spend lives beyond this process (the store's ``spend`` area).
+
+    ``charge`` records one call's cost at once and durably; ``total`` is everything charged to the account by
+    every process, this one included. Either may raise the store's errors: the ledger lets them through.
+    """
+
+    def charge(self, usd: float, tokens: int) -> None: ...
+
+    def total(self) -> tuple[float, int]: ...
 
 
 class BudgetLedger:
@@ -17,6 +30,8 @@ class BudgetLedger:
 
     ``check()`` before a call refuses once a cap is reached; calls already in flight
     finish and are recorded, so a night can overshoot by at most its concurrency.
+    With an ``account`` every call is charged to it as it happens and the caps apply to the account's total,
+    so every process and attempt of the same night shares one budget; without one the ledger is this process's.
     """
 
     def __init__(
@@ -25,9 +40,11 @@ class BudgetLedger:
         max_tokens: int | None,
         prices: Mapping[str, ModelPrice],
         stop: threading.Event | None = None,
+        account: SharedAccount | None = None,
     ) -> None:
         #: Set when the user asked the night to stop (Ctrl-C): ``check()`` then refuses like a spent cap.
         self.stop = stop
+        self.account = account
         self.max_usd = max_usd
         self.max_tokens = max_tokens
         self.prices = dict(prices)
@@ -58,8 +75,7 @@ class BudgetLedger:
         """Raise :class:`BudgetExceeded` when a cap is already reached (:class:`NightInterrupted` once stopped)."""
         if self.stop is not None and self.stop.is_set():
             raise NightInterrupted("the night was interrupted (Ctrl-C); no new model calls are started")
-        with self._lock:
-            spent, tokens = self._spent_usd, self._tokens
+        spent, tokens = self._totals()
         if self.max_usd is not None and spent >= self.max_usd:
             raise BudgetExceeded(
                 f"Budget spent: ${spent:.4f} of the ${self.max_usd:.2f} cap. "
@@ -79,8 +95,7 @@ class BudgetLedger:
         self.check()
         worst_usd = self.cost(model, input_tokens, max_output_tokens)
         worst_tokens = input_tokens + max_output_tokens
-        with self._lock:
-            spent, tokens = self._spent_usd, self._tokens
+        spent, tokens = self._totals()
         if self.max_usd is not None and spent + worst_usd > self.max_usd:
             raise BudgetExceeded(
                 f"Budget: a {model!r} call could cost up to ${worst_usd:.4f} (about {input_tokens} input tokens and "
@@ -94,28 +109,31 @@ class BudgetLedger:
                 "Raise `[budget] max_tokens` (or NIGHTLOOP_BUDGET__MAX_TOKENS), or lower the role's max_tokens."
             )
 
-    def carry_over(self, spent_usd: float, tokens: int) -> None:
-        """Count what earlier attempts of the same run spent: a resumed night shares one budget."""
+    def _totals(self) -> tuple[float, int]:
+        if self.account is not None:
+            return self.account.total()
         with self._lock:
-            self._spent_usd += spent_usd
-            self._tokens += tokens
+            return self._spent_usd, self._tokens
 
     def record(self, usage: Usage) -> None:
-        """Count one provider call; a cached answer costs nothing and is not counted."""
+        """Count one provider call (and charge the shared account); a cached answer costs nothing."""
         if usage.cached:
             return
         with self._lock:
             self._spent_usd += usage.cost_usd
             self._tokens += usage.tokens
             self._calls += 1
+            if self.account is not None:
+                self.account.charge(usage.cost_usd, usage.tokens)
 
     @property
     def spent_usd(self) -> float:
-        return self._spent_usd
+        """USD spent: the shared account's total (every attempt and process), else this process's."""
+        return self._totals()[0]
 
     @property
     def tokens(self) -> int:
-        return self._tokens
+        return self._totals()[1]
 
     @property
     def calls(self) -> int:
@@ -123,4 +141,4 @@ class BudgetLedger:
 
     @property
     def remaining_usd(self) -> float | None:
-        return None if self.max_usd is None else max(self.max_usd - self._spent_usd, 0.0)
+        return None if self.max_usd is None else max(self.max_usd - self.spent_usd, 0.0)

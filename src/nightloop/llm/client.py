@@ -229,6 +229,11 @@ class Clients:
     def cache_hits(self) -> int:
         return sum(client.cache_hits for client in self._all)
 
+    def share_ledger(self, ledger: BudgetLedger) -> None:
+        """Charge every role to ``ledger`` (a night's), whatever ledger the clients were built with."""
+        for client in self._all:
+            client.ledger = ledger
+
     async def aclose(self) -> None:
         """Close every role's connections; call it at the end of an ``asyncio.run`` that used them."""
         for client in self._all:

@@ -251,19 +251,15 @@ def _skip_to_line_end(handle: Any) -> None:
 
 
 def too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
-    """Whether a parsed JSON value nests more than ``limit`` levels (checked without recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Iterable[Any] = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
+    """Whether a parsed JSON value nests more than ``limit`` levels (checked level by level, without recursion)."""
+    containers = (dict, list, tuple)
+    level = [value] if isinstance(value, containers) else []
+    depth = 1
+    while level:
         if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        level = [child for item in level for child in (item.values() if isinstance(item, dict) else item) if isinstance(child, containers)]
+        depth += 1
     return False
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from nightloop.models import Quarantined
 from nightloop.sources.base import NESTED_TOO_DEEPLY, LineTooLong, excerpt, read_lines
 
-__all__ = ["JSON_DOCUMENT_MAX_BYTES", "json_objects"]
+__all__ = ["JSON_DOCUMENT_MAX_BYTES", "json_lines", "json_objects"]
 
 #: A whole-document export above this is read line by line instead (JSON Lines is the streaming form).
 JSON_DOCUMENT_MAX_BYTES = 256 * 1024 * 1024
@@ -51,6 +51,12 @@ def json_objects(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
     if as_document:
         yield from _document(path)
         return
+    yield from json_lines(path)
+
+
+def json_lines(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Each line of a JSON Lines file as a JSON value with its locator (``file:line``), streamed; bad lines quarantined."""
+    source = str(path)
     for number, line in read_lines(path):
         locator = f"{source}:{number}"
         if isinstance(line, LineTooLong):

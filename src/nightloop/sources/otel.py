@@ -17,14 +17,16 @@ from typing import Any
 from nightloop.models import Quarantined, canonical_json
 from nightloop.sources.base import NESTED_TOO_DEEPLY, excerpt, guard_file
 from nightloop.sources.genai_layouts import parts_to_messages
-from nightloop.sources.json_records import json_objects
-from nightloop.sources.spans import Span, SpanRecords, keep_span
+from nightloop.sources.json_records import json_lines
+from nightloop.sources.spans import Span, SpanRecords, chain_key, keep_span
 
 __all__ = ["OtelSource", "attribute_value", "export_spans", "parts_to_messages"]
 
 
 #: A first line longer than this is not sniffed as one export per line (the file is read as one document).
 MAX_FIRST_LINE = 64 * 1024 * 1024
+#: How many first lines are sniffed for a one-line export (bad lines before it are quarantined one by one).
+SNIFFED_LINES = 5
 
 
 def attribute_value(value: Any) -> Any:
@@ -53,7 +55,10 @@ def _attributes(items: Any) -> dict[str, Any]:
         return {}
     attributes: dict[str, Any] = {}
     for item in items:
-        if isinstance(item, dict) and isinstance(item.get("key"), str):
+        value = item.get("value") if type(item) is dict else None
+        if type(value) is dict and "stringValue" in value and type(item.get("key")) is str:
+            attributes[item["key"]] = value["stringValue"]  # the common case, without a call per attribute
+        elif isinstance(item, dict) and isinstance(item.get("key"), str):
             try:
                 attributes[item["key"]] = attribute_value(item.get("value"))
             except (TypeError, ValueError, AttributeError):
@@ -106,7 +111,7 @@ class OtelSource(SpanRecords):
 
 def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
     """The export objects of one file: one per line (streamed, so a big file is never held whole), or a whole-file document."""
-    if _first_line_is_an_export(path):
+    if _one_export_per_line(path):
         yield from _stream_exports(path)
         return
     source = str(path)
@@ -125,7 +130,7 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
         return
     except json.JSONDecodeError as whole_error:
         lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-        if len(lines) < 2 or not lines[0][1].lstrip().startswith("{\"") or not _parses(lines[0][1]):
+        if len(lines) < 2 or not any(line.lstrip().startswith("{\"") and _is_export(line) for _, line in lines):
             yield Quarantined(
                 source=source,
                 locator=source,
@@ -149,37 +154,46 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
     yield from _export_or_quarantine(document, source, source, text)
 
 
-def _first_line_is_an_export(path: Path) -> bool:
+def _one_export_per_line(path: Path) -> bool:
+    """Whether one of the first lines is a whole export on its own (a bad line before it is quarantined, not the file)."""
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
-            first = handle.readline(MAX_FIRST_LINE).removeprefix(b"\xef\xbb\xbf")
+            for _ in range(SNIFFED_LINES):
+                line = handle.readline(MAX_FIRST_LINE)
+                if not line:
+                    return False
+                line = line.removeprefix(b"\xef\xbb\xbf").strip()
+                if line.startswith(b'{"') and line.endswith(b"}") and _is_export(line.decode("utf-8", "replace")):
+                    return True
     except (OSError, EOFError):
         return False
-    return first.lstrip().startswith(b'{"') and first.rstrip().endswith(b"}") and _parses(first.decode("utf-8", "replace"))
+    return False
 
 
 def _stream_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
     source = str(path)
-    for item in json_objects(path):
+    for item in json_lines(path):
         if isinstance(item, Quarantined):
             yield item
         else:
             locator, document = item
-            yield from _export_or_quarantine(document, source, locator, json.dumps(document)[:200])
+            yield from _export_or_quarantine(document, source, locator, None)
 
 
-def _parses(line: str) -> bool:
+def _is_export(line: str) -> bool:
     try:
-        json.loads(line)
+        document = json.loads(line)
     except (json.JSONDecodeError, RecursionError):
         return False
-    return True
+    return isinstance(document, dict) and (isinstance(document.get("resourceSpans"), list) or isinstance(document.get("resourceLogs"), list))
 
 
-def _export_or_quarantine(document: Any, source: str, locator: str, raw: str) -> Iterator[dict[str, Any] | Quarantined]:
+def _export_or_quarantine(document: Any, source: str, locator: str, raw: str | None) -> Iterator[dict[str, Any] | Quarantined]:
+    """``raw`` is the record's text, or None to excerpt the parsed document (only when it is quarantined: it costs a dump)."""
     if isinstance(document, dict) and (isinstance(document.get("resourceSpans"), list) or isinstance(document.get("resourceLogs"), list)):
         yield document
     else:
+        raw = json.dumps(document)[:200] if raw is None else raw
         yield Quarantined(
             source=source, locator=locator, raw_excerpt=excerpt(raw), reason="not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)"
         )
@@ -232,7 +246,7 @@ def _trace_spans(resource_spans: list[Any], source: str, seen: list[int]) -> Ite
                 if not keep_span(attributes):
                     continue  # HTTP, DB and other spans of the same trace
                 status = span.get("status") if isinstance(span.get("status"), dict) else {}
-                yield Span(
+                record = Span(
                     trace_id=str(span.get("traceId") or ""),
                     span_id=str(span.get("spanId") or ""),
                     parent_id=str(span.get("parentSpanId") or ""),
@@ -246,6 +260,8 @@ def _trace_spans(resource_spans: list[Any], source: str, seen: list[int]) -> Ite
                     status_message=str(status.get("message") or ""),
                     service=service,
                 )
+                record.chain_key = chain_key(record)
+                yield record
 
 
 def _log_spans(resource_logs: list[Any], source: str, seen: list[int]) -> Iterator[Span]:

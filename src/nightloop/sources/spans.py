@@ -7,7 +7,8 @@ ingests, through the store) before building conversations.
 
 Nightloop's documented attributes (README, "Traces"), on any span of the conversation:
 
-- ``gen_ai.conversation.id`` (also ``session.id``, ``nightloop.conversation_id``): which conversation;
+- ``gen_ai.conversation.id`` (also ``session.id``, ``nightloop.conversation_id``): which conversation (without it, a
+  trace is one conversation, and model calls with no parent span are chained by their history: :func:`chain_key`);
 - ``nightloop.prompt_name`` / ``nightloop.prompt_version`` (also ``gen_ai.prompt.name``, ``gen_ai.agent.name``);
 - ``nightloop.variables``: the template variables, a JSON object (as a JSON string attribute);
 - ``nightloop.expected``: the reference answer (text or JSON);
@@ -17,6 +18,7 @@ Nightloop's documented attributes (README, "Traces"), on any span of the convers
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ __all__ = [
     "SpanRecords",
     "records_from_spans",
     "build_conversation",
+    "chain_key",
     "conversation_key",
     "explicit_key",
     "group_spans",
@@ -75,6 +78,8 @@ class Span:
     kind: str = "span"
     #: A body for log events (the legacy GenAI events carry their message there).
     body: Any = None
+    #: For a model call with no parent span and no conversation id: the conversation it continues (:func:`chain_key`).
+    chain_key: str = ""
 
     def to_json(self) -> str:
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}  # shallow: asdict deep-copies
@@ -113,18 +118,45 @@ def explicit_key(span: Span) -> str | None:
 
 
 def conversation_key(span: Span, trace_keys: dict[str, str]) -> str:
-    """The span's own conversation id, else its trace's, else the trace id (else the span stands alone)."""
+    """The span's own conversation id, else its trace's (explicit, else chained), else the trace id (else the span stands alone)."""
     return explicit_key(span) or trace_keys.get(span.trace_id) or span.trace_id or f"span-{span.span_id}"
 
 
 def trace_keys_of(spans: Iterable[Span]) -> dict[str, str]:
-    """trace id -> the first explicit conversation id seen in it (sorted, so arrival order does not matter)."""
+    """trace id -> the smallest explicit conversation id in it, else its smallest chain key (so arrival order does not matter)."""
     keys: dict[str, str] = {}
+    chains: dict[str, str] = {}
     for span in spans:
+        if not span.trace_id:
+            continue
         key = explicit_key(span)
-        if key is not None and span.trace_id and (span.trace_id not in keys or key < keys[span.trace_id]):
+        if key is not None and (span.trace_id not in keys or key < keys[span.trace_id]):
             keys[span.trace_id] = key
-    return keys
+        if span.chain_key and (span.trace_id not in chains or span.chain_key < chains[span.trace_id]):
+            chains[span.trace_id] = span.chain_key
+    return {**chains, **keys}
+
+
+def chain_key(span: Span) -> str:
+    """The conversation a model call with no parent span and no conversation id belongs to ("" when none).
+
+    Auto-instrumented calls outside any app span get a trace each. A call that continues a conversation re-sends its
+    history, so every call of one conversation starts with the same first exchange: the messages up to the first
+    answer (system prompts left out, since they may be rendered per call), from the same service. That exchange
+    names the conversation; a call without an answer in it (a first call that failed) stays on its own trace.
+    """
+    if span.kind != "span" or span.parent_id or not span.trace_id or explicit_key(span) is not None or not is_model_call(span.attributes):
+        return ""
+    try:
+        call = call_messages(span.attributes, span.events)
+        turns = [message for message in call.inputs + call.outputs if message.get("role") != "system"]
+        answer = next((i for i, message in enumerate(turns) if message.get("role") == "assistant"), None)
+        if answer is None:
+            return ""
+        first_exchange = canonical_json([span.service, [_comparable(m) for m in turns[: answer + 1]]])
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return ""  # unreadable content: building the conversation says why
+    return f"chain-{hashlib.sha256(first_exchange.encode()).hexdigest()[:20]}"
 
 
 def group_spans(spans: list[Span]) -> dict[str, list[Span]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, challengers, conversations, leases, metrics, prompts, runs, spans
+from nightloop.store import autonomy, cache, challengers, conversations, leases, metrics, prompts, runs, spans, spend
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.challengers import ChallengerRepo
@@ -18,6 +18,7 @@ from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
 from nightloop.store.spans import SpanRepo
+from nightloop.store.spend import SpendRepo
 
 __all__ = [
     "AutonomyRepo",
@@ -29,6 +30,7 @@ __all__ = [
     "PromptRepo",
     "RunRepo",
     "SpanRepo",
+    "SpendRepo",
     "Store",
     "open_db",
     "transaction",
@@ -44,6 +46,7 @@ MIGRATION_SETS = [
     spans.migrations,
     leases.migrations,
     challengers.migrations,
+    spend.migrations,
 ]
 
 
@@ -66,6 +69,7 @@ class Store:
         self.autonomy = AutonomyRepo(self.db)
         self.spans = SpanRepo(self.db)
         self.challengers = ChallengerRepo(self.db)
+        self.spend = SpendRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)

@@ -296,9 +296,12 @@ class ConversationRepo:
             [tuple(_printable(v) for v in row) for row in rows],
         )
 
-    def upsert(self, conversations: list[Conversation], stats: IngestStats, on_batch: OnBatch | None = None) -> None:
+    def upsert(
+        self, conversations: list[Conversation], stats: IngestStats, on_batch: OnBatch | None = None, renamed: set[str] | None = None
+    ) -> None:
         """Store conversations re-merged from spans, in one transaction: a new id is ingested, a changed one
-        replaced and counted as updated (``on_batch`` gets both, to reclassify them), an unchanged one a duplicate."""
+        replaced and counted as updated (``on_batch`` gets both, to reclassify them), an unchanged one a duplicate.
+        A new id in ``renamed`` is a stored conversation under its new id: counted as updated."""
         conn = self.db.conn
         now = _now_text()
         conversations = [with_storage_id(c) for c in conversations]
@@ -319,9 +322,10 @@ class ConversationRepo:
                 "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
                 [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
             )
-            stats.ingested += len(new)
-            stats.new_ids.extend(c.id for c in new)
-            stats.updated += len(changed)
+            fresh = [c.id for c in new if c.id not in (renamed or ())]
+            stats.ingested += len(fresh)
+            stats.new_ids.extend(fresh)
+            stats.updated += len(changed) + len(new) - len(fresh)
             stats.duplicates += len(conversations) - len(new) - len(changed)
             if on_batch is not None:
                 on_batch(new + changed, stats)

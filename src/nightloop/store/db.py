@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from nightloop.errors import ConfigError, NotFound
+from nightloop.errors import ConfigError, NotFound, StoreFull
 
-__all__ = ["NoStore", "open_db", "savepoint", "transaction"]
+__all__ = ["NoStore", "is_disk_full", "open_db", "savepoint", "store_full", "transaction"]
 
 
 class NoStore(NotFound, ConfigError):
@@ -106,6 +107,22 @@ def _open_read_only(path: Path, migration_sets: Sequence[sqlite_utils.Migrations
     return db
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL (no space on the disk, or the database at its size limit), or the OS's ENOSPC."""
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def store_full(path: Path | str | None, resume: str = "the same command") -> StoreFull:
+    """What to say when a write to the store found the disk full (the failed transaction was rolled back)."""
+    where = f"the disk holding {path}" if path is not None else "the disk holding the store"
+    return StoreFull(
+        f"{where[0].upper()}{where[1:]} is full (SQLite: database or disk is full): free space there and re-run "
+        f"{resume} to resume; nothing was lost (the write that failed was rolled back, finished work is kept)."
+    )
+
+
 def _configure(db: sqlite_utils.Database) -> None:
     db.execute("PRAGMA busy_timeout=30000")
     db.execute("PRAGMA foreign_keys=ON")
@@ -150,7 +167,8 @@ def transaction(db: sqlite_utils.Database, *, immediate: bool = True) -> Iterato
     try:
         yield db
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite itself rolls back after some errors (SQLITE_FULL): keep that error
+            conn.execute("ROLLBACK")
         raise
     else:
         conn.execute("COMMIT")
@@ -163,7 +181,8 @@ def savepoint(conn: sqlite3.Connection, name: str = "record") -> Iterator[None]:
     try:
         yield
     except BaseException:
-        conn.execute(f"ROLLBACK TO {name}")
-        conn.execute(f"RELEASE {name}")
+        if conn.in_transaction:  # not when SQLite already rolled the whole transaction back (SQLITE_FULL)
+            conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
         raise
     conn.execute(f"RELEASE {name}")

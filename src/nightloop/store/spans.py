@@ -2,7 +2,8 @@
 
 A span is stored once per ``(trace_id, span_id)`` (OTLP delivery is at least once). Each span has the
 conversation it belongs to: its own conversation id, else its trace's (the smallest explicit id any span
-of that trace carries, whenever it arrived), else the trace id.
+of that trace carries, whenever it arrived; else the smallest chain key, see ``sources.spans.chain_key``),
+else the trace id.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from nightloop.sources.spans import Span, explicit_key
+from nightloop.sources.spans import Span, conversation_key, explicit_key, trace_keys_of
 from nightloop.store.db import transaction
 
 __all__ = ["SpanRepo", "migrations"]
@@ -38,6 +39,12 @@ def m001_spans(db: sqlite_utils.Database) -> None:
     db.execute("create index spans_conversation on spans (conversation_id)")
 
 
+@migrations(name="m002_chain_key")
+def m002_chain_key(db: sqlite_utils.Database) -> None:
+    """Model calls with no parent span and no conversation id are chained into conversations (sources.spans.chain_key)."""
+    db.execute("alter table spans add column chain_key text")
+
+
 def _ids_json(ids: Iterable[str]) -> str:
     return json.dumps(list(ids))
 
@@ -49,10 +56,15 @@ class SpanRepo:
         self.db = db
 
     def add(self, spans: Sequence[Span]) -> tuple[set[str], int]:
-        """Store new spans (a stored ``(trace_id, span_id)`` is skipped); returns (traces that got new spans, new span count)."""
+        """Store new spans (a stored ``(trace_id, span_id)`` is skipped); returns (traces that got new spans, new span count).
+
+        A span's conversation is already its trace's when the batch holds the span that names it, so :meth:`rekey`
+        seldom has to move one.
+        """
         conn = self.db.conn
+        batch_keys = trace_keys_of(spans)
         rows = [
-            (s.trace_id, s.span_id, explicit_key(s) or s.trace_id or f"span-{s.span_id}", explicit_key(s), s.start_ns, s.to_json())
+            (s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None)
             for s in spans
         ]
         with transaction(self.db):
@@ -67,44 +79,54 @@ class SpanRepo:
                 if (row[0], row[1]) not in stored:
                     fresh.setdefault((row[0], row[1]), row)  # the first copy of a span re-sent within the batch wins
             conn.executemany(
-                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json) values (?, ?, ?, ?, ?, ?)", list(fresh.values())
+                "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key) values (?, ?, ?, ?, ?, ?, ?)", list(fresh.values())
             )
         return {trace or f"span:{span}" for trace, span in fresh}, len(fresh)
 
     def conversations_of(self, traces: Iterable[str]) -> set[str]:
-        """The conversations the spans of these traces belong to now."""
+        """The conversations the spans of these traces belong to now (``span:<id>``: a span without a trace id)."""
         traces = list(traces)
+        lone = [t.removeprefix("span:") for t in traces if t.startswith("span:")]
         found: set[str] = set()
-        for start in range(0, len(traces), 5000):
-            chunk = traces[start : start + 5000]
-            found.update(
-                row[0]
-                for row in self.db.conn.execute(
-                    "select distinct conversation_id from spans where trace_id in (select value from json_each(?))"
-                    " or ('span:' || span_id) in (select value from json_each(?))",
-                    [_ids_json(chunk), _ids_json(chunk)],
-                )
-            )
+        for sql, ids in (
+            ("select distinct conversation_id from spans where trace_id in (select value from json_each(?))", [t for t in traces if not t.startswith("span:")]),
+            ("select distinct conversation_id from spans where trace_id = '' and span_id in (select value from json_each(?))", lone),
+        ):
+            for start in range(0, len(ids), 5000):
+                found.update(row[0] for row in self.db.conn.execute(sql, [_ids_json(ids[start : start + 5000])]))
         return found
 
-    def rekey(self, traces: Iterable[str]) -> set[str]:
-        """Give every span of these traces its conversation (its own id, else its trace's); returns conversations before and after."""
+    def rekey(self, traces: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """Give every span of these traces its conversation (its own id, else its trace's).
+
+        Returns the conversations before and after, and which conversations each one took spans from (``after ->
+        {before, …}``, e.g. one first keyed by its trace id, then by the id a later span named).
+        """
         traces = [t for t in traces if not t.startswith("span:")]
-        touched = self.conversations_of(traces)
+        touched: set[str] = set()
+        moved: dict[str, set[str]] = {}
         with transaction(self.db):
             for start in range(0, len(traces), 5000):
-                chunk = _ids_json(traces[start : start + 5000])
-                self.db.conn.execute(
-                    """
-                    update spans set conversation_id = coalesce(
-                        explicit_key,
-                        (select min(other.explicit_key) from spans other where other.trace_id = spans.trace_id),
-                        trace_id)
-                    where trace_id in (select value from json_each(?))
-                    """,
-                    [chunk],
-                )
-        return touched | self.conversations_of(traces)
+                rows = self.db.conn.execute(
+                    "select rowid, trace_id, conversation_id, explicit_key, chain_key from spans where trace_id in (select value from json_each(?))",
+                    [_ids_json(traces[start : start + 5000])],
+                ).fetchall()
+                keys: dict[str, str] = {}
+                chains: dict[str, str] = {}
+                for _, trace, _, key, chain in rows:  # the smallest of each trace (str order = SQLite's binary order)
+                    if key is not None and (trace not in keys or key < keys[trace]):
+                        keys[trace] = key
+                    if chain is not None and (trace not in chains or chain < chains[trace]):
+                        chains[trace] = chain
+                moves = []
+                for rowid, trace, before, key, _ in rows:
+                    after = key or keys.get(trace) or chains.get(trace) or trace
+                    touched.update((before, after))
+                    if after != before:
+                        moves.append((after, rowid))
+                        moved.setdefault(after, set()).add(before)
+                self.db.conn.executemany("update spans set conversation_id = ? where rowid = ?", moves)
+        return touched, moved
 
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
         """Spans of each conversation (one query for the lot), in time order."""

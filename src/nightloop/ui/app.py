@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -37,9 +37,12 @@ class UIConfig:
     """What the app needs: the store path, the token (None on loopback), the default reviewer, the autonomy policy."""
 
     def __init__(
-        self, db: Path, *, token: str | None = None, reviewer: str = "reviewer", autonomy: AutonomyConfig | None = None
+        self, db: Path, *, token: str | None = None, reviewer: str = "reviewer", autonomy: AutonomyConfig | None = None,
+        fresh_wait_s: float = 0.2,
     ) -> None:
         self.db = Path(db)
+        #: How long a dashboard waits for metrics recomputed after the store changed before it shows the previous ones.
+        self.fresh_wait_s = fresh_wait_s
         self.token = token
         self.reviewer = reviewer
         self.autonomy = autonomy or AutonomyConfig()
@@ -82,10 +85,9 @@ def create_app(config: UIConfig) -> FastAPI:
     app.add_middleware(security.SecurityMiddleware, token=config.token)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = _environment()
-    from nightloop.ui.plots_cache import PlotCache
+    from nightloop.ui.plots_cache import Figures
 
-    plots = PlotCache()
-    figures: dict[tuple[str | None, tuple], Any] = {}  # the metrics, while what they read is unchanged
+    figures = Figures(fresh_wait_s=config.fresh_wait_s)
 
     @contextmanager
     def store() -> Iterator[Store]:
@@ -220,18 +222,37 @@ def create_app(config: UIConfig) -> FastAPI:
                             trust=trust_record(s, name, config.autonomy), error=str(exc))
         return RedirectResponse(f"/prompts/{quote(name)}?notice={quote(f'Rolled back: production is v{to}.')}", 303)
 
-    @app.get("/dashboard", response_class=HTMLResponse)
-    def dashboard(request: Request, prompt: str | None = None) -> HTMLResponse:
+    def operations_of(s: Store, prompt: str | None) -> Any:
         from nightloop.metrics import operations
 
+        def compute() -> Any:
+            with store() as own:  # runs in the figures' worker thread: its own connection
+                return operations(own, prompt)
+
+        return figures.metrics(prompt, _fingerprint(s), compute)
+
+    @app.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(request: Request, prompt: str | None = None) -> HTMLResponse:
+        """The numbers at once; each plot is its own image request (drawing them is the slow part)."""
+        from nightloop.plots import PLOTS
+        from nightloop.ui.plots_cache import version_of
+
         with store() as s:
-            key = (prompt or None, _fingerprint(s))
-            ops = figures.get(key)
-            if ops is None:
-                ops = figures[key] = operations(s, prompt or None)
-                while len(figures) > 64:
-                    figures.pop(next(iter(figures)))
-            return page(request, "dashboard.html", ops=ops, plots=plots.svgs(ops), prompt=prompt or "",
+            shown = operations_of(s, prompt or None)
+            query = urlencode({"prompt": prompt or "", "v": version_of(shown.ops)})
+            plots = [(key, title, f"/dashboard/plots/{key}.svg?{query}") for key, title in PLOTS]
+            return page(request, "dashboard.html", ops=shown.ops, stale=shown.stale, plots=plots, prompt=prompt or "",
                         prompts=s.prompts.names())
+
+    @app.get("/dashboard/plots/{key}.svg")
+    def dashboard_plot(key: str, prompt: str | None = None) -> Response:
+        from nightloop.plots import PLOTS
+
+        if key not in dict(PLOTS):
+            raise NotFound(f"There is no plot {key!r}; the plots are {', '.join(k for k, _ in PLOTS)}.")
+        with store() as s:
+            ops = operations_of(s, prompt or None).ops
+        # The URL carries the figures' version, so the browser may keep what it fetched.
+        return Response(figures.plot(ops, key), media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
 
     return app

@@ -1,36 +1,95 @@
-"""Rendered dashboard plots, kept while the figures behind them are unchanged (matplotlib is the slow part)."""
+"""The dashboard's figures, kept while what they draw is unchanged: the metrics per prompt and each rendered plot.
+
+Computing the metrics over a year of conversations and drawing with matplotlib are the slow parts. When the store
+changed, the metrics are recomputed in the background and their plots drawn after them; a page waits
+``fresh_wait_s`` for the metrics and otherwise shows the previous figures, saying so (a page never waits on a big
+store's recount).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 
 from nightloop.metrics import Operations
 from nightloop.models import sha256_text
-from nightloop.plots import PLOTS, as_data_uri, operations_plots
+from nightloop.plots import PLOTS, operations_plot
 
-__all__ = ["PlotCache"]
+__all__ = ["Figures", "Shown", "version_of"]
 
 
-class PlotCache:
-    """Data URIs of :data:`nightloop.plots.PLOTS`, keyed by a hash of the metrics they draw (LRU)."""
+def version_of(ops: Operations) -> str:
+    """A short hash of what the plots draw: part of each plot's URL, so a browser re-fetches only changed plots."""
+    return sha256_text(ops.model_dump_json(exclude={"generated_at"}))[:16]
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, list[tuple[str, str, str]]] = OrderedDict()
+
+@dataclass(frozen=True)
+class Shown:
+    """The metrics a page shows; ``stale`` when newer data is still being counted."""
+
+    ops: Operations
+    stale: bool
+
+
+class Figures:
+    """Operations metrics per prompt (recomputed when the store's state changes) and rendered plots (LRU)."""
+
+    def __init__(self, *, fresh_wait_s: float = 0.2, plots: int = 320) -> None:
+        self.fresh_wait_s = fresh_wait_s
+        self._latest: dict[str | None, tuple[Hashable, Operations]] = {}
+        self._pending: dict[tuple[str | None, Hashable], Future[Operations]] = {}
+        self._plots: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._plot_limit = plots
         self._lock = threading.Lock()
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nightloop-figures")
 
-    def svgs(self, ops: Operations) -> list[tuple[str, str, str]]:
-        """``(key, title, data URI)`` per plot."""
-        key = sha256_text(ops.model_dump_json(exclude={"generated_at"}))
+    def metrics(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Shown:
+        """The metrics for ``state`` of the store; ``compute`` must open its own store (it runs in a worker thread)."""
         with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        rendered = operations_plots(ops)
-        entry = [(name, title, as_data_uri(rendered[name])) for name, title in PLOTS]
+            latest = self._latest.get(prompt)
+            if latest is not None and latest[0] == state:
+                return Shown(latest[1], stale=False)
+            pending = self._pending.get((prompt, state))
+            if pending is None:
+                pending = self._pending[(prompt, state)] = self._workers.submit(self._compute, prompt, state, compute)
+        if latest is None:  # nothing to show yet: wait for the first figures
+            return Shown(pending.result(), stale=False)
+        if self.fresh_wait_s > 0:
+            try:
+                return Shown(pending.result(timeout=self.fresh_wait_s), stale=False)
+            except FutureTimeout:
+                pass
+        return Shown(latest[1], stale=True)
+
+    def _compute(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Operations:
+        try:
+            ops = compute()
+            with self._lock:
+                self._latest[prompt] = (state, ops)
+        finally:
+            with self._lock:
+                self._pending.pop((prompt, state), None)
+        self._workers.submit(self._draw_all, ops)  # ready before the browser asks for them
+        return ops
+
+    def _draw_all(self, ops: Operations) -> None:
+        for key, _ in PLOTS:
+            self.plot(ops, key)
+
+    def plot(self, ops: Operations, key: str) -> str:
+        """The SVG text of plot ``key`` of :data:`nightloop.plots.PLOTS`."""
+        cache_key = (version_of(ops), key)
         with self._lock:
-            self._entries[key] = entry
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-        return entry
+            if cache_key in self._plots:
+                self._plots.move_to_end(cache_key)
+                return self._plots[cache_key]
+        svg = operations_plot(ops, key)
+        with self._lock:
+            self._plots[cache_key] = svg
+            while len(self._plots) > self._plot_limit:
+                self._plots.popitem(last=False)
+        return svg

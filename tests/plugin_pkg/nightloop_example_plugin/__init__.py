@@ -50,4 +50,4 @@ class CannedRunner:
 
 
 def canned_runner(config, agent) -> CannedRunner:
-    return CannedRunner(config.url or "no answer configured")
+    return CannedRunner(config.options.get("answer", "no answer configured"))

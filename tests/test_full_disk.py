@@ -1,0 +1,116 @@
+"""A full disk says what happened and how to recover, and the same command resumes once there is space.
+
+The real ``nightloop`` CLI runs in its own process on a store file whose connections are capped with SQLite's
+``PRAGMA max_page_count``: writes past the cap fail with SQLITE_FULL, the error a full disk raises.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from nightloop.config import load_settings
+from nightloop.ingest import ingest
+from nightloop.prompt_files import import_prompts
+from nightloop.simulate import simulate_from_store
+from nightloop.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+PROMPT = "support_agent"
+DAY = date(2026, 11, 17)
+NIGHT = "2026-11-18"
+RUN = ["run", "--no-prefect", "--date", NIGHT]
+
+#: The CLI's own entry point, with every store connection capped at ``pages`` pages (the "disk").
+LAUNCH_FULL = """
+import sys
+from nightloop.store import db
+configure = db._configure
+def capped(database):
+    configure(database)
+    database.execute("PRAGMA max_page_count = {pages}")
+db._configure = capped
+sys.argv = ["nightloop", *sys.argv[1:]]
+from nightloop.cli import main
+main()
+"""
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    db = tmp_path / "nightloop.db"
+    settings = load_settings(db=db)
+    with Store(db) as store:
+        import_prompts(store, REPO / "prompts", created_by="test")
+        files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=5, out=tmp_path / "logs", start_date=DAY)
+        ingest(store, [str(f) for f in files], classify_config=settings.classify)
+    return db
+
+
+def _pages(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return conn.execute("PRAGMA page_count").fetchone()[0]
+
+
+def _nightloop(db: Path, *args: str, pages: int | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-c", LAUNCH_FULL.format(pages=pages)] if pages else [str(Path(sys.executable).parent / "nightloop")]
+    return subprocess.run([*command, *args, "--db", str(db)], capture_output=True, text=True, timeout=180,
+                          cwd=db.parent, env={"COLUMNS": "300", "PATH": str(Path(sys.executable).parent)})
+
+
+def _run_state(db: Path) -> list[dict]:
+    with Store(db, read_only=True) as store:
+        return store.runs.runs_for(PROMPT, NIGHT)
+
+
+def test_a_night_that_fills_the_disk_says_so_and_the_same_command_resumes_to_the_same_result(store_file: Path) -> None:
+    reference = store_file.with_name("reference.db")
+    shutil.copy(store_file, reference)
+    expected = _nightloop(reference, *RUN, "--json")
+    assert expected.returncode == 0, expected.stderr
+
+    full = _nightloop(store_file, *RUN, pages=_pages(store_file) + 40)
+
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Traceback" not in full.stderr and "sqlite3" not in full.stderr, full.stderr
+    message = " ".join(full.stderr.split())
+    assert f"disk holding {store_file} is full" in message and "nothing was lost" in message, message
+    assert f"nightloop run --date {NIGHT} --no-prefect" in message, message
+    [run] = _run_state(store_file)
+    assert run["status"] in ("failed", "running")  # both resume on a plain re-run
+    finished_before = run["run_id"]
+
+    resumed = _nightloop(store_file, *RUN, "--json")  # space freed: no cap any more
+
+    assert resumed.returncode == 0, resumed.stderr
+    [run] = _run_state(store_file)
+    assert run["run_id"] == finished_before and run["status"] == "done"
+    [want], [got] = _reports(expected.stdout), _reports(resumed.stdout)
+    assert got["status"] == want["status"] == "done"
+    assert [d["verdict"] for d in got["decisions"]] == [d["verdict"] for d in want["decisions"]]
+    assert got["evaluations"] == want["evaluations"] and got["faulted_evaluations"] == 0
+
+
+def test_an_ingest_onto_a_full_disk_says_so_plainly(store_file: Path, tmp_path: Path) -> None:
+    files = simulate_from_store(Store(store_file), PROMPT, nights=1, per_night=200, seed=9,
+                                out=tmp_path / "more", start_date=date(2026, 11, 19))
+
+    full = _nightloop(store_file, "ingest", *map(str, files), pages=_pages(store_file) + 2)
+
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Traceback" not in full.stderr, full.stderr
+    assert "is full" in full.stderr and "nothing was lost" in " ".join(full.stderr.split()), full.stderr
+
+
+def _reports(stdout: str) -> list[dict]:
+    import json
+
+    value = json.loads(stdout)
+    return value if isinstance(value, list) else [value]
