@@ -322,7 +322,8 @@ class ConversationRepo:
                 "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
                 [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
             )
-            fresh = [c.id for c in new if c.id not in (renamed or ())]
+            renamed_keys = {storage_id(i) for i in renamed or ()}
+            fresh = [c.id for c in new if c.id not in renamed_keys]
             stats.ingested += len(fresh)
             stats.new_ids.extend(fresh)
             stats.updated += len(changed) + len(new) - len(fresh)
