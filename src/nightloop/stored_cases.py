@@ -35,13 +35,16 @@ def stored_cases(cases: Sequence[ReplayCase]) -> list[ReplayCase]:
 def rebuilt_cases(store: Store, references: Sequence[ReplayCase], expected_hash: str | None = None) -> tuple[list[ReplayCase], list[str]]:
     """The cases ``references`` stand for, from the store's conversations and failures, and notes on any that
     could not be rebuilt (a conversation deleted or re-merged from late spans since the set was built)."""
-    ids = list(dict.fromkeys(str(r.metadata.get("conversation_id", "")) for r in references))
+    ids = list(dict.fromkeys(str(r.metadata.get("conversation_id", "")) for r in references if not r.messages))
     conversations = {cid: conv for cid in ids if (conv := store.conversations.get(cid)) is not None}
     failures: dict[str, list[Failure]] = defaultdict(list)
     for failure in store.conversations.failures(conversation_ids=list(conversations)) if conversations else []:
         failures[failure.conversation_id].append(failure)
     cases, lost = [], []
     for reference in references:
+        if reference.messages:  # stored with its content (by a version before sets were kept by reference)
+            cases.append(reference)
+            continue
         cid = str(reference.metadata.get("conversation_id", ""))
         case = rebuild_case(reference, conversations[cid], failures[cid]) if cid in conversations else None
         if case is None:
