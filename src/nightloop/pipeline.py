@@ -41,6 +41,7 @@ from nightloop.models import (
     ReviewItem,
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
+from nightloop.stopping import requested_stop
 from nightloop.store import Store
 from nightloop.store.db import is_disk_full, store_full
 
@@ -798,6 +799,7 @@ def run_night(
     from nightloop.plugins import check_config
 
     check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
+    stop = stop if stop is not None else requested_stop()
     own_store = store is None
     store = store or Store(settings.db)
     lease = None
