@@ -18,6 +18,7 @@ import sqlite_utils
 
 from nightloop.errors import NotFound
 from nightloop.models import Conversation, Failure, IngestStats, Quarantined, sha256_text
+from nightloop.redact import storage_id, with_storage_id
 from nightloop.store.db import savepoint, transaction
 
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
@@ -213,7 +214,7 @@ class ConversationRepo:
         quarantined: list[Quarantined] = []
         for item in items:
             if isinstance(item, Conversation):
-                conversations.append(item)
+                conversations.append(with_storage_id(item))  # no private data in the key every table repeats
             else:
                 quarantined.append(item)
             if len(conversations) + len(quarantined) >= batch_size:
@@ -309,6 +310,7 @@ class ConversationRepo:
         A new id in ``renamed`` is a stored conversation under its new id: counted as updated."""
         conn = self.db.conn
         now = _now_text()
+        conversations = [with_storage_id(c) for c in conversations]
         with transaction(self.db):
             stored = dict(
                 conn.execute(
@@ -326,7 +328,8 @@ class ConversationRepo:
                 "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
                 [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
             )
-            fresh = [c.id for c in new if c.id not in (renamed or ())]
+            renamed_keys = {storage_id(i) for i in renamed or ()}
+            fresh = [c.id for c in new if c.id not in renamed_keys]
             stats.ingested += len(fresh)
             stats.new_ids.extend(fresh)
             stats.updated += len(changed) + len(new) - len(fresh)
@@ -336,6 +339,7 @@ class ConversationRepo:
 
     def delete(self, conversation_ids: Iterable[str]) -> None:
         """Remove conversations (and their failures), e.g. one whose spans now belong to another conversation."""
+        conversation_ids = [storage_id(i) for i in conversation_ids]
         with transaction(self.db):
             self.db.conn.execute("delete from conversations where id in (select value from json_each(?))", [json.dumps(list(conversation_ids))])
 
@@ -370,10 +374,10 @@ class ConversationRepo:
     # --- reading conversations ---
 
     def exists(self, conversation_id: str) -> bool:
-        return self.db.conn.execute("select 1 from conversations where id = ?", [conversation_id]).fetchone() is not None
+        return self.db.conn.execute("select 1 from conversations where id = ?", [storage_id(conversation_id)]).fetchone() is not None
 
     def get(self, conversation_id: str) -> Conversation | None:
-        row = self.db.conn.execute("select json from conversations where id = ?", [conversation_id]).fetchone()
+        row = self.db.conn.execute("select json from conversations where id = ?", [storage_id(conversation_id)]).fetchone()
         return None if row is None else Conversation.model_validate_json(row[0])
 
     def count(self, prompt_name: str | None = None) -> int:
