@@ -4,13 +4,15 @@ Each conversation is the agent's own span (gen_ai.conversation.id, nightloop.pro
 four chat spans whose gen_ai.input.messages repeat the history so far, exported 500 spans per line as the
 collector's file exporter writes them. Spans are grouped in the store, so memory stays flat: the script
 runs a tenth of the spans first in a child process and prints both peak RSS figures.
-Prints spans/s and peak RSS. Target: >= 20,000 spans/s on 2 cores.
-Usage: python benchmarks/ingest_otel.py [SPANS]
+Prints spans/s (wall clock and per CPU second, with the load average: on a shared machine the wall figure is the
+load's) and peak RSS. Target: >= 20,000 spans/s on 2 cores. ``--phases`` also prints where the CPU time goes.
+Usage: python benchmarks/ingest_otel.py [SPANS] [--phases]
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import resource
 import subprocess
@@ -100,37 +102,78 @@ def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(n_spans: int) -> dict:
+#: The stages of a span ingest, timed by --phases: (module, attribute, label). Nested ones are inside the ones above them.
+PHASES = (
+    ("nightloop.span_ingest", "store_spans", "read the export + store spans"),
+    ("nightloop.store.spans.SpanRepo", "add", "  of which: write spans (JSON + insert)"),
+    ("nightloop.store.spans.SpanRepo", "rekey", "rekey spans to conversations"),
+    ("nightloop.store.spans.SpanRepo", "spans_of_many", "read spans back (query + JSON)"),
+    ("nightloop.span_ingest", "build_conversation", "merge spans -> Conversation (+ validation)"),
+    ("nightloop.store.conversations.ConversationRepo", "upsert", "store conversations + classify"),
+    ("nightloop.ingest", "classify_conversation", "  of which: classify"),
+)
+
+
+def time_phases() -> dict[str, float]:
+    """Wrap each stage to add up its CPU time (process time: less sensitive to the machine's load than wall time)."""
+    import importlib
+
+    spent: dict[str, float] = {}
+    for where, name, label in PHASES:
+        module_name, _, cls = where.rpartition(".") if where.endswith(("SpanRepo", "ConversationRepo")) else (where, "", "")
+        owner = getattr(importlib.import_module(module_name), cls) if cls else importlib.import_module(module_name)
+        inner = getattr(owner, name)
+
+        def timed(*args, _inner=inner, _label=label, **kwargs):
+            started = time.process_time()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                spent[_label] = spent.get(_label, 0.0) + time.process_time() - started
+
+        setattr(owner, name, timed)
+    return spent
+
+
+def run(n_spans: int, phases: bool = False) -> dict:
+    spent = time_phases() if phases else {}
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "spans.jsonl"
         conversations = write_export(export, n_spans)
         rss_before = max_rss_mb()
         with Store(Path(tmp) / "bench.db") as store:
-            started = time.perf_counter()
+            load_before = os.getloadavg()[0]
+            started, cpu_started = time.perf_counter(), time.process_time()
             stats = ingest(store, [str(export)])
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            load_after = os.getloadavg()[0]
+            phase_seconds = dict(spent)
             assert stats.ingested == conversations and stats.quarantined == 0, stats
             again_started = time.perf_counter()
             again = ingest(store, [str(export)])
             again_elapsed = time.perf_counter() - again_started
             assert again.ingested == again.updated == 0 and again.duplicates == conversations, again
         return {"spans": n_spans, "conversations": conversations, "seconds": elapsed, "spans_per_s": n_spans / elapsed,
-                "peak_rss_mb": max_rss_mb(), "rss_before_mb": rss_before, "failures": stats.failures, "resend_seconds": again_elapsed,
-                "export_mb": 0.0}
+                "cpu_seconds": cpu, "spans_per_cpu_s": n_spans / cpu, "load": (load_before, load_after), "phases": phase_seconds,
+                "peak_rss_mb": max_rss_mb(), "rss_before_mb": rss_before, "failures": stats.failures, "resend_seconds": again_elapsed}
 
 
 def main() -> None:
-    n_spans = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1] != "--child" else 100_000
+    numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    n_spans = int(numbers[0]) if numbers else 100_000
     if "--child" in sys.argv:
         print(json.dumps(run(n_spans)))
         return
     small = json.loads(subprocess.run([sys.executable, __file__, str(n_spans // 10), "--child"], capture_output=True, text=True, check=True).stdout)
-    big = run(n_spans)
+    big = run(n_spans, phases="--phases" in sys.argv)
     print(f"{big['spans']} spans ({big['conversations']} conversations) ingested + classified in {big['seconds']:.1f} s: "
-          f"{big['spans_per_s']:,.0f} spans/s (target >= 20,000)")
+          f"{big['spans_per_s']:,.0f} spans/s (target >= 20,000), load average {big['load'][0]:.1f} -> {big['load'][1]:.1f} on {os.cpu_count()} cores")
+    print(f"CPU time {big['cpu_seconds']:.1f} s: {big['spans_per_cpu_s']:,.0f} spans per CPU second (one process, one core)")
     print(f"peak RSS {big['peak_rss_mb']:.0f} MB for {big['spans']} spans vs {small['peak_rss_mb']:.0f} MB for {small['spans']} (flat memory: spans are grouped in the store)")
     print(f"re-sending the same export: {big['resend_seconds']:.1f} s, 0 new, 0 updated, {big['conversations']} duplicates")
     print(f"failures found: {big['failures']}")
+    for label, seconds in ((label, big["phases"][label]) for _, _, label in PHASES if label in big["phases"]):
+        print(f"  {label:<44} {seconds:6.1f} CPU s  {seconds / big['cpu_seconds']:6.1%}  {seconds / big['conversations'] * 1e6:5.0f} us/conversation")
 
 
 if __name__ == "__main__":

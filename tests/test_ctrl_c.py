@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
 
+import httpx
 import pytest
 
 from nightloop.config import load_settings
@@ -120,3 +123,45 @@ def test_a_second_ctrl_c_stops_at_once_without_a_traceback(project) -> None:
     assert "Resume with `nightloop run --date 2026-11-18 --no-prefect`" in said
     report, _, status = _the_night(db)
     assert status == "interrupted" and report.tokens > 0
+
+
+@pytest.mark.prefect
+def test_ctrl_c_in_a_terminal_stops_a_prefect_run_gracefully_and_its_server_sends_no_telemetry(project) -> None:
+    """The default path: `nightloop run` under Prefect with no server configured, Ctrl-C sent to the terminal's
+    whole process group (as a terminal does), telemetry left at Prefect's default."""
+    cwd, db, agent = project
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_SERVER_ANALYTICS_ENABLED", "DO_NOT_TRACK", "PREFECT_API_URL")}
+    env.update(COLUMNS="300", PREFECT_HOME=str(cwd / "prefect-home"))
+    night = subprocess.Popen(
+        [NIGHTLOOP, "run", "--date", "2026-11-18"], cwd=cwd, text=True, env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(night.stderr), daemon=True)
+    reader.start()
+    try:
+        _wait_for_replay(db, night, agent)
+        server = re.search(r"View at (http://127\.0\.0\.1:\d+)/", "".join(lines)).group(1)
+        settings = httpx.get(f"{server}/api/admin/settings", timeout=10).json()
+        assert settings["server"]["analytics_enabled"] is False  # nightloop turned Prefect's telemetry off
+
+        interrupted_at = time.monotonic()
+        os.killpg(night.pid, signal.SIGINT)
+        out = night.stdout.read()
+        night.wait(timeout=60)
+        took = time.monotonic() - interrupted_at
+    finally:
+        if night.poll() is None:
+            os.killpg(night.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    said = " ".join((out + "".join(lines)).split())
+
+    assert night.returncode == 130, said
+    assert "Stopping: no new model calls" in said
+    assert "Resume with `nightloop run --date 2026-11-18`" in said
+    assert "Traceback" not in said and "telemetry" not in said.lower() and "Error logging to API" not in said
+    assert took < 30, f"took {took:.1f} s to stop"
+    report, saved, status = _the_night(db)
+    assert status == "interrupted" and report.tokens > 0 and saved >= 1
+    with pytest.raises(httpx.HTTPError):  # the temporary server stopped with the run
+        httpx.get(f"{server}/api/health", timeout=2)

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from nightloop.config import load_settings
-from nightloop.ingest import ingest
-from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
-PROMPT = "support_agent"
-DAY = date(2026, 11, 17)
-NIGHT = "2026-11-18"
+from test_night_budget import NIGHT, PROMPT, store_with_a_day_of_traffic
+
 RUN = ["run", "--no-prefect", "--date", NIGHT]
 
 #: The CLI's own entry point, with every store connection capped at ``pages`` pages (the "disk").
@@ -44,13 +39,7 @@ main()
 
 @pytest.fixture
 def store_file(tmp_path: Path) -> Path:
-    db = tmp_path / "nightloop.db"
-    settings = load_settings(db=db)
-    with Store(db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=5, out=tmp_path / "logs", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
-    return db
+    return store_with_a_day_of_traffic(tmp_path)
 
 
 def _pages(db: Path) -> int:

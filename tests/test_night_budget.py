@@ -63,15 +63,21 @@ concurrency = 1
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
-    db = tmp_path / "nightloop.db"
+def store_with_a_day_of_traffic(folder: Path) -> Path:
+    """``folder/nightloop.db``: the managed prompts and 40 simulated conversations of ``DAY``."""
+    db = folder / "nightloop.db"
     settings = load_settings(db=db)
     with Store(db) as store:
         import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=5, out=tmp_path / "logs", start_date=DAY)
+        files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=5, out=folder / "logs", start_date=DAY)
         ingest(store, [str(f) for f in files], classify_config=settings.classify)
+    return db
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    db = store_with_a_day_of_traffic(tmp_path)
     with FakeOpenAIServer(responder=_billed_answer, latency_s=0.05) as agent:
         (tmp_path / "nightloop.toml").write_text(_config(agent.base_url))
         yield tmp_path, db, agent
@@ -143,6 +149,8 @@ def test_another_config_for_the_same_night_draws_on_the_same_budget(project) -> 
     with Store(db) as store:
         runs = store.runs.runs_for(PROMPT, NIGHT)
     assert len(runs) == 2 and {r["status"] for r in runs} == {"budget_exhausted"}
+    # Each run's row keeps its own spend, so the operations dashboard's $/night does not count the night twice.
+    assert sum(r["spent_usd"] for r in runs) == pytest.approx(agent.calls * CALL_USD, abs=CALL_USD + 1e-9)
 
 
 def _sim_world(tmp_path: Path, **overrides):

@@ -37,10 +37,11 @@ class Outage:
 
     def __init__(self) -> None:
         self.failing = lambda request: False
+        self.fault = lambda: Answer.error(500, message="upstream exploded")
 
     def __call__(self, request: dict) -> Answer:
         if self.failing(request):
-            return Answer.error(500, message="upstream exploded")
+            return self.fault()
         return sim_agent_over_the_wire(request)
 
 
@@ -83,6 +84,16 @@ def test_an_agent_that_always_fails_ends_the_night_failed_and_a_plain_rerun_fini
     outage.failing = lambda request: False
     fixed = pipeline.run_night(settings, PROMPT, NIGHT, store=store)  # no --force
     assert fixed.status == "done" and fixed.faulted_evaluations == 0 and fixed.decisions
+
+
+def test_an_agent_answering_an_html_page_with_200_is_a_faulted_night_not_a_quiet_one(wire_night) -> None:
+    settings, store, fake, outage = wire_night
+    outage.failing, outage.fault = (lambda request: True), Answer.html  # a proxy's login page, status 200
+
+    night = pipeline.run_night(settings, PROMPT, NIGHT, store=store)
+
+    assert night.status == "failed" and night.faulted_evaluations == night.evaluations > 0, night.notes
+    assert not night.decisions and any("still faulted" in n for n in night.notes), night.notes
 
 
 def test_a_partly_faulted_night_is_degraded_and_the_rerun_retries_only_the_faulted_ones(wire_night) -> None:

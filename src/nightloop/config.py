@@ -251,6 +251,9 @@ class GateConfig(_Section):
 class WatchConfig(_Section):
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_conversations: int = Field(default=30, ge=1)
+    #: Each version is judged on its latest this-many conversations: recent traffic, and a nightly cost that does
+    #: not grow with the history.
+    window: int = Field(default=5000, ge=1)
 
 
 class AutonomyConfig(BaseModel):

@@ -41,6 +41,7 @@ from nightloop.models import (
     ReviewItem,
 )
 from nightloop.simulated import refuse_sim_agent_on_real_conversations, simulated_roles
+from nightloop.stopping import requested_stop
 from nightloop.store import Store
 from nightloop.store.db import is_disk_full, store_full
 
@@ -167,8 +168,11 @@ class Night:
         return datetime.combine(self.logical_date, time.min, tzinfo=UTC)
 
     @property
-    def budget_account(self) -> str:
-        """The store ledger account this night charges: every attempt, process and config of (prompt, date)."""
+    def budget_account(self) -> str | None:
+        """The store ledger account this night charges: every attempt, process and config of (prompt, date).
+
+        ``None``: a budget of this process alone (an evaluation's).
+        """
         return f"{self.prompt_name}:{self.logical_date.isoformat()}"
 
     @property
@@ -178,7 +182,8 @@ class Night:
 
             budget = self.settings.budget
             # One budget per night, not per attempt or process: spend is charged to the store as it happens.
-            account = self.store.spend.account(self.budget_account, self.run_id)
+            key = self.budget_account
+            account = None if key is None else self.store.spend.account(key, self.run_id)
             self._ledger = BudgetLedger(
                 budget.max_usd, budget.max_tokens, self.settings.llm.prices, stop=self.stop, account=account
             )
@@ -303,15 +308,10 @@ def stage_classify(night: Night, ingested: IngestOutput) -> ClassifyOutput:
 
 
 def _failure_counts(night: Night, version: int) -> tuple[int, int]:
-    """(failed conversations, conversations) that ran with ``version`` of this prompt, before the night."""
-    conversations = [
-        c
-        for c in night.store.conversations.iter_conversations(prompt_name=night.prompt_name, until=night.window_end)
-        if c.prompt_version == version
-    ]
-    ids = [c.id for c in conversations]
-    failed = {f.conversation_id for f in night.store.conversations.failures(conversation_ids=ids)} if ids else set()
-    return len(failed), len(ids)
+    """(failed conversations, conversations) among the latest ``[watch] window`` that ran ``version``, before the night."""
+    return night.store.conversations.version_outcomes(
+        night.prompt_name, version, until=night.window_end, latest=night.settings.watch.window
+    )
 
 
 def stage_watch(night: Night) -> WatchOutput:
@@ -402,7 +402,15 @@ def stage_replay_set(night: Night, ingested: IngestOutput, classified: ClassifyO
             notes=notes,
         )
 
-    return _once(night, "replay_set", ReplaySetOutput, compute)
+    from nightloop.stored_cases import stored_cases, with_content
+
+    # Kept by reference: the cases' content (conversation turns, variables, expected answers) stays in `conversations`.
+    if (previous := night.saved("replay_set", ReplaySetOutput)) is not None:
+        return with_content(night.store, previous)
+    night.say("replay_set", "running")
+    output = compute()
+    night.save("replay_set", output.model_copy(update={"cases": stored_cases(output.cases)}))
+    return output
 
 
 def _replayable(cases: list[ReplayCase], template: str) -> tuple[list[ReplayCase], list[str]]:
@@ -795,6 +803,7 @@ def run_night(
     from nightloop.plugins import check_config
 
     check_config(settings)  # an unknown detector, scorer or runner name fails here, listing the valid ones
+    stop = stop if stop is not None else requested_stop()
     own_store = store is None
     store = store or Store(settings.db)
     lease = None
@@ -828,7 +837,7 @@ def run_night(
         except KeyboardInterrupt:
             # A second Ctrl-C: record what was spent and that the night can resume, then stop at once.
             parts["notes"].append("interrupted (Ctrl-C twice); re-run the same command to resume")
-            store.runs.finish(_report(night, "interrupted", **parts))
+            _finish(night, _report(night, "interrupted", **parts))
             raise
         except BudgetExceeded as exc:
             status = "budget_exhausted"
@@ -843,10 +852,10 @@ def run_night(
                 raise
             # Record the failure so the report shows it and a re-run resumes; then let the caller see the error.
             parts["notes"].append(f"night failed: {type(exc).__name__}: {exc}")
-            store.runs.finish(_report(night, "failed", **parts))
+            _finish(night, _report(night, "failed", **parts))
             raise
         report = _report(night, status, **parts)
-        store.runs.finish(report)
+        _finish(night, report)
         return report
     except Exception as exc:
         if is_disk_full(exc):  # said plainly, not as a chain of SQLite tracebacks
@@ -859,6 +868,11 @@ def run_night(
             store.close()
 
 
+def _finish(night: Night, report: NightReport) -> None:
+    """Record the night's end; its row keeps this run's own spend (the report says the whole night's)."""
+    night.store.runs.finish(report, spent=night.store.spend.of_run(night.run_id))
+
+
 def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> None:
     """Record the night as failed when the full disk still has room for it; else it stays ``running``.
 
@@ -866,7 +880,7 @@ def _record_failure_if_room(night: Night, parts: dict[str, Any], note: str) -> N
     """
     parts["notes"].append(note)
     try:
-        night.store.runs.finish(_report(night, "failed", **parts))
+        _finish(night, _report(night, "failed", **parts))
     except Exception as exc:
         if not is_disk_full(exc):
             raise

@@ -24,9 +24,11 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
+from nightloop.cli.prefect_api import prefect_api
 from nightloop.errors import NightloopError, StoreFull
 from nightloop.store.db import store_full
 from nightloop.simulated import simulated_label
+from nightloop.stopping import stop_requests
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
 
@@ -140,10 +142,11 @@ def register(app: typer.Typer) -> None:
                     prompts_to_run(store, prompt)
                 from nightloop.flows import nightly
 
-                raw = nightly(
-                    logical_date=night_date, prompts=prompt, force=force,
-                    config_file=str(config) if config else None, db=str(settings.db),
-                )
+                with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():
+                    raw = nightly(
+                        logical_date=night_date, prompts=prompt, force=force,
+                        config_file=str(config) if config else None, db=str(settings.db),
+                    )
                 reports = [NightReport.model_validate(r) for r in raw]
         except StoreFull:
             fail(str(store_full(settings.db, f"`{resume}`")))
@@ -188,10 +191,11 @@ def register(app: typer.Typer) -> None:
             from nightloop.flows import backfill as backfill_flow
 
             try:
-                raw = backfill_flow(
-                    since=dates[0], until=dates[-1], prompts=prompt, force=force,
-                    config_file=str(config) if config else None, db=str(settings.db),
-                )
+                with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():
+                    raw = backfill_flow(
+                        since=dates[0], until=dates[-1], prompts=prompt, force=force,
+                        config_file=str(config) if config else None, db=str(settings.db),
+                    )
             except NightloopError as exc:
                 fail(str(exc))
             except KeyboardInterrupt:

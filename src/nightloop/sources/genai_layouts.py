@@ -13,12 +13,12 @@ Layouts (each seen from the real libraries, see tests/trace_gen.py):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from nightloop.models import canonical_json
+from nightloop.sources import json_codec
 
 __all__ = ["CallMessages", "call_messages", "is_model_call", "parts_to_messages"]
 
@@ -62,7 +62,7 @@ def is_model_call(attributes: dict[str, Any]) -> bool:
 def _json(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json_codec.loads(value)
         except ValueError:
             return value
     return value

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from nightloop.models import Quarantined
+from nightloop.sources import json_codec
 from nightloop.sources.base import NESTED_TOO_DEEPLY, LineTooLong, excerpt, read_lines
 
 __all__ = ["JSON_DOCUMENT_MAX_BYTES", "json_lines", "json_objects"]
@@ -68,7 +69,7 @@ def json_lines(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
         if not line.strip():
             continue
         try:
-            yield locator, json.loads(line)
+            yield locator, json_codec.loads(line)
         except RecursionError:
             yield Quarantined(source=source, locator=locator, raw_excerpt=excerpt(line), reason=NESTED_TOO_DEEPLY)
         except ValueError as exc:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nightloop.models import Quarantined, canonical_json
+from nightloop.sources import json_codec
 from nightloop.sources.base import NESTED_TOO_DEEPLY, excerpt, guard_file
 from nightloop.sources.genai_layouts import parts_to_messages
 from nightloop.sources.json_records import json_lines
@@ -182,7 +183,7 @@ def _stream_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
 
 def _is_export(line: str) -> bool:
     try:
-        document = json.loads(line)
+        document = json_codec.loads(line)
     except (json.JSONDecodeError, RecursionError):
         return False
     return isinstance(document, dict) and (isinstance(document.get("resourceSpans"), list) or isinstance(document.get("resourceLogs"), list))

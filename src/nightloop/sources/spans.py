@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from nightloop.models import Quarantined, canonical_json
+from nightloop.sources import json_codec
 from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, conversation_from_object, excerpt, guard_file, select
 from nightloop.sources.genai_layouts import CallMessages, call_messages, is_model_call
 from nightloop.sources.json_records import json_objects
@@ -83,11 +84,11 @@ class Span:
 
     def to_json(self) -> str:
         fields = {name: getattr(self, name) for name in self.__dataclass_fields__}  # shallow: asdict deep-copies
-        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), default=str)
+        return json_codec.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> Span:
-        return cls(**json.loads(text))
+        return cls(**json_codec.loads(text))
 
 
 @runtime_checkable
@@ -399,7 +400,10 @@ def _build(key: str, spans: list[Span], source: str, locator: str) -> Record:
         "outcome": _outcome(spans, calls),
         "metadata": _metadata(spans, calls),
     }
-    return conversation_from_object(obj, source, locator, canonical_json(messages))
+    record = conversation_from_object(obj, source, locator, "")
+    if isinstance(record, Quarantined):  # the excerpt costs a dump of the messages: only for a record that needs one
+        record = record.model_copy(update={"raw_excerpt": excerpt(canonical_json(messages))})
+    return record
 
 
 def _no_content_reason(spans: list[Span], calls: list[tuple[Span | None, CallMessages]]) -> str:

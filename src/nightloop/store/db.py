@@ -62,6 +62,8 @@ def open_db(
         conn.close()
         if "locked" in str(exc):  # busy for longer than the timeout: a store, just a busy one
             raise
+        if is_disk_full(exc):  # a store, on a full disk (a migration that did not fit)
+            raise store_full(path) from exc
         raise _not_a_store(path, exc) from exc
     except BaseException:
         conn.close()

@@ -112,7 +112,9 @@ class RunRepo:
             else:
                 self.db["runs"].update(run_id, {"status": "running", "finished_at": None})
 
-    def finish(self, report: NightReport) -> None:
+    def finish(self, report: NightReport, spent: tuple[float, int] | None = None) -> None:
+        """Record the run's end; ``spent`` (USD, tokens) is what this run itself spent, else the report's figures."""
+        spent_usd, tokens = spent if spent is not None else (report.cost_usd, report.tokens)
         with transaction(self.db):
             self.db["runs"].update(
                 report.run_id,
@@ -120,8 +122,8 @@ class RunRepo:
                     "status": report.status,
                     "finished_at": _now(),
                     "report": report.model_dump_json(),
-                    "spent_usd": report.cost_usd,
-                    "tokens": report.tokens,
+                    "spent_usd": spent_usd,
+                    "tokens": tokens,
                 },
             )
 

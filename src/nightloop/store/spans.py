@@ -129,14 +129,15 @@ class SpanRepo:
         return touched, moved
 
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
-        """Spans of each conversation (one query for the lot), in time order."""
+        """Spans of each conversation (one query for the lot), in time order (sorted here: SQLite would sort them all at once)."""
         found: dict[str, list[Span]] = {cid: [] for cid in conversation_ids}
         rows = self.db.conn.execute(
-            "select conversation_id, json from spans where conversation_id in (select value from json_each(?)) order by conversation_id, start_ns, span_id",
-            [_ids_json(conversation_ids)],
+            "select conversation_id, json from spans where conversation_id in (select value from json_each(?))", [_ids_json(conversation_ids)]
         )
         for conversation_id, text in rows:
             found[conversation_id].append(Span.from_json(text))
+        for spans in found.values():
+            spans.sort(key=lambda span: (span.start_ns, span.span_id))
         return found
 
     def spans_of(self, conversation_id: str) -> list[Span]:

@@ -48,6 +48,13 @@ class SpendRepo:
         ).fetchone()
         return float(row[0]), int(row[1])
 
+    def of_run(self, run_id: str) -> tuple[float, int]:
+        """(USD, tokens) charged by one run (one config of a night), every attempt of it."""
+        row = self.db.execute(
+            "select coalesce(sum(usd), 0.0), coalesce(sum(tokens), 0) from spend where run_id = ?", [run_id]
+        ).fetchone()
+        return float(row[0]), int(row[1])
+
     def forget_run(self, run_id: str) -> None:
         """Drop one run's charges (``--force`` starts that run's budget again)."""
         with transaction(self.db):

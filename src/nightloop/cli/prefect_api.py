@@ -1,0 +1,112 @@
+"""The Prefect API a flow run started by the CLI talks to: the configured server, or a temporary one of our own.
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary server as a child process in *our* process group, so the
+terminal's Ctrl-C stops that server under the running night and the flow run hangs on a dead API. This starts the
+same temporary server (the command Prefect's own ``SubprocessASGIServer`` runs) in a session of its own, so Ctrl-C
+reaches only nightloop, which then stops the night gracefully; the server is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from nightloop.errors import NightloopError
+
+__all__ = ["prefect_api"]
+
+STARTUP_TIMEOUT_S = 120.0
+DRAIN_TIMEOUT_S = 5.0
+PR_SET_PDEATHSIG = 1
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if nightloop is killed outright (then no cleanup of ours runs)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait_until_healthy(process: subprocess.Popen, url: str, log_path: str) -> None:
+    import httpx
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    with open(log_path, errors="replace") as log:
+        tail = log.read()[-2000:]
+    raise NightloopError(
+        f"The temporary Prefect server did not start within {STARTUP_TIMEOUT_S:.0f} s:\n{tail}\n"
+        "Start one with `prefect server start` and set PREFECT_API_URL, or run with --no-prefect."
+    )
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@contextmanager
+def prefect_api() -> Iterator[None]:
+    """Flow runs inside this block use the configured Prefect API, else a temporary server shielded from Ctrl-C."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if PREFECT_API_URL.value() or os.name != "posix":
+        yield
+        return
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    with tempfile.NamedTemporaryFile("w+", prefix="nightloop-prefect-", suffix=".log", delete=False) as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+        )
+    try:
+        _wait_until_healthy(process, url, log.name)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            try:
+                yield
+            finally:
+                _drain_prefect_workers()
+    finally:
+        _stop(process)
+        os.unlink(log.name)
+
+
+def _drain_prefect_workers() -> None:
+    """Send the flow run's queued logs and events while the server is up (as Prefect's test harness does), else
+    they retry against a stopped server for a minute at exit."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=DRAIN_TIMEOUT_S)

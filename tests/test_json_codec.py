@@ -1,0 +1,67 @@
+"""The span hot path's JSON (orjson where it agrees with the standard library) reads and writes what json does."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nightloop.sources.json_codec import dumps, loads
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal values of the same types all the way down (1 and 1.0 differ; so do 2**64 and 2.0**64)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from([None, 1, 2]))
+def test_loads_reads_what_json_reads(value: object, indent: int | None) -> None:
+    text = json.dumps(value, indent=indent, ensure_ascii=indent == 2)
+    assert _same(loads(text), json.loads(text))
+    assert _same(loads(text.encode()), json.loads(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]":,.-+eE0123456789 \nabNaIfinity\\u', max_size=40))
+def test_loads_fails_where_json_fails_and_agrees_where_it_reads(text: str) -> None:
+    try:
+        expected = json.loads(text)
+    except ValueError as exc:
+        try:
+            loads(text)
+        except ValueError as mine:
+            assert str(mine) == str(exc)  # the standard library's words
+        else:
+            raise AssertionError(f"read {text!r}, which json refuses")
+    else:
+        assert _same(loads(text), expected)
+
+
+def test_the_corners_orjson_reads_differently_are_read_as_json_reads_them() -> None:
+    for text in ["18446744073709551616", "[1, -99999999999999999999]", "-9223372036854775809", "[1795000000000000000, -9223372036854775808]", '{"a":\n 123456789012345678901}', "[NaN, Infinity]", "1e400", '"\\ud800"']:
+        assert _same(loads(text), json.loads(text)), text
+    assert loads('{"trace": "00000000000000000000000000000001"}') == {"trace": "00000000000000000000000000000001"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_dumps_round_trips(value: object) -> None:
+    assert _same(json.loads(dumps(value)), value)
+    assert dumps({"é": "\ud83d"}) == json.dumps({"é": "\ud83d"}, ensure_ascii=False, separators=(",", ":"))  # a lone surrogate
