@@ -33,7 +33,7 @@ def real_data() -> Path:
     return SHARED_REAL
 
 
-from trace_gen import TRACE_MODES  # noqa: E402 - beside this file
+from trace_gen import PARENTLESS_MODES, TRACE_MODES  # noqa: E402 - beside this file
 
 
 def _trace_libraries_key(script: Path) -> str:
@@ -54,10 +54,6 @@ def real_traces(request: pytest.FixtureRequest) -> dict[tuple[str, str], Path]:
     keeps the last set, so a warm run does not pay for six interpreter start-ups).
     """
     return _generate_traces(request, "real_traces", TRACE_MODES, {})
-
-
-#: The layouts whose content is on the model call's span, written by an agent with no app span of its own.
-PARENTLESS_MODES = [("openai_v2", "span_only"), ("openllmetry", "attributes"), ("openinference", "default")]
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Planted secrets in a real night: nothing reaches a model request (the loopback server's received bytes)."""
+"""Planted secrets in a real night: nothing reaches a model request (the loopback server's received bytes), and
+nothing is stored or shown outside the raw conversations: derived tables, reports, CLI output, Prefect artifacts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nightloop.testing.redaction_nights import run_secrets_night
+from nightloop.testing.redaction_nights import GROUPS, Leaks, place_group, run_secrets_night
 from nightloop.testing.secrets_corpus import PLANTED
 
 #: One of each family: names, addresses, national ids, contact data, money, credentials, an id with an email.
@@ -16,23 +17,23 @@ SUBSET = [p for p in PLANTED if p.kind in (
 )]
 
 
-def test_no_planted_value_reaches_a_model_request(tmp_path: Path) -> None:
-    leaks, stats = run_secrets_night(SUBSET, tmp_path, traffic=6)
+@pytest.fixture(scope="module")
+def night(tmp_path_factory: pytest.TempPathFactory) -> tuple[Leaks, dict[str, int]]:
+    return run_secrets_night(SUBSET, tmp_path_factory.mktemp("secrets"), traffic=6)
+
+
+def _found_in(leaks: Leaks, group: str) -> dict[str, list[str]]:
+    return {SUBSET[i].kind: places for i, places in leaks.found.items() if any(place_group(p) == group for p in places)}
+
+
+def test_no_planted_value_reaches_a_model_request(night: tuple[Leaks, dict[str, int]]) -> None:
+    leaks, stats = night
     assert stats["model requests"] >= 2  # the judge and the guard were asked
-    in_requests = {SUBSET[i].kind: places for i, places in leaks.found.items() if "model request" in places}
-    assert in_requests == {}
+    assert _found_in(leaks, "model requests") == {}
 
 
-@pytest.mark.xfail(
-    reason="known gap (issue 10, open): a self-introduced person name can stay in the failures/stages tables "
-    "after the merge with the answers/traces classifier changes",
-    strict=False,
-)
-def test_no_planted_value_reaches_the_failures_table_or_reports(tmp_path: Path) -> None:
-    leaks, _ = run_secrets_night(SUBSET, tmp_path, traffic=6)
-    in_reports = {SUBSET[i].kind: p for i, p in leaks.found.items() if {"report --json", "failures"} & set(p)}
-    assert in_reports == {}
-    # What still holds values outside `conversations` (see the closing note): the replay set the agent
-    # replays, and the conversation ids used as keys.
-    stored = {place for places in leaks.found.values() for place in places}
-    assert stored <= {"table stages", "table eval_results", "table failures", "table run_conversations"}
+@pytest.mark.parametrize("group", [g for g in GROUPS if g != "model requests"])
+def test_no_planted_value_is_stored_or_shown_outside_the_conversations(night: tuple[Leaks, dict[str, int]], group: str) -> None:
+    leaks, stats = night
+    assert stats.get("night status done") == 1
+    assert _found_in(leaks, group) == {}

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import PARENTLESS_MODES
-from trace_gen import TRACE_MODES
+from trace_gen import PARENTLESS_MODES, TRACE_MODES
 from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings

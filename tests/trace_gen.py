@@ -56,6 +56,9 @@ TRACE_MODES = [
     ("openinference", "default"),
 ]
 
+#: The layouts whose content is on the model call's span, generated with no app span (``NIGHTLOOP_TEST_NO_APP_SPAN``).
+PARENTLESS_MODES = [("openai_v2", "span_only"), ("openllmetry", "attributes"), ("openinference", "default")]
+
 SYSTEM = "You are the support assistant of {shop}. Quote prices in EUR."
 TOOLS = [
     {

@@ -84,15 +84,24 @@ def excerpt(text: str | None, start: int | None = None, end: int | None = None, 
 
 
 def _failure(
-    conversation: Conversation, kind: FailureKind, turn: int | None, evidence: str, detector: str, confidence: float
+    conversation: Conversation,
+    kind: FailureKind,
+    turn: int | None,
+    evidence: str,
+    detector: str,
+    confidence: float,
+    quoting: str | None = None,
 ) -> Failure:
+    """``quoting``: the role whose words ``evidence`` quotes (default: the role of message ``turn``)."""
+    if quoting is None and turn is not None and 0 <= turn < len(conversation.messages):
+        quoting = conversation.messages[turn].role
     return Failure(
         conversation_id=conversation.id,
         kind=kind,
         turn=turn,
-        # Stored, shown and sent on: evidence leaves the conversations table redacted (as agent text: evidence often
-        # quotes the agent, whose signature names the shop; the judge stage redacts it again in full).
-        evidence=redact(evidence, "assistant")[:EVIDENCE_LIMIT],
+        # Stored, shown and sent on: evidence leaves the conversations table redacted. The agent's own words are
+        # redacted as agent text (its signature names the shop); a customer's in full ("my name is …").
+        evidence=redact(evidence, "assistant" if quoting == "assistant" else None)[:EVIDENCE_LIMIT],
         detector=detector,
         confidence=min(max(confidence, 0.0), 1.0),
     )
@@ -160,7 +169,8 @@ class TimeoutDetector:
         last = len(messages) - 1
         if outcome.status == "timeout":
             reason = outcome.error or f"run ended at its step limit: {excerpt(messages[last].text, limit=240)}"
-            failures.append(_failure(conversation, "timeout", last, f"status timeout: {reason}", self.name, 1.0))
+            quoting = "tool" if outcome.error else None  # the harness's error message, not the agent's words
+            failures.append(_failure(conversation, "timeout", last, f"status timeout: {reason}", self.name, 1.0, quoting))
         latency = _latency_ms(conversation)
         if config.max_latency_ms is not None and latency is not None and latency > config.max_latency_ms:
             evidence = f"latency {latency:.0f} ms > budget {config.max_latency_ms:.0f} ms"
@@ -289,7 +299,7 @@ class UserCorrectionDetector:
             score = "" if feedback_score(feedback) is None else f"score {feedback.score:g}, "
             evidence = f'feedback ({score}comment "{excerpt(feedback.comment, limit=200)}")'
             turn = _last_index(messages, "assistant")
-            failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, 0.9))
+            failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, 0.9, quoting="user"))
         return failures
 
     def _correction(self, message: Message, previous: Message) -> tuple[str, float] | None:
@@ -496,9 +506,9 @@ class HarnessErrorDetector:
         reason = lines[-1] if lines else "no error message recorded"
         if is_provider_error(outcome.error):
             evidence = f"the agent's model provider failed: {excerpt(reason, limit=260)}"
-            return [_failure(conversation, "provider_error", len(conversation.messages) - 1, evidence, self.name, 1.0)]
+            return [_failure(conversation, "provider_error", len(conversation.messages) - 1, evidence, self.name, 1.0, "tool")]
         evidence = f"harness error: {excerpt(reason, limit=280)}"
-        return [_failure(conversation, "tool_error", len(conversation.messages) - 1, evidence, self.name, 1.0)]
+        return [_failure(conversation, "tool_error", len(conversation.messages) - 1, evidence, self.name, 1.0, "tool")]
 
 
 #: Every rule detector by name; ``make_detectors`` picks from here.

@@ -174,8 +174,11 @@ def _replay_set(
         config_hash=settings.config_hash(),
     )
     if found is not None:
+        from nightloop.stored_cases import with_content
+
         _, night_date, output = found
-        return date.fromisoformat(night_date), f"built by the night of {night_date}", pipeline.ReplaySetOutput.model_validate(output)
+        replay_set = with_content(store, pipeline.ReplaySetOutput.model_validate(output))
+        return date.fromisoformat(night_date), f"built by the night of {night_date}", replay_set
     night_date = logical_date or datetime.now(UTC).date()
     key = f"eval-set:{name}:{night_date.isoformat()}:{settings.config_hash()}"
     night = _EvalNight(settings, store, name, night_date, progress=progress, _clients=clients, key=key)

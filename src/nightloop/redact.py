@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PATTERNS", "Pattern", "Redactor", "leaves_the_machine", "redact", "redact_conversation", "redact_messages", "redact_value",
+    "storage_id", "with_storage_id",
 ]
 
 
@@ -385,3 +386,36 @@ def leaves_the_machine(provider: str, base_url: str | None) -> bool:
 def redact_messages(messages: list[Message], redactor: Redactor) -> list[Message]:
     """``messages`` as a remote agent may see them in replay (the system prompt, our template, is kept)."""
     return [m if m.role == "system" else _redact_message(m, redactor.text) for m in messages]
+
+
+#: Conversation ids that carry private data are stored under ``private-`` and letters from a hash of the id.
+_PRIVATE_ID = re.compile(r"^private-[a-p]{20}$")
+#: A fast first look (ingest calls this for every conversation): only an id with an ``@`` or a spelled "at",
+#: whitespace or a long run of digits (a phone, card or national id) is read by the recognisers.
+_MAYBE_PRIVATE_ID = re.compile(r"@|\s|[\[(](?i:at)[\])]|\b(?i:at)\b|\d(?:[ .()+/-]*\d){6,}")
+#: ISO dates and times, which ids often carry and which are no one's private data.
+_ISO_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T_ ]?\d{2}[:.-]?\d{2}(?:[:.-]?\d{2})?)?")
+
+
+def storage_id(conversation_id: str) -> str:
+    """The key a conversation is stored and referred to under: its own id, unless the id carries private data
+    (``support-jane.doe@example.com-17``), which would otherwise spread to every table, report and page that
+    names the conversation. Such an id becomes ``private-`` + 20 letters of its SHA-256 (the same id always gets
+    the same key, so re-ingesting it is still a no-op); the original stays in the conversation's metadata."""
+    if _PRIVATE_ID.match(conversation_id) or not _MAYBE_PRIVATE_ID.search(_ISO_STAMP.sub("-", conversation_id)):
+        return conversation_id
+    if redact(conversation_id) == conversation_id:
+        return conversation_id
+    from nightloop.models import sha256_text
+
+    letters = "".join(chr(ord("a") + int(digit, 16)) for digit in sha256_text(conversation_id)[:20])
+    return f"private-{letters}"
+
+
+def with_storage_id(conversation: Conversation) -> Conversation:
+    """``conversation`` under its :func:`storage_id` (unchanged when its id carries nothing private)."""
+    key = storage_id(conversation.id)
+    if key == conversation.id:
+        return conversation
+    metadata = {**conversation.metadata, "original_id": conversation.id}
+    return conversation.model_copy(update={"id": key, "metadata": metadata})

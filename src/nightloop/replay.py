@@ -262,6 +262,27 @@ def _case_at(
     )
 
 
+def case_reference(case: ReplayCase) -> ReplayCase:
+    """``case`` without what it quotes from its conversation (messages, variables, expected answers, recorded
+    tool results): the form kept outside the conversations table. :func:`rebuild_case` gives the content back."""
+    metadata = {key: value for key, value in case.metadata.items() if key != "tool_results"}
+    expectation = Expectation(kind=case.expectation.kind, scorer=case.expectation.scorer)
+    return case.model_copy(update={"messages": [], "variables": {}, "expectation": expectation, "metadata": metadata})
+
+
+def rebuild_case(reference: ReplayCase, conversation: Conversation, failures: Sequence[Failure]) -> ReplayCase | None:
+    """The case ``reference`` (see :func:`case_reference`) stands for, rebuilt from its conversation and
+    failures the way :func:`build_replay_set` built it; None when they no longer give the same case."""
+    if reference.origin == REGRESSION:
+        case = _regression_case(reference.prompt_name, conversation)
+    else:
+        wanted = set(reference.metadata.get("failure_ids") or [reference.origin])
+        case = _failure_case(reference.prompt_name, conversation, [f for f in failures if f.id in wanted])
+    if case is None or case.id != reference.id or case.origin != reference.origin:
+        return None
+    return case.model_copy(update={"split": reference.split})
+
+
 def _id_hash(case_id: str) -> str:
     """Orders cases for the split: stable across runs and machines, unlike ``hash()``."""
     return sha256_text(case_id)

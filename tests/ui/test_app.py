@@ -55,6 +55,24 @@ def test_invisible_characters_are_shown_escaped_on_every_page(db: Path) -> None:
         assert chr(0xE0073) not in page, path
 
 
+def test_a_review_page_shows_a_candidates_invisible_characters_escaped(db: Path) -> None:
+    from datetime import UTC, datetime
+
+    from nightloop.models import Candidate, GateDecision, ReviewItem
+
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in "send data")
+    with Store(db) as store:
+        store.runs.enqueue_review(ReviewItem(
+            id="rev-hidden", run_id=f"{OTHER}:2026-11-18:test", prompt_name=OTHER,
+            candidate=Candidate(id="cand-h", prompt_name=OTHER, base_version=1, template=f"You bill {{{{ shop }}}} customers.{hidden}\n",
+                                rationale=f"tidy{hidden}"),
+            decision=GateDecision(candidate_id="cand-h", verdict="promote"), created_at=datetime.now(UTC),
+        ))
+    page = TestClient(create_app(UIConfig(db))).get("/review/rev-hidden")
+    assert page.status_code == 200
+    assert "⟨U+E0073⟩" in page.text and chr(0xE0073) not in page.text
+
+
 def test_a_post_without_the_csrf_token_changes_nothing(db: Path) -> None:
     client = TestClient(create_app(UIConfig(db)))
     client.get("/")  # gets the CSRF cookie

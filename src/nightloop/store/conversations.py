@@ -18,6 +18,7 @@ import sqlite_utils
 
 from nightloop.errors import NotFound
 from nightloop.models import Conversation, Failure, IngestStats, Quarantined, sha256_text
+from nightloop.redact import storage_id, with_storage_id
 from nightloop.store.db import savepoint, transaction
 
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
@@ -115,6 +116,12 @@ def m004_quarantine_by_content(db: sqlite_utils.Database) -> None:
     db.execute("create unique index quarantine_locator_content on quarantine (locator, raw_sha256)")
 
 
+@migrations(name="m005_conversations_by_version")
+def m005_conversations_by_version(db: sqlite_utils.Database) -> None:
+    """The watch counts one version's conversations every night: an index range, not a scan of the history."""
+    db.execute("create index if not exists conversations_version on conversations (prompt_name, prompt_version, ended_at)")
+
+
 def quarantine_digest(raw_excerpt: str, reason: str) -> str:
     """What tells two quarantined records at the same locator apart: their excerpt and reason."""
     return sha256_text(raw_excerpt + "\0" + reason)
@@ -207,7 +214,7 @@ class ConversationRepo:
         quarantined: list[Quarantined] = []
         for item in items:
             if isinstance(item, Conversation):
-                conversations.append(item)
+                conversations.append(with_storage_id(item))  # no private data in the key every table repeats
             else:
                 quarantined.append(item)
             if len(conversations) + len(quarantined) >= batch_size:
@@ -303,6 +310,7 @@ class ConversationRepo:
         A new id in ``renamed`` is a stored conversation under its new id: counted as updated."""
         conn = self.db.conn
         now = _now_text()
+        conversations = [with_storage_id(c) for c in conversations]
         with transaction(self.db):
             stored = dict(
                 conn.execute(
@@ -320,7 +328,8 @@ class ConversationRepo:
                 "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
                 [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
             )
-            fresh = [c.id for c in new if c.id not in (renamed or ())]
+            renamed_keys = {storage_id(i) for i in renamed or ()}
+            fresh = [c.id for c in new if c.id not in renamed_keys]
             stats.ingested += len(fresh)
             stats.new_ids.extend(fresh)
             stats.updated += len(changed) + len(new) - len(fresh)
@@ -330,6 +339,7 @@ class ConversationRepo:
 
     def delete(self, conversation_ids: Iterable[str]) -> None:
         """Remove conversations (and their failures), e.g. one whose spans now belong to another conversation."""
+        conversation_ids = [storage_id(i) for i in conversation_ids]
         with transaction(self.db):
             self.db.conn.execute("delete from conversations where id in (select value from json_each(?))", [json.dumps(list(conversation_ids))])
 
@@ -364,16 +374,31 @@ class ConversationRepo:
     # --- reading conversations ---
 
     def exists(self, conversation_id: str) -> bool:
-        return self.db.conn.execute("select 1 from conversations where id = ?", [conversation_id]).fetchone() is not None
+        return self.db.conn.execute("select 1 from conversations where id = ?", [storage_id(conversation_id)]).fetchone() is not None
 
     def get(self, conversation_id: str) -> Conversation | None:
-        row = self.db.conn.execute("select json from conversations where id = ?", [conversation_id]).fetchone()
+        row = self.db.conn.execute("select json from conversations where id = ?", [storage_id(conversation_id)]).fetchone()
         return None if row is None else Conversation.model_validate_json(row[0])
 
     def count(self, prompt_name: str | None = None) -> int:
         if prompt_name is None:
             return self.db.conn.execute("select count(*) from conversations").fetchone()[0]
         return self.db.conn.execute("select count(*) from conversations where prompt_name = ?", [prompt_name]).fetchone()[0]
+
+    def version_outcomes(
+        self, prompt_name: str, version: int, until: datetime | None = None, *, latest: int | None = None
+    ) -> tuple[int, int]:
+        """(conversations with a detected failure, conversations) that ran ``version`` of the prompt and ended before
+        ``until``: all of them, or the ``latest`` ones (an index range either way; no conversation is parsed)."""
+        where, params = self._where(prompt_name=prompt_name, until=until, extra=[("c.prompt_version = ?", version)])
+        limit = "" if latest is None else f" order by c.ended_at desc limit {int(latest)}"
+        failed, total = self.db.conn.execute(
+            "select coalesce(sum(failed), 0), count(*) from ("
+            "select exists (select 1 from failures f where f.conversation_id = c.id) as failed "
+            f"from conversations c {where}{limit})",
+            params,
+        ).fetchone()
+        return failed, total
 
     def count_without_prompt(self) -> int:
         """Conversations that name no prompt (no night sees them)."""

@@ -2,7 +2,9 @@
 
 The judge and the guard run on the real OpenAI SDK against one loopback server (the values must not be in
 any byte it receives); the agent and scorer run on the simulator. Afterwards every derived table of the
-store (everything but ``conversations``), ``nightloop report --json`` and ``nightloop failures`` are
+store (everything but the raw ``conversations``, ``spans`` and ``quarantine``), the reports (``nightloop
+report``, ``--json``, ``--markdown``), CLI output (``failures``, ``review`` and ``review show``, ``trust``) and the
+Prefect artifacts the nightly flow creates (:func:`nightloop.flows.night_markdown`, the failures table) are
 searched for each planted value. Shared by ``benchmarks/redaction.py`` and the test suite.
 """
 
@@ -30,10 +32,12 @@ from nightloop.testing.injection_nights import DAY, PROMPT, prepare_base
 from nightloop.testing.persuaded_judge import PersuadedJudge
 from nightloop.testing.secrets_corpus import Planted
 
-__all__ = ["Leaks", "run_secrets_night"]
+__all__ = ["GROUPS", "Leaks", "place_group", "run_secrets_night"]
 
-#: Tables that hold the conversations themselves (the source of truth, kept as ingested).
-RAW_TABLES = frozenset({"conversations", "quarantine"})
+#: Tables that hold the conversations themselves as ingested (the source of truth): conversations, the raw
+#: spans they are merged from, and the records that could not be read.
+RAW_TABLES = frozenset({"conversations", "spans", "quarantine"})
+GROUPS = ("model requests", "derived tables", "reports", "CLI output", "Prefect artifacts")
 
 
 @dataclass
@@ -94,6 +98,36 @@ def _cli(*args: str, db: Path) -> str:
     return done.stdout + done.stderr
 
 
+def _pending_review_ids(db: Path) -> list[str]:
+    with Store(db) as store:
+        return [item.id for item in store.runs.review_items()]
+
+
+def _markdown_report(db: Path, path: Path) -> str:
+    shown = _cli("report", "--markdown", str(path), db=db)
+    return shown + (path.read_text(encoding="utf-8") if path.exists() else "")
+
+
+def _prefect_artifacts(db: Path, report: Any) -> str:
+    """What the nightly flow puts in its Prefect artifacts: the night's markdown and the failures table."""
+    from nightloop.flows import night_markdown
+
+    with Store(db) as store:
+        markdown = night_markdown(store, report)
+    return markdown + json.dumps(sorted(report.failures.items()))
+
+
+#: How the benchmark groups the places a value was found.
+PLACE_GROUPS = {"model request": "model requests", "report": "reports", "CLI": "CLI output", "Prefect": "Prefect artifacts"}
+
+
+def place_group(place: str) -> str:
+    """``model requests``, ``derived tables``, ``reports``, ``CLI output`` or ``Prefect artifacts``."""
+    if place.startswith("table "):
+        return "derived tables"
+    return next(group for prefix, group in PLACE_GROUPS.items() if place.startswith(prefix))
+
+
 def run_secrets_night(corpus: list[Planted], workdir: Path, *, traffic: int = 10) -> tuple[Leaks, dict[str, int]]:
     """Plant ``corpus`` (one conversation each), run a real night, and find every value wherever it went."""
     base = prepare_base(workdir / "base", traffic=traffic)
@@ -122,9 +156,15 @@ def run_secrets_night(corpus: list[Planted], workdir: Path, *, traffic: int = 10
         received = json.dumps(server.requests, ensure_ascii=False)
         received_ascii = json.dumps(server.requests)
     stats["night status " + report.status] = 1
+    stats["review items"] = len(pending := _pending_review_ids(db))
     outputs = {
         "report --json": _cli("report", "--json", db=db),
-        "failures": _cli("failures", db=db),
+        "report": _cli("report", db=db),
+        "report --markdown": _markdown_report(db, workdir / "report.md"),
+        "CLI failures": _cli("failures", db=db),
+        "CLI review": _cli("review", db=db) + "".join(_cli("review", "show", item, db=db) for item in pending),
+        "CLI trust": _cli("trust", PROMPT, db=db),
+        "Prefect artifact": _prefect_artifacts(db, report),
     }
     connection = sqlite3.connect(db)
     tables = [row[0] for row in connection.execute("select name from sqlite_master where type='table'")]

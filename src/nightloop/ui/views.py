@@ -161,8 +161,11 @@ def _turn(index: int, message: Message) -> QuotedTurn:
 
 
 def _case_rows(store: Store, item: ReviewItem) -> list[CaseRow]:
+    from nightloop.stored_cases import rebuilt_cases
+
     raw = store.runs.stage_output(item.run_id, "replay_set") or {}
-    cases = {c.id: c for c in (ReplayCase.model_validate(c) for c in raw.get("cases", []))}
+    references = [ReplayCase.model_validate(c) for c in raw.get("cases", [])]
+    cases = {c.id: c for c in rebuilt_cases(store, references)[0]}  # stored by reference (nightloop.stored_cases)
     by_case: dict[str, CaseRow] = {}
     for result in store.runs.eval_results(item.run_id):
         if result.candidate_id not in (BASELINE, item.candidate.id):
