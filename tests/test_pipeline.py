@@ -196,9 +196,9 @@ def _night_with_a_harmful_candidate(tmp_path: Path):
 
 def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp_path: Path) -> None:
     report, harmful = _night_with_a_harmful_candidate(tmp_path)
-    for decision in report.decisions:
-        if decision.candidate_id not in harmful:
-            continue
+    judged = [d for d in report.decisions if d.candidate_id in harmful]
+    assert judged, f"no harmful candidate reached the gate: {harmful} vs {[d.candidate_id for d in report.decisions]}"
+    for decision in judged:
         assert decision.verdict != "promote"
         if decision.n_cases == 0:  # select, then test: the train cases already showed it worse than the challenger
             match = re.search(r"train pass rate (\d\.\d\d) vs (\d\.\d\d)", decision.reasons[-1])
