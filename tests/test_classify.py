@@ -404,8 +404,16 @@ def test_classify_many_keys_every_conversation_by_id() -> None:
 )
 def test_odd_conversations_never_crash(messages: list[Any]) -> None:
     c = conv(*messages, expected="42", feedback={"score": None, "comment": None})
-    found = classify_conversation(c, ClassifyConfig(json_schema={"type": "object"}, max_turns=0, max_latency_ms=0))
-    assert all(isinstance(f, Failure) for f in found)
+    config = ClassifyConfig(json_schema={"type": "object"}, max_turns=0, max_latency_ms=0)
+    # Each detector on its own: classify_conversation's catch-all would hide a detector that crashes.
+    for detector in make_detectors():
+        assert all(isinstance(f, Failure) for f in detector.detect(c, config)), detector
+
+
+def test_a_timed_out_conversation_with_non_json_tool_arguments_is_still_a_timeout() -> None:
+    c = conv({"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": "not json"}}]},
+             ("assistant", None), status="timeout")
+    assert "timeout" in [f.kind for f in classify_conversation(c, CONFIG)]
 
 
 def test_evidence_is_a_bounded_verbatim_excerpt() -> None:
@@ -428,9 +436,10 @@ def test_evidence_is_a_bounded_verbatim_excerpt() -> None:
 )
 def test_classification_is_total_on_arbitrary_text(messages: list[tuple[str, str | None]], expected: Any) -> None:
     c = conv(*messages, expected=expected)
-    for failure in classify_conversation(c, CONFIG):
-        assert len(failure.evidence) <= 300
-        assert failure.turn is None or 0 <= failure.turn < len(c.messages)
+    for detector in make_detectors():  # each on its own, past classify_conversation's catch-all
+        for failure in detector.detect(c, CONFIG):
+            assert len(failure.evidence) <= 300
+            assert failure.turn is None or 0 <= failure.turn < len(c.messages)
 
 
 _PLAIN_WORDS = ["where", "is", "my", "order", "blue", "mug", "price", "delivery", "time", "to", "spain", "sofa", "refund", "lid", "broken", "ship", "norway", "today"]

@@ -50,6 +50,7 @@ def test_migrations_create_the_tables_and_are_idempotent(tmp_path: Path):
             "m002_failures",
             "m003_quarantine",
             "m004_quarantine_by_content",
+            "m005_conversations_by_version",
         ]
 
 
@@ -243,5 +244,24 @@ def test_several_processes_opening_one_new_store_migrate_it_once(tmp_path: Path)
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 6, errors
     with Store(path) as store:
-        assert [m.name for m in migrations.applied(store.db)][-1] == "m004_quarantine_by_content"
-        assert len(migrations.applied(store.db)) == 4
+        assert [m.name for m in migrations.applied(store.db)][-1] == "m005_conversations_by_version"
+        assert len(migrations.applied(store.db)) == 5
+
+
+def test_version_outcomes_count_each_failed_conversation_once_per_version_before_until(store: Store):
+    start = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    conversations = [
+        Conversation(id=f"c{n}", prompt_name="p", prompt_version=1 + n % 2, ended_at=start + timedelta(hours=n),
+                     messages=[Message(role="user", content="hi")])
+        for n in range(10)
+    ]
+    conversations.append(Conversation(id="other", prompt_name="q", prompt_version=1, ended_at=start, messages=[Message(role="user", content="hi")]))
+    store.conversations.add(conversations)
+    for cid in ("c0", "c2", "c3", "c8", "other"):  # c0 fails twice: still one failed conversation
+        kinds = ["timeout", "tool_error"] if cid == "c0" else ["timeout"]
+        store.conversations.save_failures(cid, [Failure(conversation_id=cid, kind=k, detector="t") for k in kinds])
+    assert store.conversations.version_outcomes("p", 1) == (3, 5)  # c0 c2 c8 of c0 c2 c4 c6 c8
+    assert store.conversations.version_outcomes("p", 2) == (1, 5)
+    assert store.conversations.version_outcomes("p", 1, until=start + timedelta(hours=8)) == (2, 4)  # c8 ends at until
+    assert store.conversations.version_outcomes("p", 3) == (0, 0)
+    assert store.conversations.version_outcomes("p", 1, latest=2) == (1, 2)  # the latest two: c8 (failed), c6

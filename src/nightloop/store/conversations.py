@@ -116,6 +116,12 @@ def m004_quarantine_by_content(db: sqlite_utils.Database) -> None:
     db.execute("create unique index quarantine_locator_content on quarantine (locator, raw_sha256)")
 
 
+@migrations(name="m005_conversations_by_version")
+def m005_conversations_by_version(db: sqlite_utils.Database) -> None:
+    """The watch counts one version's conversations every night: an index range, not a scan of the history."""
+    db.execute("create index if not exists conversations_version on conversations (prompt_name, prompt_version, ended_at)")
+
+
 def quarantine_digest(raw_excerpt: str, reason: str) -> str:
     """What tells two quarantined records at the same locator apart: their excerpt and reason."""
     return sha256_text(raw_excerpt + "\0" + reason)
@@ -378,6 +384,21 @@ class ConversationRepo:
         if prompt_name is None:
             return self.db.conn.execute("select count(*) from conversations").fetchone()[0]
         return self.db.conn.execute("select count(*) from conversations where prompt_name = ?", [prompt_name]).fetchone()[0]
+
+    def version_outcomes(
+        self, prompt_name: str, version: int, until: datetime | None = None, *, latest: int | None = None
+    ) -> tuple[int, int]:
+        """(conversations with a detected failure, conversations) that ran ``version`` of the prompt and ended before
+        ``until``: all of them, or the ``latest`` ones (an index range either way; no conversation is parsed)."""
+        where, params = self._where(prompt_name=prompt_name, until=until, extra=[("c.prompt_version = ?", version)])
+        limit = "" if latest is None else f" order by c.ended_at desc limit {int(latest)}"
+        failed, total = self.db.conn.execute(
+            "select coalesce(sum(failed), 0), count(*) from ("
+            "select exists (select 1 from failures f where f.conversation_id = c.id) as failed "
+            f"from conversations c {where}{limit})",
+            params,
+        ).fetchone()
+        return failed, total
 
     def count_without_prompt(self) -> int:
         """Conversations that name no prompt (no night sees them)."""
