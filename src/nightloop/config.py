@@ -37,7 +37,9 @@ __all__ = [
     "ModelPrice",
     "ReplayConfig",
     "RoleConfig",
+    "RateLimitConfig",
     "RunnerConfig",
+    "ScheduleConfig",
     "Settings",
     "WatchConfig",
     "config_path",
@@ -103,6 +105,17 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
 NO_CAP = {"none", "off", "no", ""}
 
 
+class RateLimitConfig(_Section):
+    """A provider's limits, shared by every night in the process (``nightloop.rate_limits``); unset = unlimited."""
+
+    #: Requests started in any 60 s window.
+    rpm: int | None = Field(default=None, ge=1)
+    #: Tokens (the request's estimated input plus its max_tokens, as providers count them) in any 60 s window.
+    tpm: int | None = Field(default=None, ge=1)
+    #: Requests in flight at once.
+    max_concurrency: int | None = Field(default=None, ge=1)
+
+
 class LLMConfig(_Section):
     # A subclass, not a default instance: setting only [llm.judge] model must keep the judge's larger max_tokens.
     judge: JudgeRoleConfig = Field(default_factory=JudgeRoleConfig)
@@ -116,6 +129,8 @@ class LLMConfig(_Section):
     cache: bool = True
     #: Replay conversations the simulator did not produce on a ``sim`` agent anyway (see ``nightloop.simulated``).
     allow_sim_agent: bool = False
+    #: ``[llm.limits."<provider or base_url>"]``: a role whose base_url (else provider name) matches shares them.
+    limits: dict[str, RateLimitConfig] = Field(default_factory=dict)
 
     @field_validator("judge", mode="before")
     @classmethod
@@ -251,6 +266,13 @@ class AutonomyConfig(BaseModel):
     max_autonomy: Literal["propose", "review", "auto"] = "review"
 
 
+class ScheduleConfig(_Section):
+    """How a night of many prompts runs (``pipeline.run_nights``)."""
+
+    #: Prompts whose nights run at the same time (each prompt's dates stay in order).
+    max_parallel_prompts: int = Field(default=4, ge=1, le=64)
+
+
 class Settings(BaseSettings):
     """Everything a night needs to know; build with :func:`load_settings`."""
 
@@ -277,6 +299,7 @@ class Settings(BaseSettings):
     gate: GateConfig = Field(default_factory=GateConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
     autonomy: AutonomyConfig = Field(default_factory=AutonomyConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -299,7 +322,14 @@ class Settings(BaseSettings):
         when re-run with a bigger one.
         """
         # Autonomy policy decides who approves, not what a night finds: changing it must not re-run finished nights.
-        relevant = self.model_dump(mode="json", exclude={"db", "prompts_dir", "sources", "budget", "autonomy"})
+        # How many nights run at once and how fast calls may go change when answers come, not what they are.
+        relevant = self.model_dump(
+            mode="json",
+            exclude={
+                "db": True, "prompts_dir": True, "sources": True, "budget": True, "autonomy": True,
+                "schedule": True, "llm": {"limits"},
+            },
+        )
         return sha256_text(canonical_json(relevant))[:12]
 
 

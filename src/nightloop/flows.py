@@ -7,12 +7,18 @@ No ``from __future__ import annotations`` here: ``serve()`` cloudpickles the flo
 string annotations (``date``) cannot be resolved and every run fails parameter validation.
 """
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -21,6 +27,7 @@ from nightloop.config import load_settings
 from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
+from nightloop.rate_limits import RateLimits
 from nightloop.store import Store
 
 __all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown"]
@@ -108,6 +115,103 @@ def _artifact_key(prefix: str, prompt: str) -> str:
     return f"{prefix}-" + "".join(ch if ch.isalnum() else "-" for ch in prompt.lower())
 
 
+def _publish(store: Store, report: NightReport) -> None:
+    """The night's artifacts, on the flow run that ran it (the prompt's child run)."""
+    create_markdown_artifact(key=_artifact_key("night", report.prompt_name), markdown=night_markdown(store, report))
+    create_table_artifact(
+        key=_artifact_key("failures", report.prompt_name),
+        table=[{"kind": kind, "count": count} for kind, count in sorted(report.failures.items())],
+    )
+
+
+def _failed(reports: list[NightReport]) -> list[str]:
+    return [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
+
+
+class _PromptRuns:
+    """One child flow run per prompt (its nights in date order), run by ``pipeline.run_nights``' thread pool."""
+
+    def __init__(self, settings: Any, force: bool, limits: RateLimits, event: pipeline.NightEvent) -> None:
+        self.settings, self.force, self.limits, self.event = settings, force, limits, event
+        self.reports: dict[str, list[NightReport]] = {}
+        self.failed_runs: list[str] = []
+        self.child = flow(self._nights_of_one_prompt, name="prompt-nights", flow_run_name="{prompt_name}", log_prints=False)
+
+    def _nights_of_one_prompt(self, prompt_name: str, dates: list[date]) -> list[dict[str, Any]]:
+        """One prompt's nights, in date order; the run fails when one of them did (the others' runs go on)."""
+        reports = pipeline.run_nights(
+            self.settings, [prompt_name], dates, force=self.force, runner=_as_task, limits=self.limits, event=self.event
+        )
+        self.reports[prompt_name] = reports
+        with Store(self.settings.db) as store:
+            for report in reports:
+                _publish(store, report)
+        if _failed(reports):
+            raise NightloopError(f"night failed: {', '.join(_failed(reports))}; see the night artifact for the reason")
+        return [r.model_dump(mode="json") for r in reports]
+
+    def __call__(self, prompt_name: str, dates: list[date]) -> list[NightReport]:
+        state = self.child(prompt_name=prompt_name, dates=dates, return_state=True)
+        if not state.is_completed():
+            self.failed_runs.append(f"{prompt_name} ({state.name}: {state.message})")
+        return self.reports.get(prompt_name) or [
+            NightReport(
+                run_id=pipeline.run_id_for(self.settings, prompt_name, d), prompt_name=prompt_name, date=d,
+                status="failed", notes=[f"the prompt's flow run ended {state.name}: {state.message}"],
+            )
+            for d in dates
+        ]
+
+
+class _ProgressArtifact:
+    """The parent run's progress in the Prefect UI: nights done of all, and calls against each provider's limits."""
+
+    def __init__(self, total: int, limits: RateLimits) -> None:
+        self.total, self.limits, self.done, self.running = total, limits, 0, 0
+        self._lock = threading.Lock()
+        self.id = create_progress_artifact(0.0, key="nights-progress", description=self._describe())
+
+    def _describe(self) -> str:
+        usage = self.limits.describe()
+        waiting = self.total - self.done - self.running
+        return f"{self.done} done · {self.running} running · {waiting} waiting" + (f" · {usage}" if usage else "")
+
+    def __call__(self, prompt: str, night_date: date, stage: str, message: str) -> None:
+        if stage not in ("starting", "finished"):
+            return
+        with self._lock:
+            self.running += 1 if stage == "starting" else -1
+            self.done += stage == "finished"
+            update_progress_artifact(self.id, 100.0 * self.done / max(self.total, 1), description=self._describe())
+
+
+def _fan_out(settings: Any, prompts: list[str], dates: list[date], force: bool) -> list[dict[str, Any]]:
+    """``run_nights`` with one child flow run per prompt, ``[schedule] max_parallel_prompts`` at a time."""
+    limits = RateLimits.from_settings(settings)
+    progress = _ProgressArtifact(len(prompts) * len(dates), limits)
+    runs = _PromptRuns(settings, force, limits, progress)
+    reports = pipeline.run_nights(settings, prompts, dates, force=force, limits=limits, one_prompt=runs)
+    create_table_artifact(
+        key="nights",
+        table=[{"prompt": r.prompt_name, "date": r.date.isoformat(), "status": r.status, "failure rate": f"{r.failure_rate:.1%}"} for r in reports],
+        description=limits.describe() or "no [llm.limits] configured",
+    )
+    failed = _failed(reports)
+    if failed or runs.failed_runs:
+        # Fail the parent so Prefect shows it and alerts, naming the prompts; their stage records let a re-run resume.
+        named = failed or runs.failed_runs
+        raise NightloopError(f"night failed: {', '.join(named)}; see those prompts' flow runs and night artifacts")
+    return [r.model_dump(mode="json") for r in reports]
+
+
+def _settings_and_prompts(config_file: str | None, db: str | None, prompts: list[str] | None) -> tuple[Any, list[str]]:
+    settings = load_settings(config_file, **({"db": db} if db else {}))
+    if prompts:
+        return settings, prompts
+    with Store(settings.db) as store:
+        return settings, pipeline.managed_prompts(store)
+
+
 @flow(name="nightly", log_prints=False)
 def nightly(
     logical_date: date | None = None,
@@ -116,24 +220,10 @@ def nightly(
     config_file: str | None = None,
     db: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One night for every managed prompt (or ``prompts``): ingest → classify → judge → replay → gate → review."""
-    settings = load_settings(config_file, **({"db": db} if db else {}))
-    night_date = logical_date or datetime.now(UTC).date()
-    reports = []
-    with Store(settings.db) as store:
-        for prompt_name in prompts or pipeline.managed_prompts(store):
-            report = pipeline.run_night(settings, prompt_name, night_date, store=store, force=force, runner=_as_task)
-            create_markdown_artifact(key=_artifact_key("night", prompt_name), markdown=night_markdown(store, report))
-            create_table_artifact(
-                key=_artifact_key("failures", prompt_name),
-                table=[{"kind": kind, "count": count} for kind, count in sorted(report.failures.items())],
-            )
-            reports.append(report.model_dump(mode="json"))
-    failed = [f"{r['prompt_name']} {r['date']} ({r['status']})" for r in reports if r["status"] in UNFINISHED_STATES]
-    if failed:
-        # Fail the flow run so Prefect shows it and alerts; the stage records let a re-run resume.
-        raise NightloopError(f"night failed: {', '.join(failed)}; see the night artifacts for the reason")
-    return reports
+    """One night for every managed prompt (or ``prompts``), one child flow run per prompt, in parallel up to
+    ``[schedule] max_parallel_prompts``: ingest → classify → judge → replay → gate → review."""
+    settings, names = _settings_and_prompts(config_file, db, prompts)
+    return _fan_out(settings, names, [logical_date or datetime.now(UTC).date()], force)
 
 
 @flow(name="backfill")
@@ -145,8 +235,6 @@ def backfill(
     config_file: str | None = None,
     db: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the nightly flow for each date from ``since`` to ``until``, in date order."""
-    reports: list[dict[str, Any]] = []
-    for night_date in pipeline.nights_between(since, until):
-        reports.extend(nightly(logical_date=night_date, prompts=prompts, force=force, config_file=config_file, db=db))
-    return reports
+    """The nights from ``since`` to ``until``: one child flow run per prompt running its dates in order."""
+    settings, names = _settings_and_prompts(config_file, db, prompts)
+    return _fan_out(settings, names, pipeline.nights_between(since, until), force)

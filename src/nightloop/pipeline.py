@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from nightloop.classify import classify_many
 from nightloop.config import Settings
-from nightloop.errors import BudgetExceeded, NightInterrupted, NightloopError, ProviderError
+from nightloop.errors import BudgetExceeded, ConfigError, NightInterrupted, NightloopError, ProviderError, StoreFull
 from nightloop.evidence import UNFINISHED_STATES, faulted, incomplete_arms, night_status_for
 from nightloop.evidence import summary as evidence_summary
 from nightloop.models import (
@@ -50,6 +50,7 @@ __all__ = [
     "Night",
     "run_id_for",
     "run_night",
+    "run_nights",
     "stage_classify",
     "stage_gate",
     "stage_ingest",
@@ -154,6 +155,8 @@ class Night:
     stop: threading.Event | None = None
     _clients: Any = field(default=None, repr=False)
     _ledger: Any = field(default=None, repr=False)
+    #: Provider-wide rate limits shared with the other nights of the process (``run_nights``); None: this night's own.
+    limits: Any = field(default=None, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -192,7 +195,7 @@ class Night:
             from nightloop.llm.client import build_clients
 
             cache = self.store.cache if self.settings.llm.cache else None
-            self._clients = build_clients(self.settings, cache=cache, ledger=self.ledger)
+            self._clients = build_clients(self.settings, cache=cache, ledger=self.ledger, limits=self.limits)
         return self._clients
 
     def say(self, stage: str, message: str) -> None:
@@ -788,12 +791,14 @@ def run_night(
     runner: StageRunner = direct,
     clients: Any = None,
     stop: threading.Event | None = None,
+    limits: Any = None,
 ) -> NightReport:
     """Run (or resume) one prompt's night and return its report; a finished night is skipped unless ``force``.
 
     ``clients`` (judge/agent/scorer :class:`nightloop.llm.client.LLMClient` s) defaults to the configured providers.
     When ``stop`` is set (Ctrl-C), no new model call starts, calls in flight get ``ABANDON_AFTER_S`` to finish,
     no further stage runs, and the night ends ``interrupted`` with its spend recorded; a re-run resumes it.
+    ``limits`` (:class:`nightloop.rate_limits.RateLimits`) are shared with other nights running at the same time.
     """
     from nightloop.plugins import check_config
 
@@ -803,7 +808,9 @@ def run_night(
     store = store or Store(settings.db)
     lease = None
     try:
-        night = Night(settings, store, prompt_name, logical_date, progress=progress, stop=stop, _clients=clients)
+        night = Night(
+            settings, store, prompt_name, logical_date, progress=progress, stop=stop, _clients=clients, limits=limits
+        )
         lease = store.leases.hold(prompt_name, night.run_id)  # one running night per prompt and store
         status = store.runs.status(night.run_id)
         if status not in (None, "running", "budget_exhausted", "interrupted", *UNFINISHED_STATES) and not force:
@@ -897,3 +904,81 @@ def nights_between(since: date, until: date) -> list[date]:
     if until < since:
         raise NightloopError(f"--until {until} is before --since {since}; swap them")
     return [date.fromordinal(d) for d in range(since.toordinal(), until.toordinal() + 1)]
+
+
+#: Called as ``event(prompt, date, stage, message)``: stage ``waiting`` / a stage name / ``finished`` (message: status).
+NightEvent = Callable[[str, date, str, str], None]
+#: Runs one prompt's nights for the given dates, in order (the Prefect flow passes one child flow run per prompt).
+OnePrompt = Callable[[str, list[date]], list[NightReport]]
+
+
+def run_nights(
+    settings: Settings,
+    prompts: list[str],
+    dates: list[date],
+    *,
+    force: bool = False,
+    event: NightEvent | None = None,
+    stop: threading.Event | None = None,
+    runner: StageRunner = direct,
+    limits: Any = None,
+    one_prompt: OnePrompt | None = None,
+) -> list[NightReport]:
+    """Every night of ``prompts`` × ``dates``: each prompt's dates in order, ``[schedule] max_parallel_prompts``
+    prompts at a time, all drawing on one set of provider rate limits; reports in prompt, then date, order.
+
+    Each prompt's nights open their own store connection (WAL and a busy timeout let nights of different
+    prompts write side by side; each holds its prompt's lease). One prompt's failure never stops another's:
+    a night that raises is recorded ``failed`` with the error in its notes, and its prompt's later dates still run
+    (a :class:`ConfigError` or :class:`StoreFull` is raised: it is the same for every prompt).
+    ``one_prompt`` replaces how one prompt's dates are run (the Prefect flow makes each a child flow run); it then
+    owns that prompt's ``event`` calls too.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from contextvars import copy_context
+
+    from nightloop.rate_limits import RateLimits
+
+    limits = limits or RateLimits.from_settings(settings)
+
+    def nights_of(prompt_name: str, prompt_dates: list[date]) -> list[NightReport]:
+        reports = []
+        for night_date in prompt_dates:
+            if stop is not None and stop.is_set():
+                break
+            reports.append(_one_of_many(settings, prompt_name, night_date, force, event, stop, runner, limits))
+        return reports
+
+    run_prompt = one_prompt or nights_of
+    for name in prompts if one_prompt is None and event is not None else ():
+        for night_date in dates:
+            event(name, night_date, "waiting", "")
+    workers = min(settings.schedule.max_parallel_prompts, len(prompts))
+    if workers <= 1:
+        return [report for name in prompts for report in run_prompt(name, dates)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="night") as pool:
+        # Each thread runs in a copy of the caller's context (a Prefect flow run's, when there is one).
+        futures = [pool.submit(copy_context().run, run_prompt, name, dates) for name in prompts]
+        return [report for future in futures for report in future.result()]
+
+
+def _one_of_many(
+    settings: Settings, prompt_name: str, night_date: date, force: bool, event: NightEvent | None,
+    stop: threading.Event | None, runner: StageRunner, limits: Any,
+) -> NightReport:
+    def progress(stage: str, message: str) -> None:
+        if event is not None:
+            event(prompt_name, night_date, stage, message)
+
+    progress("starting", "")
+    try:
+        report = run_night(settings, prompt_name, night_date, force=force, progress=progress, stop=stop, runner=runner, limits=limits)
+    except (ConfigError, StoreFull):
+        raise  # the same for every prompt: the user's to fix before any night can run
+    except Exception as exc:  # recorded by run_night when it got that far; the other prompts go on
+        report = NightReport(
+            run_id=run_id_for(settings, prompt_name, night_date), prompt_name=prompt_name, date=night_date,
+            status="failed", notes=[f"night failed: {type(exc).__name__}: {exc}"],
+        )
+    progress("finished", report.status)
+    return report

@@ -46,3 +46,39 @@ def test_nightly_flow_runs_stages_as_tasks_and_creates_artifacts(tmp_path: Path)
 
     again = backfill(since=DAY + timedelta(days=1), until=DAY + timedelta(days=1), db=str(db))
     assert [r["status"] for r in again] == ["skipped"]
+
+
+def test_nightly_fans_out_one_child_run_per_prompt_and_fails_only_the_prompt_that_failed(tmp_path: Path, monkeypatch) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from nightloop.flows import nightly
+    from nightloop.testing import FakeOpenAIServer
+    from nightloop.testing.many_prompts import SimJudgeWithOutage, seed_many_prompts, write_prompts
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    names = write_prompts(tmp_path / "prompts", 3)
+    db = tmp_path / "many.db"
+    with Store(db) as store:
+        import_prompts(store, tmp_path / "prompts", created_by="test")
+        seed_many_prompts(store, names, tmp_path / "logs", day=DAY, per_night=20)
+    with FakeOpenAIServer(responder=SimJudgeWithOutage(down={names[1]}, seed=3)) as judge:
+        judge_role = f'provider = "openai"\nmodel = "gpt-4o-mini"\nbase_url = "{judge.base_url}"\nmax_retries = 0\n'
+        config = tmp_path / "nightloop.toml"
+        config.write_text(f"[schedule]\nmax_parallel_prompts = 3\n[judge]\ncandidates = 2\n[replay]\nrepeats = 1\n[llm.judge]\n{judge_role}")
+        state = nightly(logical_date=DAY + timedelta(days=1), db=str(db), config_file=str(config), return_state=True)
+
+    assert state.is_failed()
+    assert names[1] in state.message and names[0] not in state.message and names[2] not in state.message
+
+    async def children():
+        async with get_client() as client:
+            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id]))
+            )
+            return {r.name: r.state.type.value for r in runs}
+
+    assert asyncio.run(children()) == {names[0]: "COMPLETED", names[1]: "FAILED", names[2]: "COMPLETED"}

@@ -55,7 +55,10 @@ def test_a_work_pool_run_started_elsewhere_completes_with_its_night_and_artifact
     night = _nights(deployed)["2026-11-18"]
     assert night["status"] == "done" and night["conversations"] == 20 and night["candidates"] >= 1
 
-    artifacts = deployed.api("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run_id]}}}).json()
+    # Each prompt's night is a child flow run of the nightly run, with its artifacts.
+    children = deployed.api("POST", "/flow_runs/filter", json={"flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}).json()
+    assert [c["name"] for c in children] == ["support_agent"] and children[0]["state"]["type"] == "COMPLETED"
+    artifacts = deployed.api("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [children[0]["id"]]}}}).json()
     by_key = {a["key"]: a for a in artifacts}
     assert {"night-support-agent", "failures-support-agent"} <= set(by_key)
     assert "night of 2026-11-18" in by_key["night-support-agent"]["data"]

@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from nightloop import pipeline
@@ -18,7 +17,6 @@ from nightloop.cli.common import (
     DbOption,
     JsonOption,
     console,
-    err_console,
     fail,
     failures_text,
     open_store,
@@ -76,7 +74,7 @@ def print_reports(reports: list[NightReport], as_json: bool) -> None:
         console.print(f"[yellow]{escape(simulated_label(list(roles)))}[/]", highlight=False)
     for r in reports:
         for note in r.notes:
-            console.print(f"[dim]{r.prompt_name} {r.date}:[/] {note}", highlight=False)
+            console.print(f"[dim]{r.prompt_name} {r.date}:[/] {escape(note)}", highlight=False)
         if r.review_id:
             console.print(f"Review it: [bold]nightloop review show {r.review_id}[/]")
 
@@ -94,21 +92,16 @@ def prompts_to_run(store, prompts: list[str] | None) -> list[str]:
     return prompts or managed
 
 
-def run_plain(settings, prompts: list[str] | None, night_date: date, force: bool) -> list[NightReport]:
-    """The nights without Prefect, with the current stage shown on stderr; the first Ctrl-C stops gracefully."""
-    reports = []
-    with open_store(settings) as store, graceful_ctrl_c() as stop:
-        for name in prompts_to_run(store, prompts):
-            if stop.is_set():
-                break
-            with err_console.status(f"{name} {night_date}: starting") as status:
-                def progress(stage: str, message: str, name: str = name) -> None:
-                    status.update(f"{name} {night_date}: {stage} — {message}")
+def run_plain(settings, prompts: list[str] | None, dates: list[date], force: bool, *, quiet: bool = False) -> list[NightReport]:
+    """The nights without Prefect (``pipeline.run_nights``), progress on stderr; the first Ctrl-C stops gracefully."""
+    from nightloop.cli.nights_progress import nights_board
+    from nightloop.rate_limits import RateLimits
 
-                reports.append(
-                    pipeline.run_night(settings, name, night_date, store=store, force=force, progress=progress, stop=stop)
-                )
-    return reports
+    with open_store(settings) as store:
+        names = prompts_to_run(store, prompts)
+    limits = RateLimits.from_settings(settings)
+    with graceful_ctrl_c() as stop, nights_board(len(names) * len(dates), limits, transient=quiet) as board:
+        return pipeline.run_nights(settings, names, dates, force=force, event=board, stop=stop, limits=limits)
 
 
 def stopped_at_once(command: str) -> typer.Exit:
@@ -143,7 +136,7 @@ def register(app: typer.Typer) -> None:
         resume = f"nightloop run --date {night_date}" + " --no-prefect" * no_prefect + "".join(f" --prompt {p}" for p in prompt or [])
         try:
             if no_prefect:
-                reports = run_plain(settings, prompt, night_date, force)
+                reports = run_plain(settings, prompt, [night_date], force, quiet=as_json)
             else:
                 with open_store(settings) as store:
                     prompts_to_run(store, prompt)
@@ -208,25 +201,15 @@ def register(app: typer.Typer) -> None:
             except KeyboardInterrupt:
                 raise stopped_at_once(resume) from None
             reports = [NightReport.model_validate(r) for r in raw]
-        with open_store(settings) as store, graceful_ctrl_c() as stop:
-            columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=err_console, transient=as_json, disable=not no_prefect) as bar:
-                task = bar.add_task("nights", total=len(dates) * len(names))
-                plain = ((d, n) for d in dates for n in names) if no_prefect else ()
-                for night_date, name in plain:
-                    if stop.is_set():
-                        break
-                    bar.update(task, description=f"{name} {night_date}")
-                    try:
-                        reports.append(pipeline.run_night(settings, name, night_date, store=store, force=force, stop=stop))
-                    except KeyboardInterrupt:
-                        raise stopped_at_once(resume) from None
-                    except StoreFull:  # every later night would fail the same way
-                        fail(str(store_full(settings.db, f"`{resume}`")))
-                    except NightloopError as exc:
-                        failed.append(f"{name} {night_date}")
-                        err_console.print(f"[red]{name} {night_date} failed:[/] {exc}")
-                    bar.advance(task)
+        else:
+            try:
+                reports = run_plain(settings, names, dates, force, quiet=as_json)
+            except StoreFull:  # every later night would fail the same way
+                fail(str(store_full(settings.db, f"`{resume}`")))
+            except NightloopError as exc:  # a mistake every night would meet (config, keys): no night ran
+                fail(f"the nights failed to start: {exc}")
+            except KeyboardInterrupt:
+                raise stopped_at_once(resume) from None
         ran = [r for r in reports if r.status != "skipped"]
         if not as_json:
             skipped = len(reports) - len(ran)

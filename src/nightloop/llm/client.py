@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -21,6 +22,7 @@ from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.models import Message, Usage
+from nightloop.rate_limits import ProviderLimiter, RateLimits
 from nightloop.store.cache import CacheRepo
 
 __all__ = ["Clients", "LLMClient", "PROVIDERS", "build_clients", "build_provider"]
@@ -40,11 +42,14 @@ class LLMClient:
         *,
         cache: CacheRepo | None = None,
         ledger: BudgetLedger | None = None,
+        limiter: ProviderLimiter | None = None,
     ) -> None:
         self.provider = provider
         self.role = role
         self.cache = cache
         self.ledger = ledger
+        #: The provider-wide rate limits this role's calls wait for (shared with every night in the process).
+        self.limiter = limiter
         self.calls = 0
         self.cache_hits = 0
         #: Provider faults after the SDK's retries, per kind ("deadline", "http_429", "malformed"...).
@@ -120,7 +125,9 @@ class LLMClient:
         if self.ledger is not None:  # a call that cannot fit what is left of the budget is not made
             self.ledger.check_fits(request.model, _rough_input_tokens(request), request.max_tokens)
         try:
-            response = await self._within_deadline(request)
+            # The wait for a rate-limit slot is not the provider's time: it stays outside deadline_s.
+            async with self.limiter.slot(_rough_input_tokens(request) + request.max_tokens) if self.limiter else nullcontext():
+                response = await self._within_deadline(request)
         except ProviderError as exc:
             self.faults[getattr(exc, "fault", "error")] = self.faults.get(getattr(exc, "fault", "error"), 0) + 1
             spent = getattr(exc, "usage", None)  # a failed repair still cost two calls
@@ -240,13 +247,22 @@ class Clients:
             await client.aclose()
 
 
-def build_clients(settings: Settings, *, cache: CacheRepo | None, ledger: BudgetLedger) -> Clients:
-    """One client per role from ``settings.llm``, sharing the ledger (and the cache when ``llm.cache`` is on)."""
+def build_clients(
+    settings: Settings, *, cache: CacheRepo | None, ledger: BudgetLedger, limits: RateLimits | None = None
+) -> Clients:
+    """One client per role from ``settings.llm``, sharing the ledger (and the cache when ``llm.cache`` is on).
+
+    ``limits`` are the process's provider-wide rate limits (``run_nights`` shares one across nights); by
+    default this night's clients get their own, from ``[llm.limits]``.
+    """
     shared_cache = cache if settings.llm.cache else None
     _check_prices(settings, ledger)
+    limits = limits or RateLimits.from_settings(settings)
 
     def client(role: RoleConfig) -> LLMClient:
-        return LLMClient(build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger)
+        return LLMClient(
+            build_provider(role, seed=settings.seed), role, cache=shared_cache, ledger=ledger, limiter=limits.for_role(role)
+        )
 
     llm = settings.llm
     return Clients(judge=client(llm.judge), agent=client(llm.agent), scorer=client(llm.scorer), guard=client(llm.guard))

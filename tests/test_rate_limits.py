@@ -1,0 +1,144 @@
+"""Provider-wide rate limits (`[llm.limits]`): no 60 s window ever holds more than rpm requests or tpm tokens,
+calls from several threads' event loops share max_concurrency, and a 429 pauses every call to that provider."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nightloop.config import RateLimitConfig, RoleConfig, load_settings
+from nightloop.errors import ProviderError
+from nightloop.llm.client import LLMClient, build_provider
+from nightloop.models import Message
+from nightloop.rate_limits import MARGIN_S, WINDOW_S, ProviderLimiter, RateLimits, limit_key
+from nightloop.testing import Answer
+from nightloop.testing.rate_limited import RateLimitedOpenAIServer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rpm=st.integers(1, 12),
+    tpm=st.integers(50, 400),
+    calls=st.lists(st.tuples(st.floats(0, 40), st.integers(1, 120)), min_size=1, max_size=60),
+)
+def test_no_window_ever_holds_more_than_the_limits(rpm: int, tpm: int, calls: list[tuple[float, int]]) -> None:
+    clock = FakeClock()
+    limiter = ProviderLimiter("p", RateLimitConfig(rpm=rpm, tpm=tpm), clock)
+    booked = []
+    for gap, tokens in calls:
+        clock.now += gap
+        start = limiter._reserve(tokens)
+        assert start >= clock.now
+        booked.append((start, min(tokens, tpm)))
+    assert [s for s, _ in booked] == sorted(s for s, _ in booked), "calls must start in the order they asked"
+    for start, _ in booked:  # every window that ends at a start (the worst windows are those)
+        inside = [(s, n) for s, n in booked if start - WINDOW_S < s <= start]
+        assert len(inside) <= rpm
+        assert sum(n for _, n in inside) <= tpm
+
+
+def test_a_call_waits_only_as_long_as_the_limit_needs() -> None:
+    clock = FakeClock()
+    limiter = ProviderLimiter("p", RateLimitConfig(rpm=2), clock)
+    assert [limiter._reserve(1) for _ in range(2)] == [1000.0, 1000.0]
+    clock.now = 1010.0
+    assert limiter._reserve(1) == 1000.0 + WINDOW_S + MARGIN_S  # the third waits for the first to leave the window
+
+
+def test_limits_are_found_by_base_url_then_provider() -> None:
+    limits = {"openai": RateLimitConfig(rpm=1), "http://127.0.0.1:9/v1": RateLimitConfig(rpm=2)}
+    assert limit_key(RoleConfig(provider="openai", base_url="http://127.0.0.1:9/v1/"), limits) == "http://127.0.0.1:9/v1"
+    assert limit_key(RoleConfig(provider="openai", base_url="http://elsewhere/v1"), limits) == "openai"
+    assert limit_key(RoleConfig(provider="sim"), limits) is None
+
+
+def test_config_refuses_a_zero_limit_and_keeps_the_run_id() -> None:
+    from nightloop.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="llm.limits.openai.rpm"):
+        load_settings(llm={"limits": {"openai": {"rpm": 0}}})
+    # How fast calls may go does not change what a night finds: finished nights are not re-run for it.
+    assert load_settings(llm={"limits": {"openai": {"rpm": 5}}}).config_hash() == load_settings().config_hash()
+
+
+def _role(server: RateLimitedOpenAIServer) -> RoleConfig:
+    return RoleConfig(provider="openai", model="gpt-4o-mini", base_url=server.base_url, max_retries=0, max_tokens=16)
+
+
+def _nights_calling(client_for_thread, threads: int, calls_each: int) -> list[BaseException]:
+    """``threads`` threads, each with its own event loop (as parallel nights have), making concurrent calls."""
+    errors: list[BaseException] = []
+
+    def night(number: int) -> None:
+        client = client_for_thread()
+
+        async def calls() -> None:
+            asked = [client.complete([Message(role="user", content=f"night {number} call {i}")]) for i in range(calls_each)]
+            for outcome in await asyncio.gather(*asked, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    errors.append(outcome)
+            await client.aclose()
+
+        asyncio.run(calls())
+
+    workers = [threading.Thread(target=night, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    return errors
+
+
+def test_threads_share_max_concurrency_and_the_server_never_says_429(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer(max_concurrency=3, hold_s=0.05) as server:
+        role = _role(server)
+        limits = RateLimits({server.base_url: RateLimitConfig(max_concurrency=3)})
+        errors = _nights_calling(lambda: LLMClient(build_provider(role), role, limiter=limits.for_role(role)), 4, 10)
+        assert errors == [] and server.rejected == 0
+        assert server.accepted == 40 and server.peak_in_flight == 3
+        stats = limits.usage()[server.base_url][0]
+        assert stats.calls == 40 and stats.in_flight == 0 and stats.waiting == 0
+
+
+def test_without_limits_the_same_calls_meet_429s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The control for the test above: the server does refuse what exceeds its limit."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer(max_concurrency=3, hold_s=0.05) as server:
+        role = _role(server)
+        errors = _nights_calling(lambda: LLMClient(build_provider(role), role), 4, 10)
+        assert server.rejected > 0 and errors and all(getattr(e, "status", None) == 429 for e in errors)
+
+
+def test_a_429_pauses_every_call_to_that_provider_for_its_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer() as server:
+        server.push(Answer.error(429, headers={"retry-after": "1.5"}, message="slow down"))
+        role = _role(server)
+        limits = RateLimits({"openai": RateLimitConfig(max_concurrency=8)})
+        client = LLMClient(build_provider(role), role, limiter=limits.for_role(role))
+
+        async def two_calls() -> float:
+            with pytest.raises(ProviderError):
+                await client.complete([Message(role="user", content="first")])
+            refused = time.monotonic()
+            await client.complete([Message(role="user", content="second")])
+            await client.aclose()
+            return time.monotonic() - refused
+
+        waited = asyncio.run(two_calls())
+        assert waited >= 1.4, f"the next call started {waited:.2f} s after the 429 asked for 1.5 s"
+        assert limits.usage()["openai"][0].rate_limited == 1
