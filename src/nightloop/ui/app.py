@@ -223,13 +223,19 @@ def create_app(config: UIConfig) -> FastAPI:
         return RedirectResponse(f"/prompts/{quote(name)}?notice={quote(f'Rolled back: production is v{to}.')}", 303)
 
     def operations_of(s: Store, prompt: str | None) -> Any:
+        return figures.metrics(prompt, _fingerprint(s), compute_for(prompt))
+
+    def compute_for(prompt: str | None) -> Any:
         from nightloop.metrics import operations
 
         def compute() -> Any:
             with store() as own:  # runs in the figures' worker thread: its own connection
                 return operations(own, prompt)
 
-        return figures.metrics(prompt, _fingerprint(s), compute)
+        return compute
+
+    with store() as s:  # the dashboard of all prompts starts counting now, not at its first request
+        figures.prepare(None, _fingerprint(s), compute_for(None))
 
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request, prompt: str | None = None) -> HTMLResponse:

@@ -53,9 +53,7 @@ class Figures:
             latest = self._latest.get(prompt)
             if latest is not None and latest[0] == state:
                 return Shown(latest[1], stale=False)
-            pending = self._pending.get((prompt, state))
-            if pending is None:
-                pending = self._pending[(prompt, state)] = self._workers.submit(self._compute, prompt, state, compute)
+            pending = self._start(prompt, state, compute)
         if latest is None:  # nothing to show yet: wait for the first figures
             return Shown(pending.result(), stale=False)
         if self.fresh_wait_s > 0:
@@ -64,6 +62,20 @@ class Figures:
             except FutureTimeout:
                 pass
         return Shown(latest[1], stale=True)
+
+    def prepare(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> None:
+        """Start counting in the background now (when the UI starts), so the first page need not wait as long."""
+        with self._lock:
+            latest = self._latest.get(prompt)
+            if latest is None or latest[0] != state:
+                self._start(prompt, state, compute)
+
+    def _start(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Future[Operations]:
+        """The pending count for (prompt, state), started if there is none (call with the lock held)."""
+        pending = self._pending.get((prompt, state))
+        if pending is None:
+            pending = self._pending[(prompt, state)] = self._workers.submit(self._compute, prompt, state, compute)
+        return pending
 
     def _compute(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Operations:
         try:
