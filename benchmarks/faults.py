@@ -8,7 +8,7 @@ and whether a plain re-run with the fault gone repeated any call that had finish
 
 Targets: no call past its deadline; no night ``done`` with faulted evidence; 0 repeated finished calls.
 
-    .venv/bin/python benchmarks/faults.py                       # every scenario (slow: about an hour on 2 cores)
+    .venv/bin/python benchmarks/faults.py                       # every scenario (about 10 minutes at load 2, 15 at load 8)
     .venv/bin/python benchmarks/faults.py --providers openai --roles agent --faults hang,html
 """
 

@@ -196,9 +196,9 @@ def _night_with_a_harmful_candidate(tmp_path: Path):
 
 def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp_path: Path) -> None:
     report, harmful = _night_with_a_harmful_candidate(tmp_path)
-    for decision in report.decisions:
-        if decision.candidate_id not in harmful:
-            continue
+    judged = [d for d in report.decisions if d.candidate_id in harmful]
+    assert judged, f"no harmful candidate reached the gate: {harmful} vs {[d.candidate_id for d in report.decisions]}"
+    for decision in judged:
         assert decision.verdict != "promote"
         if decision.n_cases == 0:  # select, then test: the train cases already showed it worse than the challenger
             match = re.search(r"train pass rate (\d\.\d\d) vs (\d\.\d\d)", decision.reasons[-1])
@@ -451,3 +451,41 @@ def test_a_held_challenger_is_tested_again_on_the_next_night_and_its_evidence_ad
     forced = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=2), store=store, force=True)
     assert store.challengers.nights(PROMPT) == [*ledger[:1], *(r | {"recorded_at": ANY} for r in ledger[1:])]
     assert [d.evidence for d in forced.decisions] == [d.evidence for d in second.decisions]  # never counted twice
+
+
+class JudgeRecordingSim(SimProvider):
+    """The simulator, keeping the text of every judge request (the judge's requests ask for a JSON schema)."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(seed=seed)
+        self.judge_prompts: list[str] = []
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        if request.response_schema is not None and request.response_schema.__name__ == "JudgeOutput":
+            self.judge_prompts.append("\n".join(m.text or "" for m in request.messages))
+        return await super().complete(request)
+
+
+def test_the_judge_sees_train_failures_only_never_the_holdout_the_gate_decides_on(world) -> None:
+    settings, store = world
+    sim = JudgeRecordingSim(settings.seed)
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store, clients=_clients(settings, store, sim))
+    assert report.status == "done", report.notes
+    replay_set = store.runs.stage_output(report.run_id, "replay_set")
+    train = set(replay_set["train_failure_ids"])
+    holdout = {c["origin"] for c in replay_set["cases"] if c["split"] == "holdout" and c["origin"] != "regression"}
+    assert train and holdout and not train & holdout
+    shown = "\n".join(sim.judge_prompts)
+    assert any(failure_id in shown for failure_id in train)  # the judge is shown the train failures by id
+    assert [failure_id for failure_id in holdout if failure_id in shown] == []
+
+
+def test_a_night_counts_as_new_only_conversations_no_earlier_night_saw(world, tmp_path: Path) -> None:
+    settings, store = world
+    first = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    assert (first.conversations, first.new_conversations) == (100, 100)
+    _day_of_traffic(store, settings, tmp_path / "day2", day=DAY + timedelta(days=1), n=40)
+    second = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=2), store=store)
+    assert second.conversations == settings.limit == 100 and second.new_conversations == 40  # the latest 100: 60 seen
+    again = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store, force=True)
+    assert again.new_conversations == 100  # a re-run of night 1 is not "later" than itself

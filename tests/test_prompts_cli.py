@@ -168,3 +168,24 @@ def test_adopt_manages_a_prompt_known_only_from_conversations(tmp_path) -> None:
         assert render(version.template) == system
     again = CliRunner().invoke(app, ["prompts", "adopt", "legacy_bot", "--db", str(db)])
     assert again.exit_code == 1 and "already managed" in again.output
+
+
+def test_adopt_keeps_customer_data_rendered_into_the_system_prompt_out_of_the_template(tmp_path) -> None:
+    from nightloop.models import Conversation, Message
+    from nightloop.store import Store
+
+    db = tmp_path / "adopt.db"
+    system = "You help Acme Outdoor customers.\nThe customer is Ms Jane Oyelaran, jane.oyelaran@example.com, +44 7700 900123."
+    with Store(db) as store:
+        store.conversations.add(
+            Conversation(id=f"c{i}", prompt_name="legacy_bot", messages=[Message(role="system", content=system), Message(role="user", content="hi")])
+            for i in range(2)
+        )
+    result = CliRunner().invoke(_app(), ["prompts", "adopt", "legacy_bot", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    with Store(db) as store:
+        version = store.prompts.get("legacy_bot", 1)
+    assert version.template.startswith("You help Acme Outdoor customers.\n")
+    for value in ("Oyelaran", "jane.oyelaran@example.com", "7700 900123"):
+        assert value not in version.template
+    assert "[EMAIL]" in version.template and "replaced by placeholders" in version.message

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from nightloop.errors import NightloopError, NotFound, TemplateError
 from nightloop.models import PromptMeta, PromptVersion, sha256_text
+from nightloop.redact import redact
 from nightloop.store import Store
 from nightloop.store.prompts import LATEST, PRODUCTION, InvalidName, check_name
 from nightloop.templates import check_template
@@ -247,7 +248,7 @@ def adopt_prompt(store: Store, name: str, *, created_by: str) -> PromptVersion:
     """Start managing a prompt known only from its conversations: their most common system prompt becomes v1.
 
     The logged system prompt is already rendered, so the adopted template has no variables; Jinja syntax in it
-    is kept literal.
+    is kept literal, and private data rendered into it is redacted (:func:`nightloop.redact.redact`).
     """
     check_name(name)
     if name in store.prompts.names():
@@ -260,11 +261,15 @@ def adopt_prompt(store: Store, name: str, *, created_by: str) -> PromptVersion:
             f"No stored conversation of {name!r} has a system prompt to adopt; ingest its conversations first, "
             f"or write prompts/{name}.j2 and run `nightloop prompts import prompts/`."
         )
-    text, uses = counts.most_common(1)[0]
+    logged, uses = counts.most_common(1)[0]
+    # A rendered system prompt can carry one customer's data ("The customer is Jane Doe, jane@…"): the template
+    # is shown, mirrored to prompts/ and sent to the judge, so those values become placeholders.
+    text = redact(logged, "assistant")
     template = "{% raw %}" + text + "{% endraw %}" if any(m in text for m in ("{{", "{%", "{#")) else text
+    message = f"adopted from the system prompt of {uses} conversation(s)"
+    if text != logged:
+        message += "; private values in it (names, emails, numbers…) replaced by placeholders such as [EMAIL]"
     with store.transaction():
-        version = store.prompts.create_version(
-            name, template, created_by=created_by, message=f"adopted from the system prompt of {uses} conversation(s)"
-        )
+        version = store.prompts.create_version(name, template, created_by=created_by, message=message)
         store.prompts.move_label(name, PRODUCTION, version.version, expected_version=None, moved_by=created_by, reason="adopted")
     return version

@@ -52,8 +52,8 @@ def collect(
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (or stop what uses it).")
     bound_host, bound_port = server.server_address[:2]
     signal.signal(signal.SIGTERM, _stop)
-    console.print(f"collecting OTLP/HTTP on http://{bound_host}:{bound_port} (POST /v1/traces, /v1/logs) into {settings.db}; Ctrl-C stops", highlight=False)
-    try:
+    try:  # from the moment the handler is set: a SIGTERM right after the banner (a busy machine) still stops cleanly
+        console.print(f"collecting OTLP/HTTP on http://{bound_host}:{bound_port} (POST /v1/traces, /v1/logs) into {settings.db}; Ctrl-C stops", highlight=False)
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
