@@ -28,7 +28,8 @@ from nightloop import pipeline
 from nightloop.config import load_settings
 from nightloop.prompt_files import import_prompts
 from nightloop.store import Store
-from nightloop.testing.many_prompts import seed_many_prompts, sim_agent, write_prompts
+from nightloop.testing.many_prompts import seed_many_prompts, write_prompts
+from nightloop.testing.sim_wire import sim_agent
 from nightloop.testing.rate_limited import RateLimitedOpenAIServer
 
 DAY = date(2026, 11, 17)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,25 +10,14 @@ import pytest
 from nightloop import pipeline
 from nightloop.config import load_settings
 from nightloop.ingest import ingest
-from nightloop.llm.base import LLMRequest
-from nightloop.llm.sim import SimProvider
-from nightloop.models import Message
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
-from nightloop.testing import Answer, FakeOpenAIServer
+from nightloop.testing import FakeOpenAIServer
+from nightloop.testing.sim_wire import sim_agent as sim_agent_over_the_wire
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = date(2026, 11, 17)
-
-
-def sim_agent_over_the_wire(request_json: dict) -> Answer:
-    """Answer a Chat Completions request the way the simulated agent would."""
-    messages = [Message.model_validate(m) for m in request_json["messages"]]
-    reply = SimProvider(seed=3).respond(LLMRequest(messages=messages, model="sim-1", tools=request_json.get("tools")))
-    if reply.tool_calls:
-        return Answer.tools(*[(c.function.name, json.loads(c.function.arguments)) for c in reply.tool_calls])
-    return Answer.text(reply.text or "")
 
 
 def test_a_night_with_an_openai_agent_runs_through_the_sdk_and_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

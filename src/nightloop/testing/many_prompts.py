@@ -20,7 +20,7 @@ from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 from nightloop.testing import Answer
 
-__all__ = ["DEMO_PROMPTS", "SimJudgeWithOutage", "prompt_names", "seed_many_prompts", "sim_agent", "write_prompts"]
+__all__ = ["DEMO_PROMPTS", "SimJudgeWithOutage", "prompt_names", "seed_many_prompts", "write_prompts"]
 
 #: The repository's prompts folder (the demo prompt every simulated prompt copies).
 DEMO_PROMPTS = Path(__file__).resolve().parents[3] / "prompts"
@@ -85,12 +85,3 @@ class SimJudgeWithOutage:
 
 def _marker(prompt_name: str) -> str:
     return f"{{# prompt {prompt_name} #}}"
-
-
-def sim_agent(request_json: dict[str, Any], seed: int = 3) -> Answer:
-    """A Chat Completions responder answering the way the simulated agent would (the agent over the wire)."""
-    messages = [Message.model_validate(m) for m in request_json["messages"]]
-    reply = SimProvider(seed=seed).respond(LLMRequest(messages=messages, model="sim-1", tools=request_json.get("tools")))
-    if reply.tool_calls:
-        return Answer.tools(*[(c.function.name, json.loads(c.function.arguments)) for c in reply.tool_calls])
-    return Answer.text(reply.text or "")
