@@ -36,4 +36,5 @@ def test_no_planted_value_reaches_a_model_request(night: tuple[Leaks, dict[str, 
 def test_no_planted_value_is_stored_or_shown_outside_the_conversations(night: tuple[Leaks, dict[str, int]], group: str) -> None:
     leaks, stats = night
     assert stats.get("night status done") == 1
+    assert stats["review items"] >= 1  # the review queue and `review show` are among the places checked
     assert _found_in(leaks, group) == {}

@@ -10,12 +10,10 @@ on where the repository lives. Its flows import nightloop from the copy (PYTHONP
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,12 +23,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nightloop.cli.prefect_api import die_with_parent
+from nightloop.cli.prefect_api import free_loopback_port as free_port
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 README = (REPO / "README.md").read_text()
 SERVER_START_TIMEOUT_S = 120
 COMMAND_TIMEOUT_S = 150
-PR_SET_PDEATHSIG = 1
 
 # A small night keeps the group within its time: what these tests check is the scheduling, not the gate.
 SMALL_NIGHT_TOML = """\
@@ -44,25 +44,12 @@ regression_cases = 6
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def scheduling_section() -> str:
     """The README's "Scheduling" section: the commands the tests run must be printed there, verbatim."""
     match = re.search(r"^## Scheduling.*?(?=^## )", README, flags=re.S | re.M)
     assert match, "README.md has no '## Scheduling' section"
     return match.group(0)
 
-
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if pytest itself is killed (then no fixture teardown runs)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass
@@ -76,7 +63,7 @@ class Processes:
         log = (self.logs / f"{name}.log").open("w")
         proc = subprocess.Popen(
             args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.started.append(proc)
         return proc

@@ -21,21 +21,21 @@ from contextlib import contextmanager
 
 from nightloop.errors import NightloopError
 
-__all__ = ["prefect_api"]
+__all__ = ["die_with_parent", "free_loopback_port", "prefect_api"]
 
 STARTUP_TIMEOUT_S = 120.0
 DRAIN_TIMEOUT_S = 5.0
 PR_SET_PDEATHSIG = 1
 
 
-def _free_port() -> int:
+def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """Linux: the server gets SIGTERM if nightloop is killed outright (then no cleanup of ours runs)."""
+def die_with_parent() -> None:
+    """Linux (a ``preexec_fn``): the child gets SIGTERM if its parent is killed outright (then no cleanup runs)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
@@ -81,14 +81,14 @@ def prefect_api() -> Iterator[None]:
     if PREFECT_API_URL.value() or os.name != "posix":
         yield
         return
-    port = _free_port()
+    port = free_loopback_port()
     url = f"http://127.0.0.1:{port}/api"
     with tempfile.NamedTemporaryFile("w+", prefix="nightloop-prefect-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
              "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
             env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
         )
     try:
         _wait_until_healthy(process, url, log.name)

@@ -103,6 +103,25 @@ def _pending_review_ids(db: Path) -> list[str]:
         return [item.id for item in store.runs.review_items()]
 
 
+def _queue_for_review(db: Path, report: Any) -> None:
+    """Queue the night's first judged candidate with its gate decision, as the review stage queues a winner, so the
+    review queue and `review show` are checked with this night's data even when the gate promoted nothing."""
+    from nightloop.models import Candidate, GateDecision, ReviewItem
+
+    with Store(db) as store:
+        judged = store.runs.stage_output(report.run_id, "judge") or {}
+        gated = store.runs.stage_output(report.run_id, "gate") or {}
+        candidates = [Candidate.model_validate(c) for c in judged.get("candidates", [])]
+        decisions = {d["candidate_id"]: GateDecision.model_validate(d) for d in gated.get("decisions", [])}
+        chosen = next((c for c in candidates if c.id in decisions), None)
+        if chosen is None:
+            return
+        store.runs.enqueue_review(ReviewItem(
+            id=pipeline.review_id_for(report.run_id, chosen), run_id=report.run_id, prompt_name=PROMPT,
+            candidate=chosen, decision=decisions[chosen.id], created_at=datetime.now(UTC),
+        ))
+
+
 def _markdown_report(db: Path, path: Path) -> str:
     shown = _cli("report", "--markdown", str(path), db=db)
     return shown + (path.read_text(encoding="utf-8") if path.exists() else "")
@@ -156,6 +175,9 @@ def run_secrets_night(corpus: list[Planted], workdir: Path, *, traffic: int = 10
         received = json.dumps(server.requests, ensure_ascii=False)
         received_ascii = json.dumps(server.requests)
     stats["night status " + report.status] = 1
+    if not _pending_review_ids(db):
+        _queue_for_review(db, report)
+        stats["review items queued by the check"] = len(_pending_review_ids(db))
     stats["review items"] = len(pending := _pending_review_ids(db))
     outputs = {
         "report --json": _cli("report", "--json", db=db),
