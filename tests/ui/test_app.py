@@ -148,7 +148,7 @@ def test_word_diff_marks_the_changed_words_only() -> None:
 
 
 def test_the_dashboard_follows_a_decision(db: Path) -> None:
-    client = TestClient(create_app(UIConfig(db)))
+    client = TestClient(create_app(UIConfig(db, fresh_wait_s=30)))  # waits for every recount: a busy CI machine too
 
     def promotions() -> str:
         page = client.get(f"/dashboard?prompt={PROMPT}").text
@@ -161,7 +161,7 @@ def test_the_dashboard_follows_a_decision(db: Path) -> None:
 
 
 def test_each_dashboard_plot_is_an_svg_that_follows_the_data(db: Path) -> None:
-    client = TestClient(create_app(UIConfig(db)))
+    client = TestClient(create_app(UIConfig(db, fresh_wait_s=30)))
 
     def plot_urls() -> list[str]:
         return re.findall(r'<img src="(/dashboard/plots/[^"]+)"', client.get(f"/dashboard?prompt={PROMPT}").text)

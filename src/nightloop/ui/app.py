@@ -241,24 +241,25 @@ def create_app(config: UIConfig) -> FastAPI:
     def dashboard(request: Request, prompt: str | None = None) -> HTMLResponse:
         """The numbers at once; each plot is its own image request (drawing them is the slow part)."""
         from nightloop.plots import PLOTS
-        from nightloop.ui.plots_cache import version_of
 
         with store() as s:
             shown = operations_of(s, prompt or None)
-            query = urlencode({"prompt": prompt or "", "v": version_of(shown.ops)})
+            query = urlencode({"prompt": prompt or "", "v": shown.version})
             plots = [(key, title, f"/dashboard/plots/{key}.svg?{query}") for key, title in PLOTS]
             return page(request, "dashboard.html", ops=shown.ops, stale=shown.stale, plots=plots, prompt=prompt or "",
                         prompts=s.prompts.names())
 
     @app.get("/dashboard/plots/{key}.svg")
-    def dashboard_plot(key: str, prompt: str | None = None) -> Response:
+    def dashboard_plot(key: str, prompt: str | None = None, v: str | None = None) -> Response:
         from nightloop.plots import PLOTS
 
         if key not in dict(PLOTS):
             raise NotFound(f"There is no plot {key!r}; the plots are {', '.join(k for k, _ in PLOTS)}.")
-        with store() as s:
-            ops = operations_of(s, prompt or None).ops
+        svg = figures.cached_plot(v, key) if v else None  # the page's version, drawn already: no store, no recount
+        if svg is None:
+            with store() as s:
+                svg = figures.plot(operations_of(s, prompt or None), key)
         # The URL carries the figures' version, so the browser may keep what it fetched.
-        return Response(figures.plot(ops, key), media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
 
     return app

@@ -29,10 +29,12 @@ def version_of(ops: Operations) -> str:
 
 @dataclass(frozen=True)
 class Shown:
-    """The metrics a page shows; ``stale`` when newer data is still being counted."""
+    """The metrics a page shows, their :func:`version_of` (hashed once, in the background), and ``stale`` when newer
+    data is still being counted."""
 
     ops: Operations
-    stale: bool
+    version: str
+    stale: bool = False
 
 
 class Figures:
@@ -40,8 +42,8 @@ class Figures:
 
     def __init__(self, *, fresh_wait_s: float = 0.2, plots: int = 320) -> None:
         self.fresh_wait_s = fresh_wait_s
-        self._latest: dict[str | None, tuple[Hashable, Operations]] = {}
-        self._pending: dict[tuple[str | None, Hashable], Future[Operations]] = {}
+        self._latest: dict[str | None, tuple[Hashable, Shown]] = {}
+        self._pending: dict[tuple[str | None, Hashable], Future[Shown]] = {}
         self._plots: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._plot_limit = plots
         self._lock = threading.Lock()
@@ -52,16 +54,16 @@ class Figures:
         with self._lock:
             latest = self._latest.get(prompt)
             if latest is not None and latest[0] == state:
-                return Shown(latest[1], stale=False)
+                return latest[1]
             pending = self._start(prompt, state, compute)
         if latest is None:  # nothing to show yet: wait for the first figures
-            return Shown(pending.result(), stale=False)
+            return pending.result()
         if self.fresh_wait_s > 0:
             try:
-                return Shown(pending.result(timeout=self.fresh_wait_s), stale=False)
+                return pending.result(timeout=self.fresh_wait_s)
             except FutureTimeout:
                 pass
-        return Shown(latest[1], stale=True)
+        return Shown(latest[1].ops, latest[1].version, stale=True)
 
     def prepare(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> None:
         """Start counting in the background now (when the UI starts), so the first page need not wait as long."""
@@ -70,31 +72,39 @@ class Figures:
             if latest is None or latest[0] != state:
                 self._start(prompt, state, compute)
 
-    def _start(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Future[Operations]:
+    def _start(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Future[Shown]:
         """The pending count for (prompt, state), started if there is none (call with the lock held)."""
         pending = self._pending.get((prompt, state))
         if pending is None:
             pending = self._pending[(prompt, state)] = self._workers.submit(self._compute, prompt, state, compute)
         return pending
 
-    def _compute(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Operations:
+    def _compute(self, prompt: str | None, state: Hashable, compute: Callable[[], Operations]) -> Shown:
         try:
             ops = compute()
+            shown = Shown(ops, version_of(ops))
             with self._lock:
-                self._latest[prompt] = (state, ops)
+                self._latest[prompt] = (state, shown)
         finally:
             with self._lock:
                 self._pending.pop((prompt, state), None)
-        self._workers.submit(self._draw_all, ops)  # ready before the browser asks for them
-        return ops
+        self._workers.submit(self._draw_all, shown)  # ready before the browser asks for them
+        return shown
 
-    def _draw_all(self, ops: Operations) -> None:
+    def _draw_all(self, shown: Shown) -> None:
         for key, _ in PLOTS:
-            self.plot(ops, key)
+            self.plot(shown, key)
 
-    def plot(self, ops: Operations, key: str) -> str:
+    def cached_plot(self, version: str, key: str) -> str | None:
+        """Plot ``key`` of the figures of ``version``, if it was drawn: a plot URL names its version, so this needs
+        neither the store nor the metrics."""
+        with self._lock:
+            return self._plots.get((version, key))
+
+    def plot(self, shown: Shown, key: str) -> str:
         """The SVG text of plot ``key`` of :data:`nightloop.plots.PLOTS`."""
-        cache_key = (version_of(ops), key)
+        ops = shown.ops
+        cache_key = (shown.version, key)
         with self._lock:
             if cache_key in self._plots:
                 self._plots.move_to_end(cache_key)
