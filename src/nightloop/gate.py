@@ -43,19 +43,28 @@ Every number and reason is kept, in words.
 
 from __future__ import annotations
 
-import random
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import fmean, stdev
-from typing import Protocol
-
-import numpy as np
-from scipy import stats
+from statistics import fmean
 
 from nightloop.config import GateConfig
-from nightloop.gate_stats import Evidence, case_grid, signflip
+from nightloop.gate_select import Arm, Selection, group_by_arm, is_gated, is_train, select_challenger
+from nightloop.gate_stats import Evidence
+from nightloop.harm import harm_reasons, kind_of, regressions, resource_vetoes
 from nightloop.models import BASELINE, EvalResult, GateDecision, ReplayCase
+from nightloop.paired_tests import (
+    PAIRED_TESTS,
+    ArmTally,
+    CasePair,
+    McNemarTest,
+    PairedPermutationTest,
+    PairedTest,
+    SignFlipTest,
+    TestOutcome,
+    fmt_p,
+    get_paired_test,
+    pass_rate_interval,
+)
 
 __all__ = [
     "MIN_CASES",
@@ -82,220 +91,7 @@ __all__ = [
 
 #: Fewer paired cases than this and the gate holds: the test could not reach significance honestly.
 MIN_CASES = 10
-_UNKNOWN_KIND = "unspecified"
 _LISTED_IDS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class ArmTally:
-    """One arm's results on one case."""
-
-    passes: int
-    runs: int
-    errors: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.passes / self.runs if self.runs else 0.0
-
-    @property
-    def majority_pass(self) -> bool:
-        return 2 * self.passes > self.runs
-
-    @property
-    def label(self) -> str:
-        return f"{self.passes}/{self.runs}"
-
-
-@dataclass(frozen=True, slots=True)
-class CasePair:
-    """Baseline and candidate outcomes on the same case."""
-
-    case_id: str
-    kind: str
-    baseline: ArmTally
-    candidate: ArmTally
-
-    @property
-    def difference(self) -> float:
-        return self.candidate.rate - self.baseline.rate
-
-
-@dataclass(frozen=True, slots=True)
-class TestOutcome:
-    """A paired test's one-sided p-value for "candidate better" and how it got there, in words."""
-
-    p_value: float
-    summary: str
-
-
-class PairedTest(Protocol):
-    """A paired test of "the candidate passes more cases than the baseline".
-
-    Contract: gets the paired cases (possibly empty), returns a one-sided p-value in [0, 1]
-    and a one-sentence summary. Never raises for ties, empty input or no discordant cases:
-    that is p = 1.0, said in the summary.
-    """
-
-    name: str
-
-    def test(self, pairs: Sequence[CasePair]) -> TestOutcome: ...
-
-
-def _grid_units(pairs: Sequence[CasePair]) -> list[int]:
-    """Per-case differences in pass rate as integers on the common repeat grid (passes, with equal repeats)."""
-    grid = case_grid([n for p in pairs for n in (p.baseline.runs, p.candidate.runs)])
-    return [round(p.difference * grid) for p in pairs]
-
-
-class SignFlipTest:
-    """Exact sign-flip test over cases on per-case differences in passes (see :mod:`nightloop.gate_stats`)."""
-
-    name = "signflip"
-
-    def test(self, pairs: Sequence[CasePair]) -> TestOutcome:
-        flip = signflip(_grid_units(pairs))
-        summary = (
-            f"exact sign-flip test over cases on per-case passes: {flip.up} cases up, {flip.down} down, "
-            f"one-sided p={_fmt_p(flip.p_greater)}"
-        )
-        return TestOutcome(p_value=flip.p_greater, summary=summary)
-
-
-class McNemarTest:
-    """Exact McNemar on majority verdicts: binomial test on the discordant cases."""
-
-    name = "mcnemar"
-
-    def test(self, pairs: Sequence[CasePair]) -> TestOutcome:
-        to_pass = sum(1 for p in pairs if p.candidate.majority_pass and not p.baseline.majority_pass)
-        to_fail = sum(1 for p in pairs if p.baseline.majority_pass and not p.candidate.majority_pass)
-        discordant = to_pass + to_fail
-        p_value = stats.binomtest(to_pass, discordant, 0.5, alternative="greater").pvalue if discordant else 1.0
-        summary = (
-            f"exact McNemar on majority verdicts: {to_pass} cases flipped to pass, {to_fail} flipped to fail, "
-            f"one-sided p={_fmt_p(p_value)}"
-        )
-        return TestOutcome(p_value=float(p_value), summary=summary)
-
-
-class PairedPermutationTest:
-    """Sign-flip permutation test on per-case pass-rate differences (Monte Carlo, seeded).
-
-    Under "no effect" the two arms are exchangeable within a case, so each case's difference
-    is as likely to have either sign; p is the share of sign-flipped sums at least as large
-    as the observed one, counted the (1 + hits) / (1 + resamples) way so it is never 0.
-    ``signflip`` computes the same distribution exactly.
-    """
-
-    name = "permutation"
-
-    def __init__(self, rng: random.Random | None = None, resamples: int = 2000) -> None:
-        self._rng = rng if rng is not None else random.Random(0)
-        self._resamples = resamples
-
-    def test(self, pairs: Sequence[CasePair]) -> TestOutcome:
-        diffs = np.array([p.difference for p in pairs if p.difference != 0])
-        if diffs.size == 0:
-            return TestOutcome(1.0, "sign-flip permutation test: no case changed its pass rate, p=1")
-        generator = np.random.default_rng(self._rng.getrandbits(64))
-        signs = generator.choice(np.array([-1.0, 1.0]), size=(self._resamples, diffs.size))
-        observed = float(diffs.sum())
-        hits = int(np.count_nonzero(signs @ diffs >= observed - 1e-9))
-        p_value = (1 + hits) / (1 + self._resamples)
-        summary = (
-            f"sign-flip permutation test on per-case pass rates: {int((diffs > 0).sum())} cases up, "
-            f"{int((diffs < 0).sum())} down, one-sided p={_fmt_p(p_value)} ({self._resamples} resamples)"
-        )
-        return TestOutcome(p_value=p_value, summary=summary)
-
-
-#: The paired tests by name (``GateConfig.test``), each built from the night's seeded rng.
-PAIRED_TESTS: dict[str, Callable[[random.Random | None], PairedTest]] = {
-    "signflip": lambda rng: SignFlipTest(),
-    "mcnemar": lambda rng: McNemarTest(),
-    "permutation": lambda rng: PairedPermutationTest(rng),
-}
-
-
-def get_paired_test(name: str, rng: random.Random | None = None) -> PairedTest:
-    """The paired test called ``name``; an unknown name raises ValueError listing the known ones."""
-    try:
-        factory = PAIRED_TESTS[name]
-    except KeyError:
-        raise ValueError(f"Unknown gate test {name!r}; choose one of: {', '.join(sorted(PAIRED_TESTS))}.") from None
-    return factory(rng)
-
-
-def pass_rate_interval(pairs: Sequence[CasePair], alpha: float) -> tuple[float | None, float | None]:
-    """Paired t interval (level 1 − alpha) for the mean per-case pass-rate difference."""
-    if len(pairs) < 2:
-        return None, None
-    diffs = [p.difference for p in pairs]
-    mean, spread = fmean(diffs), stdev(diffs)
-    if spread == 0.0:
-        return mean, mean
-    half_width = float(stats.t.ppf(1 - alpha / 2, len(diffs) - 1)) * spread / len(diffs) ** 0.5
-    return max(-1.0, mean - half_width), min(1.0, mean + half_width)
-
-
-def is_train(case: ReplayCase) -> bool:
-    """A case that only chooses the challenger (the judge saw its failure)."""
-    return case.split == "train" and case.origin != "regression"
-
-
-def is_gated(case: ReplayCase) -> bool:
-    """A case the challenger is tested on (holdout, or a regression case whatever its split)."""
-    return not is_train(case)
-
-
-# --- choosing the night's challenger on train cases ---
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The night's challenger and the train pass rates it was chosen on."""
-
-    challenger_id: str | None
-    train_rates: dict[str, float]
-    train_cases: int
-    reason: str
-
-
-def select_challenger(
-    results: Iterable[EvalResult],
-    cases: Sequence[ReplayCase],
-    candidate_ids: Sequence[str],
-    held_id: str | None = None,
-    margin: float = 0.0,
-) -> Selection:
-    """The candidate with the best mean pass rate on train cases; ties go to the held one, then to list order.
-
-    A newer candidate unseats the held one only when it is better on train by more than ``margin``
-    (the gate passes ``min_effect``): tonight's candidates were written from tonight's train failures,
-    so they have an edge there that says little about the gated cases. A candidate without train
-    results ranks last; with no train results at all the first candidate (the held one if any) wins.
-    """
-    order = ([held_id] if held_id in candidate_ids else []) + [c for c in candidate_ids if c != held_id]
-    if not order:
-        return Selection(None, {}, 0, "no candidate to choose from")
-    train_ids = {c.id for c in cases if is_train(c)}
-    arms, _ = _group_by_arm(results, train_ids, set(order), {c.id for c in cases})
-    rates = {
-        cid: fmean(arms[cid].tally(case_id).rate for case_id in arms[cid].by_case)
-        for cid in order
-        if cid in arms and arms[cid].by_case
-    }
-    bonus = {held_id: margin} if held_id in rates else {}
-    challenger = max(order, key=lambda cid: (rates.get(cid, -1.0) + bonus.get(cid, 0.0), -order.index(cid)))
-    if len(order) == 1:
-        reason = f"{challenger} is the only candidate tonight"
-    elif not rates:
-        reason = f"no train results to choose on; {challenger} is first in line"
-    else:
-        ranked = ", ".join(f"{cid} {rate:.2f}" for cid, rate in sorted(rates.items(), key=lambda kv: -kv[1]))
-        reason = f"chosen on {len(train_ids)} train cases (pass rate: {ranked})"
-    return Selection(challenger, rates, len(train_ids), reason)
 
 
 # --- the night's decisions ---
@@ -359,11 +155,11 @@ def gate_night(
     test = test if test is not None else get_paired_test(config.test)
     selection = select_challenger(results, cases, candidate_ids, prior.challenger_id, margin=config.min_effect)
     gated = {c.id: c for c in cases if is_gated(c)}
-    arms, unknown = _group_by_arm(results, set(gated), {BASELINE, *candidate_ids}, {c.id for c in cases})
+    arms, unknown = group_by_arm(results, set(gated), {BASELINE, *candidate_ids}, {c.id for c in cases})
     decisions: dict[str, GateDecision] = {}
     outcome = NightGate(decisions=[], selection=selection)
     if selection.challenger_id is not None:
-        analysis = _analyse(selection.challenger_id, arms.get(BASELINE, _Arm()), arms.get(selection.challenger_id, _Arm()), gated, test, config)
+        analysis = _analyse(selection.challenger_id, arms.get(BASELINE, Arm()), arms.get(selection.challenger_id, Arm()), gated, test, config)
         if unknown:
             analysis.notes.append(f"{unknown} results name cases that are not in the replay set and were ignored")
         analysis.notes.insert(0, f"tonight's challenger, {selection.reason}")
@@ -396,24 +192,6 @@ def _not_chosen(candidate_id: str, selection: Selection, prior: Prior) -> GateDe
     return GateDecision(candidate_id=candidate_id, verdict="hold", reasons=[why])
 
 
-@dataclass
-class _Arm:
-    """One arm's results on the wanted cases, grouped by case with duplicates collapsed."""
-
-    by_case: dict[str, list[EvalResult]] = field(default_factory=dict)
-    _tallies: dict[str, ArmTally] = field(default_factory=dict)
-
-    def tally(self, case_id: str) -> ArmTally:
-        if case_id not in self._tallies:
-            rows = self.by_case[case_id]
-            passes = sum(1 for r in rows if r.passed and r.error is None)
-            errors = sum(1 for r in rows if r.error is not None)
-            self._tallies[case_id] = ArmTally(passes=passes, runs=len(rows), errors=errors)
-        return self._tallies[case_id]
-
-    def rows(self, case_ids: Iterable[str]) -> list[EvalResult]:
-        return [r for cid in case_ids for r in self.by_case.get(cid, ())]
-
 
 @dataclass
 class _Analysis:
@@ -435,33 +213,16 @@ class _Analysis:
         return fmean(p.candidate.rate for p in self.pairs) if self.pairs else 0.0
 
 
-def _group_by_arm(
-    results: Iterable[EvalResult], wanted: set[str], arm_ids: set[str], known_case_ids: set[str]
-) -> tuple[dict[str, _Arm], int]:
-    """Results of the wanted arms on the wanted cases; a re-run repeat replaces the earlier one."""
-    by_key: dict[tuple[str, str], dict[int, EvalResult]] = defaultdict(dict)
-    unknown = 0
-    for result in results:
-        if result.case_id not in known_case_ids:
-            unknown += 1
-        elif result.candidate_id in arm_ids and result.case_id in wanted:
-            by_key[result.candidate_id, result.case_id][result.repeat] = result
-    arms: dict[str, _Arm] = defaultdict(_Arm)
-    for (arm_id, case_id), repeats in by_key.items():
-        arms[arm_id].by_case[case_id] = list(repeats.values())
-    return arms, unknown
-
-
 def _analyse(
-    candidate_id: str, baseline: _Arm, candidate: _Arm, gated: dict[str, ReplayCase], test: PairedTest, config: GateConfig
+    candidate_id: str, baseline: Arm, candidate: Arm, gated: dict[str, ReplayCase], test: PairedTest, config: GateConfig
 ) -> _Analysis:
     paired_ids = [cid for cid in gated if cid in baseline.by_case and cid in candidate.by_case]
-    pairs = [CasePair(cid, _kind_of(gated[cid]), baseline.tally(cid), candidate.tally(cid)) for cid in paired_ids]
+    pairs = [CasePair(cid, kind_of(gated[cid]), baseline.tally(cid), candidate.tally(cid)) for cid in paired_ids]
     notes = _missing_notes(gated, baseline, candidate, candidate_id)
     notes += _error_notes(baseline.rows(paired_ids), BASELINE) + _error_notes(candidate.rows(paired_ids), "candidate")
-    regressions, listed = _regressions(pairs)
-    vetoes = _harm(pairs, config) + _resource_vetoes(baseline.rows(paired_ids), candidate.rows(paired_ids), config)
-    return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, regressions, vetoes)
+    broken, listed = regressions(pairs)
+    vetoes = harm_reasons(pairs, config) + resource_vetoes(baseline.rows(paired_ids), candidate.rows(paired_ids), config)
+    return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, broken, vetoes)
 
 
 def _verdict(analysis: _Analysis, prior: Prior, config: GateConfig, min_cases: int) -> tuple[GateDecision, Evidence, bool]:
@@ -571,80 +332,8 @@ def _too_few(n: int, min_cases: int) -> str:
     )
 
 
-def _kind_of(case: ReplayCase) -> str:
-    if case.origin == "regression":
-        return "regression"
-    kind = case.metadata.get("kind")
-    return str(kind) if kind else _UNKNOWN_KIND
 
-
-def _regressions(pairs: Sequence[CasePair]) -> tuple[list[str], list[str]]:
-    """Cases the baseline passed every time that the candidate now fails most of the time: listed, not vetoed."""
-    broken = [
-        p
-        for p in pairs
-        if p.baseline.runs and p.baseline.passes == p.baseline.runs and 2 * p.candidate.passes < p.candidate.runs
-    ]
-    listed = [
-        f"regressed case (listed for the reviewer, not a veto): {p.case_id} passed {p.baseline.label} under "
-        f"baseline, {p.candidate.label} under candidate"
-        for p in broken
-    ]
-    return [p.case_id for p in broken], listed
-
-
-def _harm(pairs: Sequence[CasePair], config: GateConfig) -> list[str]:
-    """Groups (regression cases, each failure kind) where the candidate is worse beyond noise and tolerance.
-
-    One-sided exact sign-flip test per group, Bonferroni over the groups that changed at all, so the
-    chance that any group fires when the candidate harms none is at most ``harm_alpha``.
-    """
-    by_kind: dict[str, list[CasePair]] = defaultdict(list)
-    for pair in pairs:
-        by_kind[pair.kind].append(pair)
-    changed = {k: g for k, g in by_kind.items() if any(p.difference != 0 for p in g)}
-    if not changed:
-        return []
-    level = config.harm_alpha / len(changed)
-    reasons = []
-    for kind, group in sorted(changed.items()):
-        base_rate = fmean(p.baseline.rate for p in group)
-        cand_rate = fmean(p.candidate.rate for p in group)
-        if base_rate - cand_rate <= config.kind_tolerance:
-            continue
-        flip = signflip(_grid_units(group))
-        if flip.p_less < level:
-            what = "regression cases" if kind == "regression" else f"failure kind '{kind}'"
-            reasons.append(
-                f"{what} got worse: pass rate {base_rate:.2f} -> {cand_rate:.2f} over {len(group)} cases "
-                f"(one-sided sign-flip p={_fmt_p(flip.p_less)} < {_fmt_p(level)} = harm_alpha {config.harm_alpha:g} "
-                f"/ {len(changed)} groups; tolerance {config.kind_tolerance:g})"
-            )
-    return reasons
-
-
-def _resource_vetoes(baseline: Sequence[EvalResult], candidate: Sequence[EvalResult], config: GateConfig) -> list[str]:
-    vetoes = []
-    checks = (
-        ("cost per call", "cost_usd", " USD", config.cost_tolerance),
-        ("latency per call", "latency_ms", " ms", config.latency_tolerance),
-    )
-    for label, attr, unit, tolerance in checks:
-        base = [getattr(r, attr) for r in baseline if getattr(r, attr) > 0]
-        cand = [getattr(r, attr) for r in candidate if getattr(r, attr) > 0]
-        if not base or not cand:
-            continue
-        base_mean, cand_mean = fmean(base), fmean(cand)
-        rise = cand_mean / base_mean - 1
-        if rise > tolerance:
-            vetoes.append(
-                f"mean {label} rose {rise:.0%} ({_fmt_amount(base_mean)}{unit} -> {_fmt_amount(cand_mean)}{unit}), "
-                f"above the {tolerance:.0%} tolerance"
-            )
-    return vetoes
-
-
-def _missing_notes(gated: dict[str, ReplayCase], baseline: _Arm, candidate: _Arm, candidate_id: str) -> list[str]:
+def _missing_notes(gated: dict[str, ReplayCase], baseline: Arm, candidate: Arm, candidate_id: str) -> list[str]:
     if not candidate.by_case:
         return [f"no results for candidate {candidate_id} on holdout/regression cases"]
     missing = [cid for cid in gated if cid not in baseline.by_case or cid not in candidate.by_case]
@@ -675,13 +364,7 @@ def _rate_sentence(base: float, cand: float, n: int, low: float | None, high: fl
     return sentence
 
 
-def _fmt_p(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
 def _fmt_e(e: float) -> str:
     return f"{e:.2f}" if e < 100 else f"{e:.3g}"
 
 
-def _fmt_amount(x: float) -> str:
-    return f"{x:.4g}"

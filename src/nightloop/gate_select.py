@@ -1,0 +1,115 @@
+"""Choosing the night's challenger on train cases, and grouping a night's results by arm and case.
+
+Train cases (failure cases the judge saw) only *choose* the challenger; the gated cases (holdout and
+regression cases) are disjoint from them, so the choice costs the gate's test nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from statistics import fmean
+
+from nightloop.models import EvalResult, ReplayCase
+from nightloop.paired_tests import ArmTally
+
+__all__ = ["Arm", "Selection", "group_by_arm", "is_gated", "is_train", "select_challenger"]
+
+
+def is_train(case: ReplayCase) -> bool:
+    """A case that only chooses the challenger (the judge saw its failure)."""
+    return case.split == "train" and case.origin != "regression"
+
+
+def is_gated(case: ReplayCase) -> bool:
+    """A case the challenger is tested on (holdout, or a regression case whatever its split)."""
+    return not is_train(case)
+
+
+# --- choosing the night's challenger on train cases ---
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The night's challenger and the train pass rates it was chosen on."""
+
+    challenger_id: str | None
+    train_rates: dict[str, float]
+    train_cases: int
+    reason: str
+
+
+def select_challenger(
+    results: Iterable[EvalResult],
+    cases: Sequence[ReplayCase],
+    candidate_ids: Sequence[str],
+    held_id: str | None = None,
+    margin: float = 0.0,
+) -> Selection:
+    """The candidate with the best mean pass rate on train cases; ties go to the held one, then to list order.
+
+    A newer candidate unseats the held one only when it is better on train by more than ``margin``
+    (the gate passes ``min_effect``): tonight's candidates were written from tonight's train failures,
+    so they have an edge there that says little about the gated cases. A candidate without train
+    results ranks last; with no train results at all the first candidate (the held one if any) wins.
+    """
+    order = ([held_id] if held_id in candidate_ids else []) + [c for c in candidate_ids if c != held_id]
+    if not order:
+        return Selection(None, {}, 0, "no candidate to choose from")
+    train_ids = {c.id for c in cases if is_train(c)}
+    arms, _ = group_by_arm(results, train_ids, set(order), {c.id for c in cases})
+    rates = {
+        cid: fmean(arms[cid].tally(case_id).rate for case_id in arms[cid].by_case)
+        for cid in order
+        if cid in arms and arms[cid].by_case
+    }
+    bonus = {held_id: margin} if held_id in rates else {}
+    challenger = max(order, key=lambda cid: (rates.get(cid, -1.0) + bonus.get(cid, 0.0), -order.index(cid)))
+    if len(order) == 1:
+        reason = f"{challenger} is the only candidate tonight"
+    elif not rates:
+        reason = f"no train results to choose on; {challenger} is first in line"
+    else:
+        ranked = ", ".join(f"{cid} {rate:.2f}" for cid, rate in sorted(rates.items(), key=lambda kv: -kv[1]))
+        reason = f"chosen on {len(train_ids)} train cases (pass rate: {ranked})"
+    return Selection(challenger, rates, len(train_ids), reason)
+
+
+
+@dataclass
+class Arm:
+    """One arm's results on the wanted cases, grouped by case with duplicates collapsed."""
+
+    by_case: dict[str, list[EvalResult]] = field(default_factory=dict)
+    _tallies: dict[str, ArmTally] = field(default_factory=dict)
+
+    def tally(self, case_id: str) -> ArmTally:
+        if case_id not in self._tallies:
+            rows = self.by_case[case_id]
+            passes = sum(1 for r in rows if r.passed and r.error is None)
+            errors = sum(1 for r in rows if r.error is not None)
+            self._tallies[case_id] = ArmTally(passes=passes, runs=len(rows), errors=errors)
+        return self._tallies[case_id]
+
+    def rows(self, case_ids: Iterable[str]) -> list[EvalResult]:
+        return [r for cid in case_ids for r in self.by_case.get(cid, ())]
+
+
+
+def group_by_arm(
+    results: Iterable[EvalResult], wanted: set[str], arm_ids: set[str], known_case_ids: set[str]
+) -> tuple[dict[str, Arm], int]:
+    """Results of the wanted arms on the wanted cases; a re-run repeat replaces the earlier one."""
+    by_key: dict[tuple[str, str], dict[int, EvalResult]] = defaultdict(dict)
+    unknown = 0
+    for result in results:
+        if result.case_id not in known_case_ids:
+            unknown += 1
+        elif result.candidate_id in arm_ids and result.case_id in wanted:
+            by_key[result.candidate_id, result.case_id][result.repeat] = result
+    arms: dict[str, Arm] = defaultdict(Arm)
+    for (arm_id, case_id), repeats in by_key.items():
+        arms[arm_id].by_case[case_id] = list(repeats.values())
+    return arms, unknown
+

@@ -1,0 +1,94 @@
+"""Harm, tested instead of vetoed per case: regressed cases listed, harm per group tested, cost and latency checked."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from statistics import fmean
+
+from nightloop.config import GateConfig
+from nightloop.gate_stats import signflip
+from nightloop.models import EvalResult, ReplayCase
+from nightloop.paired_tests import CasePair, fmt_p, grid_units
+
+__all__ = ["harm_reasons", "kind_of", "regressions", "resource_vetoes"]
+
+_UNKNOWN_KIND = "unspecified"
+
+
+def kind_of(case: ReplayCase) -> str:
+    if case.origin == "regression":
+        return "regression"
+    kind = case.metadata.get("kind")
+    return str(kind) if kind else _UNKNOWN_KIND
+
+
+def regressions(pairs: Sequence[CasePair]) -> tuple[list[str], list[str]]:
+    """Cases the baseline passed every time that the candidate now fails most of the time: listed, not vetoed."""
+    broken = [
+        p
+        for p in pairs
+        if p.baseline.runs and p.baseline.passes == p.baseline.runs and 2 * p.candidate.passes < p.candidate.runs
+    ]
+    listed = [
+        f"regressed case (listed for the reviewer, not a veto): {p.case_id} passed {p.baseline.label} under "
+        f"baseline, {p.candidate.label} under candidate"
+        for p in broken
+    ]
+    return [p.case_id for p in broken], listed
+
+
+def harm_reasons(pairs: Sequence[CasePair], config: GateConfig) -> list[str]:
+    """Groups (regression cases, each failure kind) where the candidate is worse beyond noise and tolerance.
+
+    One-sided exact sign-flip test per group, Bonferroni over the groups that changed at all, so the
+    chance that any group fires when the candidate harms none is at most ``harm_alpha``.
+    """
+    by_kind: dict[str, list[CasePair]] = defaultdict(list)
+    for pair in pairs:
+        by_kind[pair.kind].append(pair)
+    changed = {k: g for k, g in by_kind.items() if any(p.difference != 0 for p in g)}
+    if not changed:
+        return []
+    level = config.harm_alpha / len(changed)
+    reasons = []
+    for kind, group in sorted(changed.items()):
+        base_rate = fmean(p.baseline.rate for p in group)
+        cand_rate = fmean(p.candidate.rate for p in group)
+        if base_rate - cand_rate <= config.kind_tolerance:
+            continue
+        flip = signflip(grid_units(group))
+        if flip.p_less < level:
+            what = "regression cases" if kind == "regression" else f"failure kind '{kind}'"
+            reasons.append(
+                f"{what} got worse: pass rate {base_rate:.2f} -> {cand_rate:.2f} over {len(group)} cases "
+                f"(one-sided sign-flip p={fmt_p(flip.p_less)} < {fmt_p(level)} = harm_alpha {config.harm_alpha:g} "
+                f"/ {len(changed)} groups; tolerance {config.kind_tolerance:g})"
+            )
+    return reasons
+
+
+def resource_vetoes(baseline: Sequence[EvalResult], candidate: Sequence[EvalResult], config: GateConfig) -> list[str]:
+    vetoes = []
+    checks = (
+        ("cost per call", "cost_usd", " USD", config.cost_tolerance),
+        ("latency per call", "latency_ms", " ms", config.latency_tolerance),
+    )
+    for label, attr, unit, tolerance in checks:
+        base = [getattr(r, attr) for r in baseline if getattr(r, attr) > 0]
+        cand = [getattr(r, attr) for r in candidate if getattr(r, attr) > 0]
+        if not base or not cand:
+            continue
+        base_mean, cand_mean = fmean(base), fmean(cand)
+        rise = cand_mean / base_mean - 1
+        if rise > tolerance:
+            vetoes.append(
+                f"mean {label} rose {rise:.0%} ({_fmt_amount(base_mean)}{unit} -> {_fmt_amount(cand_mean)}{unit}), "
+                f"above the {tolerance:.0%} tolerance"
+            )
+    return vetoes
+
+
+
+def _fmt_amount(x: float) -> str:
+    return f"{x:.4g}"
