@@ -42,6 +42,7 @@ import legacy_gate  # noqa: E402  (today's gate, frozen, next to this script)
 from nightloop.challenger import carried_challenger, record_night  # noqa: E402
 from nightloop.config import GateConfig  # noqa: E402
 from nightloop.gate import choose_winner, gate_night, select_challenger  # noqa: E402
+from nightloop.gate_select import discordant_cases  # noqa: E402
 from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
@@ -113,14 +114,17 @@ def shifted(night: Night, effect: float) -> dict[str, float]:
     return {c.id: float(v) for c, v in zip(night.cases, np.clip(q, 0.0, 1.0), strict=True)}
 
 
-def results_for(arm: str, cases: list[Case], probability: dict[str, float], rng: np.random.Generator) -> list[Result]:
-    passed = (rng.random((len(cases), REPEATS)) < np.array([[probability[c.id]] for c in cases])).tolist()
-    cost = (rng.uniform(0.8, 1.2, (len(cases), REPEATS)) * 6e-4).tolist()
-    latency = rng.lognormal(7.0, 0.3, (len(cases), REPEATS)).tolist()
+def results_for(
+    arm: str, cases: list[Case], probability: dict[str, float], rng: np.random.Generator, first: int = 0, count: int = REPEATS
+) -> list[Result]:
+    """Repeats ``first`` .. ``first + count - 1`` of one arm on the cases, each its own Bernoulli draw."""
+    passed = (rng.random((len(cases), count)) < np.array([[probability[c.id]] for c in cases])).tolist()
+    cost = (rng.uniform(0.8, 1.2, (len(cases), count)) * 6e-4).tolist()
+    latency = rng.lognormal(7.0, 0.3, (len(cases), count)).tolist()
     return [
-        Result(arm, c.id, r, passed[i][r], cost[i][r], latency[i][r])
+        Result(arm, c.id, first + r, passed[i][r], cost[i][r], latency[i][r])
         for i, c in enumerate(cases)
-        for r in range(REPEATS)
+        for r in range(count)
     ]
 
 
@@ -133,6 +137,9 @@ class Tally:
     promoted_at: int | None = None  # night index (1-based) of the first promotion
     harm_fired: int = 0
     tested: int = 0
+    calls: int = 0  # agent rollouts over the run's nights (train and gated cases, baseline included)
+    first_p: float = 1.0  # the first night's exact sign-flip p and effect (for the per-night bound)
+    first_delta: float = 0.0
 
 
 def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: int, config: GateConfig) -> Tally:
@@ -153,10 +160,18 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
             )
             results += results_for(BASELINE, gated, night.probability, rng)
             results += results_for(chosen.challenger_id, gated, true, rng)
-            gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior)
+            if config.extra_repeats:  # the pipeline's third phase: more pairs on the discordant cases only
+                ids = set(discordant_cases(results, [c.id for c in gated], chosen.challenger_id, REPEATS))
+                more = [c for c in gated if c.id in ids]
+                results += results_for(BASELINE, more, night.probability, rng, REPEATS, config.extra_repeats)
+                results += results_for(chosen.challenger_id, more, true, rng, REPEATS, config.extra_repeats)
+            tally.calls += len(results) + len(train) * REPEATS  # the pipeline also replays the baseline on train
+            gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior, repeats=REPEATS)
             record_night(store, prompt_name=PROMPT, logical_date=day, run_id=f"run-{number}", base_version=1,
                          gate=gate, candidates=candidates, config=config)
             decision = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
+            if number == 1:
+                tally.first_p, tally.first_delta = decision.p_value or 1.0, decision.delta
             tally.tested += 1
             tally.harm_fired += any(" got worse: " in r for r in decision.reasons)
             if choose_winner(gate.decisions) is not None:
@@ -177,6 +192,7 @@ def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, night
         results = results_for(BASELINE, gated, night.probability, rng)
         for cid in ids:
             results += results_for(cid, gated, true, rng)
+        tally.calls += len(results) + (K + 1) * (len(night.cases) - len(gated)) * REPEATS  # and on train cases
         decisions = legacy_gate.decide(results, gated, ids, config, test=legacy_gate.McNemarTest())
         tally.tested += 1
         if legacy_gate.choose_winner(decisions) is not None:
@@ -187,6 +203,7 @@ def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, night
 
 GATES = {
     "new gate (evidence across nights)": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig()),
+    "  without extra repeats": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_repeats=0)),
     "new gate, each night alone": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(evidence="night")),
     "today's gate": lambda rng, n, e, h: run_legacy_gate(rng, n, e, h),
 }
@@ -209,7 +226,14 @@ def summarise(tallies: dict[str, list[Tally]]) -> dict[str, float]:
         tested = sum(t.tested for t in runs)
         return sum(t.harm_fired for t in runs) / tested if tested else 0.0
 
+    def per_night(runs: list[Tally]) -> float:
+        return sum(t.calls for t in runs) / max(1, sum(t.tested for t in runs))
+
+    plus = tallies["+10"]
+    config = GateConfig()
     return {
+        "calls_per_night": per_night(tallies["null"]),
+        "evenly_spent_bound_1": sum(t.first_p < config.alpha / HORIZON and t.first_delta >= config.min_effect for t in plus) / len(plus),
         "false_promotion_30": share(tallies["null"], HORIZON),
         "worse_adopted_30": share(tallies["-5"], HORIZON),
         "power_1": share(tallies["+10"], 1),
@@ -247,11 +271,18 @@ def main() -> None:
             print(
                 f"  {name:<34} false promotion over {HORIZON} null nights {figures['false_promotion_30']:.3f} | "
                 f"-5 adopted over {HORIZON} nights {figures['worse_adopted_30']:.3f} | "
-                f"+10 promoted within 1 night {figures['power_1']:.3f}, within {POWER_NIGHTS} {figures['power_3']:.3f}"
-                + (f" | harm fires: null {figures['harm_fires_null']:.3f}, -5 {figures['harm_fires_-5']:.3f}" if "new" in name else "")
+                f"+10 promoted within 1 night {figures['power_1']:.3f}, within {POWER_NIGHTS} {figures['power_3']:.3f} | "
+                f"{figures['calls_per_night']:.0f} rollouts a night"
+                + (f" | harm fires: null {figures['harm_fires_null']:.3f}, -5 {figures['harm_fires_-5']:.3f}" if "today" not in name else "")
             )
             if name.startswith("new gate (evidence"):
                 headline[n_gated] = figures
+        bound = summarise(tallies[n_gated, "  without extra repeats"])["evenly_spent_bound_1"]
+        print(
+            f"  with {REPEATS} repeats only, one night's information is the limit: a gate that spends its alpha evenly over "
+            f"{HORIZON} nights has {GateConfig().alpha / HORIZON:.5f} a night, and the exact sign-flip test at that level "
+            f"promotes +10 within 1 night {bound:.3f} (the e-process needs no horizon, but pays a like price)"
+        )
     print(f"config={GateConfig().model_dump()} seed={args.seed} ({time.perf_counter() - started:.0f} s)")
     print(" ".join(
         f"cases={n}: fp30={f['false_promotion_30']:.3f} worse30={f['worse_adopted_30']:.3f} "

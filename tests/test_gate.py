@@ -488,3 +488,56 @@ def test_benchmark_prints_its_figures():
     assert "today's gate" in done.stdout and "new gate, each night alone" in done.stdout
     last = done.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"cases=12: fp30=\d\.\d{3} worse30=\d\.\d{3} power1=\d\.\d{3} power3=\d\.\d{3}", last), done.stdout
+
+
+# --- extra paired repeats for the discordant cases ---
+
+
+def test_only_cases_whose_first_repeats_differ_get_extra_repeats():
+    from nightloop.gate_select import discordant_cases
+
+    cases, results = night({"all-fail": (0, {"c1": 0}), "all-pass": (3, {"c1": 3}), "mixed": (3, {"c1": 2}), "flip": (0, {"c1": 3})})
+    results += runs(BASELINE, "short", 1, repeats=2) + runs("c1", "short", 1)  # a first repeat is missing: left out
+    ids = [c.id for c in cases] + ["short"]
+    assert discordant_cases(results, ids, "c1", repeats=3) == ["mixed", "flip"]
+    assert discordant_cases(results, ids, "c2", repeats=3) == []  # another arm's results are not read
+
+
+def extra_pairs(arm: str, case_id: str, wins: list[bool], first: int = 3) -> list[EvalResult]:
+    return [
+        EvalResult(candidate_id=arm, case_id=case_id, repeat=first + i, passed=w, cost_usd=0.001, latency_ms=400.0, tokens=500)
+        for i, w in enumerate(wins)
+    ]
+
+
+def test_each_extra_pair_is_a_bet_of_its_own():
+    """12 cases up by 1/3 are not enough alone; six extra pairs the candidate wins on each of them are."""
+    plan = {f"u-{i:02d}": (1, {"c1": 2}) for i in range(12)} | {f"s-{i:02d}": (3, {"c1": 3}) for i in range(4)}
+    cases, results = night(plan)
+    alone = gate_night(results, cases, ["c1"], GateConfig(), repeats=3)
+    for cid in [c for c in plan if c.startswith("u-")]:
+        results += extra_pairs(BASELINE, cid, [False, True] * 3) + extra_pairs("c1", cid, [True] * 6)
+    more = gate_night(results, cases, ["c1"], GateConfig(), repeats=3)
+    assert alone.evidence.e_value < 20 <= more.evidence.e_value
+    assert more.evidence.cases == alone.evidence.cases == 16  # the effect is still per case
+    assert more.decisions[0].verdict == "promote"
+
+
+def test_extra_repeats_keep_the_evidence_a_fair_bet_under_the_null():
+    """With the arms alike, the mean e-value over many nights stays at 1 (a test martingale), extra pairs and all."""
+    from nightloop.gate_select import discordant_cases
+
+    rng = random.Random(7)
+    e_values = []
+    for n in range(1500):
+        p = {f"k{i}": rng.choice([0.1, 0.3, 0.5, 0.7, 0.9]) for i in range(6)}
+        cases = [case(cid) for cid in p]
+        draw = lambda arm, cid, first, count: [  # noqa: E731
+            EvalResult(candidate_id=arm, case_id=cid, repeat=first + r, passed=rng.random() < p[cid], tokens=1)
+            for r in range(count)
+        ]
+        results = [r for cid in p for arm in (BASELINE, "c1") for r in draw(arm, cid, 0, 3)]
+        for cid in discordant_cases(results, list(p), "c1", 3):
+            results += draw(BASELINE, cid, 3, 4) + draw("c1", cid, 3, 4)
+        e_values.append(gate_night(results, cases, ["c1"], GateConfig(), repeats=3, min_cases=1).evidence.e_value)
+    assert sum(e_values) / len(e_values) < 1.15, sum(e_values) / len(e_values)  # 1.04 with this seed; 1.99 when extra pairs are bet against the first repeats

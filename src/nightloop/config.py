@@ -246,6 +246,9 @@ class GateConfig(_Section):
     evidence: Literal["nights", "night"] = "nights"
     #: Nights a held challenger is tested before it is dropped.
     carry_nights: int = Field(default=5, ge=1)
+    #: Extra paired repeats (baseline and challenger) for each gated case whose first repeats were not all alike;
+    #: each extra pair is a bet of its own in the evidence (nightloop.gate_stats). 0 turns them off.
+    extra_repeats: int = Field(default=6, ge=0, le=30)
 
 
 class WatchConfig(_Section):

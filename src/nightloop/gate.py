@@ -131,9 +131,11 @@ def decide(
     prior: Prior | None = None,
     min_cases: int = MIN_CASES,
     test: PairedTest | None = None,
+    repeats: int | None = None,
 ) -> list[GateDecision]:
     """One decision per candidate, in ``candidate_ids`` order (see :func:`gate_night`)."""
-    return gate_night(results, cases, candidate_ids, config, prior=prior, min_cases=min_cases, test=test).decisions
+    night = gate_night(results, cases, candidate_ids, config, prior=prior, min_cases=min_cases, test=test, repeats=repeats)
+    return night.decisions
 
 
 def gate_night(
@@ -145,11 +147,14 @@ def gate_night(
     prior: Prior | None = None,
     min_cases: int = MIN_CASES,
     test: PairedTest | None = None,
+    repeats: int | None = None,
 ) -> NightGate:
     """Choose the challenger on train cases, test it on the gated cases, decide for every candidate.
 
     ``prior`` (the held challenger and the evidence of earlier nights) is used when
     ``config.evidence == "nights"``; ``test`` overrides the paired test named by ``config.test``.
+    ``repeats`` is the replay's first repeats per case (default: the fewest any paired case has); repeats beyond
+    them are the extra pairs of :func:`~nightloop.gate_select.discordant_cases`, each a bet of its own.
     """
     prior = prior if prior is not None and config.evidence == "nights" else Prior()
     test = test if test is not None else get_paired_test(config.test)
@@ -159,7 +164,7 @@ def gate_night(
     decisions: dict[str, GateDecision] = {}
     outcome = NightGate(decisions=[], selection=selection)
     if selection.challenger_id is not None:
-        analysis = _analyse(selection.challenger_id, arms.get(BASELINE, Arm()), arms.get(selection.challenger_id, Arm()), gated, test, config)
+        analysis = _analyse(selection.challenger_id, arms.get(BASELINE, Arm()), arms.get(selection.challenger_id, Arm()), gated, test, config, repeats)
         if unknown:
             analysis.notes.append(f"{unknown} results name cases that are not in the replay set and were ignored")
         analysis.notes.insert(0, f"tonight's challenger, {selection.reason}")
@@ -203,6 +208,7 @@ class _Analysis:
     notes: list[str]
     regressions: list[str]
     vetoes: list[str]
+    bets: list[float] = field(default_factory=list)
 
     @property
     def baseline_rate(self) -> float:
@@ -214,7 +220,13 @@ class _Analysis:
 
 
 def _analyse(
-    candidate_id: str, baseline: Arm, candidate: Arm, gated: dict[str, ReplayCase], test: PairedTest, config: GateConfig
+    candidate_id: str,
+    baseline: Arm,
+    candidate: Arm,
+    gated: dict[str, ReplayCase],
+    test: PairedTest,
+    config: GateConfig,
+    repeats: int | None,
 ) -> _Analysis:
     paired_ids = [cid for cid in gated if cid in baseline.by_case and cid in candidate.by_case]
     pairs = [CasePair(cid, kind_of(gated[cid]), baseline.tally(cid), candidate.tally(cid)) for cid in paired_ids]
@@ -222,7 +234,23 @@ def _analyse(
     notes += _error_notes(baseline.rows(paired_ids), BASELINE) + _error_notes(candidate.rows(paired_ids), "candidate")
     broken, listed = regressions(pairs)
     vetoes = harm_reasons(pairs, config) + resource_vetoes(baseline.rows(paired_ids), candidate.rows(paired_ids), config)
-    return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, broken, vetoes)
+    bets = _paired_bets(baseline, candidate, paired_ids, repeats)
+    return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, broken, vetoes, bets)
+
+
+def _paired_bets(baseline: Arm, candidate: Arm, case_ids: Sequence[str], repeats: int | None) -> list[float]:
+    """What the e-process bets on: each case's first repeats as one difference, then each extra pair on its own."""
+    if repeats is None:
+        repeats = min((min(len(baseline.by_case[c]), len(candidate.by_case[c])) for c in case_ids), default=0)
+    firsts, extras = [], []
+    for case_id in case_ids:
+        base = {r.repeat: r.passed and r.error is None for r in baseline.by_case[case_id]}
+        cand = {r.repeat: r.passed and r.error is None for r in candidate.by_case[case_id]}
+        first_base = [base[k] for k in base if k < repeats] or list(base.values())
+        first_cand = [cand[k] for k in cand if k < repeats] or list(cand.values())
+        firsts.append(fmean(first_cand) - fmean(first_base))
+        extras += [float(cand[k]) - float(base[k]) for k in sorted(base.keys() & cand.keys()) if k >= repeats]
+    return firsts + extras
 
 
 def _verdict(analysis: _Analysis, prior: Prior, config: GateConfig, min_cases: int) -> tuple[GateDecision, Evidence, bool]:
@@ -231,7 +259,7 @@ def _verdict(analysis: _Analysis, prior: Prior, config: GateConfig, min_cases: i
     base_rate, cand_rate = analysis.baseline_rate, analysis.candidate_rate
     delta = cand_rate - base_rate
     ci_low, ci_high = pass_rate_interval(pairs, config.alpha)
-    tonight = Evidence.from_differences([p.difference for p in pairs])
+    tonight = Evidence.from_differences([p.difference for p in pairs], analysis.bets)
     reasons = [_rate_sentence(base_rate, cand_rate, len(pairs), ci_low, ci_high, config.alpha), outcome.summary]
     reasons += analysis.notes + analysis.vetoes
     if config.evidence == "nights":

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 
-from nightloop.models import EvalResult, ReplayCase
+from nightloop.models import BASELINE, EvalResult, ReplayCase
 from nightloop.paired_tests import ArmTally
 
-__all__ = ["Arm", "Selection", "group_by_arm", "is_gated", "is_train", "select_challenger"]
+__all__ = ["Arm", "Selection", "discordant_cases", "group_by_arm", "is_gated", "is_train", "select_challenger"]
 
 
 def is_train(case: ReplayCase) -> bool:
@@ -113,3 +113,21 @@ def group_by_arm(
         arms[arm_id].by_case[case_id] = list(repeats.values())
     return arms, unknown
 
+
+
+def discordant_cases(results: Iterable[EvalResult], gated_ids: Sequence[str], challenger_id: str, repeats: int) -> list[str]:
+    """Gated cases whose first ``repeats`` outcomes of baseline and challenger were not all alike: worth more repeats.
+
+    The rule reads only whether the outcomes were all alike, whichever arm is which (see :mod:`nightloop.gate_stats`).
+    A case missing some of its first repeats is left out.
+    """
+    firsts: dict[tuple[str, str], dict[int, bool]] = defaultdict(dict)
+    for r in results:
+        if r.candidate_id in (BASELINE, challenger_id) and r.repeat < repeats:
+            firsts[r.candidate_id, r.case_id][r.repeat] = bool(r.passed and r.error is None)
+    chosen = []
+    for case_id in gated_ids:
+        outcomes = [*firsts[BASELINE, case_id].values(), *firsts[challenger_id, case_id].values()]
+        if len(outcomes) == 2 * repeats and len(set(outcomes)) > 1:
+            chosen.append(case_id)
+    return chosen

@@ -24,6 +24,17 @@ Why an e-process across nights
   weights): a mixture of test supermartingales is one, and each λ's log-wealth is kept separately so
   that the mixture is over the whole accumulated product (the "mixture likelihood ratio"), not a
   product of nightly mixtures.
+
+Extra repeats for the discordant cases (``GateConfig.extra_repeats``)
+  A case whose first repeats were all alike (the baseline and the challenger both passed, or both
+  failed, every time) says little more when replayed; a case where they differ does. After the first
+  repeats the replay adds paired repeats (baseline and challenger, one each, sharing a sampling seed)
+  on those cases only. The rule reads only whether the case's outcomes were all alike — the same
+  whichever arm is which — so the sign-flip test over cases stays exact. The e-process bets on each
+  extra pair's difference (−1, 0 or +1) as a bet of its own, after the case's first repeats: a bet
+  placed on a fresh pair whose arms are exchangeable given the past has expectation ≤ 1 under "no
+  better", so the wealth stays a test supermartingale (this needs a case's rollouts to be independent
+  given the case, as with distinct seeds at temperature > 0; the first repeats' bet does not).
 """
 
 from __future__ import annotations
@@ -95,11 +106,16 @@ class Evidence(BaseModel):
     nights: int = 0
 
     @classmethod
-    def from_differences(cls, diffs: Sequence[float]) -> Evidence:
-        """One night's evidence from its per-case pass-rate differences (candidate − baseline, each in [−1, 1])."""
+    def from_differences(cls, diffs: Sequence[float], bets: Sequence[float] | None = None) -> Evidence:
+        """One night's evidence: per-case pass-rate differences (candidate − baseline, each in [−1, 1]) and the bets.
+
+        ``bets`` are the differences the wealth is bet on, in the order they were observed (default: ``diffs``):
+        each case's first repeats as one bet, then each extra paired repeat as its own.
+        """
         d = np.clip(np.asarray(diffs, dtype=float), -1.0, 1.0)
+        b = d if bets is None else np.clip(np.asarray(bets, dtype=float), -1.0, 1.0)
         lambdas = np.asarray(LAMBDAS)
-        log_wealth = np.log1p(np.outer(lambdas, d)).sum(axis=1) if d.size else np.zeros(len(LAMBDAS))
+        log_wealth = np.log1p(np.outer(lambdas, b)).sum(axis=1) if b.size else np.zeros(len(LAMBDAS))
         return cls(log_wealth=[float(x) for x in log_wealth], cases=int(d.size), delta_sum=float(d.sum()), nights=1)
 
     def plus(self, other: Evidence) -> Evidence:
