@@ -28,6 +28,7 @@ from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
 from nightloop.rate_limits import RateLimits
+from nightloop.report import evidence_label
 from nightloop.store import Store
 
 __all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown"]
@@ -92,9 +93,9 @@ def night_markdown(store: Store, report: NightReport) -> str:
 
         lines += [f"> **{simulated_label(report.simulated)}**", ""]
     if report.decisions:
-        lines += ["| candidate | verdict | baseline | candidate | delta | p | regressions |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += ["| candidate | verdict | baseline | candidate | delta | evidence | regressions |", "|---|---|---:|---:|---:|---:|---|"]
         for d in report.decisions:
-            p = f"{d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
+            p = evidence_label(d)
             lines.append(
                 f"| {d.candidate_id} | {d.verdict} | {d.baseline_rate:.2f} | {d.candidate_rate:.2f} | {d.delta:+.2f} "
                 f"| {p} | {', '.join(d.regressions) or '—'} |"

@@ -73,6 +73,25 @@ def test_a_review_page_shows_a_candidates_invisible_characters_escaped(db: Path)
     assert "⟨U+E0073⟩" in page.text and chr(0xE0073) not in page.text
 
 
+def test_the_queue_and_the_review_show_the_running_evidence_not_a_holm_p(db: Path) -> None:
+    from datetime import UTC, datetime
+
+    from nightloop.models import Candidate, GateDecision, ReviewItem
+
+    with Store(db) as store:
+        store.runs.enqueue_review(ReviewItem(
+            id="rev-carried", run_id=f"{OTHER}:2026-11-19:test", prompt_name=OTHER,
+            candidate=Candidate(id="cand-e", prompt_name=OTHER, base_version=1, template="You bill {{ shop }} customers.\n"),
+            decision=GateDecision(candidate_id="cand-e", verdict="promote", p_value=0.03, p_adjusted=0.03, evidence=31.4, nights=2),
+            created_at=datetime.now(UTC),
+        ))
+    client = TestClient(create_app(UIConfig(db)))
+    queue, review = client.get("/").text, client.get("/review/rev-carried").text
+    assert "Holm" not in queue and "Holm" not in review
+    assert "e=31.4 (2 nights)" in queue and "p=0.012" in queue  # the seeded one-night decision shows its p
+    assert "31.4 over 2 nights" in review
+
+
 def test_a_post_without_the_csrf_token_changes_nothing(db: Path) -> None:
     client = TestClient(create_app(UIConfig(db)))
     client.get("/")  # gets the CSRF cookie

@@ -26,6 +26,7 @@ from nightloop.errors import NightloopError
 from nightloop.simulated import simulated_label
 from nightloop.invisible import escape_invisible as shown
 from nightloop.models import ReviewItem
+from nightloop.report import evidence_label
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
 
@@ -45,20 +46,13 @@ def _or_fail(action: Callable[[], T]) -> T:
         fail(str(exc))
 
 
-def _evidence(d) -> str:
-    """The running e-value over its nights (or, for a one-night gate, tonight's p)."""
-    if d.evidence is not None:
-        return f"{d.evidence:.3g} ({d.nights} night{'s' if d.nights != 1 else ''})"
-    return f"p {d.p_adjusted:.3g}" if d.p_adjusted is not None else "—"
-
-
 def pending_table(items: list[ReviewItem]) -> Table:
     table = Table(title="pending reviews")
     for column in ("id", "prompt", "base", "night", "baseline → candidate", "evidence", "edits"):
         table.add_column(column)
     for item in items:
         d = item.decision
-        p = _evidence(d)
+        p = evidence_label(d)
         table.add_row(
             item.id, item.prompt_name, f"v{item.candidate.base_version}", item.run_id.split(":")[1],
             f"{d.baseline_rate:.2f} → {d.candidate_rate:.2f}", p, str(len(item.candidate.edits)),
@@ -115,7 +109,7 @@ def show_evidence(store, item: ReviewItem) -> None:
     table.add_row(
         str(d.n_cases), f"{d.baseline_rate:.2f}", f"{d.candidate_rate:.2f}", f"{d.delta:+.2f}", ci,
         f"{d.p_value:.3g}" if d.p_value is not None else "—",
-        _evidence(d),
+        evidence_label(d),
         ", ".join(d.regressions) or "none",
     )
     console.print(table)
