@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import merge3
+
 from nightloop.config import GateConfig
 from nightloop.gate import NightGate, Prior
 from nightloop.gate_stats import Evidence
 from nightloop.models import Candidate
 from nightloop.store import Store
 
-__all__ = ["Carried", "carried_challenger", "record_night"]
+__all__ = ["Carried", "carried_challenger", "rebase", "record_night"]
 
 _STATUS = {"promote": "promoted", "reject": "rejected"}
 
@@ -36,6 +38,8 @@ class Carried:
     prior: Prior = field(default_factory=Prior)
     candidate: Candidate | None = None
     notes: list[str] = field(default_factory=list)
+    #: The challenger that production moved under, rebased onto the new production: a new candidate tonight.
+    rebased: Candidate | None = None
 
 
 def carried_challenger(store: Store, prompt_name: str, base_version: int, logical_date: date, config: GateConfig) -> Carried:
@@ -43,17 +47,15 @@ def carried_challenger(store: Store, prompt_name: str, base_version: int, logica
     if config.evidence != "nights":
         return Carried()
     rows = store.challengers.nights_before(prompt_name, logical_date.isoformat())
-    notes = []
+    notes: list[str] = []
+    rebased = None
     last = rows[-1] if rows else None
     if last is not None and last["status"] == "held" and last["base_version"] != base_version:
-        notes.append(
-            f"challenger {last['challenger_id']} (held since {_since(rows, last['challenger_id'])}) was dropped: "
-            f"production moved from v{last['base_version']} to v{base_version}; tonight's candidates are judged against v{base_version}"
-        )
+        rebased = _rebase_moved(store, prompt_name, last, _since(rows, last["challenger_id"]), base_version, notes)
     era_rows = _era(rows, base_version)
     era = _total(era_rows)
     if not era_rows or era_rows[-1]["status"] != "held":
-        return Carried(prior=Prior(era=era), notes=notes)
+        return Carried(prior=Prior(era=era), notes=notes, rebased=rebased)
     held = era_rows[-1]
     own_rows = _trailing(era_rows, held["challenger_id"])
     prior = Prior(challenger_id=held["challenger_id"], own=_total(own_rows), era=era, since=own_rows[0]["logical_date"])
@@ -62,6 +64,34 @@ def carried_challenger(store: Store, prompt_name: str, base_version: int, logica
         f"(running evidence {prior.era.e_value:.2f}, bar {1 / config.alpha:g})"
     )
     return Carried(prior=prior, candidate=Candidate.model_validate(held["candidate"]), notes=notes)
+
+
+def rebase(candidate: Candidate, old_base: str, new_base: str, new_version: int) -> Candidate | None:
+    """The candidate's edits from ``old_base`` merged onto ``new_base``; None when they conflict or change nothing."""
+    merge = merge3.Merge3(old_base.splitlines(True), candidate.template.splitlines(True), new_base.splitlines(True))
+    if any(region[0] == "conflict" for region in merge.merge_regions()):
+        return None
+    template = "".join(merge.merge_lines())
+    if template == new_base:
+        return None
+    return candidate.model_copy(
+        update={"id": f"{candidate.id}-on-v{new_version}", "base_version": new_version, "template": template, "guard": None}
+    )
+
+
+def _rebase_moved(
+    store: Store, prompt_name: str, last: dict[str, Any], since: str, base_version: int, notes: list[str]
+) -> Candidate | None:
+    """The held challenger that production moved under, rebased onto it (and a note saying what happened)."""
+    held = Candidate.model_validate(last["candidate"])
+    moved = f"challenger {held.id} (held since {since}) was dropped: production moved from v{last['base_version']} to v{base_version}"
+    old_base = store.prompts.get(prompt_name, last["base_version"]).template
+    rebased = rebase(held, old_base, store.prompts.get(prompt_name, base_version).template, base_version)
+    if rebased is None:
+        notes.append(f"{moved}; its edits conflict with v{base_version}'s changes (or are already in it), so it is not proposed again")
+    else:
+        notes.append(f"{moved}; rebased onto v{base_version} as {rebased.id}, a new candidate tonight judged from no evidence")
+    return rebased
 
 
 def record_night(
