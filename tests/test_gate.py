@@ -541,3 +541,17 @@ def test_extra_repeats_keep_the_evidence_a_fair_bet_under_the_null():
             results += draw(BASELINE, cid, 3, 4) + draw("c1", cid, 3, 4)
         e_values.append(gate_night(results, cases, ["c1"], GateConfig(), repeats=3, min_cases=1).evidence.e_value)
     assert sum(e_values) / len(e_values) < 1.15, sum(e_values) / len(e_values)  # 1.04 with this seed; 1.99 when extra pairs are bet against the first repeats
+
+
+def test_harm_is_tested_on_every_night_of_the_challenger_not_only_tonight():
+    """Four regression cases falling a little is noise in one night; eight over two nights is harm."""
+    plan = {f"r-{i}": (3, {"c1": 2 if i < 4 else 3}) for i in range(10)}
+    cases, results = night(plan, kinds={cid: "regression" for cid in plan})
+    first = gate_night(results, cases, ["c1"], GateConfig())
+    assert not any("got worse" in r for r in first.decisions[0].reasons)
+    prior = Prior(challenger_id="c1", own=first.evidence, era=first.evidence, since="2026-11-01")
+    second = gate_night(results, cases, ["c1"], GateConfig(), prior=prior)
+    [harm] = [r for r in second.decisions[0].reasons if r.startswith("regression cases got worse")]
+    assert "over 20 cases" in harm and second.decisions[0].verdict == "reject"
+    fresh = gate_night(results, cases, ["c1"], GateConfig(), prior=Prior(own=first.evidence, era=first.evidence))
+    assert not any("got worse" in r for r in fresh.decisions[0].reasons)  # another challenger's nights are not its harm

@@ -23,6 +23,8 @@ Statistics (:mod:`nightloop.gate_stats` explains their validity)
     promoted when the evidence reaches 1/α and its own mean effect reaches ``min_effect``; dropped when
     a newer candidate beats it on train cases, when production moves, when harm is found, or after
     ``carry_nights`` nights. With ``evidence = "night"`` each night stands alone: tonight's p < α.
+  - Extra repeats (``GateConfig.extra_repeats``): the replay adds paired repeats on the gated cases whose
+    first repeats were not all alike; each extra pair is a bet of its own in the e-process.
   - Effect: ``delta`` = candidate − baseline mean per-case pass rate; it must reach ``min_effect``.
   - Interval: a paired Student-t interval (level 1 − α) on tonight's per-case differences, for the
     reviewer (deterministic and close to nominal for bounded differences over ≥ ``MIN_CASES`` cases).
@@ -31,6 +33,7 @@ Harm, tested instead of vetoed per case
   - For the regression cases and for each failure kind, a one-sided exact sign-flip test that the
     candidate is *worse* there, Bonferroni-corrected over the groups at ``harm_alpha`` (so under "no
     harm" it fires in at most ``harm_alpha`` of nights), and only when the fall exceeds ``kind_tolerance``.
+    It reads every paired case of the challenger's nights (kept in its evidence), not only tonight's.
   - Regressed cases (the baseline passed every repeat, the candidate fails most) are still listed, by
     id, for the reviewer. A listing is not a veto: a per-case rule uncorrected for the number of cases
     fires by chance more often the more cases there are.
@@ -50,7 +53,7 @@ from statistics import fmean
 from nightloop.config import GateConfig
 from nightloop.gate_select import Arm, Selection, group_by_arm, is_gated, is_train, select_challenger
 from nightloop.gate_stats import Evidence
-from nightloop.harm import harm_reasons, kind_of, regressions, resource_vetoes
+from nightloop.harm import earlier_pairs, harm_reasons, kind_of, regressions, resource_vetoes, tallies_of
 from nightloop.models import BASELINE, EvalResult, GateDecision, ReplayCase
 from nightloop.paired_tests import (
     PAIRED_TESTS,
@@ -164,7 +167,9 @@ def gate_night(
     decisions: dict[str, GateDecision] = {}
     outcome = NightGate(decisions=[], selection=selection)
     if selection.challenger_id is not None:
-        analysis = _analyse(selection.challenger_id, arms.get(BASELINE, Arm()), arms.get(selection.challenger_id, Arm()), gated, test, config, repeats)
+        challenger = selection.challenger_id
+        earlier = prior.own.tallies if challenger == prior.challenger_id else {}
+        analysis = _analyse(challenger, arms.get(BASELINE, Arm()), arms.get(challenger, Arm()), gated, test, config, repeats, earlier)
         if unknown:
             analysis.notes.append(f"{unknown} results name cases that are not in the replay set and were ignored")
         analysis.notes.insert(0, f"tonight's challenger, {selection.reason}")
@@ -227,13 +232,15 @@ def _analyse(
     test: PairedTest,
     config: GateConfig,
     repeats: int | None,
+    earlier: dict[str, list[list[int]]],
 ) -> _Analysis:
+    """Tonight's pairs, test and notes; the harm tests read the challenger's earlier nights' cases too."""
     paired_ids = [cid for cid in gated if cid in baseline.by_case and cid in candidate.by_case]
     pairs = [CasePair(cid, kind_of(gated[cid]), baseline.tally(cid), candidate.tally(cid)) for cid in paired_ids]
     notes = _missing_notes(gated, baseline, candidate, candidate_id)
     notes += _error_notes(baseline.rows(paired_ids), BASELINE) + _error_notes(candidate.rows(paired_ids), "candidate")
     broken, listed = regressions(pairs)
-    vetoes = harm_reasons(pairs, config) + resource_vetoes(baseline.rows(paired_ids), candidate.rows(paired_ids), config)
+    vetoes = harm_reasons(pairs + earlier_pairs(earlier), config) + resource_vetoes(baseline.rows(paired_ids), candidate.rows(paired_ids), config)
     bets = _paired_bets(baseline, candidate, paired_ids, repeats)
     return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, broken, vetoes, bets)
 
@@ -259,7 +266,7 @@ def _verdict(analysis: _Analysis, prior: Prior, config: GateConfig, min_cases: i
     base_rate, cand_rate = analysis.baseline_rate, analysis.candidate_rate
     delta = cand_rate - base_rate
     ci_low, ci_high = pass_rate_interval(pairs, config.alpha)
-    tonight = Evidence.from_differences([p.difference for p in pairs], analysis.bets)
+    tonight = Evidence.from_differences([p.difference for p in pairs], analysis.bets, tallies_of(pairs))
     reasons = [_rate_sentence(base_rate, cand_rate, len(pairs), ci_low, ci_high, config.alpha), outcome.summary]
     reasons += analysis.notes + analysis.vetoes
     if config.evidence == "nights":

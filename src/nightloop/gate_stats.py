@@ -104,9 +104,14 @@ class Evidence(BaseModel):
     cases: int = 0
     delta_sum: float = 0.0
     nights: int = 0
+    #: Per group (regression cases, each failure kind): every paired case's [baseline passes, runs, candidate
+    #: passes, runs], so the harm tests read all of the challenger's nights, not only tonight's.
+    tallies: dict[str, list[list[int]]] = Field(default_factory=dict)
 
     @classmethod
-    def from_differences(cls, diffs: Sequence[float], bets: Sequence[float] | None = None) -> Evidence:
+    def from_differences(
+        cls, diffs: Sequence[float], bets: Sequence[float] | None = None, tallies: dict[str, list[list[int]]] | None = None
+    ) -> Evidence:
         """One night's evidence: per-case pass-rate differences (candidate − baseline, each in [−1, 1]) and the bets.
 
         ``bets`` are the differences the wealth is bet on, in the order they were observed (default: ``diffs``):
@@ -116,7 +121,13 @@ class Evidence(BaseModel):
         b = d if bets is None else np.clip(np.asarray(bets, dtype=float), -1.0, 1.0)
         lambdas = np.asarray(LAMBDAS)
         log_wealth = np.log1p(np.outer(lambdas, b)).sum(axis=1) if b.size else np.zeros(len(LAMBDAS))
-        return cls(log_wealth=[float(x) for x in log_wealth], cases=int(d.size), delta_sum=float(d.sum()), nights=1)
+        return cls(
+            log_wealth=[float(x) for x in log_wealth],
+            cases=int(d.size),
+            delta_sum=float(d.sum()),
+            nights=1,
+            tallies=tallies or {},
+        )
 
     def plus(self, other: Evidence) -> Evidence:
         return Evidence(
@@ -124,6 +135,7 @@ class Evidence(BaseModel):
             cases=self.cases + other.cases,
             delta_sum=self.delta_sum + other.delta_sum,
             nights=self.nights + other.nights,
+            tallies={k: self.tallies.get(k, []) + other.tallies.get(k, []) for k in self.tallies.keys() | other.tallies.keys()},
         )
 
     @property

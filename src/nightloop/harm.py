@@ -9,9 +9,9 @@ from statistics import fmean
 from nightloop.config import GateConfig
 from nightloop.gate_stats import signflip
 from nightloop.models import EvalResult, ReplayCase
-from nightloop.paired_tests import CasePair, fmt_p, grid_units
+from nightloop.paired_tests import ArmTally, CasePair, fmt_p, grid_units
 
-__all__ = ["harm_reasons", "kind_of", "regressions", "resource_vetoes"]
+__all__ = ["earlier_pairs", "harm_reasons", "kind_of", "regressions", "resource_vetoes", "tallies_of"]
 
 _UNKNOWN_KIND = "unspecified"
 
@@ -42,7 +42,10 @@ def harm_reasons(pairs: Sequence[CasePair], config: GateConfig) -> list[str]:
     """Groups (regression cases, each failure kind) where the candidate is worse beyond noise and tolerance.
 
     One-sided exact sign-flip test per group, Bonferroni over the groups that changed at all, so the
-    chance that any group fires when the candidate harms none is at most ``harm_alpha``.
+    chance that any group fires when the candidate harms none is at most ``harm_alpha``. ``pairs`` are
+    every night's paired cases of the challenger (:func:`earlier_pairs` and tonight's), so a fall too small
+    to see in one night is seen over several; the test is then repeated on growing data at most
+    ``carry_nights`` times.
     """
     by_kind: dict[str, list[CasePair]] = defaultdict(list)
     for pair in pairs:
@@ -92,3 +95,20 @@ def resource_vetoes(baseline: Sequence[EvalResult], candidate: Sequence[EvalResu
 
 def _fmt_amount(x: float) -> str:
     return f"{x:.4g}"
+
+
+def tallies_of(pairs: Sequence[CasePair]) -> dict[str, list[list[int]]]:
+    """Tonight's paired cases per group, as the evidence keeps them for later nights' harm tests."""
+    by_kind: dict[str, list[list[int]]] = defaultdict(list)
+    for p in pairs:
+        by_kind[p.kind].append([p.baseline.passes, p.baseline.runs, p.candidate.passes, p.candidate.runs])
+    return dict(by_kind)
+
+
+def earlier_pairs(tallies: dict[str, list[list[int]]]) -> list[CasePair]:
+    """The paired cases of the challenger's earlier nights, back from their tallies."""
+    return [
+        CasePair(f"earlier-{kind}-{i}", kind, ArmTally(bp, br), ArmTally(cp, cr))
+        for kind, rows in sorted(tallies.items())
+        for i, (bp, br, cp, cr) in enumerate(rows)
+    ]
