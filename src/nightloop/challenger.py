@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import merge3
-
 from nightloop.config import GateConfig
 from nightloop.gate import NightGate, Prior
 from nightloop.gate_stats import Evidence
@@ -68,6 +66,8 @@ def carried_challenger(store: Store, prompt_name: str, base_version: int, logica
 
 def rebase(candidate: Candidate, old_base: str, new_base: str, new_version: int) -> Candidate | None:
     """The candidate's edits from ``old_base`` merged onto ``new_base``; None when they conflict or change nothing."""
+    import merge3  # only a production move under a held challenger needs it
+
     merge = merge3.Merge3(old_base.splitlines(True), candidate.template.splitlines(True), new_base.splitlines(True))
     if any(region[0] == "conflict" for region in merge.merge_regions()):
         return None
