@@ -49,3 +49,23 @@ def test_a_held_challenger_whose_edits_conflict_with_the_new_production_is_dropp
         carried = carried_challenger(store, PROMPT, 2, date(2026, 11, 4), GateConfig())
     assert carried.rebased is None and carried.candidate is None
     assert any("conflict with v2" in note for note in carried.notes)
+
+
+def test_a_rebased_challenger_must_pass_the_candidate_checks_again(tmp_path: Path) -> None:
+    from nightloop.config import JudgeConfig
+
+    v2 = V1.replace("Answer briefly.", "Answer briefly and politely.")
+    with _store_with_held(tmp_path / "n.db", v2) as store:
+        carried = carried_challenger(store, PROMPT, 2, date(2026, 11, 4), GateConfig(), judge=JudgeConfig(max_diff_lines=1))
+        assert carried.rebased is not None  # one added line is within the limit
+        v3 = v2.replace("You are a support agent", "You are a friendly support agent")
+        store.prompts.create_version(PROMPT, v3, created_by="reviewer", parent=2)
+        store.challengers.record(  # held again on v2, then production moved to v3 as well
+            prompt_name=PROMPT, logical_date="2026-11-04", run_id="r4", base_version=2, challenger_id=carried.rebased.id,
+            candidate={**carried.rebased.model_dump(mode="json"), "template": v2 + "Quote the order number.\nBe kind.\n"},
+            evidence=Evidence().model_dump(mode="json"), status="held", verdict="hold", reasons=[],
+        )
+        store.prompts.set_label(PROMPT, "production", 3, moved_by="reviewer")
+        refused = carried_challenger(store, PROMPT, 3, date(2026, 11, 5), GateConfig(), judge=JudgeConfig(max_diff_lines=1))
+    assert refused.rebased is None
+    assert any("fails the candidate checks: diff too large" in note for note in refused.notes), refused.notes

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from nightloop.config import GateConfig
+from nightloop.candidate_checks import validate_candidate
+from nightloop.config import GateConfig, JudgeConfig
 from nightloop.gate import NightGate, Prior
 from nightloop.gate_stats import Evidence
+from nightloop.high_risk import high_risk_reasons
 from nightloop.models import Candidate
 from nightloop.store import Store
 
@@ -40,8 +42,18 @@ class Carried:
     rebased: Candidate | None = None
 
 
-def carried_challenger(store: Store, prompt_name: str, base_version: int, logical_date: date, config: GateConfig) -> Carried:
-    """The held challenger (if any) and the era's evidence, from the nights before ``logical_date``."""
+def carried_challenger(
+    store: Store,
+    prompt_name: str,
+    base_version: int,
+    logical_date: date,
+    config: GateConfig,
+    judge: JudgeConfig | None = None,
+) -> Carried:
+    """The held challenger (if any) and the era's evidence, from the nights before ``logical_date``.
+
+    ``judge`` configures the candidate checks a rebased challenger must pass (default: the defaults).
+    """
     if config.evidence != "nights":
         return Carried()
     rows = store.challengers.nights_before(prompt_name, logical_date.isoformat())
@@ -49,7 +61,8 @@ def carried_challenger(store: Store, prompt_name: str, base_version: int, logica
     rebased = None
     last = rows[-1] if rows else None
     if last is not None and last["status"] == "held" and last["base_version"] != base_version:
-        rebased = _rebase_moved(store, prompt_name, last, _since(rows, last["challenger_id"]), base_version, notes)
+        since = _since(rows, last["challenger_id"])
+        rebased = _rebase_moved(store, prompt_name, last, since, base_version, notes, judge or JudgeConfig())
     era_rows = _era(rows, base_version)
     era = _total(era_rows)
     if not era_rows or era_rows[-1]["status"] != "held":
@@ -74,24 +87,41 @@ def rebase(candidate: Candidate, old_base: str, new_base: str, new_version: int)
     template = "".join(merge.merge_lines())
     if template == new_base:
         return None
-    return candidate.model_copy(
-        update={"id": f"{candidate.id}-on-v{new_version}", "base_version": new_version, "template": template, "guard": None}
-    )
+    # The guard's verdict stays: it judged the candidate's own added lines, which the merge leaves as they were.
+    return candidate.model_copy(update={"id": f"{candidate.id}-on-v{new_version}", "base_version": new_version, "template": template})
 
 
 def _rebase_moved(
-    store: Store, prompt_name: str, last: dict[str, Any], since: str, base_version: int, notes: list[str]
+    store: Store, prompt_name: str, last: dict[str, Any], since: str, base_version: int, notes: list[str], judge: JudgeConfig
 ) -> Candidate | None:
     """The held challenger that production moved under, rebased onto it (and a note saying what happened)."""
     held = Candidate.model_validate(last["candidate"])
     moved = f"challenger {held.id} (held since {since}) was dropped: production moved from v{last['base_version']} to v{base_version}"
     old_base = store.prompts.get(prompt_name, last["base_version"]).template
-    rebased = rebase(held, old_base, store.prompts.get(prompt_name, base_version).template, base_version)
+    new_base = store.prompts.get(prompt_name, base_version).template
+    rebased = rebase(held, old_base, new_base, base_version)
     if rebased is None:
         notes.append(f"{moved}; its edits conflict with v{base_version}'s changes (or are already in it), so it is not proposed again")
-    else:
-        notes.append(f"{moved}; rebased onto v{base_version} as {rebased.id}, a new candidate tonight judged from no evidence")
+        return None
+    refused = _refusals(store, prompt_name, rebased, new_base, judge)
+    if refused:
+        notes.append(f"{moved}; rebased onto v{base_version}, it fails the candidate checks: {'; '.join(refused)}")
+        return None
+    notes.append(f"{moved}; rebased onto v{base_version} as {rebased.id}, a new candidate tonight judged from no evidence")
     return rebased
+
+
+def _refusals(store: Store, prompt_name: str, rebased: Candidate, new_base: str, judge: JudgeConfig) -> list[str]:
+    """The judge's candidate checks on the rebased template (its lines were copy-checked on the night it was written)."""
+    rebased.risks = high_risk_reasons(new_base, rebased.template)
+    return validate_candidate(
+        rebased,
+        base_template=new_base,
+        conversation_texts=[],
+        config=judge,
+        rejected_hashes=store.runs.rejected_hashes(prompt_name),
+        protected=store.prompts.get_meta(prompt_name).protected,
+    )
 
 
 def record_night(
