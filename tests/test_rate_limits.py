@@ -4,6 +4,7 @@ calls from several threads' event loops share max_concurrency, and a 429 pauses 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import threading
 import time
 
@@ -15,47 +16,72 @@ from nightloop.config import RateLimitConfig, RoleConfig, load_settings
 from nightloop.errors import ProviderError
 from nightloop.llm.client import LLMClient, build_provider
 from nightloop.models import Message
-from nightloop.rate_limits import MARGIN_S, WINDOW_S, ProviderLimiter, RateLimits, limit_key
+from nightloop.rate_limits import WINDOW_S, RateLimits, limit_key
+from nightloop.rate_window import MemoryWindow
 from nightloop.testing import Answer
 from nightloop.testing.rate_limited import RateLimitedOpenAIServer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     rpm=st.integers(1, 12),
     tpm=st.integers(50, 400),
-    calls=st.lists(st.tuples(st.floats(0, 40), st.integers(1, 120)), min_size=1, max_size=60),
+    calls=st.lists(
+        st.tuples(st.floats(0, 40), st.integers(1, 120), st.floats(0.01, 30), st.floats(0, 1)), min_size=1, max_size=60
+    ),
 )
-def test_no_window_ever_holds_more_than_the_limits(rpm: int, tpm: int, calls: list[tuple[float, int]]) -> None:
-    clock = FakeClock()
-    limiter = ProviderLimiter("p", RateLimitConfig(rpm=rpm, tpm=tpm), clock)
-    booked = []
-    for gap, tokens in calls:
-        clock.now += gap
-        start = limiter._reserve(tokens)
-        assert start >= clock.now
-        booked.append((start, min(tokens, tpm)))
-    assert [s for s, _ in booked] == sorted(s for s, _ in booked), "calls must start in the order they asked"
-    for start, _ in booked:  # every window that ends at a start (the worst windows are those)
-        inside = [(s, n) for s, n in booked if start - WINDOW_S < s <= start]
+def test_no_window_the_provider_counts_ever_holds_more_than_the_limits(
+    rpm: int, tpm: int, calls: list[tuple[float, int, float, float]]
+) -> None:
+    """Calls ask at random times, take random latencies, and reach the provider anywhere between their start and
+    their answer: counted at arrival, as the provider counts, no 60 s window exceeds rpm or tpm."""
+    window = MemoryWindow(RateLimitConfig(rpm=rpm, tpm=tpm))
+    events: list[tuple[float, int, str, int]] = []  # (time, order, what, call number)
+    asked = 1000.0
+    for number, (gap, _, _, _) in enumerate(calls):
+        asked += gap
+        heapq.heappush(events, (asked, number, "ask", number))
+    arrivals, places, order = [], {}, len(calls)
+    while events:
+        now, _, what, number = heapq.heappop(events)
+        _, tokens, latency, transit = calls[number]
+        tokens = min(tokens, tpm)
+        if what == "end":
+            window.end(places[number], now)
+            continue
+        booked = window.book(tokens, now)
+        order += 1
+        if booked is None:  # in-flight calls fill the window: ask again a little later
+            heapq.heappush(events, (now + 0.5, order, "ask", number))
+            continue
+        places[number], start = booked
+        assert start >= now
+        arrivals.append((start + transit * latency, tokens))
+        heapq.heappush(events, (start + latency, order, "end", number))
+    assert len(arrivals) == len(calls)
+    for arrival, _ in arrivals:
+        inside = [n for a, n in arrivals if arrival - WINDOW_S < a <= arrival]
         assert len(inside) <= rpm
-        assert sum(n for _, n in inside) <= tpm
+        assert sum(inside) <= tpm
 
 
 def test_a_call_waits_only_as_long_as_the_limit_needs() -> None:
-    clock = FakeClock()
-    limiter = ProviderLimiter("p", RateLimitConfig(rpm=2), clock)
-    assert [limiter._reserve(1) for _ in range(2)] == [1000.0, 1000.0]
-    clock.now = 1010.0
-    assert limiter._reserve(1) == 1000.0 + WINDOW_S + MARGIN_S  # the third waits for the first to leave the window
+    window = MemoryWindow(RateLimitConfig(rpm=2))
+    first, second = window.book(1, 1000.0), window.book(1, 1000.0)
+    assert first is not None and second is not None and first[1] == second[1] == 1000.0
+    assert window.book(1, 1000.5) is None  # both in flight: no window the provider counts has room yet
+    window.end(first[0], 1002.0)
+    window.end(second[0], 1003.0)
+    # The third waits for the first answer's window to pass: its request may have arrived as late as then.
+    assert window.book(1, 1010.0) == (3, 1002.0 + WINDOW_S)
+
+
+def test_concurrency_counts_calls_in_flight_in_the_window() -> None:
+    window = MemoryWindow(RateLimitConfig(max_concurrency=1))
+    first = window.book(1, 0.0)
+    assert first is not None and window.book(1, 0.1) is None
+    window.end(first[0], 0.2)
+    assert window.book(1, 0.3) is not None
 
 
 def test_limits_are_found_by_base_url_then_provider() -> None:
