@@ -168,3 +168,60 @@ def test_a_429_pauses_every_call_to_that_provider_for_its_retry_after(monkeypatc
         waited = asyncio.run(two_calls())
         assert waited >= 1.4, f"the next call started {waited:.2f} s after the 429 asked for 1.5 s"
         assert limits.usage()["openai"][0].rate_limited == 1
+
+
+def test_a_burst_from_several_nights_never_exceeds_the_servers_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four nights burst 24 calls at a server allowing 6 a (1 s) window; requests reach it up to 0.4 s after the
+    limiter let them go, so late ones land in the next window, where the limiter must have counted them."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer(rpm=6, window_s=1.0, arrival_delay_s=0.4, hold_s=0.05) as server:
+        role = _role(server)
+        limits = RateLimits({server.base_url: RateLimitConfig(rpm=6)}, window_s=1.0)
+        errors = _nights_calling(lambda: LLMClient(build_provider(role), role, limiter=limits.for_role(role)), 4, 6)
+        assert server.rejected == 0 and errors == []
+        assert server.accepted == 24 and limits.usage()[server.base_url][0].calls == 24
+
+
+def test_each_sdk_retry_takes_a_place_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call the SDK retries (a 500 first) sends two requests: the retry waits for a place like any call."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer(rpm=2, window_s=3.0) as server:
+        server.push(Answer.error(500, message="try again"))
+        role = _role(server).model_copy(update={"max_retries": 1})
+        limits = RateLimits({server.base_url: RateLimitConfig(rpm=2)}, window_s=3.0)
+        client = LLMClient(build_provider(role), role, limiter=limits.for_role(role))
+
+        async def two_calls() -> list[object]:
+            asked = [client.complete([Message(role="user", content=f"call {i}")]) for i in range(2)]
+            outcomes = await asyncio.gather(*asked, return_exceptions=True)
+            await client.aclose()
+            return outcomes
+
+        outcomes = asyncio.run(two_calls())
+        assert not [o for o in outcomes if isinstance(o, BaseException)] and server.rejected == 0
+        assert server.calls == 3 and limits.usage()[server.base_url][0].calls == 3
+
+
+def test_a_429_the_sdk_retries_pauses_the_other_calls_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK retries the 429 itself (after its retry-after): the limiter hears of it before, and holds back a
+    call another night makes meanwhile for the same retry-after."""
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
+    with RateLimitedOpenAIServer() as server:
+        server.push(Answer.error(429, headers={"retry-after": "1.5"}, message="slow down"))
+        role = _role(server).model_copy(update={"max_retries": 1})
+        limits = RateLimits({"openai": RateLimitConfig(rpm=1000)})
+        client = LLMClient(build_provider(role), role, limiter=limits.for_role(role))
+
+        async def retried_and_other() -> float:
+            started = time.monotonic()
+            retried = asyncio.create_task(client.complete([Message(role="user", content="refused, then retried")]))
+            await asyncio.sleep(0.3)
+            await client.complete([Message(role="user", content="another night's call")])
+            other_done = time.monotonic() - started
+            await retried
+            await client.aclose()
+            return other_done
+
+        other_done = asyncio.run(retried_and_other())
+        assert other_done >= 1.4, f"the other call went through {other_done:.2f} s after the 429 asked for 1.5 s"
+        assert limits.usage()["openai"][0].rate_limited == 1 and server.calls == 3
