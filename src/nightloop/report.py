@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pydantic import BaseModel, Field
 
 from nightloop.metrics import Operations
-from nightloop.models import GateDecision, NightReport
+from nightloop.models import NightReport
 from nightloop.store import Store
 
 __all__ = [
@@ -18,19 +18,12 @@ __all__ = [
     "VersionTrend",
     "day_rate",
     "day_traffic",
-    "evidence_label",
     "night_rows",
     "to_html",
     "to_markdown",
     "version_trend",
 ]
 
-
-def evidence_label(decision: GateDecision) -> str:
-    """The running e-value over its nights (or, for a gate where each night stands alone, tonight's p)."""
-    if decision.evidence is not None:
-        return f"e {decision.evidence:.3g} ({decision.nights} night{'s' if decision.nights != 1 else ''})"
-    return f"p {decision.p_adjusted:.3g}" if decision.p_adjusted is not None else "—"
 
 
 class NightRow(BaseModel):

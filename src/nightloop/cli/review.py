@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -23,10 +23,9 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.simulated import simulated_label
-from nightloop.invisible import escape_invisible as shown
-from nightloop.models import ReviewItem
-from nightloop.report import evidence_label
+
+if TYPE_CHECKING:
+    from nightloop.models import ReviewItem
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
 
@@ -52,7 +51,7 @@ def pending_table(items: list[ReviewItem]) -> Table:
         table.add_column(column)
     for item in items:
         d = item.decision
-        p = evidence_label(d)
+        p = d.evidence_label
         table.add_row(
             item.id, item.prompt_name, f"v{item.candidate.base_version}", item.run_id.split(":")[1],
             f"{d.baseline_rate:.2f} → {d.candidate_rate:.2f}", p, str(len(item.candidate.edits)),
@@ -62,6 +61,9 @@ def pending_table(items: list[ReviewItem]) -> Table:
 
 def show_item(store, item: ReviewItem) -> None:
     """The reviewer's screen: the colored diff, each edit with its failures, the gate's numbers and reasons."""
+
+    from nightloop.simulated import simulated_label
+
     base_version = item.candidate.base_version
     production = store.prompts.label_version(item.prompt_name, "production")
     console.print(
@@ -81,6 +83,8 @@ def show_item(store, item: ReviewItem) -> None:
 
 def show_evidence(store, item: ReviewItem) -> None:
     """The evidence for a candidate (also what `nightloop eval` prints): diff, edits, gate table, reasons."""
+
+    from nightloop.invisible import escape_invisible as shown
     from nightloop.review import render_diff, unified_diff
 
     base = store.prompts.get(item.prompt_name, item.candidate.base_version)
@@ -109,7 +113,7 @@ def show_evidence(store, item: ReviewItem) -> None:
     table.add_row(
         str(d.n_cases), f"{d.baseline_rate:.2f}", f"{d.candidate_rate:.2f}", f"{d.delta:+.2f}", ci,
         f"{d.p_value:.3g}" if d.p_value is not None else "—",
-        evidence_label(d),
+        d.evidence_label,
         ", ".join(d.regressions) or "none",
     )
     console.print(table)
