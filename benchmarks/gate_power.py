@@ -12,13 +12,15 @@ true effect on the gated pass rate:
 
 A run is one horizon; a promotion ends it. The new gate runs exactly as in a night: ``gate.gate_night`` on the
 night's results, the held challenger and its evidence carried through the real ``challenger`` module over an
-in-memory store. Select-then-test means only the challenger and the baseline are replayed on the gated cases.
-Beside it, in the same worlds and the same run: the new gate with each night standing alone
-(``evidence = "night"``), and today's gate (``benchmarks/legacy_gate.py``: majority McNemar, Holm over K,
+in-memory store. Select-then-test means only the challenger and the baseline are replayed on the gated cases;
+then, as the replay stage does, ``extra_repeats`` more paired repeats on the gated cases whose first repeats were not
+all alike (``gate_select.discordant_cases``). Beside it, in the same worlds and the same run: the new gate without
+the extra repeats, the new gate with each night standing alone (``evidence = "night"``), and today's gate (``benchmarks/legacy_gate.py``: majority McNemar, Holm over K,
 per-case regression veto; every candidate on every case).
 
 Prints, per number of gated cases: false promotion over the null horizon, adoption of the -5 candidate over the
-horizon, power for +10 within 1 and within 3 nights, and the harm tests' fire rate on null and -5 challengers.
+horizon, power for +10 within 1 and within 3 nights, rollouts a night, the harm tests' fire rate on null and -5
+challengers, and what 3 repeats alone allow in one night (the exact sign-flip test at alpha / 30).
 
 Run: .venv/bin/python benchmarks/gate_power.py [--runs 60] [--seed 0] [--cases 45 100] [--workers 2]
 """

@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 from nightloop import pipeline
 from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
+from nightloop.gate_select import discordant_cases
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
-from nightloop.models import ReplaySetOutput
+from nightloop.models import BASELINE, ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
@@ -135,9 +136,15 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert all(after[key] == result for key, result in saved_before.items())
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
     train = sum(1 for c in cases if is_train(c))
-    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest.
-    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * settings.replay.repeats
-    assert report.candidates > 1 and len(after) == expected
+    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest,
+    # then both again on the gated cases whose first repeats were not all alike.
+    repeats, gated = settings.replay.repeats, [c.id for c in cases if not is_train(c)]
+    [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated} - {BASELINE}
+    wanted = discordant_cases(after.values(), gated, challenger, repeats)
+    extra = {(arm, case_id) for arm, case_id, repeat in after if repeat >= repeats}
+    assert wanted and extra == {(arm, case_id) for arm in (BASELINE, challenger) for case_id in wanted}
+    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * repeats
+    assert report.candidates > 1 and len(after) == expected + 2 * settings.gate.extra_repeats * len(wanted)
 
 
 def test_report_json_per_night(world, tmp_path: Path) -> None:

@@ -194,12 +194,13 @@ def held_challenger(night: Night, replay_set: ReplaySetOutput):
     from nightloop.challenger import carried_challenger
 
     return carried_challenger(
-        night.store, night.prompt_name, replay_set.base_version, night.logical_date, night.settings.gate
+        night.store, night.prompt_name, replay_set.base_version, night.logical_date, night.settings.gate,
+        judge=night.settings.judge,
     )
 
 
 
 def night_candidates(judged: JudgeResult, carried) -> list[Candidate]:
-    """Tonight's valid candidates plus the held challenger (once, if the judge did not propose it again)."""
-    held = carried.candidate
-    return judged.candidates + ([held] if held is not None and all(c.id != held.id for c in judged.candidates) else [])
+    """Tonight's valid candidates plus the held (or rebased) challenger, once, if the judge did not propose it again."""
+    extra = [c for c in (carried.candidate, carried.rebased) if c is not None]
+    return judged.candidates + [c for c in extra if all(j.id != c.id and j.sha256 != c.sha256 for j in judged.candidates)]

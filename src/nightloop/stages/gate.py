@@ -36,7 +36,10 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         carried = held_challenger(night, replay_set)
         candidates = night_candidates(judged, carried)
         test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
-        gate = gate_night(results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test)
+        gate = gate_night(
+            results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test,
+            repeats=night.settings.replay.repeats,
+        )
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]

@@ -22,6 +22,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
+    from nightloop.gate_select import discordant_cases
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -37,9 +38,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     repeats = night.settings.replay.repeats
     planned = 0
 
-    def replay(cases: list[ReplayCase], arms: dict[str, str]):
+    def replay(cases: list[ReplayCase], arms: dict[str, str], extra: int = 0):
         nonlocal planned
-        planned += len(cases) * len(arms) * repeats
+        planned += len(cases) * len(arms) * (extra or repeats)
         return run_async(
             night,
             run_closing(
@@ -47,7 +48,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 night.clients.agent,
                 [agent_cases[case.id] for case in cases],
                 arms,
-                repeats=repeats,
+                repeats=repeats + extra,  # the first ``repeats`` are done when extra repeats are asked for
                 concurrency=night.settings.replay.concurrency,
                 scorer_client=night.clients.scorer,
                 declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
@@ -73,7 +74,15 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
             margin=night.settings.gate.min_effect,
         )
         gated = [c for c in replay_set.cases if not is_train(c)]
-        phases.append(replay(gated, {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}))
+        arms = {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}
+        phases.append(replay(gated, arms))
+        extra = night.settings.gate.extra_repeats
+        if extra and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
+            # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
+            done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
+            results = night.store.runs.eval_results(night.run_id)
+            wanted = set(discordant_cases(results, [c.id for c in gated], chosen.challenger_id, repeats))
+            phases.append(replay([c for c in gated if c.id in wanted], arms, extra))
     for phase in phases:
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
     status, note = evidence_summary(stored.values(), planned)
