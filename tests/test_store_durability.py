@@ -26,11 +26,16 @@ def test_a_new_and_an_existing_store_commit_to_the_wal_without_an_fsync_each(tmp
 
 def test_a_process_killed_after_a_commit_loses_nothing(tmp_path: Path) -> None:
     path = tmp_path / "nightloop.db"
-    write_then_die = (
-        "import os, sys; from nightloop.store import Store; s = Store(sys.argv[1]); "
-        "s.db.execute('create table kept (x)'); s.db.execute('begin'); s.db.execute('insert into kept values (1)'); "
-        "s.db.execute('commit'); os._exit(9)"
+    commit_then_hang = (
+        "import sys, time; from nightloop.store import Store; db = Store(sys.argv[1]).db; "
+        "db.execute('create table kept (x)'); db.execute('begin'); db.execute('insert into kept values (1)'); "
+        "db.execute('commit'); print('committed', flush=True); time.sleep(60)"
     )
-    assert subprocess.run([sys.executable, "-c", write_then_die, str(path)], timeout=60).returncode == 9
+    writer = subprocess.Popen([sys.executable, "-c", commit_then_hang, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "committed"
+    finally:
+        writer.kill()  # SIGKILL: no close, no checkpoint
+        writer.wait(timeout=30)
     with Store(path) as store:
         assert store.db.execute("select x from kept").fetchall() == [(1,)]
