@@ -18,9 +18,18 @@ from typing import Any, Protocol, runtime_checkable
 
 import jsonschema
 
-from nightloop.answers import NOT_JSON, AnswerCheck, check, final_answer_index, is_answer, normalize, parse_json_document
+from nightloop.answers import (
+    NOT_JSON,
+    AnswerCheck,
+    check,
+    final_answer_index,
+    is_answer,
+    normalize,
+    parse_json_document,
+)
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, FailureKind, Message, canonical_json
+from nightloop.quoting import EVIDENCE_LIMIT, excerpt
 from nightloop.redact import redact
 
 __all__ = [
@@ -42,7 +51,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-EVIDENCE_LIMIT = 300
 #: A correction the agent recovered from (its final answer matches the reference) is still a
 #: failure worth a better prompt, but a less certain sign that the conversation went wrong.
 RECOVERED_CONFIDENCE = 0.5
@@ -67,20 +75,6 @@ class Detector(Protocol):
 # --- helpers -------------------------------------------------------------------------
 
 
-def excerpt(text: str | None, start: int | None = None, end: int | None = None, limit: int = EVIDENCE_LIMIT) -> str:
-    """A verbatim window of ``text`` around ``[start, end)`` with whitespace collapsed, at most ``limit`` chars."""
-    text = text or ""
-    if start is None:
-        start, end = 0, min(len(text), limit)
-    end = start if end is None else end
-    margin = max(0, (limit - (end - start)) // 2)
-    lo, hi = max(0, start - margin), min(len(text), end + margin)
-    window = " ".join(text[lo:hi].split())
-    prefix, suffix = ("…" if lo > 0 else ""), ("…" if hi < len(text) else "")
-    budget = limit - len(prefix) - len(suffix)
-    if len(window) > budget:
-        window, suffix = window[: max(0, budget - 1)], "…"
-    return f"{prefix}{window}{suffix}"
 
 
 def _failure(
