@@ -88,8 +88,8 @@ def test_the_queue_and_the_review_show_the_running_evidence_not_a_holm_p(db: Pat
     client = TestClient(create_app(UIConfig(db)))
     queue, review = client.get("/").text, client.get("/review/rev-carried").text
     assert "Holm" not in queue and "Holm" not in review
-    assert "e=31.4 (2 nights)" in queue and "p=0.012" in queue  # the seeded one-night decision shows its p
-    assert "31.4 over 2 nights" in review
+    assert "e 31.4 (2 nights)" in queue and "p 0.012" in queue  # the seeded one-night decision shows its p
+    assert "e 31.4 (2 nights)" in review
 
 
 def test_a_post_without_the_csrf_token_changes_nothing(db: Path) -> None:
