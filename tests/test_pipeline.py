@@ -462,7 +462,7 @@ def test_a_resumed_attempt_keeps_the_nights_spend(world) -> None:
 
 def test_a_held_challenger_is_tested_again_on_the_next_night_and_its_evidence_adds_up(world, tmp_path: Path) -> None:
     settings, store = world
-    strict = settings.model_copy(update={"gate": settings.gate.model_copy(update={"alpha": 1e-9})})  # nothing promotes
+    strict = settings.model_copy(update={"gate": settings.gate.model_copy(update={"alpha": 1e-30})})  # nothing promotes
     first = pipeline.run_night(strict, PROMPT, DAY + timedelta(days=1), store=store)
     [held] = [r for r in store.challengers.nights(PROMPT) if r["status"] == "held"]
     _day_of_traffic(store, strict, tmp_path, day=DAY + timedelta(days=1))

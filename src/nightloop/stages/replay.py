@@ -80,8 +80,10 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         if extra and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
             # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
             done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
-            results = night.store.runs.eval_results(night.run_id)
+            # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
+            results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
             wanted = set(discordant_cases(results, [c.id for c in gated], chosen.challenger_id, repeats))
+            wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
             phases.append(replay([c for c in gated if c.id in wanted], arms, extra))
     for phase in phases:
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
