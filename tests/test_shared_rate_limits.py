@@ -27,7 +27,7 @@ NIGHTS_PROCESS = textwrap.dedent(
 
     base_url, limits_file, calls = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     role = RoleConfig(provider="openai", model="gpt-4o-mini", base_url=base_url, max_retries=0, max_tokens=16)
-    limits = RateLimits({base_url: RateLimitConfig(rpm=6)}, shared=limits_file, window_s=1.0)
+    limits = RateLimits({base_url: RateLimitConfig(rpm=360, window_s=1.0)}, shared=limits_file)  # 6 a window
     client = LLMClient(build_provider(role), role, limiter=limits.for_role(role))
 
     async def main():
@@ -76,7 +76,7 @@ def test_the_places_of_a_process_that_died_mid_call_end(tmp_path: Path) -> None:
         "SharedWindow(Path(sys.argv[1]), 'openai', RateLimitConfig(rpm=1)).book(1, time.monotonic()); os._exit(9)"
     )
     assert subprocess.run([sys.executable, "-c", crash, str(path)], timeout=60).returncode == 9
-    window = SharedWindow(path, "openai", RateLimitConfig(rpm=1), window_s=5.0)
+    window = SharedWindow(path, "openai", RateLimitConfig(rpm=12, window_s=5.0))  # 1 a window
     now = time.monotonic()
     booked = window.book(1, now)
     assert booked is not None, "the dead process's call still holds the only place"

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nightloop.config import RateLimitConfig, RoleConfig, Settings
-from nightloop.rate_window import WINDOW_S, MemoryWindow, SharedWindow, Window
+from nightloop.rate_window import WINDOW_S, MemoryWindow, SharedWindow, Window, per_window
 
 __all__ = [
     "PAUSE_AFTER_429_S", "POLL_S", "WINDOW_S", "LimiterStats", "ProviderLimiter", "RateLimits", "attempt_starts",
@@ -79,14 +79,18 @@ class ProviderLimiter:
     clock: Callable[[], float] = time.monotonic
     stats: LimiterStats = field(default_factory=LimiterStats)
     window: Window | None = None
-    window_s: float = WINDOW_S
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _slots_taken: int = 0
     _waiters: deque[_Waiter] = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
         if self.window is None:
-            self.window = MemoryWindow(self.limits, self.window_s)
+            self.window = MemoryWindow(self.limits)
+
+    @property
+    def window_s(self) -> float:
+        """The provider's window (also the longest pause a 429 asks for)."""
+        return self.limits.window_s
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
@@ -128,8 +132,8 @@ class ProviderLimiter:
     async def _book(self, tokens: int) -> int:
         """A place in the window for a call of ``tokens``, once its start has come; its id."""
         assert self.window is not None
-        if self.limits.tpm is not None:
-            tokens = min(tokens, self.limits.tpm)  # a call larger than the whole budget still runs, alone in its window
+        if (tpm := per_window(self.limits).tpm) is not None:
+            tokens = min(tokens, tpm)  # a call larger than the whole budget still runs, alone in its window
         while (booked := self.window.book(tokens, self.clock())) is None:
             await asyncio.sleep(POLL_S)
         place, start = booked
@@ -256,11 +260,11 @@ class RateLimits:
 
     def __init__(
         self, limits: dict[str, RateLimitConfig], clock: Callable[[], float] = time.monotonic, *,
-        shared: Path | None = None, window_s: float = WINDOW_S,
+        shared: Path | None = None,
     ) -> None:
         self._limits = limits
         self._limiters = {
-            key: ProviderLimiter(key, config, clock, window=_window(key, config, shared, window_s), window_s=window_s)
+            key: ProviderLimiter(key, config, clock, window=_window(key, config, shared))
             for key, config in limits.items()
         }
 
@@ -284,7 +288,7 @@ class RateLimits:
         """One line per provider: calls and tokens spent against its limits, calls waiting and in flight."""
         parts = []
         for key, (stats, limits) in self.usage().items():
-            shown = ", ".join(f"{name} {value}" for name, value in limits.model_dump().items() if value is not None)
+            shown = ", ".join(f"{name} {value}" for name, value in limits.model_dump(exclude_defaults=True).items())
             parts.append(
                 f"{key}: {stats.calls} calls, {stats.tokens} tokens ({shown}); "
                 f"{stats.in_flight} in flight, {stats.waiting} waiting; 429s {stats.rate_limited}"
@@ -297,5 +301,5 @@ def shared_limits_path(db: Path) -> Path:
     return db.with_name(db.name + ".limits")
 
 
-def _window(key: str, limits: RateLimitConfig, shared: Path | None, window_s: float) -> Window:
-    return MemoryWindow(limits, window_s) if shared is None else SharedWindow(shared, key, limits, window_s)
+def _window(key: str, limits: RateLimitConfig, shared: Path | None) -> Window:
+    return MemoryWindow(limits) if shared is None else SharedWindow(shared, key, limits)
