@@ -8,7 +8,7 @@ the provider may count within rpm and tpm, and sleeps until then; it holds that 
 and for a window after. So the limit holds by construction, not by retrying 429s away. Every HTTP attempt the SDK
 makes for a call (its retries, the repair re-ask) books a place of its own (``attempt_starts``). A 429 that
 still arrives (another client on the same account) pauses every call to that provider, in every process, for the
-``retry-after`` it asked (at most the window; ``PAUSE_AFTER_429_S`` if it named none).
+``retry-after`` it asked (at most a minute; ``PAUSE_AFTER_429_S`` if it named none).
 """
 
 from __future__ import annotations
@@ -87,11 +87,6 @@ class ProviderLimiter:
         if self.window is None:
             self.window = MemoryWindow(self.limits)
 
-    @property
-    def window_s(self) -> float:
-        """The provider's window (also the longest pause a 429 asks for)."""
-        return self.limits.window_s
-
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
         """Wait until a call of ``tokens`` may start within the limits; hold a concurrency slot while it runs,
@@ -113,7 +108,7 @@ class ProviderLimiter:
             yield
         except Exception as exc:
             if getattr(exc, "status", None) == 429 and not call.paused:
-                self.pause(retry_after_of(exc, self.window_s))
+                self.pause(retry_after_of(exc))
             raise
         finally:
             _CALL.reset(token)
@@ -222,23 +217,23 @@ def rate_limited_answer(headers: Mapping[str, str]) -> None:
     call = _CALL.get()
     if call is not None:
         call.paused = True
-        call.limiter.pause(_asked_wait(headers, call.limiter.window_s))
+        call.limiter.pause(_asked_wait(headers))
 
 
-def retry_after_of(error: BaseException, window_s: float = WINDOW_S) -> float:
+def retry_after_of(error: BaseException) -> float:
     """The wait a 429 asked for (``retry-after-ms`` / ``retry-after`` of the SDK error behind ``error``), at most
-    the window; ``PAUSE_AFTER_429_S`` when it named none."""
+    a minute; ``PAUSE_AFTER_429_S`` when it named none."""
     headers = getattr(getattr(error.__cause__, "response", None), "headers", None) or {}
-    return _asked_wait(headers, window_s)
+    return _asked_wait(headers)
 
 
-def _asked_wait(headers: Mapping[str, str], window_s: float) -> float:
+def _asked_wait(headers: Mapping[str, str]) -> float:
     from nightloop.llm.common import retry_after_seconds
 
     for name, milliseconds in (("retry-after-ms", True), ("retry-after", False)):
         asked = retry_after_seconds(headers.get(name), milliseconds=milliseconds)
         if asked is not None:
-            return min(max(asked, 0.0), window_s)
+            return min(max(asked, 0.0), WINDOW_S)
     return PAUSE_AFTER_429_S
 
 
