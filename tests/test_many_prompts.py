@@ -167,6 +167,5 @@ def test_two_nightloop_runs_share_the_providers_limit_and_receive_no_429(tmp_pat
     for run, (out, err) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, err[-3000:]
     assert [json.loads(out)[0]["status"] for out, _ in outputs] == ["done", "done"]
-    print(server.accepted, server.rejected)
     assert server.rejected == 0, f"{server.rejected} requests refused with 429 ({server.accepted} accepted)"
     assert server.accepted > 2 * 8, "the nights' calls did not need more than one window"
