@@ -21,15 +21,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from nightloop.models import Quarantined, canonical_json
 from nightloop.sources import json_codec
 from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, Window, conversation_from_object, excerpt, guard_file, select
-from nightloop.sources.genai_layouts import CallMessages, call_messages, is_model_call
+from nightloop.sources.genai_layouts import CallMessages, ParsedHistory, call_messages, is_model_call
 from nightloop.sources.json_records import json_objects
 
 __all__ = [
@@ -83,12 +85,27 @@ class Span:
     chain_key: str = ""
 
     def to_json(self) -> str:
-        fields = {name: getattr(self, name) for name in self.__dataclass_fields__}  # shallow: asdict deep-copies
-        return json_codec.dumps(fields)
+        """Compact JSON of the fields that differ from their defaults (``from_json`` restores the rest)."""
+        kept = {name: value for name, default in _DEFAULTS.items() if not _is_default(value := getattr(self, name), default)}
+        try:
+            text = orjson.dumps(kept, option=_ORJSON_STRICT)
+        except TypeError:  # big integers, non-str keys, lone surrogates, other types: json_codec's careful path
+            return json_codec.dumps(kept)
+        # orjson writes NaN and infinities as null: with no null at all (the usual span) there was none of them.
+        return text.decode() if b"null" not in text else json_codec.dumps(kept)
 
     @classmethod
     def from_json(cls, text: str) -> Span:
         return cls(**json_codec.loads(text))
+
+
+_DEFAULTS = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in fields(Span)}
+#: Types orjson writes its own way raise instead, so that json_codec writes them as the standard library would.
+_ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
 
 
 @runtime_checkable
@@ -190,14 +207,15 @@ def _comparable(message: dict[str, Any]) -> tuple:
     return (message.get("role"), text, tuple(calls), message.get("tool_call_id") or "")
 
 
-def _extend(merged: list[dict[str, Any]], have: list[tuple], incoming: list[dict[str, Any]]) -> None:
+def _extend(merged: list[dict[str, Any]], have: list[tuple], incoming: list[dict[str, Any]], keyed: dict[int, tuple]) -> None:
     """Append what ``incoming`` adds: the longest tail of ``merged`` that ``incoming`` starts with is not repeated.
 
-    ``have`` holds the comparable form of each merged message (kept in step, so each message is keyed once).
+    ``have`` holds the comparable form of each merged message (kept in step); ``keyed`` the comparable form of each
+    message object seen (calls share the objects of the history they re-send, see ``ParsedHistory``).
     """
     if not incoming:
         return
-    new = [_comparable(m) for m in incoming]
+    new = [keyed[id(m)] if id(m) in keyed else keyed.setdefault(id(m), _comparable(m)) for m in incoming]
     if len(new) <= len(have) and have[: len(new)] == new:
         return  # a call that re-sends history already merged
     overlap = next((k for k in range(min(len(have), len(new)), 0, -1) if have[len(have) - k :] == new[:k]), 0)
@@ -225,12 +243,13 @@ def model_calls(spans: list[Span]) -> list[tuple[Span | None, CallMessages]]:
         logs.setdefault(log.parent_id, []).append({"name": log.name, "attributes": log.attributes, "body": log.body, "time_ns": log.start_ns})
     calls: list[tuple[int, Span | None, CallMessages]] = []
     span_ids = set()
+    history = ParsedHistory()
     for span in (s for s in spans if s.kind == "span"):
         span_ids.add(span.span_id)
         events = span.events + logs.get(span.span_id, [])
         if not is_model_call(span.attributes) and not logs.get(span.span_id):
             continue
-        calls.append((span.start_ns, span, call_messages(span.attributes, events)))
+        calls.append((span.start_ns, span, call_messages(span.attributes, events, history)))
     for parent, events in logs.items():  # log events whose span is not (yet) here
         if parent not in span_ids:
             calls.append((min(e["time_ns"] for e in events), None, call_messages({}, events)))
@@ -243,11 +262,12 @@ def merge_calls(calls: list[CallMessages]) -> list[dict[str, Any]]:
     system: dict[str, Any] | None = None
     merged: list[dict[str, Any]] = []
     have: list[tuple] = []
+    keyed: dict[int, tuple] = {}  # every message stays alive (in ``calls``) while its id is a key here
     for call in calls:
         for message in call.system + [m for m in call.inputs + call.outputs if m.get("role") == "system"]:
             system = system or message
-        _extend(merged, have, [m for m in call.inputs if m.get("role") != "system"])
-        _extend(merged, have, [m for m in call.outputs if m.get("role") != "system"])
+        _extend(merged, have, [m for m in call.inputs if m.get("role") != "system"], keyed)
+        _extend(merged, have, [m for m in call.outputs if m.get("role") != "system"], keyed)
     _link_tool_results(merged)
     return ([system] if system else []) + merged
 
