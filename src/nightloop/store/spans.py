@@ -130,14 +130,19 @@ class SpanRepo:
 
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
         """Spans of each conversation (one query for the lot), in time order (sorted here: SQLite would sort them all at once)."""
-        found: dict[str, list[Span]] = {cid: [] for cid in conversation_ids}
+        found = {cid: [Span.from_json(text) for text in texts] for cid, texts in self.span_texts_of_many(conversation_ids).items()}
+        for spans in found.values():
+            spans.sort(key=lambda span: (span.start_ns, span.span_id))
+        return found
+
+    def span_texts_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The stored JSON of each conversation's spans (``Span.from_json``), in no order; one query for the lot."""
+        found: dict[str, list[str]] = {cid: [] for cid in conversation_ids}
         rows = self.db.conn.execute(
             "select conversation_id, json from spans where conversation_id in (select value from json_each(?))", [_ids_json(conversation_ids)]
         )
         for conversation_id, text in rows:
-            found[conversation_id].append(Span.from_json(text))
-        for spans in found.values():
-            spans.sort(key=lambda span: (span.start_ns, span.span_id))
+            found[conversation_id].append(text)
         return found
 
     def spans_of(self, conversation_id: str) -> list[Span]:
