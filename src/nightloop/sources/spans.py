@@ -47,6 +47,7 @@ __all__ = [
     "build_conversation",
     "chain_key",
     "conversation_key",
+    "log_chain_key",
     "explicit_key",
     "group_spans",
     "keep_span",
@@ -140,10 +141,15 @@ def conversation_key(span: Span, trace_keys: dict[str, str]) -> str:
     return explicit_key(span) or trace_keys.get(span.trace_id) or span.trace_id or f"span-{span.span_id}"
 
 
-def trace_keys_of(spans: Iterable[Span]) -> dict[str, str]:
-    """trace id -> the smallest explicit conversation id in it, else its smallest chain key (so arrival order does not matter)."""
+def trace_keys_of(spans: Iterable[Span], chain_logs: bool = False) -> dict[str, str]:
+    """trace id -> the smallest explicit conversation id in it, else its smallest chain key (so arrival order does not matter).
+
+    ``chain_logs``: also chain traces whose content is in log events (:func:`log_chain_key`; ``spans`` must then hold
+    every record of their traces).
+    """
     keys: dict[str, str] = {}
     chains: dict[str, str] = {}
+    logged: dict[str, list[Span]] = {}
     for span in spans:
         if not span.trace_id:
             continue
@@ -152,6 +158,11 @@ def trace_keys_of(spans: Iterable[Span]) -> dict[str, str]:
             keys[span.trace_id] = key
         if span.chain_key and (span.trace_id not in chains or span.chain_key < chains[span.trace_id]):
             chains[span.trace_id] = span.chain_key
+        if chain_logs:
+            logged.setdefault(span.trace_id, []).append(span)
+    for trace, records in logged.items():
+        if trace not in keys and trace not in chains and any(r.kind == "log" for r in records) and (key := log_chain_key(records)):
+            chains[trace] = key
     return {**chains, **keys}
 
 
@@ -166,21 +177,39 @@ def chain_key(span: Span) -> str:
     if span.kind != "span" or span.parent_id or not span.trace_id or explicit_key(span) is not None or not is_model_call(span.attributes):
         return ""
     try:
-        call = call_messages(span.attributes, span.events)
-        turns = [message for message in call.inputs + call.outputs if message.get("role") != "system"]
-        answer = next((i for i, message in enumerate(turns) if message.get("role") == "assistant"), None)
-        if answer is None:
-            return ""
-        first_exchange = canonical_json([span.service, [_comparable(m) for m in turns[: answer + 1]]])
+        return _exchange_key(span.service, call_messages(span.attributes, span.events))
     except (ValueError, TypeError, AttributeError, RecursionError):
         return ""  # unreadable content: building the conversation says why
+
+
+def log_chain_key(records: list[Span]) -> str:
+    """:func:`chain_key` for one trace whose model call wrote its content in log events (openai-v2 ``event_only``, the
+    legacy ``gen_ai.user.message``/``gen_ai.choice`` events), read from all the trace's records: one event holds one
+    message, so no record alone names the first exchange. "" when the trace has a conversation id, a span with a
+    parent (an app span around the call: the trace is the conversation), or no answer among its events yet."""
+    if any(explicit_key(r) is not None or (r.kind == "span" and r.parent_id) for r in records):
+        return ""
+    logs = [r for r in records if r.kind == "log"]
+    try:
+        calls = model_calls(logs)
+        return next((key for _, call in calls if (key := _exchange_key(logs[0].service, call))), "")
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return ""
+
+
+def _exchange_key(service: str, call: CallMessages) -> str:
+    turns = [message for message in call.inputs + call.outputs if message.get("role") != "system"]
+    answer = next((i for i, message in enumerate(turns) if message.get("role") == "assistant"), None)
+    if answer is None:
+        return ""
+    first_exchange = canonical_json([service, [_comparable(m) for m in turns[: answer + 1]]])
     return f"chain-{hashlib.sha256(first_exchange.encode()).hexdigest()[:20]}"
 
 
 def group_spans(spans: list[Span]) -> dict[str, list[Span]]:
     """Spans by conversation (dedup by trace id and span id: OTLP delivery is at least once)."""
     unique = {(s.trace_id, s.span_id): s for s in reversed(spans)}  # reversed: the first copy wins
-    trace_keys = trace_keys_of(unique.values())
+    trace_keys = trace_keys_of(unique.values(), chain_logs=True)
     groups: dict[str, list[Span]] = {}
     for span in unique.values():
         groups.setdefault(conversation_key(span, trace_keys), []).append(span)
