@@ -22,9 +22,10 @@ from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure
 from nightloop.redact import with_storage_id
 from nightloop.sources.base import Record
-from nightloop.sources.spans import Span, build_conversation
+from nightloop.sources.span_merge import build_conversation
+from nightloop.sources.spans import Span
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "chunk_builder"]
+__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "build_chunk_to_send", "chunk_builder"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,8 @@ AHEAD_PER_WORKER = 2
 #: One conversation rebuilt: (conversation id, its record or None when no span is left, its failures or None when
 #: the ingesting process classifies it).
 Built = tuple[str, Record | None, list[Failure] | None]
+#: What a worker sends back: a conversation as its JSON (``model_dump_json``), anything else as it is.
+Sent = tuple[str, Record | str | None, list[Failure] | None]
 #: A chunk to rebuild: each conversation id with its stored spans' JSON.
 Chunk = list[tuple[str, list[str]]]
 
@@ -96,20 +99,27 @@ class WorkerPool:
             while pending:
                 yield self._result(*pending.popleft())
 
-    def _submit(self, executor: ProcessPoolExecutor, chunk: Chunk) -> Future[list[Built]] | None:
+    def _submit(self, executor: ProcessPoolExecutor, chunk: Chunk) -> Future[list[Sent]] | None:
         try:
-            return executor.submit(build_chunk, chunk, self.config)
+            return executor.submit(build_chunk_to_send, chunk, self.config)
         except Exception as exc:  # noqa: BLE001 - a broken pool, or a daemonic parent that may not have children
             log.warning("span ingest workers unavailable (%s); building in-process", exc)
             return None
 
-    def _result(self, chunk: Chunk, future: Future[list[Built]] | None) -> list[Built]:
+    def _result(self, chunk: Chunk, future: Future[list[Sent]] | None) -> list[Built]:
         if future is not None:
             try:
-                return future.result()
+                sent = future.result()
             except Exception as exc:  # noqa: BLE001 - a killed worker costs only this chunk's speed
                 log.warning("a span ingest worker failed (%s); building its chunk in-process", exc)
+            else:
+                return [(cid, Conversation.model_validate_json(record) if isinstance(record, str) else record, failures) for cid, record, failures in sent]
         return build_chunk(chunk)
+
+
+def build_chunk_to_send(chunk: Chunk, config: ClassifyConfig) -> list[Sent]:
+    """:func:`build_chunk` in a worker: each conversation as its JSON (a third of the cost of pickling the model)."""
+    return [(cid, record.model_dump_json() if isinstance(record, Conversation) else record, failures) for cid, record, failures in build_chunk(chunk, config)]
 
 
 def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | None = None) -> ChunkBuilder:
