@@ -30,7 +30,7 @@ __all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "b
 log = logging.getLogger(__name__)
 
 #: Below this many conversations to rebuild, starting workers costs more than it saves (an interpreter each).
-MIN_CONVERSATIONS = 4000
+MIN_CONVERSATIONS = 10_000
 #: Chunks in flight per worker: enough to keep each busy while the store writes, few enough to keep memory flat.
 AHEAD_PER_WORKER = 2
 
