@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,8 +74,8 @@ class Span:
     chain_key: str = ""
 
     def to_json(self) -> str:
-        """Compact JSON of the fields that differ from their defaults (``from_json`` restores the rest)."""
-        kept = {name: value for name, default in _DEFAULTS.items() if not _is_default(value := getattr(self, name), default)}
+        """Compact JSON of the fields that are not None (``from_json`` restores those: their default is None)."""
+        kept = {name: value for name, value in self.__dict__.items() if value is not None}
         try:
             text = orjson.dumps(kept, option=_ORJSON_STRICT)
         except TypeError:  # big integers, non-str keys, lone surrogates, other types: json_codec's careful path
@@ -88,13 +88,8 @@ class Span:
         return cls(**json_codec.loads(text))
 
 
-_DEFAULTS = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in fields(Span)}
 #: Types orjson writes its own way raise instead, so that json_codec writes them as the standard library would.
 _ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
-
-
-def _is_default(value: Any, default: Any) -> bool:
-    return value is default or (type(value) is type(default) and value == default)
 
 
 @runtime_checkable
