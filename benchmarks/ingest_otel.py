@@ -6,8 +6,8 @@ collector's file exporter writes them. Spans are grouped in the store, so memory
 runs a tenth of the spans first in a child process and prints both peak RSS figures.
 Prints spans/s (wall clock and per CPU second, with the load average: on a shared machine the wall figure is the
 load's) and peak RSS. Target: >= 20,000 spans/s on 2 cores. ``--phases`` also prints where the ingesting process's CPU time goes.
-Rebuilding and classifying conversations runs in worker processes (one per core, up to 2) on a large ingest;
-``--workers 0`` keeps it in one process. CPU time counts the workers too.
+Rebuilding and classifying conversations runs in worker processes on a large ingest when cores are idle (up to 2);
+``--workers N`` sets how many (0: one process). CPU time counts the workers too.
 Usage: python benchmarks/ingest_otel.py [SPANS] [--phases] [--workers N]
 """
 
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from nightloop.ingest import ingest
+from nightloop.span_workers import auto_workers
 from nightloop.store import Store
 
 QUESTIONS = (
@@ -164,6 +165,7 @@ def run(n_spans: int, phases: bool = False, workers: int | None = None) -> dict:
         rss_before = max_rss_mb()
         with Store(Path(tmp) / "bench.db") as store:
             load_before = os.getloadavg()[0]
+            chosen = auto_workers(conversations) if workers is None else workers
             started, cpu_started = time.perf_counter(), cpu_seconds()
             stats = ingest(store, [str(export)], workers=workers)
             elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu_started
@@ -174,7 +176,7 @@ def run(n_spans: int, phases: bool = False, workers: int | None = None) -> dict:
             again = ingest(store, [str(export)], workers=workers)
             again_elapsed = time.perf_counter() - again_started
             assert again.ingested == again.updated == 0 and again.duplicates == conversations, again
-        return {"spans": n_spans, "conversations": conversations, "seconds": elapsed, "spans_per_s": n_spans / elapsed,
+        return {"workers": chosen, "spans": n_spans, "conversations": conversations, "seconds": elapsed, "spans_per_s": n_spans / elapsed,
                 "cpu_seconds": cpu, "spans_per_cpu_s": n_spans / cpu, "load": (load_before, load_after), "phases": phase_seconds,
                 "peak_rss_mb": max_rss_mb(), "rss_before_mb": rss_before, "failures": stats.failures, "resend_seconds": again_elapsed}
 
@@ -193,7 +195,7 @@ def main() -> None:
     print(f"{big['spans']} spans ({big['conversations']} conversations) ingested + classified in {big['seconds']:.1f} s: "
           f"{big['spans_per_s']:,.0f} spans/s (target >= 20,000), load average {big['load'][0]:.1f} -> {big['load'][1]:.1f} on {os.cpu_count()} cores")
     print(f"CPU time {big['cpu_seconds']:.1f} s (all processes): {big['spans_per_cpu_s']:,.0f} spans per CPU second; "
-          f"workers: {'auto' if workers is None else workers}")
+          f"worker processes: {big['workers']}" + (" (auto: from the idle cores when the ingest started)" if workers is None else ""))
     print(f"peak RSS {big['peak_rss_mb']:.0f} MB for {big['spans']} spans vs {small['peak_rss_mb']:.0f} MB for {small['spans']} "
           "(the ingesting process; flat memory: spans are grouped in the store, workers hold a few chunks of 500 conversations)")
     print(f"re-sending the same export: {big['resend_seconds']:.1f} s, 0 new, 0 updated, {big['conversations']} duplicates")

@@ -193,3 +193,18 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     assert pooled == in_process and pooled[0].keys() == expected[0].keys() | {next(k for k in pooled[0] if k.startswith("private-"))}
     assert [(s.ingested, s.updated, s.duplicates, s.failures) for s in pool_stats] == [(s.ingested, s.updated, s.duplicates, s.failures) for s in in_process_stats]
     assert pool_stats[0].failures.get("user_correction") == 1 and pool_stats[1].updated == 1
+
+
+def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:
+    from nightloop import span_workers
+
+    monkeypatch.setattr(span_workers.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert span_workers.auto_workers(span_workers.MIN_CONVERSATIONS) == 2
+    assert span_workers.auto_workers(span_workers.MIN_CONVERSATIONS - 1) == 0
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # a core is busy: workers would cost, not help
+    assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
+    monkeypatch.setattr(span_workers.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
+    assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier

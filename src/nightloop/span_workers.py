@@ -3,7 +3,7 @@
 Merging spans and running the rule detectors is most of a span ingest's CPU time and needs nothing but the spans, so
 it runs in a process pool (spawned: no state is inherited) while the ingesting process stays the store's only writer
 (SQLite has one). Workers get each chunk's spans as their stored JSON and send back each conversation under its
-storage id with the failures the detectors found. Small ingests, and machines with one core, build in-process; a pool
+storage id with the failures the detectors found. Small ingests, and machines with no idle core, build in-process; a pool
 that cannot start or breaks (a daemonic parent, a killed worker) costs only speed: that chunk is built in-process.
 """
 
@@ -25,7 +25,7 @@ from nightloop.sources.base import Record
 from nightloop.sources.span_merge import build_conversation
 from nightloop.sources.spans import Span
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "build_chunk_to_send", "chunk_builder"]
+__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder"]
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,21 @@ def build_chunk_to_send(chunk: Chunk, config: ClassifyConfig) -> list[Sent]:
     return [(cid, record.model_dump_json() if isinstance(record, Conversation) else record, failures) for cid, record, failures in build_chunk(chunk, config)]
 
 
-def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | None = None) -> ChunkBuilder:
-    """A pool when there are enough conversations, cores and a classifier config (the rule detectors), else in-process.
+def auto_workers(conversations: int) -> int:
+    """How many worker processes a rebuild of ``conversations`` gets by default: one per idle core, up to 2, and none
+    for a small rebuild or on a busy machine (measured: with every core taken, workers add 20-30 % CPU and no speed)."""
+    cores = os.cpu_count() or 1
+    idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return min(2, cores, int(idle + 0.5)) if conversations >= MIN_CONVERSATIONS and cores > 1 and idle >= 1.5 else 0
 
-    ``workers``: how many processes (0 = in-process); ``None`` = one per core, up to 2, for large ingests only.
+
+def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | None = None) -> ChunkBuilder:
+    """A pool when there are enough conversations, idle cores and a classifier config (the rule detectors), else in-process.
+
+    ``workers``: how many processes (0 = in-process); ``None`` = :func:`auto_workers`.
     """
     if workers is None:
-        workers = min(2, os.cpu_count() or 1) if conversations >= MIN_CONVERSATIONS else 0
+        workers = auto_workers(conversations)
     if config is None or workers < 1:
         return InProcess()
     return WorkerPool(config, workers)
