@@ -207,6 +207,8 @@ def _export_files(kind: str, folder: Path) -> list[str]:
     path = folder / f"{kind}.jsonl"
     if kind == "langfuse_trace":
         path.write_text(json.dumps(_langfuse_trace()))
+    elif kind == "langfuse_observations":  # the UI/API observations export: camelCase, one per line, no trace record
+        path.write_text("".join(json.dumps(o) + "\n" for o in _langfuse_trace()["observations"]))
     elif kind == "phoenix":
         path.write_text("".join(json.dumps(r) + "\n" for r in _phoenix_rows()))
     elif kind == "langsmith":
@@ -217,7 +219,7 @@ def _export_files(kind: str, folder: Path) -> list[str]:
     return [str(path)]
 
 
-@pytest.mark.parametrize("kind", ["langfuse_trace", "langfuse_blob", "langsmith", "phoenix"])
+@pytest.mark.parametrize("kind", ["langfuse_trace", "langfuse_observations", "langfuse_blob", "langsmith", "phoenix"])
 def test_a_night_runs_on_each_platform_export_and_never_judges_a_provider_outage(kind: str, tmp_path: Path) -> None:
     from datetime import timedelta
 
