@@ -80,12 +80,9 @@ class Figures:
 
     # --- the worker process ----------------------------------------------------------------------------------
 
-    def start(self, *, wait_s: float = 60.0) -> None:
-        """Spawn the worker and wait (up to ``wait_s``) until it has imported what it needs."""
-        try:
-            self._worker().submit(figures_worker.ready).result(timeout=wait_s)
-        except (FutureTimeout, BrokenProcessPool) as exc:
-            log.warning("the dashboard's worker process is not ready yet: %r", exc)
+    def start(self) -> None:
+        """Spawn the worker now; it imports what it needs while the first pages (which need no count) are served."""
+        self._worker().submit(figures_worker.ready)
 
     def close(self) -> None:
         """Stop the worker (a count or drawing under way is finished first) and the threads waiting on it."""
