@@ -68,7 +68,8 @@ class Figures:
         self._latest: dict[str | None, tuple[str, Shown]] = {}
         self._loaded: set[str | None] = set()
         self._count_s: dict[str | None, float] = {}  # how long the last count of each prompt took (s)
-        self._pending: dict[tuple[str | None, str], Future[Shown]] = {}
+        # One count at a time per prompt (of the state it started at): new data meanwhile waits for the next page.
+        self._pending: dict[str | None, tuple[str, Future[Shown]]] = {}
         self._plots: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._drawing: dict[tuple[str, str], Future[str]] = {}
         self._plot_limit = plots
@@ -159,11 +160,17 @@ class Figures:
         return self._latest.get(prompt)
 
     def _start(self, prompt: str | None, state: str) -> Future[Shown]:
-        """The pending count for (prompt, state), started if there is none (call with the lock held)."""
-        pending = self._pending.get((prompt, state))
+        """The pending count of ``prompt``, started at ``state`` if there is none (call with the lock held); a count
+        of an older state comes out marked stale."""
+        counting, pending = self._pending.get(prompt) or (state, None)
         if pending is None:
-            pending = self._pending[(prompt, state)] = self._waiters.submit(self._count, prompt, state)
-        return pending
+            pending = self._waiters.submit(self._count, prompt, state)
+            self._pending[prompt] = (state, pending)
+        if counting == state:
+            return pending
+        marked: Future[Shown] = Future()
+        pending.add_done_callback(lambda done: _mark_stale(done, marked))
+        return marked
 
     def _count(self, prompt: str | None, state: str) -> Shown:
         pool = self._worker()
@@ -179,7 +186,7 @@ class Figures:
             raise
         finally:
             with self._lock:
-                self._pending.pop((prompt, state), None)
+                self._pending.pop(prompt, None)
         drawings = {key: self._draw(shown, key) for key, _ in PLOTS}  # ready before the browser asks for them
         self._waiters.submit(self._save, prompt, state, shown, drawings)
         return shown
@@ -250,3 +257,12 @@ class Figures:
         while len(self._plots) > self._plot_limit:
             self._plots.popitem(last=False)
 
+
+def _mark_stale(counted: Future[Shown], marked: Future[Shown]) -> None:
+    """``marked`` gets the outcome of ``counted``, its figures marked stale (the store moved on while counting)."""
+    if counted.cancelled():
+        marked.cancel()
+    elif counted.exception() is not None:
+        marked.set_exception(counted.exception())
+    else:
+        marked.set_result(replace(counted.result(), stale=True))
