@@ -225,6 +225,7 @@ def test_a_night_runs_on_each_platform_export_and_never_judges_a_provider_outage
 
     from nightloop import pipeline
     from nightloop.config import load_settings
+    from nightloop.models import ClassifyOutput
     from nightloop.prompt_files import import_prompts
 
     settings = load_settings(db=tmp_path / "s.db", seed=3, min_failures=1, llm={"allow_sim_agent": True})
@@ -235,7 +236,7 @@ def test_a_night_runs_on_each_platform_export_and_never_judges_a_provider_outage
         outages = {f.conversation_id for f in store.conversations.failures(kind="provider_error")}
         night = max(c.ended_at for c in stored).date() + timedelta(days=1)
         report = pipeline.run_night(settings, "support_agent", night, store=store)
-        classified = pipeline.ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
+        classified = ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
     assert stats.quarantined == 0 and report.conversations == len(stored) >= 1, (stats, report)
     assert report.status in ("done", "stopped_early"), (report.status, report.notes)
     assert report.failures.get("user_correction", 0) + report.failures.get("tool_error", 0) >= 1, report.failures
