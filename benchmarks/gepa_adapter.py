@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gepa import EvaluationBatch
-
 COMPONENT = "system_prompt"
 
 
@@ -26,7 +24,9 @@ class NightloopAdapter:
         self.best_val = -1.0
         self.propose_new_texts = self._propose
 
-    def evaluate(self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False) -> EvaluationBatch:
+    def evaluate(self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        from gepa import EvaluationBatch  # the bench extra; imported here so `make bench` can run this file alone
+
         template = candidate[COMPONENT]
         results = asyncio.run(self.world.replay({"gepa": template}, batch))
         by_case = {r.case_id: r for r in results}
@@ -47,7 +47,7 @@ class NightloopAdapter:
             self.best_template = template
         self.run.trace.append((self.clients.calls, self.oracle(self.best_template)))
 
-    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: EvaluationBatch, components_to_update: list[str]):
+    def make_reflective_dataset(self, candidate: dict[str, str], eval_batch: Any, components_to_update: list[str]):
         records = [
             {"case": case, "result": result, "Feedback": result.reason if result is not None else "no result"}
             for case, result in eval_batch.trajectories or []

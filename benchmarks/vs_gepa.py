@@ -57,6 +57,7 @@ TARGET = 0.60
 PER_NIGHT = 100
 ORACLE_SIZE = 400
 VERBOSE = False
+SEARCH = SearchConfig()
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -163,7 +164,7 @@ async def nightloop_night(
         clients.judge, prompt_name=PROMPT, base=night.world.production, failures=list(night.world.failures.values()),
         conversations=night.world.conversations, config=JudgeConfig(), seed=number,
     )
-    search = SearchConfig()
+    search = SEARCH
     night.world.judge_config = night.world.judge_config.model_copy(update={"candidates": search.candidates})
     night.world.repeats = search.repeats
     # The search replays production and the first call's candidates on the train cases, then runs its rounds.
@@ -269,10 +270,13 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=8, help="nightloop's nights at most per seed")
     parser.add_argument("--only", choices=("nightloop", "gepa"), default=None)
     parser.add_argument("--repeats", type=int, nargs="+", default=[3, 1], help="nightloop's [replay] repeats (gated cases)")
+    parser.add_argument("--rounds", type=int, default=SearchConfig().rounds, help="[search] rounds")
+    parser.add_argument("--minibatch", type=int, default=SearchConfig().minibatch, help="[search] minibatch")
     parser.add_argument("--verbose", action="store_true", help="one line per night (nightloop)")
     args = parser.parse_args()
-    global VERBOSE
+    global VERBOSE, SEARCH
     VERBOSE = args.verbose
+    SEARCH = SearchConfig(rounds=args.rounds, minibatch=args.minibatch)
     base = (ROOT / "prompts" / "support_agent.j2").read_text(encoding="utf-8")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.only != "nightloop":
