@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import statistics
 import sys
 import time
@@ -57,6 +58,7 @@ TARGET = 0.60
 PER_NIGHT = 100
 ORACLE_SIZE = 400
 VERBOSE = False
+NOISE = "shared"
 SEARCH = SearchConfig()
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,8 +73,8 @@ class Counter:
 
     @classmethod
     def fresh(cls, seed: int) -> Counter:
-        sim = SimProvider(seed=seed)
-        return cls(*(LLMClient(sim, RoleConfig(provider="sim", model=f"sim-{role}")) for role in ("agent", "scorer", "judge")))
+        # The agent has a provider of its own: with independent noise its seed changes call by call.
+        return cls(*(LLMClient(SimProvider(seed=seed), RoleConfig(provider="sim", model=f"sim-{role}")) for role in ("agent", "scorer", "judge")))
 
     @property
     def calls(self) -> int:
@@ -119,6 +121,21 @@ def production_version(template: str, version: int) -> PromptVersion:
     return PromptVersion(name=PROMPT, version=version, template=template, sha256=sha256_text(template), created_at=FIRST)
 
 
+_FRESH = itertools.count(1_000_000)
+
+
+def fresh_draws(agent: LLMClient) -> None:
+    """With independent noise, the sim agent's next replay call draws its luck from a seed no other call used."""
+    if NOISE == "independent":
+        agent.provider.seed = next(_FRESH)
+
+
+class BenchWorld(NightSearchWorld):
+    async def replay(self, templates, cases):
+        fresh_draws(self.agent)
+        return await super().replay(templates, cases)
+
+
 @dataclass
 class Night:
     cases: list[ReplayCase]
@@ -133,7 +150,7 @@ def night_world(template: str, version: int, day: date, seed: int, clients: Coun
     failed = {c.id: c for c in conversations if found[c.id]}
     succeeded = [c for c in conversations if not found[c.id]]
     cases = build_replay_set(PROMPT, failures=failures, failed=failed, succeeded=succeeded, config=ReplayConfig(), seed=seed)
-    world = NightSearchWorld(
+    world = BenchWorld(
         judge=clients.judge, agent=clients.agent, production=production_version(template, version), failures=failures,
         conversations={c.id: c for c in conversations}, judge_config=JudgeConfig(), candidates=1, repeats=1,
         replay_options={"concurrency": 8, "scorer_client": clients.scorer, "seed": seed},
@@ -156,6 +173,7 @@ async def nightloop_night(
         return None
     options = {"concurrency": 8, "scorer_client": clients.scorer, "seed": seed * 1000 + number}
     phases = [("start", clients.calls)]
+    fresh_draws(clients.agent)
     results = list((await run_replay(clients.agent, gated, {BASELINE: template}, repeats=repeats, **options)).results)
     phases.append(("baseline", clients.calls))
     config = GateConfig()
@@ -178,9 +196,11 @@ async def nightloop_night(
         return None
     if carried.candidate:
         held = {carried.candidate.id: carried.candidate.template}
+        fresh_draws(clients.agent)
         results += (await run_replay(clients.agent, train, held, repeats=search.repeats, **options)).results
     chosen = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior).challenger_id
     chosen_template = next(c.template for c in candidates if c.id == chosen)
+    fresh_draws(clients.agent)
     results += (await run_replay(clients.agent, gated, {chosen: chosen_template}, repeats=repeats, **options)).results
     gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior)
     record_night(store, prompt_name=PROMPT, logical_date=day, run_id=f"run-{number}", base_version=version,
@@ -230,7 +250,7 @@ def run_gepa(seed: int, max_calls: int, oracle: Oracle, base: str) -> Run:
     result = gepa.optimize(
         seed_candidate={"system_prompt": base}, trainset=train, valset=val, adapter=adapter,
         reflection_minibatch_size=3, max_metric_calls=max_calls, seed=seed, display_progress_bar=False,
-        stop_callbacks=[lambda state: clients.calls >= max_calls], raise_on_exception=True,
+        stop_callbacks=[lambda state: clients.calls >= max_calls], raise_on_exception=True, logger=_Quiet(),
     )
     best = result.best_candidate["system_prompt"]
     run.shipped.append((oracle(base), oracle(best)))
@@ -272,10 +292,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, nargs="+", default=[3, 1], help="nightloop's [replay] repeats (gated cases)")
     parser.add_argument("--rounds", type=int, default=SearchConfig().rounds, help="[search] rounds")
     parser.add_argument("--minibatch", type=int, default=SearchConfig().minibatch, help="[search] minibatch")
+    parser.add_argument(
+        "--noise", choices=("shared", "independent"), default="shared",
+        help="shared: the simulator as shipped (one draw per case and repeat, both arms); independent: every rollout its own draw",
+    )
     parser.add_argument("--verbose", action="store_true", help="one line per night (nightloop)")
     args = parser.parse_args()
-    global VERBOSE, SEARCH
-    VERBOSE = args.verbose
+    global VERBOSE, SEARCH, NOISE
+    VERBOSE, NOISE = args.verbose, args.noise
     SEARCH = SearchConfig(rounds=args.rounds, minibatch=args.minibatch)
     base = (ROOT / "prompts" / "support_agent.j2").read_text(encoding="utf-8")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -287,6 +311,7 @@ def main() -> None:
     started, cpu = time.perf_counter(), time.process_time()
     rows = {}
     oracles = {seed: Oracle(seed) for seed in range(args.seeds)}
+    print(f"noise: {NOISE}; search: {SEARCH}")
     print(f"baseline true success: {statistics.fmean(oracles[s](base) for s in oracles):.3f} (mean over {args.seeds} seeds)")
     if args.only != "gepa":
         for repeats in args.repeats:

@@ -223,3 +223,14 @@ def test_a_candidate_that_drops_the_json_instruction_measures_worse_on_api_regre
     )
     mean = {cid: sum(r.score for r in outcome.results if r.candidate_id == cid) / len(cases) for cid in (BASELINE, "no-json")}
     assert mean["no-json"] <= mean[BASELINE] - 0.3
+
+
+def test_search_settings_are_validated_and_documented_in_the_example_config(tmp_path):
+    from nightloop.config import load_settings
+    from nightloop.errors import ConfigError
+
+    (tmp_path / "nightloop.toml").write_text("[search]\nminibatch = 1\n")
+    with pytest.raises(ConfigError, match="search.minibatch"):
+        load_settings(tmp_path / "nightloop.toml")
+    shipped = load_settings(REPO_ROOT / "nightloop.toml").search
+    assert (shipped.rounds, shipped.minibatch) == (SearchConfig().rounds, SearchConfig().minibatch)
