@@ -1,0 +1,94 @@
+"""The night's search stage: reflective rounds on the train cases after the judge's first answer (``[search]``).
+
+Its output is the night's candidates for the gate: the search's challenger (or nothing, when no revision beat
+production on a minibatch), with the judge's refused candidates kept for the report. Every replay it pays for is
+stored with the night's results, so a re-run resumes from them (and the judge's calls from the cache).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from nightloop.gate import is_train
+from nightloop.models import EvalResult, JudgeResult, ReplayCase
+from nightloop.search import SearchRound, reflective_search
+from nightloop.search_world import NightSearchWorld
+
+__all__ = ["StoredReplays", "stage_search"]
+
+
+class StoredReplays(NightSearchWorld):
+    """The night's world: replays already stored for this run are read back, not paid for again."""
+
+    def __init__(self, *, stored: Sequence[EvalResult], on_result: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stored = {(r.candidate_id, r.case_id, r.repeat): r for r in stored}
+        self.on_result = on_result
+
+    async def replay(self, templates: dict[str, str], cases: Sequence[ReplayCase]) -> list[EvalResult]:
+        wanted = {(cid, c.id, repeat) for cid in templates for c in cases for repeat in range(self.repeats)}
+        done = {key for key in wanted if key in self.stored and self.stored[key].error is None}
+        self.replay_options = {**self.replay_options, "done": done, "on_result": self.on_result}
+        new = await super().replay(templates, cases)
+        self.stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in new})
+        return [self.stored[key] for key in sorted(done)] + new
+
+
+def stage_search(night: Any, classified: Any, replay_set: Any, judged: JudgeResult) -> JudgeResult:
+    """The search's challenger as tonight's candidate; ``[search] rounds = 0`` hands the judge's candidates on as they are."""
+    from nightloop import pipeline
+
+    config = night.settings.search
+    train = [c for c in replay_set.cases if is_train(c)]
+    if config.rounds == 0 or not train or not judged.candidates:
+        return judged
+    if (previous := night.saved("search", JudgeResult)) is not None:
+        return previous
+    night.say("search", f"{config.rounds} rounds on {len(train)} train cases, minibatch {config.minibatch}")
+    base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
+    train_ids = set(replay_set.train_failure_ids)
+    failures = [f for f in classified.failures if f.id in train_ids]
+    conversations = {c.id: c for c in pipeline._conversations(night, sorted({f.conversation_id for f in failures}))}
+    world = StoredReplays(
+        stored=night.store.runs.eval_results(night.run_id),
+        on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
+        judge=night.clients.judge,
+        agent=night.clients.agent,
+        production=base,
+        failures=failures,
+        conversations=conversations,
+        judge_config=night.settings.judge,
+        candidates=config.candidates,
+        repeats=config.repeats,
+        replay_options=pipeline.replay_options(night, replay_set),
+        judge_options={
+            "rejected_hashes": night.store.runs.rejected_hashes(night.prompt_name),
+            "protected": night.store.prompts.get_meta(night.prompt_name).protected,
+            "guard": night.clients.guard,
+            "guard_model": night.settings.llm.guard.model,
+        },
+    )
+
+    def progress(one: SearchRound) -> None:
+        night.say("search", one.line())
+
+    found = pipeline._run_async(
+        night,
+        reflective_search(
+            world, base_template=base.template, train=[c for c in world_cases(night, train)], results=[],
+            config=config, seed=night.settings.seed, seeds=judged.candidates, on_round=progress,
+        ),
+    )
+    rounds = [one.line() for one in found.rounds]
+    challenger = [found.challenger] if found.challenger else []
+    output = judged.model_copy(update={"candidates": challenger, "errors": [*judged.errors, *rounds]})
+    if not found.budget_exhausted:  # a search the budget cut short is redone (from stored replays) on the re-run
+        night.save("search", output)
+    return output
+
+
+def world_cases(night: Any, cases: list[ReplayCase]) -> list[ReplayCase]:
+    from nightloop import pipeline
+
+    return pipeline._cases_for_the_agent(night, cases)
