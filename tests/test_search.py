@@ -234,3 +234,26 @@ def test_search_settings_are_validated_and_documented_in_the_example_config(tmp_
         load_settings(tmp_path / "nightloop.toml")
     shipped = load_settings(REPO_ROOT / "nightloop.toml").search
     assert (shipped.rounds, shipped.minibatch) == (SearchConfig().rounds, SearchConfig().minibatch)
+
+
+def test_a_re_run_reads_the_search_s_replays_back_from_the_store_instead_of_paying_again():
+    from nightloop.search_stage import StoredReplays
+
+    world, cases, template, (agent, scorer) = sim_night()
+    train = [c for c in cases if is_train(c)][:6]
+    saved: list[EvalResult] = []
+    first = StoredReplays(
+        stored=[], on_result=saved.append, judge=world.judge, agent=agent, production=world.production,
+        failures=list(world.failures.values()), conversations=world.conversations, judge_config=JudgeConfig(),
+        candidates=2, repeats=1, replay_options=dict(world.replay_options),
+    )
+    results = asyncio.run(first.replay({BASELINE: template}, train))
+    assert len(saved) == len(results) == len(train)
+    calls = agent.calls
+    again = StoredReplays(
+        stored=saved, on_result=saved.append, judge=world.judge, agent=agent, production=world.production,
+        failures=list(world.failures.values()), conversations=world.conversations, judge_config=JudgeConfig(),
+        candidates=2, repeats=1, replay_options=dict(world.replay_options),
+    )
+    assert asyncio.run(again.replay({BASELINE: template}, train)) == results
+    assert agent.calls == calls and len(saved) == len(train)

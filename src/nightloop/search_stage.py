@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import Field
+
 from nightloop.gate import is_train
 from nightloop.models import EvalResult, JudgeResult, ReplayCase
 from nightloop.search import SearchRound, reflective_search
 from nightloop.search_world import NightSearchWorld
 
-__all__ = ["StoredReplays", "stage_search"]
+__all__ = ["SearchOutput", "StoredReplays", "stage_search"]
+
+
+class SearchOutput(JudgeResult):
+    """Tonight's candidates after the search (a :class:`JudgeResult` for the stages after it) and what each round did."""
+
+    rounds: list[str] = Field(default_factory=list)
 
 
 class StoredReplays(NightSearchWorld):
@@ -35,15 +43,15 @@ class StoredReplays(NightSearchWorld):
         return [self.stored[key] for key in sorted(done)] + new
 
 
-def stage_search(night: Any, classified: Any, replay_set: Any, judged: JudgeResult) -> JudgeResult:
+def stage_search(night: Any, classified: Any, replay_set: Any, judged: JudgeResult) -> SearchOutput:
     """The search's challenger as tonight's candidate; ``[search] rounds = 0`` hands the judge's candidates on as they are."""
     from nightloop import pipeline
 
     config = night.settings.search
     train = [c for c in replay_set.cases if is_train(c)]
     if config.rounds == 0 or not train or not judged.candidates:
-        return judged
-    if (previous := night.saved("search", JudgeResult)) is not None:
+        return SearchOutput.model_validate(judged.model_dump())
+    if (previous := night.saved("search", SearchOutput)) is not None:
         return previous
     night.say("search", f"{config.rounds} rounds on {len(train)} train cases, minibatch {config.minibatch}")
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -76,19 +84,17 @@ def stage_search(night: Any, classified: Any, replay_set: Any, judged: JudgeResu
     found = pipeline._run_async(
         night,
         reflective_search(
-            world, base_template=base.template, train=[c for c in world_cases(night, train)], results=[],
+            world, base_template=base.template, train=pipeline._cases_for_the_agent(night, train), results=[],
             config=config, seed=night.settings.seed, seeds=judged.candidates, on_round=progress,
         ),
     )
-    rounds = [one.line() for one in found.rounds]
-    challenger = [found.challenger] if found.challenger else []
-    output = judged.model_copy(update={"candidates": challenger, "errors": [*judged.errors, *rounds]})
+    output = SearchOutput(
+        candidates=[found.challenger] if found.challenger else [],
+        invalid=judged.invalid,
+        errors=judged.errors,
+        rounds=[one.line() for one in found.rounds],
+    )
     if not found.budget_exhausted:  # a search the budget cut short is redone (from stored replays) on the re-run
         night.save("search", output)
     return output
 
-
-def world_cases(night: Any, cases: list[ReplayCase]) -> list[ReplayCase]:
-    from nightloop import pipeline
-
-    return pipeline._cases_for_the_agent(night, cases)
