@@ -46,7 +46,8 @@ from nightloop.judge import propose
 from nightloop.llm.client import LLMClient
 from nightloop.llm.sim import SimProvider
 from nightloop.models import BASELINE, PromptVersion, ReplayCase, sha256_text
-from nightloop.replay import build_replay_set, run_replay
+from nightloop.replay import run_replay
+from nightloop.replay_cases import build_replay_set
 from nightloop.search import reflective_search
 from nightloop.search_world import NightSearchWorld
 from nightloop.simulate import simulate_night

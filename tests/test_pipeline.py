@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nightloop import pipeline
-from nightloop.config import Settings, load_settings
+from nightloop.config import SearchConfig, Settings, load_settings
 from nightloop.gate import is_train
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
@@ -25,6 +25,7 @@ from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
 from nightloop.stages import STAGES
+from nightloop.stages.search import SearchOutput
 from nightloop.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,10 +135,11 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
     assert all(after[key] == result for key, result in saved_before.items())
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
-    train = sum(1 for c in cases if is_train(c))
-    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest.
-    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * settings.replay.repeats
-    assert report.candidates > 1 and len(after) == expected
+    train = {c.id for c in cases if is_train(c)}
+    # Select, then test: the search replays on the train cases, then the baseline and the challenger on the rest.
+    gated = [key for key in after if key[1] not in train]
+    assert report.candidates > 1 and len(gated) == 2 * (len(cases) - len(train)) * settings.replay.repeats
+    assert any(key[0] == "baseline" and key[1] in train for key in after)
 
 
 def test_report_json_per_night(world, tmp_path: Path) -> None:
@@ -181,24 +183,28 @@ def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
 HARMFUL = ("Keep every answer under 10 words", "Never mention order numbers", "Always answer in English")
 
 
-def _night_with_a_harmful_candidate(tmp_path: Path):
-    """The simulated judge proposes a harmful edit now and then: find a seeded night where it does."""
+def _night_with_a_harmful_candidate(tmp_path: Path, search_rounds: int = 0):
+    """The simulated judge proposes a harmful edit now and then: find a seeded night where it does.
+
+    With ``search_rounds = 0`` every judge candidate goes to select-then-test (the search would filter it first).
+    """
     for seed in range(7, 15):
-        settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed)
+        settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed, search={"rounds": search_rounds})
         with Store(settings.db) as store:
             import_prompts(store, REPO / "prompts", created_by="test")
             files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=seed + 1, out=tmp_path / f"l{seed}", start_date=DAY)
             ingest(store, [str(f) for f in files], classify_config=settings.classify)
             report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
             judged = store.runs.stage_output(report.run_id, "judge") or {"candidates": []}
+            searched = store.runs.stage_output(report.run_id, "search")  # what the search handed the gate
         harmful = {c["id"] for c in judged["candidates"] if any(h in c["template"] for h in HARMFUL)}
         if harmful:
-            return report, harmful
+            return report, harmful, searched
     pytest.fail("the simulated judge proposed no harmful edit in 8 seeded nights")
 
 
 def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp_path: Path) -> None:
-    report, harmful = _night_with_a_harmful_candidate(tmp_path)
+    report, harmful, _ = _night_with_a_harmful_candidate(tmp_path)
     judged = [d for d in report.decisions if d.candidate_id in harmful]
     assert judged, f"no harmful candidate reached the gate: {harmful} vs {[d.candidate_id for d in report.decisions]}"
     for decision in judged:
@@ -209,6 +215,14 @@ def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp
         else:
             assert decision.verdict == "reject" and decision.regressions
             assert all(any(case in reason for reason in decision.reasons) for case in decision.regressions)
+
+
+def test_the_search_keeps_a_harmful_candidate_from_the_gate(tmp_path: Path) -> None:
+    report, harmful, raw = _night_with_a_harmful_candidate(tmp_path, search_rounds=SearchConfig().rounds)
+    searched = SearchOutput.model_validate(raw)
+    assert searched.rounds and not harmful & {c.id for c in searched.candidates}
+    assert not any(d.candidate_id in harmful and d.verdict == "promote" for d in report.decisions)
+    assert any(note.startswith("search round 0: ") for note in report.notes)
 
 
 def test_auto_autonomy_promotes_and_propose_only_reports(world) -> None:

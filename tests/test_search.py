@@ -17,7 +17,8 @@ from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.client import LLMClient
 from nightloop.llm.sim import SimProvider
 from nightloop.models import BASELINE, Candidate, EvalResult, PromptVersion, ReplayCase, sha256_text
-from nightloop.replay import build_replay_set, run_replay
+from nightloop.replay import run_replay
+from nightloop.replay_cases import build_replay_set
 from nightloop.search import Scoreboard, minibatch, pareto_parent, reflective_search
 from nightloop.search_world import NightSearchWorld
 from nightloop.simulate import simulate_night
@@ -237,7 +238,7 @@ def test_search_settings_are_validated_and_documented_in_the_example_config(tmp_
 
 
 def test_a_re_run_reads_the_search_s_replays_back_from_the_store_instead_of_paying_again():
-    from nightloop.search_stage import StoredReplays
+    from nightloop.stages.search import StoredReplays
 
     world, cases, template, (agent, scorer) = sim_night()
     train = [c for c in cases if is_train(c)][:6]

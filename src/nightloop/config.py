@@ -256,7 +256,7 @@ class SearchConfig(_Section):
     #: Judge calls after the first, each revising the Pareto-chosen candidate from its minibatch failures; 0: off.
     rounds: int = Field(default=4, ge=0, le=50)
     #: Train cases a round's revisions are replayed on before one is kept.
-    minibatch: int = Field(default=6, ge=2, le=200)
+    minibatch: int = Field(default=4, ge=2, le=200)
     #: Revisions the judge writes per round (the first call writes ``[judge] candidates``).
     candidates: int = Field(default=2, ge=1, le=20)
     #: Repeats per case in the rounds (kept candidates are compared on the night's train results).

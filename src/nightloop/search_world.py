@@ -6,7 +6,7 @@ hands to :func:`~nightloop.search.reflective_search`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nightloop.config import JudgeConfig
@@ -15,6 +15,7 @@ from nightloop.judge import JudgeClient, propose
 from nightloop.llm.client import LLMClient
 from nightloop.models import Candidate, Conversation, EvalResult, Failure, PromptVersion, ReplayCase, sha256_text
 from nightloop.replay import run_replay
+from nightloop.runners import run_closing
 
 __all__ = ["NightSearchWorld", "failures_still_failing"]
 
@@ -48,8 +49,9 @@ def failures_still_failing(
 class NightSearchWorld:
     """Revisions from the judge stage (every candidate check applies), replays through ``run_replay``.
 
-    ``replay_options`` are :func:`~nightloop.replay.run_replay`'s keyword arguments for the night (agent
-    runner, scorers, seed, concurrency); ``repeats`` replaces the night's repeats in the rounds.
+    ``replay_options`` are :func:`~nightloop.replay.run_replay`'s keyword arguments for the night (scorers,
+    seed, concurrency); ``make_runner`` makes the night's agent runner for each replay (default: the recorded
+    runner over ``agent``); ``repeats`` replaces the night's repeats in the rounds.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class NightSearchWorld:
         repeats: int,
         replay_options: dict[str, Any],
         judge_options: dict[str, Any] | None = None,
+        make_runner: Callable[[], Any] | None = None,
     ) -> None:
         self.judge = judge
         self.agent = agent
@@ -75,6 +78,7 @@ class NightSearchWorld:
         self.repeats = repeats
         self.replay_options = replay_options
         self.judge_options = judge_options or {}
+        self.make_runner = make_runner
         self.judge_calls = 0
 
     async def propose(
@@ -99,7 +103,10 @@ class NightSearchWorld:
         return result.candidates
 
     async def replay(self, templates: dict[str, str], cases: Sequence[ReplayCase]) -> list[EvalResult]:
-        outcome = await run_replay(self.agent, cases, templates, repeats=self.repeats, **self.replay_options)
+        if self.make_runner is None:
+            outcome = await run_replay(self.agent, cases, templates, repeats=self.repeats, **self.replay_options)
+        else:  # the night's configured runner, closed after each replay
+            outcome = await run_closing(self.make_runner(), self.agent, cases, templates, repeats=self.repeats, **self.replay_options)
         if outcome.budget_exhausted:
             raise BudgetExceeded("the night's budget ran out during the search")
         return outcome.results
