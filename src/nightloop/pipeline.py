@@ -166,8 +166,6 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
         raise StopNight("done", "the judge proposed no valid candidate tonight")
     searched = run(SEARCH, night, classified, replay_set, judged)
     notes.extend(searched.rounds)
-    if not searched.candidates and held_challenger(night, replay_set).candidate is None:
-        raise StopNight("done", "no revision beat production on its train minibatch tonight; nothing to test")
     parts["replayed"] = replayed = run(REPLAY, night, replay_set, searched)
     if replayed.unrecorded_tool_calls:
         notes.append(

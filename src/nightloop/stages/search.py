@@ -1,7 +1,7 @@
 """The search stage: reflective rounds on the train cases after the judge's first answer (``[search]``).
 
-Its output is the night's candidates for the replay and the gate: the search's challenger, or none when no
-revision beat production on a minibatch; the judge's refused candidates are kept for the report. Every replay it
+Its output is the night's candidates for the replay and the gate: the search's challenger, or the judge's own
+candidates when no revision beat production on a minibatch; the judge's refused candidates are kept for the report. Every replay it
 pays for is stored with the night's results, so a re-run resumes from them (and the judge's calls from the cache).
 """
 
@@ -104,8 +104,9 @@ def _search(
     )
     if found.budget_exhausted:
         return None
+    # Nothing kept: the judge's candidates go to select-then-test as they would without the search.
     return SearchOutput(
-        candidates=[found.challenger] if found.challenger else [],
+        candidates=[found.challenger] if found.challenger else judged.candidates,
         invalid=judged.invalid,
         errors=judged.errors,
         rounds=[one.line() for one in found.rounds],
