@@ -291,7 +291,7 @@ def main() -> None:
     parser.add_argument("--nights", type=int, default=8, help="nightloop's nights at most per seed")
     parser.add_argument("--only", choices=("nightloop", "gepa"), default=None)
     parser.add_argument("--repeats", type=int, nargs="+", default=[3, 1], help="nightloop's [replay] repeats (gated cases)")
-    parser.add_argument("--rounds", type=int, default=SearchConfig().rounds, help="[search] rounds")
+    parser.add_argument("--rounds", type=int, default=4, help="[search] rounds")
     parser.add_argument("--minibatch", type=int, default=SearchConfig().minibatch, help="[search] minibatch")
     parser.add_argument(
         "--noise", choices=("shared", "independent"), default="shared",

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nightloop import pipeline
-from nightloop.config import SearchConfig, Settings, load_settings
+from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
@@ -236,7 +236,7 @@ def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp
 
 
 def test_the_search_keeps_a_harmful_candidate_from_the_gate(tmp_path: Path) -> None:
-    report, harmful, raw = _night_with_a_harmful_candidate(tmp_path, search_rounds=SearchConfig().rounds)
+    report, harmful, raw = _night_with_a_harmful_candidate(tmp_path, search_rounds=4)
     searched = SearchOutput.model_validate(raw)
     kept = any(" kept (beats " in line for line in searched.rounds)
     assert searched.rounds and (not kept or not harmful & {c.id for c in searched.candidates})

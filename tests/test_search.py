@@ -174,7 +174,7 @@ def sim_night(seed: int = 3, ledger: BudgetLedger | None = None):
 def test_on_a_simulated_night_the_challenger_beats_production_on_the_gated_cases_it_never_saw():
     world, cases, template, (agent, scorer) = sim_night()
     train = [c for c in cases if is_train(c)]
-    found = asyncio.run(reflective_search(world, base_template=template, train=train, results=[], config=SearchConfig(minibatch=6)))
+    found = asyncio.run(reflective_search(world, base_template=template, train=train, results=[], config=SearchConfig(rounds=4, minibatch=6)))
     assert found.challenger is not None and world.judge_calls >= 1
     kept = [r for r in found.rounds if r.kept]
     assert kept and kept[-1].best_score > kept[-1].parent_score
