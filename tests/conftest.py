@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from worlds import Worlds  # noqa: E402 - beside this file
+
 SHARED_REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders on tmpfs where there is one (unless ``--basetemp`` says otherwise).
+
+    The store commits every model call durably: on a disk, fsync is most of a whole-night test's wall time.
+    Nothing in the suite tests durability across a power cut, so the files may as well live in memory.
+    """
+    shm = Path("/dev/shm")
+    if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ and shm.is_dir() and os.access(shm, os.W_OK):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(shm)
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +38,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
+    """Stores (a simulated day of traffic, optionally one night run on it) built once and copied per test (tests/worlds.py)."""
+    yield Worlds(tmp_path_factory.mktemp("worlds"))
 
 
 @pytest.fixture
