@@ -186,7 +186,7 @@ HARMFUL = ("Keep every answer under 10 words", "Never mention order numbers", "A
 
 def _night_with_a_harmful_candidate(tmp_path: Path):
     """The simulated judge proposes a harmful edit now and then: find a seeded night where it does."""
-    for seed in range(7, 15):
+    for seed in range(9, 17):  # 9 is the first seed (from 7) whose judge proposes one
         settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed)
         with Store(settings.db) as store:
             import_prompts(store, REPO / "prompts", created_by="test")
