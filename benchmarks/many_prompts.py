@@ -6,7 +6,8 @@ with ``[schedule] max_parallel_prompts = --parallel``, and ``--sequential-prompt
 loop, its wall time scaled to all prompts: the sequential run of 200 prompts would take most of an hour). The agent
 is the simulator over the real OpenAI SDK, served by a loopback server that holds every request ``--latency``
 seconds and enforces ``--rpm`` / ``--tpm`` per sliding 60 s window, answering 429 beyond them; the judge and
-scorers are the local simulator. Both runs configure the same ``[llm.limits]`` for that server; the cache is off.
+scorers are the local simulator. Both runs configure the same ``[llm.limits]`` for that server (shared through
+``<db>.limits``, as in production); the cache is off.
 
 Prints for each run: wall time, agent calls, tokens, 429s received, and for the parallel run the
 rate-limit-bound ideal (calls / rpm or tokens / tpm, in minutes, whichever is larger) and the ratio.
@@ -105,6 +106,7 @@ def main() -> None:
         sequential = runs["sequential"]["wall"] * len(names) / len(sample)
         scaled = "" if len(sample) == len(names) else f" (measured on {len(sample)} prompts, scaled to {len(names)})"
         print(f"sequential {sequential:.0f} s{scaled}; sequential / parallel = {sequential / fast['wall']:.1f}x")
+        print("load average (1, 5, 15 min) at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

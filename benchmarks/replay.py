@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from nightloop.config import RoleConfig
 from nightloop.llm.client import LLMClient
 from nightloop.llm.openai import OpenAIProvider
-from nightloop.models import BASELINE, Expectation, Message, ReplayCase
-from nightloop.replay import ReplayOutcome, run_replay
+from nightloop.models import BASELINE, Expectation, Message, ReplayCase, ReplayOutcome
+from nightloop.replay import run_replay
 from nightloop.store import Store
 from nightloop.testing import FakeOpenAIServer
 
@@ -68,7 +68,9 @@ def fake_server(latency_s: float) -> Iterator[RemoteFake]:
 
 def _sdk_connection_limits() -> str:
     try:
-        from openai._constants import DEFAULT_CONNECTION_LIMITS  # the SDK's own default pool size
+        from openai._constants import (
+            DEFAULT_CONNECTION_LIMITS,  # the SDK's own default pool size
+        )
     except ImportError:
         return "unknown"
     limits = DEFAULT_CONNECTION_LIMITS

@@ -3,7 +3,7 @@
 Every night the watch compares production's failure rate with its parent's over all the conversations each version
 ran. It counts them in SQL (an index range over (prompt, version, end time), one indexed probe into failures per
 conversation); the Python version it replaced parsed the whole history (4.9 s at 20k, 25.7 s at 100k).
-Builds each store once in a temp dir, then runs the real ``pipeline.stage_watch`` for several fresh nights.
+Builds each store once in a temp dir, then runs the real ``stage_watch`` for several fresh nights.
 
     .venv/bin/python benchmarks/watch.py [--sizes 20000 100000] [--nights 5]
 """
@@ -19,8 +19,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from nightloop import pipeline
 from nightloop.config import load_settings
+from nightloop.night import Night
+from nightloop.stages.watch import stage_watch
 from nightloop.store import Store
 
 PROMPT = "support_agent"
@@ -57,11 +58,11 @@ def time_watch(path: Path, nights: int) -> list[float]:
     settings = load_settings(db=path)
     timings = []
     with Store(path) as store:
-        pipeline.stage_watch(pipeline.Night(settings, store, PROMPT, date(2026, 11, 30)))  # warm: imports scipy
+        stage_watch(Night(settings, store, PROMPT, date(2026, 11, 30)))  # warm: imports scipy
         for n in range(nights):
-            night = pipeline.Night(settings, store, PROMPT, date(2026, 12, 1) + timedelta(days=n))
+            night = Night(settings, store, PROMPT, date(2026, 12, 1) + timedelta(days=n))
             started = time.perf_counter()
-            output = pipeline.stage_watch(night)
+            output = stage_watch(night)
             timings.append(time.perf_counter() - started)
     print(f"    verdict: {output.reasons[-1]}")
     return timings

@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.ingest import ingest
+from nightloop.night import Night
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
+from nightloop.stages.classify import stage_classify
+from nightloop.stages.ingest import stage_ingest
+from nightloop.stages.replay_set import stage_replay_set
 from nightloop.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -250,10 +253,10 @@ def test_eval_uses_the_latest_nights_replay_set(pristine: Path, tmp_path: Path) 
     settings = load_settings(db=db, seed=3)
     night_date = DAY + timedelta(days=1)
     with Store(db) as store:  # the night's first stages, as the pipeline runs them (no model calls)
-        night = pipeline.Night(settings, store, PROMPT, night_date)
+        night = Night(settings, store, PROMPT, night_date)
         store.runs.start(night.run_id, PROMPT, night_date.isoformat(), settings.config_hash())
-        ingested = pipeline.stage_ingest(night)
-        replay_set = pipeline.stage_replay_set(night, ingested, pipeline.stage_classify(night, ingested))
+        ingested = stage_ingest(night)
+        replay_set = stage_replay_set(night, ingested, stage_classify(night, ingested))
     path = tmp_path / "same.j2"
     path.write_text(BASE, encoding="utf-8")
     result = CliRunner().invoke(app, ["eval", PROMPT, "--template", str(path), "--db", str(db), "--json"])

@@ -14,10 +14,15 @@ import pytest
 
 from nightloop import pipeline
 from nightloop.config import load_settings
+from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.store import Store
 from nightloop.testing import FakeOpenAIServer
-from nightloop.testing.many_prompts import SimJudgeWithOutage, seed_many_prompts, write_prompts
+from nightloop.testing.many_prompts import (
+    SimJudgeWithOutage,
+    seed_many_prompts,
+    write_prompts,
+)
 
 DAY = date(2026, 11, 17)
 NIGHT = DAY + timedelta(days=1)
@@ -129,6 +134,6 @@ def test_two_processes_run_different_prompts_on_one_store(tmp_path: Path) -> Non
         assert run.returncode == 0, err[-3000:]
     with Store(tmp_path / "nightloop.db") as store:
         settings = load_settings(tmp_path / "nightloop.toml", db=tmp_path / "nightloop.db")
-        statuses = {n: store.runs.status(pipeline.run_id_for(settings, n, NIGHT)) for n in names}
+        statuses = {n: store.runs.status(run_id_for(settings, n, NIGHT)) for n in names}
         assert statuses == {n: "done" for n in names}
         assert store.db.execute("select count(*) from night_leases").fetchone()[0] == 0, "a lease was left behind"

@@ -12,17 +12,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from test_pipeline_wire import sim_agent_over_the_wire
 from typer.testing import CliRunner
+from worlds import DAY, PROMPT, Traffic, Worlds
 
 from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.evidence import FAILED_FRACTION, night_status_for
+from nightloop.night import run_id_for
+from nightloop.stages.gate import _name_incomplete_arms
 from nightloop.store import Store
 from nightloop.testing import Answer, FakeOpenAIServer
-
-from test_pipeline_wire import sim_agent_over_the_wire
-from worlds import DAY, PROMPT, Traffic, Worlds
 
 NIGHT = DAY + timedelta(days=1)
 
@@ -159,7 +160,7 @@ def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world,
     monkeypatch.setattr(store.runs, "save_eval", every_third_save_is_locked)
     with pytest.raises(sqlite3.OperationalError):
         pipeline.run_night(settings, PROMPT, NIGHT, store=store)
-    run_id = pipeline.run_id_for(settings, PROMPT, NIGHT)
+    run_id = run_id_for(settings, PROMPT, NIGHT)
     assert store.runs.status(run_id) == "failed"
     assert "replay" not in store.runs.finished_stages(run_id)
     assert not store.runs.review_items_for_run(run_id), "a candidate was queued on partial evidence"
@@ -187,7 +188,7 @@ def test_the_gate_names_cases_whose_arms_have_fewer_results_than_repeats() -> No
     assert missing == {"baseline": ["a (2 of 3)"], "c1": ["b (2 of 3)"]}
 
     decision = GateDecision(candidate_id="c1", verdict="hold")
-    pipeline._name_incomplete_arms([decision], missing, 3)
+    _name_incomplete_arms([decision], missing, 3)
     assert decision.reasons == ["fewer results than repeats=3 for: baseline a (2 of 3), b (2 of 3)"]
 
 

@@ -6,9 +6,9 @@ import json
 import re
 from datetime import date, timedelta
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
-from unittest.mock import ANY
 from typer.testing import CliRunner
 
 from nightloop import pipeline
@@ -20,8 +20,11 @@ from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
+from nightloop.models import ReplaySetOutput
+from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
+from nightloop.stages import STAGES
 from nightloop.store import Store
 from worlds import NightRun, Traffic, Worlds
 
@@ -67,7 +70,7 @@ def test_a_night_proposes_gates_and_queues_a_better_prompt(night_one) -> None:
     assert report.review_id is not None
     item = store.runs.review_item(report.review_id)
     assert item.status == "pending" and item.decision.delta > 0
-    assert set(store.runs.finished_stages(report.run_id)) == set(pipeline.STAGES)
+    assert set(store.runs.finished_stages(report.run_id)) == {stage.name for stage in STAGES}
 
 
 def test_a_finished_night_is_not_redone_unless_forced(night_one) -> None:
@@ -125,7 +128,7 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     first = RecordingSim(settings.seed, kill_after=150)
     with pytest.raises(Interrupted):
         pipeline.run_night(settings, PROMPT, night, store=store, clients=_clients(settings, store, first))
-    run_id = pipeline.run_id_for(settings, PROMPT, night)
+    run_id = run_id_for(settings, PROMPT, night)
     assert store.runs.status(run_id) == "running"
     assert "judge" in store.runs.finished_stages(run_id) and "replay" not in store.runs.finished_stages(run_id)
     saved_before = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
@@ -137,7 +140,7 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert not set(first.completed) & set(second.completed), "a finished model call was made again"
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
     assert all(after[key] == result for key, result in saved_before.items())
-    cases = pipeline.ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
+    cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
     train = sum(1 for c in cases if is_train(c))
     # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest.
     expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * settings.replay.repeats
@@ -312,7 +315,7 @@ def test_a_killed_night_resumes_without_repeating_finished_model_calls(world, tm
     script = tmp_path / "night.py"
     script.write_text(KILLABLE_NIGHT.format(tests=str(Path(__file__).parent), db=str(settings.db)))
     process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
-    run_id = pipeline.run_id_for(settings, PROMPT, DAY + timedelta(days=1))
+    run_id = run_id_for(settings, PROMPT, DAY + timedelta(days=1))
     deadline = time.monotonic() + 120
     while len(store.runs.eval_results(run_id)) < 100:
         assert process.poll() is None, "the night finished before it could be killed"
@@ -418,9 +421,9 @@ def test_backfill_exits_non_zero_when_a_night_fails(world, monkeypatch: pytest.M
 
 
 def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from nightloop.cli import app
-
     from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from nightloop.cli import app
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     # The Prefect tests' session harness sets the API URL as a setting, not an env var: clear it here too,

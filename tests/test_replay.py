@@ -22,19 +22,18 @@ from nightloop.models import (
     Message,
     Outcome,
     ReplayCase,
+    ReplayOutcome,
     RubricVerdict,
     ToolCall,
     ToolFunction,
     Usage,
 )
-from nightloop.replay import (
+from nightloop.replay import replay, run_replay
+from nightloop.replay_cases import (
     REGRESSION,
-    ReplayOutcome,
     build_replay_set,
     recorded_tool_results,
-    replay,
     replay_set_hash,
-    run_replay,
     train_failure_ids,
 )
 

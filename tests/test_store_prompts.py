@@ -17,7 +17,9 @@ from nightloop.prompt_files import PromptFileError, export_prompts, import_promp
 from nightloop.review import changed_lines, diff_stats, render_diff, unified_diff
 from nightloop.store import Store
 from nightloop.store.db import open_db
-from nightloop.store.prompts import InvalidName, ManagedPrompt, get_prompt, migrations, parse_ref
+from nightloop.serving import ManagedPrompt
+from nightloop.serving import read_prompt as get_prompt
+from nightloop.store.prompts import InvalidName, migrations, parse_ref
 
 TEMPLATE = "You help customers of {{ shop }}.\nBe brief.\n"
 

@@ -9,8 +9,13 @@ from pathlib import Path
 from nightloop import pipeline
 from nightloop.config import load_settings
 from nightloop.ingest import ingest
+from nightloop.models import ReplaySetOutput
+from nightloop.night import Night
 from nightloop.redact import storage_id
-from nightloop.replay import replay_set_hash
+from nightloop.replay_cases import replay_set_hash
+from nightloop.stages.classify import stage_classify
+from nightloop.stages.ingest import stage_ingest
+from nightloop.stages.replay_set import stage_replay_set
 from nightloop.store import Store
 from nightloop.stored_cases import with_content
 from nightloop.testing.injection_nights import DAY, PROMPT, prepare_base
@@ -22,16 +27,16 @@ def test_the_replay_set_is_stored_by_reference_and_rebuilt_from_the_conversation
     with Store(db) as store:
         report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
         raw = store.runs.stage_output(report.run_id, "replay_set")
-        stored = pipeline.ReplaySetOutput.model_validate(raw)
+        stored = ReplaySetOutput.model_validate(raw)
         assert stored.cases and all(c.messages == [] and c.variables == {} for c in stored.cases)
         assert all("tool_results" not in c.metadata and c.expectation.value is None for c in stored.cases)
         rebuilt = with_content(store, stored)
         assert replay_set_hash(rebuilt.cases) == stored.hash  # the very cases the night replayed
         assert all(c.messages for c in rebuilt.cases) and rebuilt.notes == stored.notes
         # A resumed night's stages read the stored set back: the same cases, nothing rebuilt from scratch.
-        night = pipeline.Night(settings, store, PROMPT, DAY + timedelta(days=1))
-        ingested = pipeline.stage_ingest(night)
-        resumed = pipeline.stage_replay_set(night, ingested, pipeline.stage_classify(night, ingested))
+        night = Night(settings, store, PROMPT, DAY + timedelta(days=1))
+        ingested = stage_ingest(night)
+        resumed = stage_replay_set(night, ingested, stage_classify(night, ingested))
         assert night.run_id == report.run_id and replay_set_hash(resumed.cases) == stored.hash
         # A case whose conversation is gone is left out, and said so.
         gone = stored.cases[0].metadata["conversation_id"]

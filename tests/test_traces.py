@@ -9,13 +9,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from trace_gen import PARENTLESS_MODES, TRACE_MODES
 from typer.testing import CliRunner
 
-from trace_gen import PARENTLESS_MODES, TRACE_MODES
 from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.ingest import ingest
+from nightloop.models import ClassifyOutput
 from nightloop.prompt_files import import_prompts
 from nightloop.store import Store
 
@@ -93,7 +94,7 @@ def test_a_night_runs_on_traced_conversations_and_never_judges_a_provider_outage
             assert report.failures.get("provider_error") == 1 and report.failures.get("user_correction") == 1, (mode, report.failures)
             assert report.status in ("done", "stopped_early"), (mode, report.status, report.notes)
             assert not any("did not record the template's variables" in note for note in report.notes), report.notes
-            classified = pipeline.ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
+            classified = ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
             judged = {f.conversation_id for f in classified.failures}
             assert "http_500" not in judged and {"correction", "tool_error", "timeout"} <= judged, (mode, judged)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from nightloop import pipeline
 from nightloop.config import load_settings
-from nightloop.models import Conversation, Failure, Message
+from nightloop.models import Conversation, Failure, Message, WatchOutput
+from nightloop.night import Night
+from nightloop.stages.watch import stage_watch
 from nightloop.store import Store
 
 PROMPT = "support_agent"
@@ -34,8 +35,8 @@ def _chain(store: Store, versions: int) -> None:
         store.prompts.move_label(PROMPT, "production", n, expected_version=n - 1 or None, moved_by="test")
 
 
-def _watch(store: Store, day: date) -> pipeline.WatchOutput:
-    return pipeline.stage_watch(pipeline.Night(load_settings(db=store.path), store, PROMPT, day))
+def _watch(store: Store, day: date) -> WatchOutput:
+    return stage_watch(Night(load_settings(db=store.path), store, PROMPT, day))
 
 
 def test_a_breaking_version_is_rolled_back_and_its_parent_is_not_judged_again(tmp_path: Path) -> None:
@@ -64,6 +65,6 @@ def test_the_watch_compares_each_version_s_latest_window_of_conversations(tmp_pa
         _ran(store, 2, total=60, failed=45)  # ... and then broke: its latest 60 fail 75 %
         (tmp_path / "nightloop.toml").write_text("[watch]\nwindow = 60\n")
         settings = load_settings(tmp_path / "nightloop.toml", db=store.path)
-        windowed = pipeline.stage_watch(pipeline.Night(settings, store, PROMPT, date(2026, 11, 20)))
+        windowed = stage_watch(Night(settings, store, PROMPT, date(2026, 11, 20)))
         assert windowed.rolled_back_to == 1, windowed.reasons
         assert "45/60" in " ".join(windowed.reasons)

@@ -106,9 +106,10 @@ NO_CAP = {"none", "off", "no", ""}
 
 
 class RateLimitConfig(_Section):
-    """A provider's limits, shared by every night in the process (``nightloop.rate_limits``); unset = unlimited."""
+    """A provider's limits, shared by every night of every process using the store on this machine
+    (``nightloop.rate_limits``); unset = unlimited."""
 
-    #: Requests started in any 60 s window.
+    #: Requests the provider receives in any 60 s window.
     rpm: int | None = Field(default=None, ge=1)
     #: Tokens (the request's estimated input plus its max_tokens, as providers count them) in any 60 s window.
     tpm: int | None = Field(default=None, ge=1)

@@ -18,10 +18,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from nightloop import pipeline
 from nightloop.config import Settings
 from nightloop.errors import BudgetExceeded, NightloopError, NotFound
-from nightloop.models import Candidate, GateDecision, JudgeResult, PromptVersion, ReviewItem
+from nightloop.models import (
+    Candidate,
+    GateDecision,
+    JudgeResult,
+    PromptVersion,
+    ReplaySetOutput,
+    ReviewItem,
+)
+from nightloop.night import Night, ProgressFn, StopNight
+from nightloop.stages.classify import stage_classify
+from nightloop.stages.gate import stage_gate
+from nightloop.stages.ingest import stage_ingest
+from nightloop.stages.replay import stage_replay
+from nightloop.stages.replay_set import stage_replay_set
+from nightloop.stages.review import review_id_for
 from nightloop.store import Store
 
 __all__ = ["EXIT_CODES", "EXIT_NOT_EVALUATED", "EvalReport", "HandEdit", "evaluate"]
@@ -76,11 +89,11 @@ class EvalReport(BaseModel):
 
 
 def review_id(run_id: str, candidate: Candidate) -> str:
-    return pipeline.review_id_for(run_id, candidate)
+    return review_id_for(run_id, candidate)
 
 
 @dataclass
-class _EvalNight(pipeline.Night):
+class _EvalNight(Night):
     """A night context whose stage outputs live under an evaluation's own run id (never a night's)."""
 
     key: str = ""
@@ -102,7 +115,7 @@ def evaluate(
     against: str = "production",
     logical_date: date | None = None,
     queue: bool = False,
-    progress: pipeline.ProgressFn | None = None,
+    progress: ProgressFn | None = None,
     clients: Any = None,
 ) -> EvalReport:
     """Validate, replay and gate ``edit`` against ``against`` (a label or a version number) of its prompt.
@@ -167,7 +180,7 @@ def _candidate(edit: HandEdit, baseline: PromptVersion) -> Candidate:
 
 def _replay_set(
     settings: Settings, store: Store, name: str, logical_date: date | None, progress, clients
-) -> tuple[date, str, pipeline.ReplaySetOutput]:
+) -> tuple[date, str, ReplaySetOutput]:
     """The night's replay set: stored by that night, else built now by the pipeline's own stages."""
     found = store.runs.latest_stage(
         name, "replay_set", logical_date=logical_date.isoformat() if logical_date else None,
@@ -177,26 +190,26 @@ def _replay_set(
         from nightloop.stored_cases import with_content
 
         _, night_date, output = found
-        replay_set = with_content(store, pipeline.ReplaySetOutput.model_validate(output))
+        replay_set = with_content(store, ReplaySetOutput.model_validate(output))
         return date.fromisoformat(night_date), f"built by the night of {night_date}", replay_set
     night_date = logical_date or datetime.now(UTC).date()
     key = f"eval-set:{name}:{night_date.isoformat()}:{settings.config_hash()}"
     night = _EvalNight(settings, store, name, night_date, progress=progress, _clients=clients, key=key)
     try:
-        ingested = pipeline.stage_ingest(night)
+        ingested = stage_ingest(night)
         if not ingested.conversation_ids:
             raise NightloopError(
                 f"No conversations of {name!r} end before {night_date}, so there is nothing to replay; "
                 "ingest some (`nightloop ingest logs/`) or pick a --date with traffic."
             )
-        classified = pipeline.stage_classify(night, ingested)
-        replay_set = pipeline.stage_replay_set(night, ingested, classified)
-    except pipeline.StopNight as stop:
+        classified = stage_classify(night, ingested)
+        replay_set = stage_replay_set(night, ingested, classified)
+    except StopNight as stop:
         raise NightloopError(stop.reason) from None
     return night_date, f"built for this evaluation from the conversations before {night_date}", replay_set
 
 
-def _validation_inputs(store: Store, replay_set: pipeline.ReplaySetOutput) -> tuple[list[str], list[str], dict[str, Any]]:
+def _validation_inputs(store: Store, replay_set: ReplaySetOutput) -> tuple[list[str], list[str], dict[str, Any]]:
     """What the judge stage checks its candidates against, from the replay set's failed conversations (redacted)."""
     from nightloop.judge import conversation_texts
     from nightloop.redact import redact, redact_conversation
@@ -247,7 +260,7 @@ def _refusal(
 def _replay_and_gate(night: _EvalNight, replay_set, candidate: Candidate, notes: list[str]) -> GateDecision:
     judged = JudgeResult(candidates=[candidate])
     try:
-        replayed = pipeline.stage_replay(night, replay_set, judged)
+        replayed = stage_replay(night, replay_set, judged)
     except BudgetExceeded as exc:
         replayed, notes = None, [*notes, str(exc)]
     if replayed is None or replayed.budget_exhausted:
@@ -255,7 +268,7 @@ def _replay_and_gate(night: _EvalNight, replay_set, candidate: Candidate, notes:
             candidate_id=candidate.id, verdict="hold",
             reasons=["hold: the budget ran out during replay; re-run with a larger [budget] to resume where it stopped"],
         )
-    gated = pipeline.stage_gate(night, replay_set, judged)
+    gated = stage_gate(night, replay_set, judged)
     return gated.decisions[0]
 
 

@@ -1,4 +1,5 @@
-"""Prefect flows: thin shells over ``pipeline`` — one task per stage, retries on the model-bound ones.
+"""Prefect flows: thin shells over ``pipeline`` — one child flow run per prompt, one task per stage, retries on the
+model-bound ones (:data:`nightloop.stages.STAGES` says which).
 
 Importing this module imports Prefect; the rest of nightloop never needs it.
 ``flows/nightly.py`` re-exports these flows as the deployment entry points.
@@ -8,7 +9,6 @@ string annotations (``date``) cannot be resolved and every run fails parameter v
 """
 
 import threading
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -27,16 +27,15 @@ from nightloop.config import load_settings
 from nightloop.errors import BudgetExceeded, NightloopError
 from nightloop.evidence import UNFINISHED_STATES
 from nightloop.models import NightReport
+from nightloop.night import run_id_for
 from nightloop.rate_limits import RateLimits
+from nightloop.stages import STAGES, Stage
 from nightloop.store import Store
 
 __all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown"]
 
 #: `nightloop serve` registers the nightly flow as ``nightly/nightly-serve``: the work pool's is ``nightly/nightly``.
 SERVE_DEPLOYMENT = "nightly-serve"
-
-MODEL_BOUND_STAGES = {"judge", "replay"}
-
 
 def _retry_unless_budget(task: Any, task_run: Any, state: Any) -> bool:
     """Retry provider faults; a spent budget will not come back by retrying."""
@@ -49,32 +48,26 @@ def _retry_unless_budget(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _make_task(stage: str, fn: Callable[..., Any]) -> Any:
-    options: dict[str, Any] = {"name": stage, "cache_policy": NO_CACHE}
-    if stage in MODEL_BOUND_STAGES:
+def _make_task(stage: Stage) -> Any:
+    """The stage as a Prefect task; a stage that calls a model retries with backoff (never a spent budget)."""
+    options: dict[str, Any] = {"name": stage.name, "cache_policy": NO_CACHE}
+    if stage.calls_model:
         options.update(
             retries=3,
             retry_delay_seconds=exponential_backoff(backoff_factor=2),
             retry_jitter_factor=0.5,
             retry_condition_fn=_retry_unless_budget,
         )
-    return task(fn, **options)
+    return task(stage.run, **options)
 
 
-STAGE_TASKS = {
-    "ingest": _make_task("ingest", pipeline.stage_ingest),
-    "classify": _make_task("classify", pipeline.stage_classify),
-    "watch": _make_task("watch", pipeline.stage_watch),
-    "replay_set": _make_task("replay_set", pipeline.stage_replay_set),
-    "judge": _make_task("judge", pipeline.stage_judge),
-    "replay": _make_task("replay", pipeline.stage_replay),
-    "gate": _make_task("gate", pipeline.stage_gate),
-    "review": _make_task("review", pipeline.stage_review),
-}
+#: Every stage of :data:`nightloop.stages.STAGES` as a task, by name.
+STAGE_TASKS = {stage.name: _make_task(stage) for stage in STAGES}
 
 
-def _as_task(stage: str, fn: Callable[..., Any], *args: Any) -> Any:
-    return STAGE_TASKS[stage](*args)
+def _as_task(stage: Stage, *args: Any) -> Any:
+    """The pipeline's stage runner under Prefect: each stage of a night is a task run of the prompt's flow run."""
+    return STAGE_TASKS[stage.name](*args)
 
 
 def night_markdown(store: Store, report: NightReport) -> str:
@@ -156,7 +149,7 @@ class _PromptRuns:
             self.failed_runs.append(f"{prompt_name} ({state.name}: {state.message})")
         return self.reports.get(prompt_name) or [
             NightReport(
-                run_id=pipeline.run_id_for(self.settings, prompt_name, d), prompt_name=prompt_name, date=d,
+                run_id=run_id_for(self.settings, prompt_name, d), prompt_name=prompt_name, date=d,
                 status="failed", notes=[f"the prompt's flow run ended {state.name}: {state.message}"],
             )
             for d in dates

@@ -1,14 +1,14 @@
 """Provider-wide rate limits: ``[llm.limits."<provider or base_url>"] rpm / tpm / max_concurrency``.
 
-One :class:`RateLimits` is shared by every night a process runs (``pipeline.run_nights`` builds it), so nights of
-different prompts, on their own threads and event loops, draw on one budget of requests and tokens per provider.
-A call first takes a concurrency slot, then *reserves* the earliest start time at which neither the requests nor
-the tokens of any 60 s window would exceed the limit, and sleeps until then: the limit holds by construction,
-not by retrying 429s away. A 429 that still arrives (another client on the same account) pauses every call to
-that provider for the ``retry-after`` it asked (at most ``WINDOW_S``; ``PAUSE_AFTER_429_S`` if it named none).
-
-Across processes on one machine the limits are not shared: one process (one flow run, or one ``nightloop run``)
-should run the night's prompts (see "Many prompts" in the README).
+One :class:`RateLimits` is shared by every night a process runs (``pipeline.run_nights`` builds it), and built
+from the settings it shares its windows with every other process using the same store on this machine (two
+``nightloop run`` processes, or two Prefect workers): see :mod:`nightloop.rate_window`. A call first takes a
+concurrency slot, then *books* the earliest start at which its place in the provider's window keeps every window
+the provider may count within rpm and tpm, and sleeps until then; it holds that place until its answer comes,
+and for a window after. So the limit holds by construction, not by retrying 429s away. Every HTTP attempt the SDK
+makes for a call (its retries, the repair re-ask) books a place of its own (``attempt_starts``). A 429 that
+still arrives (another client on the same account) pauses every call to that provider, in every process, for the
+``retry-after`` it asked (at most the window; ``PAUSE_AFTER_429_S`` if it named none).
 """
 
 from __future__ import annotations
@@ -17,21 +17,24 @@ import asyncio
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from nightloop.config import RateLimitConfig, RoleConfig, Settings
+from nightloop.rate_window import WINDOW_S, MemoryWindow, SharedWindow, Window
 
-__all__ = ["PAUSE_AFTER_429_S", "WINDOW_S", "MARGIN_S", "LimiterStats", "ProviderLimiter", "RateLimits", "limit_key", "retry_after_of"]
+__all__ = [
+    "PAUSE_AFTER_429_S", "POLL_S", "WINDOW_S", "LimiterStats", "ProviderLimiter", "RateLimits", "attempt_starts",
+    "limit_key", "rate_limited_answer", "retry_after_of", "shared_limits_path",
+]
 
-#: The window providers count requests and tokens per minute over.
-WINDOW_S = 60.0
-#: Added to the window when booking: a request sent later may reach the provider a little sooner than the one
-#: before it, and the provider's clock counts arrivals.
-MARGIN_S = 0.5
 #: How long every call to a provider waits after it answered 429 without a retry-after.
 PAUSE_AFTER_429_S = 1.0
+#: How often a call asks again for a place while calls in flight fill the window.
+POLL_S = 0.05
 
 
 @dataclass
@@ -53,6 +56,21 @@ class _Waiter:
 
 
 @dataclass
+class _Call:
+    """The places one call holds: its first HTTP attempt uses the slot's, each further attempt books its own."""
+
+    limiter: ProviderLimiter
+    tokens: int
+    places: list[int]
+    first_attempt_sent: bool = False
+    paused: bool = False
+
+
+#: The call running in this task (the SDK's HTTP hooks run in the caller's task).
+_CALL: ContextVar[_Call | None] = ContextVar("nightloop_rate_limited_call", default=None)
+
+
+@dataclass
 class ProviderLimiter:
     """One provider's limits, safe to share between threads each running its own event loop."""
 
@@ -60,37 +78,42 @@ class ProviderLimiter:
     limits: RateLimitConfig
     clock: Callable[[], float] = time.monotonic
     stats: LimiterStats = field(default_factory=LimiterStats)
+    window: Window | None = None
+    window_s: float = WINDOW_S
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    #: (start time, tokens) of every call reserved in the last window, in start order.
-    _starts: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
     _slots_taken: int = 0
     _waiters: deque[_Waiter] = field(default_factory=deque, repr=False)
-    _paused_until: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.window is None:
+            self.window = MemoryWindow(self.limits, self.window_s)
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
-        """Wait until a call of ``tokens`` may start within the limits; hold a concurrency slot while it runs."""
+        """Wait until a call of ``tokens`` may start within the limits; hold a concurrency slot while it runs,
+        and its place in the window until it answered."""
         asked = self.clock()
+        call = _Call(self, tokens, [])
         with self._counting_waiters():
             await self._take_concurrency_slot()
             try:
-                start = self._reserve(tokens)
-                delay = start - self.clock()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                call.places.append(await self._book(tokens))
             except BaseException:
                 self._release_concurrency_slot()
                 raise
         with self._lock:
             self.stats.waited_s += max(0.0, self.clock() - asked)
             self.stats.in_flight += 1
+        token = _CALL.set(call)
         try:
             yield
         except Exception as exc:
-            if getattr(exc, "status", None) == 429:
-                self.pause(retry_after_of(exc))
+            if getattr(exc, "status", None) == 429 and not call.paused:
+                self.pause(retry_after_of(exc, self.window_s))
             raise
         finally:
+            _CALL.reset(token)
+            self._end(call.places)
             with self._lock:
                 self.stats.in_flight -= 1
             self._release_concurrency_slot()
@@ -99,37 +122,33 @@ class ProviderLimiter:
         """No call to this provider starts for ``seconds`` (the provider said it is over its limit)."""
         with self._lock:
             self.stats.rate_limited += 1
-            self._paused_until = max(self._paused_until, self.clock() + seconds)
+        assert self.window is not None
+        self.window.pause(self.clock() + seconds)
 
-    def _reserve(self, tokens: int) -> float:
-        """The earliest start at which this call keeps every 60 s window within rpm and tpm; booked at once."""
-        rpm, tpm = self.limits.rpm, self.limits.tpm
-        if tpm is not None:
-            tokens = min(tokens, tpm)  # a call larger than the whole budget still runs, alone in its window
+    async def _book(self, tokens: int) -> int:
+        """A place in the window for a call of ``tokens``, once its start has come; its id."""
+        assert self.window is not None
+        if self.limits.tpm is not None:
+            tokens = min(tokens, self.limits.tpm)  # a call larger than the whole budget still runs, alone in its window
+        while (booked := self.window.book(tokens, self.clock())) is None:
+            await asyncio.sleep(POLL_S)
+        place, start = booked
         with self._lock:
-            now = self.clock()
-            while self._starts and self._starts[0][0] <= now - WINDOW_S - MARGIN_S:
-                self._starts.popleft()
-            start = max(now, self._paused_until, self._starts[-1][0] if self._starts else now)
-            if rpm is not None and len(self._starts) >= rpm:
-                start = max(start, self._starts[-rpm][0] + WINDOW_S + MARGIN_S)
-            if tpm is not None:
-                start = max(start, self._tokens_fit_at(start, tokens, tpm))
-            self._starts.append((start, tokens))
             self.stats.calls += 1
             self.stats.tokens += tokens
-            return start
+        try:
+            while (delay := start - self.clock()) > 0:
+                await asyncio.sleep(delay)
+        except BaseException:
+            self._end([place])
+            raise
+        return place
 
-    def _tokens_fit_at(self, start: float, tokens: int, tpm: int) -> float:
-        """The first time from ``start`` at which the window ending then has room for ``tokens``."""
-        in_window = [(t, n) for t, n in self._starts if t > start - WINDOW_S - MARGIN_S]
-        used = sum(n for _, n in in_window)
-        for t, n in in_window:  # oldest first: each one leaving the window frees its tokens
-            if used + tokens <= tpm:
-                break
-            used -= n
-            start = max(start, t + WINDOW_S + MARGIN_S)
-        return start
+    def _end(self, places: list[int]) -> None:
+        assert self.window is not None
+        now = self.clock()
+        for place in places:
+            self.window.end(place, now)
 
     async def _take_concurrency_slot(self) -> None:
         limit = self.limits.max_concurrency
@@ -181,16 +200,41 @@ class ProviderLimiter:
                 self.stats.waiting -= 1
 
 
-def retry_after_of(error: BaseException) -> float:
+async def attempt_starts() -> None:
+    """Called by a provider before each HTTP attempt of the call in this task: every attempt after the first
+    (an SDK retry, a repair re-ask) waits for a place in the window of its own."""
+    call = _CALL.get()
+    if call is None:
+        return
+    if not call.first_attempt_sent:
+        call.first_attempt_sent = True
+        return
+    call.places.append(await call.limiter._book(call.tokens))
+
+
+def rate_limited_answer(headers: Mapping[str, str]) -> None:
+    """Called by a provider for each 429 the call in this task receives, before the SDK retries it: every call
+    to that provider pauses for its ``retry-after``."""
+    call = _CALL.get()
+    if call is not None:
+        call.paused = True
+        call.limiter.pause(_asked_wait(headers, call.limiter.window_s))
+
+
+def retry_after_of(error: BaseException, window_s: float = WINDOW_S) -> float:
     """The wait a 429 asked for (``retry-after-ms`` / ``retry-after`` of the SDK error behind ``error``), at most
-    ``WINDOW_S``; ``PAUSE_AFTER_429_S`` when it named none."""
+    the window; ``PAUSE_AFTER_429_S`` when it named none."""
+    headers = getattr(getattr(error.__cause__, "response", None), "headers", None) or {}
+    return _asked_wait(headers, window_s)
+
+
+def _asked_wait(headers: Mapping[str, str], window_s: float) -> float:
     from nightloop.llm.common import retry_after_seconds
 
-    headers = getattr(getattr(error.__cause__, "response", None), "headers", None) or {}
     for name, milliseconds in (("retry-after-ms", True), ("retry-after", False)):
         asked = retry_after_seconds(headers.get(name), milliseconds=milliseconds)
         if asked is not None:
-            return min(max(asked, 0.0), WINDOW_S)
+            return min(max(asked, 0.0), window_s)
     return PAUSE_AFTER_429_S
 
 
@@ -205,15 +249,26 @@ def limit_key(role: RoleConfig, limits: dict[str, RateLimitConfig]) -> str | Non
 
 
 class RateLimits:
-    """Every provider's limiter for one process: build once, hand to every night (``run_nights`` does)."""
+    """Every provider's limiter for one process: build once, hand to every night (``run_nights`` does).
 
-    def __init__(self, limits: dict[str, RateLimitConfig], clock: Callable[[], float] = time.monotonic) -> None:
+    With ``shared`` (a file path) every process on the machine passing the same path shares the windows.
+    """
+
+    def __init__(
+        self, limits: dict[str, RateLimitConfig], clock: Callable[[], float] = time.monotonic, *,
+        shared: Path | None = None, window_s: float = WINDOW_S,
+    ) -> None:
         self._limits = limits
-        self._limiters = {key: ProviderLimiter(key, config, clock) for key, config in limits.items()}
+        self._limiters = {
+            key: ProviderLimiter(key, config, clock, window=_window(key, config, shared, window_s), window_s=window_s)
+            for key, config in limits.items()
+        }
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
-        return cls(settings.llm.limits)
+        """The limits of ``[llm.limits]``, shared with every process using the same store (``<db>.limits``)."""
+        shared = shared_limits_path(settings.db) if settings.llm.limits else None
+        return cls(settings.llm.limits, shared=shared)
 
     def for_role(self, role: RoleConfig) -> ProviderLimiter | None:
         """The limiter a role's calls go through (None: its provider has no configured limits)."""
@@ -234,3 +289,12 @@ class RateLimits:
                 f"{stats.in_flight} in flight, {stats.waiting} waiting; 429s {stats.rate_limited}"
             )
         return " · ".join(parts)
+
+
+def shared_limits_path(db: Path) -> Path:
+    """The file the processes using the store ``db`` share their rate-limit windows through."""
+    return db.with_name(db.name + ".limits")
+
+
+def _window(key: str, limits: RateLimitConfig, shared: Path | None, window_s: float) -> Window:
+    return MemoryWindow(limits, window_s) if shared is None else SharedWindow(shared, key, limits, window_s)

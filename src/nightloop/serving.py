@@ -17,17 +17,77 @@ import os
 import sqlite3
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from nightloop.errors import ConfigError, NightloopError, NotFound, StoreUnavailable
 from nightloop.models import sha256_text
-from nightloop.store.prompts import LATEST, PRODUCTION, ManagedPrompt, PromptRef, parse_ref
-from nightloop.store.prompts import get_prompt as read_prompt
+from nightloop.store.prompts import LATEST, PRODUCTION, PromptRef, PromptRepo, parse_ref
+from nightloop.templates import render
 
 if TYPE_CHECKING:
     from nightloop.store import Store
 
-__all__ = ["CACHE_ENV", "LastKnownCache", "default_cache_dir", "get_prompt", "resolve_ref"]
+__all__ = ["CACHE_ENV", "LastKnownCache", "ManagedPrompt", "default_cache_dir", "get_prompt", "read_prompt", "resolve_ref"]
+
+
+class ManagedPrompt(BaseModel):
+    """A prompt version as an agent uses it: render it with the run's variables."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    #: None only for a caller's fallback template (no store version ran).
+    version: int | None
+    template: str
+    sha256: str
+    label: str | None = None
+    #: Where it came from: the store, the last-known copy (store unreadable), or the caller's fallback.
+    source: Literal["store", "cache", "fallback"] = "store"
+
+    def render(self, **variables: Any) -> str:
+        """Render in the sandbox; a missing variable raises :class:`nightloop.errors.TemplateError`."""
+        return render(self.template, variables)
+
+
+def read_prompt(
+    name: str,
+    *,
+    label: str = PRODUCTION,
+    version: int | None = None,
+    db: Store | Path | str | None = None,
+) -> ManagedPrompt:
+    """The managed prompt ``name`` at ``label`` (or ``version``) from the store; ``db`` is a Store, a path, or the configured
+    store (``NIGHTLOOP_DB`` / ``nightloop.toml``)."""
+    from nightloop.store import Store
+
+    if isinstance(db, Store):
+        return _managed(db.prompts, name, label, version)
+    path = Path(db) if db is not None else _configured_db()
+    if not path.exists():
+        raise StoreUnavailable(
+            f"The prompt store {path} does not exist. Create it with `nightloop prompts import prompts/ --db {path}`, "
+            "or point NIGHTLOOP_DB at your store."
+        )
+    with Store(path, read_only=True) as store:  # an agent may only have a read-only mount of the store
+        return _managed(store.prompts, name, label, version)
+
+
+def _configured_db() -> Path:
+    from nightloop.config import load_settings
+
+    return Path(load_settings().db)
+
+
+def _managed(repo: PromptRepo, name: str, label: str, version: int | None) -> ManagedPrompt:
+    found = repo.get(name, version) if version is not None else repo.at_label(name, label)
+    return ManagedPrompt(
+        name=found.name,
+        version=found.version,
+        template=found.template,
+        sha256=found.sha256,
+        label=None if version is not None else label,
+    )
 
 log = logging.getLogger(__name__)
 

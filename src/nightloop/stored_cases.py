@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel
 
 from nightloop.models import Failure, ReplayCase
-from nightloop.replay import case_reference, rebuild_case, replay_set_hash
+from nightloop.replay_cases import case_reference, rebuild_case, replay_set_hash
 
 if TYPE_CHECKING:
     from nightloop.store import Store

@@ -8,10 +8,10 @@ and p < alpha. The pipeline does the rollback; this module only says whether one
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
 from scipy import stats
 
 from nightloop.config import WatchConfig
+from nightloop.models import WatchVerdict
 
 __all__ = ["WatchVerdict", "check_breakage"]
 
@@ -19,14 +19,6 @@ __all__ = ["WatchVerdict", "check_breakage"]
 Counts = tuple[int, int]
 
 
-class WatchVerdict(BaseModel):
-    """Whether the new version broke production, with the numbers and the reasons in words."""
-
-    breakage: bool
-    parent_rate: float | None = None
-    new_rate: float | None = None
-    p_value: float | None = None
-    reasons: list[str] = Field(default_factory=list)
 
 
 def check_breakage(parent: Counts, new: Counts, config: WatchConfig) -> WatchVerdict:

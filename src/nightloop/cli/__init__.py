@@ -58,9 +58,9 @@ def main() -> None:
     try:
         app()
     except NightloopError as exc:  # a domain error that escaped a command: still say it plainly
-        from nightloop.cli.common import err_console
-
         from rich.markup import escape
+
+        from nightloop.cli.common import err_console
 
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
         raise SystemExit(1) from None

@@ -8,9 +8,7 @@ from typing import Annotated
 import typer
 
 from nightloop.cli.common import ConfigOption, DbOption, console, err_console, fail, open_store, settings_from
-from nightloop.collect import DEFAULT_MAX_REQUEST_BYTES, Collector, make_server
 from nightloop.errors import NightloopError
-from nightloop.ingest import default_classifier
 
 __all__ = ["register"]
 
@@ -29,7 +27,10 @@ def register(app: typer.Typer) -> None:
 def collect(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback by default; another address exposes an unauthenticated receiver).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on (OTLP/HTTP's default is 4318).", min=0, max=65535)] = 4318,
-    max_request_mb: Annotated[float, typer.Option("--max-request-mb", help="Refuse (413) requests larger than this many megabytes.", min=0.001)] = DEFAULT_MAX_REQUEST_BYTES / 1e6,
+    max_request_mb: Annotated[
+        float | None,
+        typer.Option("--max-request-mb", help="Refuse (413) requests larger than this many megabytes (default: 16 MiB).", min=0.001),
+    ] = None,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -37,6 +38,10 @@ def collect(
 
     Example: nightloop collect --port 4318   (then OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 in the agent)
     """
+
+    from nightloop.collect import DEFAULT_MAX_REQUEST_BYTES, Collector, make_server
+    from nightloop.ingest import default_classifier
+
     settings = settings_from(db, config)
     if host not in LOOPBACK:
         err_console.print(f"[yellow]warning:[/] listening on {host}: anyone who can reach it can write spans into the store", highlight=False)
@@ -44,7 +49,8 @@ def collect(
         store = open_store(settings)
     except NightloopError as exc:
         fail(str(exc))
-    collector = Collector(store, default_classifier(settings.classify), int(max_request_mb * 1e6))
+    limit = DEFAULT_MAX_REQUEST_BYTES if max_request_mb is None else int(max_request_mb * 1e6)
+    collector = Collector(store, default_classifier(settings.classify), limit)
     try:
         server = make_server(collector, host, port)
     except OSError as exc:

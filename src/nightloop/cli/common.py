@@ -1,4 +1,8 @@
-"""What every CLI command shares: options, settings, the store, output, error handling."""
+"""What every CLI command shares: options, settings, the store, output, error handling.
+
+Nothing heavy is imported at module level (the store, the config schema, a stage): `nightloop --help` loads only
+the command modules and typer. Commands import what they use inside their functions.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
 
-from nightloop.config import Settings, load_settings
 from nightloop.errors import NightloopError
-from nightloop.store import Store
+
+if TYPE_CHECKING:
+    from nightloop.config import Settings
+    from nightloop.store import Store
 
 __all__ = [
     "ConfigOption",
@@ -47,6 +52,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 
 def settings_from(db: Path | None = None, config: Path | None = None) -> Settings:
     """Settings with the command-line ``--db`` taking precedence."""
+    from nightloop.config import load_settings
+
     overrides: dict[str, Any] = {"db": db} if db is not None else {}
     try:
         return load_settings(config, **overrides)
@@ -56,6 +63,8 @@ def settings_from(db: Path | None = None, config: Path | None = None) -> Setting
 
 def open_store(settings: Settings, *, read_only: bool = False) -> Store:
     """The configured store; commands that only read pass ``read_only`` (they never create or migrate one)."""
+    from nightloop.store import Store
+
     try:
         return Store(settings.db, read_only=read_only)
     except NightloopError as exc:
@@ -69,6 +78,8 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def to_jsonable(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):

@@ -9,8 +9,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from nightloop.cli.common import ConfigOption, DbOption, JsonOption, console, print_json, settings_from
-from nightloop.config import config_path
-from nightloop.config_sources import effective_settings
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +23,10 @@ def register(app: typer.Typer) -> None:
         Exit 1, naming each bad key and the fix, when a value is out of range or a key is unknown.
         Example: nightloop config check --config nightloop.toml
         """
+
+        from nightloop.config import config_path
+        from nightloop.config_sources import effective_settings
+
         settings = settings_from(db, config)
         path, chosen_by = config_path(config)
         overrides = {"db": str(db)} if db is not None else {}

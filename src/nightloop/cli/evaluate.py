@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,8 +22,10 @@ from nightloop.cli.common import (
 from nightloop.cli.night import parse_date
 from nightloop.cli.review import show_evidence
 from nightloop.errors import NightloopError
-from nightloop.evaluate import EXIT_CODES, EXIT_NOT_EVALUATED, EvalReport, HandEdit, evaluate
-from nightloop.store import Store
+
+if TYPE_CHECKING:
+    from nightloop.evaluate import EvalReport, HandEdit
+    from nightloop.store import Store
 
 __all__ = ["register"]
 
@@ -64,6 +66,9 @@ def eval_command(
 
     Example: nightloop eval support_agent --template prompts/support_agent.j2
     """
+
+    from nightloop.evaluate import evaluate
+
     settings = settings_from(db, config)
     logical_date = parse_date(date_, "--date") if date_ else None
     reports: list[EvalReport] = []
@@ -96,11 +101,15 @@ def eval_command(
 
 
 def _stop(message: str) -> None:
+    from nightloop.evaluate import EXIT_NOT_EVALUATED
+
     err_console.print(f"[bold red]Error:[/] {message}", highlight=False)
     raise typer.Exit(EXIT_NOT_EVALUATED)
 
 
 def _edits(store: Store, settings, name: str | None, template: Path | None, version: int | None, changed_since: str | None) -> list[HandEdit]:
+    from nightloop.evaluate import HandEdit
+
     author = current_user(None)
     if changed_since is not None:
         if name or template or version is not None:
@@ -117,6 +126,8 @@ def _edits(store: Store, settings, name: str | None, template: Path | None, vers
 
 
 def _file_edit(name: str, path: Path, author: str) -> HandEdit:
+    from nightloop.evaluate import HandEdit
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -144,6 +155,8 @@ def changed_templates(prompts_dir: Path, ref: str) -> list[Path]:
 
 
 def _print(store: Store, report: EvalReport) -> None:
+    from nightloop.evaluate import EXIT_CODES
+
     console.print(
         f"[bold]eval[/] · {report.prompt_name} · {report.source} against v{report.baseline_version} · "
         f"replay set {report.replay_set} ({report.cases} cases, {report.gated_cases} gated)",

@@ -21,7 +21,6 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.ingest import ingest as run_ingest
 from nightloop.models import FAILURE_KINDS, Failure, IngestStats, Quarantined
 from nightloop.sources import FORMATS
 
@@ -73,6 +72,9 @@ def ingest(
 
     Example: nightloop ingest logs/ --json
     """
+
+    from nightloop.ingest import ingest as run_ingest
+
     if format is not None and format not in FORMATS:
         from nightloop.plugins import registered
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nightloop import pipeline
 from nightloop.cli.common import (
     ConfigOption,
     DbOption,
@@ -26,11 +25,9 @@ from nightloop.cli.common import (
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
 from nightloop.cli.prefect_api import prefect_api
 from nightloop.errors import NightloopError, StoreFull
-from nightloop.store.db import store_full
-from nightloop.simulated import simulated_label
-from nightloop.stopping import stop_requests
-from nightloop.evidence import UNFINISHED_STATES
-from nightloop.models import NightReport
+
+if TYPE_CHECKING:
+    from nightloop.models import NightReport
 
 DateOption = Annotated[str | None, typer.Option("--date", help="Logical date YYYY-MM-DD (default: today, UTC).")]
 PromptOption = Annotated[
@@ -65,6 +62,8 @@ def reports_table(reports: list[NightReport]) -> Table:
 
 
 def print_reports(reports: list[NightReport], as_json: bool) -> None:
+    from nightloop.simulated import simulated_label
+
     if as_json:
         # `prompt`, as in `report --json` (`prompt_name` stays for scripts written against it).
         print_json([{"prompt": r.prompt_name, **r.model_dump(mode="json")} for r in reports])
@@ -81,6 +80,9 @@ def print_reports(reports: list[NightReport], as_json: bool) -> None:
 
 def prompts_to_run(store, prompts: list[str] | None) -> list[str]:
     """``prompts`` (every managed prompt by default), refusing names the store does not manage."""
+
+    from nightloop import pipeline
+
     managed = pipeline.managed_prompts(store)
     if not managed:
         fail("The store manages no prompts yet; import them with `nightloop prompts import prompts/`.")
@@ -94,6 +96,8 @@ def prompts_to_run(store, prompts: list[str] | None) -> list[str]:
 
 def run_plain(settings, prompts: list[str] | None, dates: list[date], force: bool, *, quiet: bool = False) -> list[NightReport]:
     """The nights without Prefect (``pipeline.run_nights``), progress on stderr; the first Ctrl-C stops gracefully."""
+
+    from nightloop import pipeline
     from nightloop.cli.nights_progress import nights_board
     from nightloop.rate_limits import RateLimits
 
@@ -131,6 +135,11 @@ def register(app: typer.Typer) -> None:
 
         Example: nightloop run --date 2026-11-24 --no-prefect
         """
+
+        from nightloop.evidence import UNFINISHED_STATES
+        from nightloop.stopping import stop_requests
+        from nightloop.store.db import store_full
+
         settings = settings_from(db, config)
         night_date = parse_date(date_, "--date")
         resume = f"nightloop run --date {night_date}" + " --no-prefect" * no_prefect + "".join(f" --prompt {p}" for p in prompt or [])
@@ -141,6 +150,7 @@ def register(app: typer.Typer) -> None:
                 with open_store(settings) as store:
                     prompts_to_run(store, prompt)
                 from nightloop.flows import nightly
+                from nightloop.models import NightReport
 
                 with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():
                     raw = nightly(
@@ -175,6 +185,12 @@ def register(app: typer.Typer) -> None:
 
         Example: nightloop backfill --since 2026-11-17 --until 2026-11-19 --no-prefect
         """
+
+        from nightloop import pipeline
+        from nightloop.evidence import UNFINISHED_STATES
+        from nightloop.stopping import stop_requests
+        from nightloop.store.db import store_full
+
         settings = settings_from(db, config)
         try:
             dates = pipeline.nights_between(parse_date(since, "--since"), parse_date(until, "--until"))
@@ -189,6 +205,7 @@ def register(app: typer.Typer) -> None:
             names = prompts_to_run(store, prompt)
         if not no_prefect:
             from nightloop.flows import backfill as backfill_flow
+            from nightloop.models import NightReport
 
             try:
                 with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():

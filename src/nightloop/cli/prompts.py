@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -22,11 +22,10 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.invisible import escape_invisible as shown
-from nightloop.prompt_files import adopt_prompt, export_prompts, import_prompts, read_prompt_dir, unmanaged_prompts
-from nightloop.review import diff_stats, render_diff, unified_diff
-from nightloop.store import Store
-from nightloop.store.prompts import PRODUCTION
+from nightloop.labels import PRODUCTION
+
+if TYPE_CHECKING:
+    from nightloop.store import Store
 
 __all__ = ["register"]
 
@@ -108,6 +107,9 @@ def list_prompts(db: DbOption = None, config: ConfigOption = None, as_json: Json
 @prompts_app.command("show")
 def show(ref: RefArg, db: DbOption = None, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show one prompt version: its template, where it came from, and the prompt's metadata."""
+
+    from nightloop.invisible import escape_invisible as shown
+
     with _store(db, config, read_only=True) as store:
         try:
             version = store.prompts.resolve(ref)
@@ -151,6 +153,9 @@ def diff(
     as_json: JsonOption = False,
 ) -> None:
     """Show a colored diff between two prompt versions, e.g. `support_agent@production support_agent/5`."""
+
+    from nightloop.review import diff_stats, render_diff, unified_diff
+
     with _store(db, config, read_only=True) as store:
         try:
             a, b = store.prompts.resolve(old), store.prompts.resolve(new)
@@ -174,6 +179,9 @@ def import_command(
 
     Hand edits become versions but do not move production: evaluate one with `nightloop eval NAME --version N --queue`.
     """
+
+    from nightloop.prompt_files import import_prompts, read_prompt_dir
+
     settings = settings_from(db, config)
     directory = directory or settings.prompts_dir
     with open_store(settings) as store:
@@ -212,6 +220,9 @@ def adopt_command(
     by: ByOption = None,
 ) -> None:
     """Start managing prompts known only from ingested conversations: their logged system prompt becomes v1 and production."""
+
+    from nightloop.prompt_files import adopt_prompt, unmanaged_prompts
+
     with _store(db, config) as store:
         todo = names or unmanaged_prompts(store)
         unnamed = store.conversations.count_without_prompt()
@@ -243,6 +254,9 @@ UNNAMED_HINT = (
 @prompts_app.command("export")
 def export_command(directory: DirArg = None, db: DbOption = None, config: ConfigOption = None) -> None:
     """Write the production (else latest) version of every prompt to <dir>/<name>.j2 + <name>.yaml."""
+
+    from nightloop.prompt_files import export_prompts
+
     settings = settings_from(db, config)
     directory = directory or settings.prompts_dir
     with open_store(settings) as store:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -20,12 +20,14 @@ from nightloop.cli.common import (
     print_json,
     settings_from,
 )
-from nightloop.metrics import operations as operations_metrics
-from nightloop.report import DENOMINATORS, NightRow, VersionTrend, day_rate, night_rows, to_html, to_markdown, version_trend
-from nightloop.simulated import simulated_label
+
+if TYPE_CHECKING:
+    from nightloop.report import NightRow, VersionTrend
 
 
 def nights_table(rows: list[NightRow]) -> Table:
+    from nightloop.report import DENOMINATORS, day_rate
+
     table = Table(title="nights", caption=DENOMINATORS)
     columns = ("date", "prompt", "status", "window: conv. fail", "seen before", "day: conv. fail", "failures (window)",
                "reproduced", "cand.", "verdicts", "promoted", "cost $")
@@ -95,6 +97,11 @@ def register(app: typer.Typer) -> None:
 
         Example: nightloop report --last 7 --html report.html
         """
+
+        from nightloop.metrics import operations as operations_metrics
+        from nightloop.report import night_rows, to_html, to_markdown, version_trend
+        from nightloop.simulated import simulated_label
+
         with open_store(settings_from(db, config), read_only=True) as store:
             rows = night_rows(store, last=last, prompt=prompt)
             prompts = [prompt] if prompt else sorted({r.prompt for r in rows})

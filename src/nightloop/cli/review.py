@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.markup import escape
@@ -23,9 +23,9 @@ from nightloop.cli.common import (
     settings_from,
 )
 from nightloop.errors import NightloopError
-from nightloop.simulated import simulated_label
-from nightloop.invisible import escape_invisible as shown
-from nightloop.models import ReviewItem
+
+if TYPE_CHECKING:
+    from nightloop.models import ReviewItem
 
 ReviewerOption = Annotated[str | None, typer.Option("--reviewer", help="Who decides (default: your user name).")]
 
@@ -68,6 +68,9 @@ def pending_table(items: list[ReviewItem]) -> Table:
 
 def show_item(store, item: ReviewItem) -> None:
     """The reviewer's screen: the colored diff, each edit with its failures, the gate's numbers and reasons."""
+
+    from nightloop.simulated import simulated_label
+
     base_version = item.candidate.base_version
     production = store.prompts.label_version(item.prompt_name, "production")
     console.print(
@@ -87,6 +90,8 @@ def show_item(store, item: ReviewItem) -> None:
 
 def show_evidence(store, item: ReviewItem) -> None:
     """The evidence for a candidate (also what `nightloop eval` prints): diff, edits, gate table, reasons."""
+
+    from nightloop.invisible import escape_invisible as shown
     from nightloop.review import render_diff, unified_diff
 
     base = store.prompts.get(item.prompt_name, item.candidate.base_version)

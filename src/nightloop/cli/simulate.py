@@ -8,9 +8,17 @@ from typing import Annotated
 
 import typer
 
-from nightloop.cli.common import ConfigOption, DbOption, JsonOption, console, fail, open_store, print_json, settings_from
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    fail,
+    open_store,
+    print_json,
+    settings_from,
+)
 from nightloop.errors import NightloopError
-from nightloop.store.prompts import PRODUCTION
 
 __all__ = ["register"]
 
@@ -68,6 +76,9 @@ def simulate_command(
 
 def _ensure_prompt(store, name: str, prompts_dir: Path) -> None:
     """Import ./prompts when the store has never seen ``name`` (a fresh demo checkout)."""
+
+    from nightloop.store.prompts import PRODUCTION
+
     if name in store.prompts.names() and store.prompts.label_version(name, PRODUCTION) is not None:
         return
     template_file = Path(prompts_dir) / f"{name}.j2"

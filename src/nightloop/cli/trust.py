@@ -7,7 +7,17 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from nightloop.cli.common import ConfigOption, DbOption, JsonOption, console, current_user, fail, open_store, print_json, settings_from
+from nightloop.cli.common import (
+    ConfigOption,
+    DbOption,
+    JsonOption,
+    console,
+    current_user,
+    fail,
+    open_store,
+    print_json,
+    settings_from,
+)
 from nightloop.errors import NightloopError
 
 

@@ -24,6 +24,7 @@ from nightloop.errors import ProviderError
 from nightloop.llm import add_usage, connection_error, resolve_api_key, status_error, structured_failure
 from nightloop.llm.base import LLMRequest
 from nightloop.models import Usage
+from nightloop.rate_limits import attempt_starts, rate_limited_answer
 
 __all__ = ["CallRecord", "SDKProvider", "error_detail", "retry_after_seconds", "schema_name"]
 
@@ -105,8 +106,9 @@ class SDKProvider:
 
     def _sdk_options(self) -> dict[str, Any]:
         # base_url None: the SDK reads its *_BASE_URL variable, then its default. Retries, backoff and
-        # timeouts stay the SDK's; its HTTP client only counts attempts and cuts overlong retry-after waits.
-        hooks = {"request": [_count_attempt], "response": [self._cap_retry_after]}
+        # timeouts stay the SDK's; its HTTP client only counts attempts, cuts overlong retry-after waits, and
+        # tells the rate limits of each attempt and each 429 (nightloop.rate_limits).
+        hooks = {"request": [_count_attempt], "response": [self._cap_retry_after, _rate_limited]}
         return {
             "api_key": self._api_key,
             "base_url": self.role.base_url,
@@ -206,3 +208,9 @@ async def _count_attempt(request: Any) -> None:
     record = _CALL.get()
     if record is not None:
         record.attempts += 1
+    await attempt_starts()
+
+
+async def _rate_limited(response: Any) -> None:
+    if response.status_code == 429:
+        rate_limited_answer(response.headers)

@@ -14,38 +14,29 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
 
 import sqlite_utils
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
-from nightloop.errors import LabelConflict, NightloopError, NotFound, StoreUnavailable
+from nightloop.errors import LabelConflict, NightloopError, NotFound
+from nightloop.labels import LATEST, PRODUCTION
 from nightloop.models import PromptMeta, PromptVersion, sha256_text
 from nightloop.store.db import transaction
-from nightloop.templates import check_template, render
-
-if TYPE_CHECKING:
-    from nightloop.store import Store
+from nightloop.templates import check_template
 
 __all__ = [
     "LATEST",
     "PRODUCTION",
     "InvalidName",
     "LabelMove",
-    "ManagedPrompt",
     "PromptRef",
     "PromptRepo",
     "check_name",
-    "get_prompt",
     "migrations",
     "parse_ref",
 ]
 
-PRODUCTION = "production"
-#: Virtual label: always the highest version; it cannot be moved.
-LATEST = "latest"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _IMPORT_HINT = "Import it with `nightloop prompts import prompts/`."
@@ -427,63 +418,3 @@ class PromptRepo:
         known = self.names()
         listing = f" (known: {', '.join(known)})" if known else " (the store has no prompts yet)"
         return f"No prompt named {name!r} in the store{listing}. {_IMPORT_HINT}"
-
-
-# --- the agent-facing API ---
-
-
-class ManagedPrompt(BaseModel):
-    """A prompt version as an agent uses it: render it with the run's variables."""
-
-    model_config = ConfigDict(frozen=True)
-    name: str
-    #: None only for a caller's fallback template (no store version ran).
-    version: int | None
-    template: str
-    sha256: str
-    label: str | None = None
-    #: Where it came from: the store, the last-known copy (store unreadable), or the caller's fallback.
-    source: Literal["store", "cache", "fallback"] = "store"
-
-    def render(self, **variables: Any) -> str:
-        """Render in the sandbox; a missing variable raises :class:`nightloop.errors.TemplateError`."""
-        return render(self.template, variables)
-
-
-def get_prompt(
-    name: str,
-    *,
-    label: str = PRODUCTION,
-    version: int | None = None,
-    db: Store | Path | str | None = None,
-) -> ManagedPrompt:
-    """The managed prompt ``name`` at ``label`` (or ``version``); ``db`` is a Store, a path, or the configured store."""
-    from nightloop.store import Store
-
-    if isinstance(db, Store):
-        return _managed(db.prompts, name, label, version)
-    path = Path(db) if db is not None else _configured_db()
-    if not path.exists():
-        raise StoreUnavailable(
-            f"The prompt store {path} does not exist. Create it with `nightloop prompts import prompts/ --db {path}`, "
-            "or point NIGHTLOOP_DB at your store."
-        )
-    with Store(path, read_only=True) as store:  # an agent may only have a read-only mount of the store
-        return _managed(store.prompts, name, label, version)
-
-
-def _configured_db() -> Path:
-    from nightloop.config import load_settings
-
-    return Path(load_settings().db)
-
-
-def _managed(repo: PromptRepo, name: str, label: str, version: int | None) -> ManagedPrompt:
-    found = repo.get(name, version) if version is not None else repo.at_label(name, label)
-    return ManagedPrompt(
-        name=found.name,
-        version=found.version,
-        template=found.template,
-        sha256=found.sha256,
-        label=None if version is not None else label,
-    )

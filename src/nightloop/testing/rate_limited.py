@@ -2,12 +2,15 @@
 tokens per sliding 60 s window and requests in flight; beyond them it answers 429 with a ``retry-after``.
 
 Tokens are counted as OpenAI counts them against TPM when the request arrives: the prompt's characters / 4
-plus the request's ``max_tokens``.
+plus the request's ``max_tokens``. ``arrival_delay_s`` holds each request a random time up to it before counting
+it (a request's way to a distant provider, or a busy machine between the limiter and the socket); ``window_s``
+shortens the minute for tests.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections import deque
@@ -35,10 +38,13 @@ class RateLimitedOpenAIServer(FakeOpenAIServer):
 
     def __init__(
         self, *, rpm: int | None = None, tpm: int | None = None, max_concurrency: int | None = None,
-        retry_after_s: float = 1.0, hold_s: float = 0.0, **kwargs: Any,
+        retry_after_s: float = 1.0, hold_s: float = 0.0, arrival_delay_s: float = 0.0, window_s: float = WINDOW_S,
+        seed: int = 0, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.hold_s = hold_s
+        self.arrival_delay_s, self.window_s = arrival_delay_s, window_s
+        self._random = random.Random(seed)
         self.rpm, self.tpm, self.max_concurrency = rpm, tpm, max_concurrency
         self.retry_after_s = retry_after_s
         self.rejected = 0
@@ -49,6 +55,10 @@ class RateLimitedOpenAIServer(FakeOpenAIServer):
         self._limits_lock = threading.Lock()
 
     def next_answer(self, request: dict[str, Any]) -> Answer:
+        if self.arrival_delay_s > 0:
+            with self._limits_lock:
+                delay = self._random.uniform(0, self.arrival_delay_s)
+            self.wait(delay)
         refusal = self._admit(request)
         if refusal is not None:
             with self._lock:
@@ -66,7 +76,7 @@ class RateLimitedOpenAIServer(FakeOpenAIServer):
         tokens = request_tokens(request)
         with self._limits_lock:
             now = time.monotonic()
-            while self._window and self._window[0][0] <= now - WINDOW_S:
+            while self._window and self._window[0][0] <= now - self.window_s:
                 self._window.popleft()
             refusal = None
             if self.rpm is not None and len(self._window) >= self.rpm:

@@ -25,6 +25,7 @@ from nightloop import pipeline
 from nightloop.config import load_settings
 from nightloop.ingest import ingest
 from nightloop.models import GuardOutput
+from nightloop.stages.review import review_id_for
 from nightloop.store import Store
 from nightloop.testing import Answer
 from nightloop.testing.fake_openai import FakeOpenAIServer
@@ -117,7 +118,7 @@ def _queue_for_review(db: Path, report: Any) -> None:
         if chosen is None:
             return
         store.runs.enqueue_review(ReviewItem(
-            id=pipeline.review_id_for(report.run_id, chosen), run_id=report.run_id, prompt_name=PROMPT,
+            id=review_id_for(report.run_id, chosen), run_id=report.run_id, prompt_name=PROMPT,
             candidate=chosen, decision=decisions[chosen.id], created_at=datetime.now(UTC),
         ))
 

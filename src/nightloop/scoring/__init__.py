@@ -1,0 +1,1 @@
+"""The built-in scorers, by job; :mod:`nightloop.score` is where a night chooses one for a case."""

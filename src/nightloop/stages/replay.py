@@ -1,0 +1,104 @@
+"""The replay stage: every candidate on the train cases, then the chosen one and the baseline on the gated cases."""
+
+from __future__ import annotations
+
+from nightloop.evidence import (
+    faulted,
+)
+from nightloop.evidence import summary as evidence_summary
+from nightloop.models import (
+    BASELINE,
+    JudgeResult,
+    ReplayCase,
+    ReplayOutput,
+    ReplaySetOutput,
+)
+from nightloop.night import Night, held_challenger, night_candidates, run_async
+
+
+def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutput:
+    """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
+    previous = night.saved("replay", ReplayOutput)
+    if previous is not None:
+        return previous
+    from nightloop.gate import is_train, select_challenger
+    from nightloop.runners import make_runner, run_closing
+
+    base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
+    carried = held_challenger(night, replay_set)
+    candidates = night_candidates(judged, carried)
+    templates = {BASELINE: base.template, **{c.id: c.template for c in candidates}}
+    stored = {(r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id)}
+    done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
+    night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
+    agent_cases = {case.id: case for case in _cases_for_the_agent(night, replay_set.cases)}
+    repeats = night.settings.replay.repeats
+    planned = 0
+
+    def replay(cases: list[ReplayCase], arms: dict[str, str]):
+        nonlocal planned
+        planned += len(cases) * len(arms) * repeats
+        return run_async(
+            night,
+            run_closing(
+                make_runner(night.settings.replay.runner, night.clients.agent),  # closed after each phase
+                night.clients.agent,
+                [agent_cases[case.id] for case in cases],
+                arms,
+                repeats=repeats,
+                concurrency=night.settings.replay.concurrency,
+                scorer_client=night.clients.scorer,
+                declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
+                done=done,
+                on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
+                seed=night.settings.seed,
+                fault_retries=night.settings.replay.fault_retries,
+                fault_backoff_s=night.settings.replay.fault_backoff_s,
+                answer_rules=night.settings.classify,
+                other_prompts=other_prompts,
+            ),
+        )
+
+    # Select, then test: every candidate on the train cases, then only the chosen one (and the baseline) on the gated ones.
+    train = [c for c in replay_set.cases if is_train(c)]
+    phases = []
+    if len(candidates) > 1 and train:
+        phases.append(replay(train, {BASELINE: base.template, **{c.id: c.template for c in candidates}}))
+    if not (phases and phases[0].budget_exhausted):
+        results = night.store.runs.eval_results(night.run_id)
+        chosen = select_challenger(
+            results, replay_set.cases, [c.id for c in candidates], carried.prior.challenger_id,
+            margin=night.settings.gate.min_effect,
+        )
+        gated = [c for c in replay_set.cases if not is_train(c)]
+        phases.append(replay(gated, {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}))
+    for phase in phases:
+        stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
+    status, note = evidence_summary(stored.values(), planned)
+    output = ReplayOutput(
+        results=len(done) + sum(len(p.results) for p in phases),
+        budget_exhausted=phases[-1].budget_exhausted,
+        errors=sum(p.errors for p in phases),
+        planned=planned,
+        faulted=sum(faulted(r) for r in stored.values()),
+        note=note,
+        unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),
+    )
+    # An exhausted or faulted replay stays open, so a re-run resumes it (retrying only the faulted evaluations).
+    if not output.budget_exhausted and status == "done":
+        night.save("replay", output)
+    return output
+
+
+
+def _cases_for_the_agent(night: Night, cases: list) -> list:
+    """Replay cases as the agent may see them: redacted when its provider is on another machine."""
+    from nightloop.redact import Redactor, leaves_the_machine, redact_messages
+
+    agent = night.settings.llm.agent
+    if not leaves_the_machine(agent.provider, agent.base_url):
+        return cases
+    redactor = Redactor()
+    return [c.model_copy(update={"messages": redact_messages(c.messages, redactor)}) for c in cases]
