@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from unittest.mock import ANY
@@ -71,6 +72,23 @@ def test_a_night_proposes_gates_and_queues_a_better_prompt(night_one) -> None:
     item = store.runs.review_item(report.review_id)
     assert item.status == "pending" and item.decision.delta > 0
     assert set(store.runs.finished_stages(report.run_id)) == {stage.name for stage in STAGES}
+
+
+def test_a_night_reads_and_parses_each_conversation_once(world, monkeypatch) -> None:
+    """Classify, the replay set and the judge share the window ingest read: no conversation is fetched twice."""
+    settings, store = world
+    fetched: Counter[str] = Counter()
+    get = store.conversations.get
+
+    def counting_get(conversation_id: str):
+        fetched[conversation_id] += 1
+        return get(conversation_id)
+
+    monkeypatch.setattr(store.conversations, "get", counting_get)
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    assert report.status == "done", report.notes
+    assert max(fetched.values(), default=0) <= 1, fetched.most_common(3)
+    assert sum(fetched.values()) < report.conversations, f"{sum(fetched.values())} single reads for {report.conversations}"
 
 
 def test_a_finished_night_is_not_redone_unless_forced(night_one) -> None:

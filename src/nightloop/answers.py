@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nightloop.config import ClassifyConfig
+from nightloop.fences import fenced_body
 from nightloop.models import Message, canonical_json
 
 __all__ = [
@@ -125,7 +126,6 @@ _NUMBER_IN_TEXT = re.compile(r"(?<![\w.])[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.
 _OPTION = re.compile(r"^\s*\(?([a-z])\s*(?:\)|\.(?:\s|$)|:|$)", re.IGNORECASE)
 _TRUE_WORDS = {"true", "yes", "correct", "y"}
 _FALSE_WORDS = {"false", "no", "incorrect", "n"}
-_FENCED = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
 
 
 def _parse_number(text: str) -> float | None:
@@ -158,9 +158,8 @@ def _close(a: float, b: float) -> bool:
 def _parse_structured(text: str) -> Any:
     """JSON (or a Python literal such as ``[1, 2]``/``{'a': 1}``) inside ``text``, or None."""
     candidate = text.strip()
-    fenced = _FENCED.search(candidate)
-    if fenced:
-        candidate = fenced.group(1).strip()
+    if (body := fenced_body(candidate)) is not None:
+        candidate = body
     for parse in (json.loads, ast.literal_eval):
         try:
             return parse(candidate)
@@ -172,9 +171,8 @@ def _parse_structured(text: str) -> Any:
 def parse_json_document(text: str) -> Any:
     """The JSON document in ``text`` (whole, fenced, or first bracket to last), else :data:`NOT_JSON`."""
     candidates = [text.strip()]
-    fenced = _FENCED.search(text)
-    if fenced:
-        candidates.append(fenced.group(1).strip())
+    if (body := fenced_body(text)) is not None:
+        candidates.append(body)
     # From the first opening bracket to the last closing one (found by index: a regex here is quadratic).
     opens = [i for i in (text.find("["), text.find("{")) if i >= 0]
     close = max(text.rfind("]"), text.rfind("}"))

@@ -69,6 +69,8 @@ class Night:
     _ledger: Any = field(default=None, repr=False)
     #: Provider-wide rate limits shared with the other nights of the process (``run_nights``); None: this night's own.
     limits: Any = field(default=None, repr=False)
+    #: Conversations already read this night, by id (None: not in the store): stages share one parse of each.
+    conversation_cache: dict[str, Conversation | None] = field(default_factory=dict, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -172,8 +174,11 @@ def once(night: Night, stage: str, model: type[M], compute: Callable[[], M]) -> 
 
 
 def conversations_of(night: Night, ids: list[str]) -> list[Conversation]:
-    found = (night.store.conversations.get(i) for i in ids)
-    return [c for c in found if c is not None]
+    """The stored conversations ``ids`` (those that exist), each read and parsed once per night."""
+    cache = night.conversation_cache
+    for missing in (i for i in ids if i not in cache):
+        cache[missing] = night.store.conversations.get(missing)
+    return [c for i in ids if (c := cache[i]) is not None]
 
 
 

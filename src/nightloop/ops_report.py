@@ -23,6 +23,9 @@ def _env() -> jinja2.Environment:
 
 def operations_html(ops: Operations) -> str:
     """The dashboard's tables and plots (SVG embedded as data URIs: the file stands alone)."""
+    from nightloop.extras import require
+
+    require("matplotlib", "ui", "`nightloop report --html` (its plots)")
     from nightloop.plots import PLOTS, as_data_uri, operations_plots
 
     svgs = operations_plots(ops)

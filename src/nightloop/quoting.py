@@ -1,4 +1,5 @@
-"""Quoting untrusted text inside delimited blocks of a model prompt, so the text cannot open or close a block."""
+"""Quoting untrusted text: inside delimited blocks of a model prompt (so the text cannot open or close a block), and as
+short excerpts in evidence, reasons and reports."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from functools import lru_cache
 
 from nightloop.normalise import fold, folded_with_origins
 
-__all__ = ["DATA_DELIMITERS", "neutralise_delimiters"]
+__all__ = ["DATA_DELIMITERS", "EVIDENCE_LIMIT", "excerpt", "neutralise_delimiters"]
 
 #: Tags that delimit quoted material in the judge and guard prompts; content must never be able to open or close them.
 DATA_DELIMITERS = ("conversation_data", "current_template", "added_lines")
@@ -50,3 +51,21 @@ def _delimiter_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"{_OPENERS}({_SLASHES})(?=(?:{'|'.join(spelled)})(?![a-z0-9]))", re.IGNORECASE)
 
 
+#: How much of a conversation an excerpt quotes by default (failure evidence).
+EVIDENCE_LIMIT = 300
+
+
+def excerpt(text: str | None, start: int | None = None, end: int | None = None, limit: int = EVIDENCE_LIMIT) -> str:
+    """A verbatim window of ``text`` around ``[start, end)`` with whitespace collapsed, at most ``limit`` chars."""
+    text = text or ""
+    if start is None:
+        start, end = 0, min(len(text), limit)
+    end = start if end is None else end
+    margin = max(0, (limit - (end - start)) // 2)
+    lo, hi = max(0, start - margin), min(len(text), end + margin)
+    window = " ".join(text[lo:hi].split())
+    prefix, suffix = ("…" if lo > 0 else ""), ("…" if hi < len(text) else "")
+    budget = limit - len(prefix) - len(suffix)
+    if len(window) > budget:
+        window, suffix = window[: max(0, budget - 1)], "…"
+    return f"{prefix}{window}{suffix}"

@@ -267,7 +267,8 @@ class RateLimits:
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         """The limits of ``[llm.limits]``, shared with every process using the same store (``<db>.limits``)."""
-        shared = shared_limits_path(settings.db) if settings.llm.limits else None
+        on_disk = settings.llm.limits and str(settings.db) != ":memory:"
+        shared = shared_limits_path(settings.db) if on_disk else None
         return cls(settings.llm.limits, shared=shared)
 
     def for_role(self, role: RoleConfig) -> ProviderLimiter | None:

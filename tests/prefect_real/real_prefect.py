@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nightloop.cli.prefect_api import die_with_parent
+from nightloop.cli.prefect_api import answers_health, die_with_parent
 from nightloop.cli.prefect_api import free_loopback_port as free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,16 +162,10 @@ def user_env(prefect_home: Path, api_url: str, checkout: Path) -> dict[str, str]
 
 
 def wait_healthy(api_url: str, server: subprocess.Popen, processes: Processes) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"prefect server start exited with {server.returncode}:\n{processes.log('server')}")
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
+    if answers_health(api_url, server, SERVER_START_TIMEOUT_S, poll_s=0.5):
+        return
+    if server.poll() is not None:
+        pytest.fail(f"prefect server start exited with {server.returncode}:\n{processes.log('server')}")
     pytest.fail(f"prefect server did not answer within {SERVER_START_TIMEOUT_S} s:\n{processes.log('server')}")
 
 

@@ -25,6 +25,7 @@ from nightloop.cli.common import (
 from nightloop.cli.interrupt import INTERRUPTED_EXIT, graceful_ctrl_c
 from nightloop.cli.prefect_api import prefect_api
 from nightloop.errors import NightloopError, StoreFull
+from nightloop.extras import require
 
 if TYPE_CHECKING:
     from nightloop.models import NightReport
@@ -36,6 +37,9 @@ PromptOption = Annotated[
 ForceOption = Annotated[bool, typer.Option("--force", help="Re-run nights that already finished.")]
 NoPrefectOption = Annotated[bool, typer.Option("--no-prefect", help="Run as plain Python, without Prefect.")]
 
+
+#: Why a Prefect-less install refuses `run`/`backfill` without --no-prefect.
+NEEDS_PREFECT = "`nightloop {command}` through Prefect (add --no-prefect to run the night without it)"
 
 def parse_date(value: str | None, option: str) -> date:
     if value is None:
@@ -147,6 +151,7 @@ def register(app: typer.Typer) -> None:
             if no_prefect:
                 reports = run_plain(settings, prompt, [night_date], force, quiet=as_json)
             else:
+                require("prefect", "prefect", NEEDS_PREFECT.format(command="run"))
                 with open_store(settings) as store:
                     prompts_to_run(store, prompt)
                 from nightloop.flows import nightly
@@ -204,6 +209,7 @@ def register(app: typer.Typer) -> None:
         with open_store(settings) as store:
             names = prompts_to_run(store, prompt)
         if not no_prefect:
+            require("prefect", "prefect", NEEDS_PREFECT.format(command="backfill"))
             from nightloop.flows import backfill as backfill_flow
             from nightloop.models import NightReport
 
@@ -250,6 +256,7 @@ def register(app: typer.Typer) -> None:
         and set PREFECT_API_URL.
         """
         settings_from(db, config)  # a config mistake is said now, not at 02:00
+        require("prefect", "prefect", "`nightloop serve`")
         from prefect.settings import PREFECT_API_URL
 
         if not PREFECT_API_URL.value():

@@ -42,19 +42,24 @@ def die_with_parent() -> None:
         pass
 
 
-def _wait_until_healthy(process: subprocess.Popen, url: str, log_path: str) -> None:
+def answers_health(url: str, process: subprocess.Popen, timeout_s: float, poll_s: float = 0.2) -> bool:
+    """Whether the Prefect API at ``url`` answers ``/health`` within ``timeout_s`` (False as soon as ``process`` exits)."""
     import httpx
 
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(poll_s)
+    return False
+
+
+def _wait_until_healthy(process: subprocess.Popen, url: str, log_path: str) -> None:
+    if answers_health(url, process, STARTUP_TIMEOUT_S):
+        return
     with open(log_path, errors="replace") as log:
         tail = log.read()[-2000:]
     raise NightloopError(

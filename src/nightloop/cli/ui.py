@@ -8,6 +8,7 @@ import typer
 
 from nightloop.cli.common import ConfigOption, DbOption, console, current_user, fail, settings_from
 from nightloop.errors import NightloopError
+from nightloop.extras import require
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +32,8 @@ def register(app: typer.Typer) -> None:
 
         Example: nightloop ui --db demo/nightloop.db   (then open http://127.0.0.1:8765/)
         """
+        for module in ("fastapi", "uvicorn", "matplotlib"):
+            require(module, "ui", "`nightloop ui`")
         import uvicorn
 
         from nightloop.ui.app import UIConfig, create_app

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from importlib import import_module
 from typing import Any
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from nightloop.config import RoleConfig
 from nightloop.errors import ConfigError, ProviderError, StructuredOutputError
+from nightloop.fences import fenced_body
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.models import Usage
 
@@ -84,9 +84,6 @@ def add_usage(first: Usage, second: Usage) -> Usage:
 
 # --- structured output ----------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
-
-
 def parse_structured(schema: type[BaseModel], answer: str | dict[str, Any] | None) -> tuple[BaseModel | None, str]:
     """Validate a model's structured answer: ``(instance, "")`` or ``(None, what is wrong)``."""
     if answer is None or answer == "":
@@ -94,8 +91,9 @@ def parse_structured(schema: type[BaseModel], answer: str | dict[str, Any] | Non
     try:
         if isinstance(answer, str):
             # Local models often wrap JSON in a Markdown fence even when asked not to.
-            fenced = _FENCE.match(answer.strip())
-            return schema.model_validate_json(fenced.group(1) if fenced else answer), ""
+            text = answer.strip()
+            fenced = fenced_body(text) if text.startswith("```") and text.endswith("```") else None
+            return schema.model_validate_json(fenced if fenced is not None else answer), ""
         return schema.model_validate(answer), ""
     except ValidationError as exc:
         return None, _describe(exc)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from nightloop.config import RoleConfig, Settings
 from nightloop.errors import ConfigError, ProviderError
+from nightloop.extras import require
 from nightloop.llm import deadline_error
 from nightloop.llm.base import LLMRequest, LLMResponse, Provider
 from nightloop.llm.budget import BudgetLedger
@@ -183,10 +184,12 @@ def _as_cached(response: LLMResponse) -> LLMResponse:
 
 
 def _openai(role: RoleConfig, seed: int) -> Provider:
+    require("openai", "openai", 'provider = "openai"')
     return import_module("nightloop.llm.openai").OpenAIProvider(role)
 
 
 def _anthropic(role: RoleConfig, seed: int) -> Provider:
+    require("anthropic", "anthropic", 'provider = "anthropic"')
     return import_module("nightloop.llm.anthropic").AnthropicProvider(role)
 
 

@@ -77,9 +77,6 @@ def _fault(reason: str) -> ScoreResult:
 
 
 
-def _excerpt(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 

@@ -21,7 +21,6 @@ from nightloop.models import (
 )
 from nightloop.quoting import neutralise_delimiters
 from nightloop.redact import redact
-
 from nightloop.scoring.base import _as_text, _BaseScorer, _fault, _passfail
 
 if TYPE_CHECKING:

@@ -10,13 +10,15 @@ import jsonschema
 
 from nightloop.answers import check, extract
 from nightloop.config import ClassifyConfig
+from nightloop.fences import fenced_body
 from nightloop.models import (
     ScoreResult,
 )
 
 if TYPE_CHECKING:
     pass
-from nightloop.scoring.base import _as_text, _BaseScorer, _excerpt, _expected, _fault, _passfail, normalize_text
+from nightloop.quoting import excerpt as _excerpt
+from nightloop.scoring.base import _as_text, _BaseScorer, _expected, _fault, _passfail, normalize_text
 
 __all__ = ["ExactScorer", "ReferenceScorer", "ContainsScorer", "RegexScorer", "JsonSchemaScorer", "MaxToolCallsScorer"]
 
@@ -33,7 +35,7 @@ class ExactScorer(_BaseScorer):
             return _fault("the case has no expected answer to compare with")
         if normalize_text(output) == normalize_text(_as_text(expected)):
             return _passfail(True, "matches the expected answer")
-        return _passfail(False, f'differs from the expected answer "{_excerpt(_as_text(expected))}"')
+        return _passfail(False, f'differs from the expected answer "{_excerpt(_as_text(expected), limit=80)}"')
 
 
 
@@ -58,11 +60,11 @@ class ReferenceScorer(_BaseScorer):
         if isinstance(expected, str) and not expected.strip():
             return _fault("the expected answer is empty")
         found = check(output, expected, self.rules)
-        shown = _excerpt(_as_text(expected))
+        shown = _excerpt(_as_text(expected), limit=80)
         if found.match is True:
             return _passfail(True, f'states the expected answer "{shown}"')
         if found.match is False:
-            return _passfail(False, f'answer "{_excerpt(found.answer)}" does not state the expected answer "{shown}"')
+            return _passfail(False, f'answer "{_excerpt(found.answer, limit=80)}" does not state the expected answer "{shown}"')
         if normalize_text(found.answer) == normalize_text(_as_text(expected)):
             return _passfail(True, "equal to the expected answer")
         return _passfail(False, f'not equal to the expected answer "{shown}" (too long for the answer rules)')
@@ -84,7 +86,7 @@ class ContainsScorer(_BaseScorer):
         missing = [s for s in snippets if normalize_text(s) not in got]
         found = len(snippets) - len(missing)
         if missing:
-            quoted = ", ".join(f'"{_excerpt(s, 40)}"' for s in missing)
+            quoted = ", ".join(f'"{_excerpt(s, limit=40)}"' for s in missing)
             return ScoreResult(score=found / len(snippets), passed=False, reason=f"missing {quoted}")
         return ScoreResult(score=1.0, passed=True, reason=f"contains all {len(snippets)} expected snippet(s)")
 
@@ -109,12 +111,11 @@ class RegexScorer(_BaseScorer):
         except re.error as exc:
             return _fault(f"the pattern {pattern!r} is not a valid regular expression: {exc}")
         if compiled.search(output):
-            return _passfail(True, f"matches /{_excerpt(pattern, 60)}/")
-        return _passfail(False, f"does not match /{_excerpt(pattern, 60)}/")
+            return _passfail(True, f"matches /{_excerpt(pattern, limit=60)}/")
+        return _passfail(False, f"does not match /{_excerpt(pattern, limit=60)}/")
 
 
 
-_FENCED = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
 
 
 
@@ -124,10 +125,10 @@ def _parse_json_answer(output: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        fenced = _FENCED.search(text)
-        if fenced is None:
+        body = fenced_body(text)
+        if body is None:
             raise
-        return json.loads(fenced.group(1))
+        return json.loads(body)
 
 
 

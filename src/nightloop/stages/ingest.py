@@ -20,6 +20,7 @@ def stage_ingest(night: Night) -> IngestOutput:
             ingested, quarantined = stats.ingested, stats.quarantined
         window = night.store.conversations.recent(night.prompt_name, night.window_end, night.settings.limit)
         ids = [c.id for c in window]
+        night.conversation_cache.update((c.id, c) for c in window)
         seen = night.store.runs.seen_before(night.prompt_name, night.logical_date.isoformat(), ids)
         night.store.runs.mark_seen(night.run_id, night.prompt_name, ids)
         return IngestOutput(

@@ -1,4 +1,5 @@
-"""Store area: conversations, their failures, and quarantined records (tables, migrations and queries).
+"""Store area: conversations, their failures, and quarantined records (writes and queries; the tables and their
+migrations are in :mod:`nightloop.store.conversations_schema`).
 
 Timestamps are stored as fixed-width UTC ISO text (``2026-11-23T10:00:00.000000+00:00``) so that
 SQL comparisons order them correctly. A conversation's ``ended_at`` column falls back to its start
@@ -17,13 +18,12 @@ from typing import Any
 import sqlite_utils
 
 from nightloop.errors import NotFound
-from nightloop.models import Conversation, Failure, IngestStats, Quarantined, sha256_text
+from nightloop.models import Conversation, Failure, IngestStats, Quarantined
 from nightloop.redact import storage_id, with_storage_id
+from nightloop.store.conversations_schema import migrations, quarantine_digest
 from nightloop.store.db import savepoint, transaction
 
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
-
-migrations = sqlite_utils.Migrations("nightloop.conversations")
 
 #: Called inside each batch's transaction with the batch's new conversations and the running stats;
 #: whatever it writes commits (or rolls back) together with the batch.
@@ -31,100 +31,6 @@ OnBatch = Callable[[list[Conversation], IngestStats], None]
 
 #: How many quarantined records an IngestStats carries (the store keeps all of them).
 STATS_QUARANTINE_SAMPLE = 1000
-
-
-@migrations(name="m001_conversations")
-def m001_conversations(db: sqlite_utils.Database) -> None:
-    db["conversations"].create(
-        {
-            "id": str,
-            "prompt_name": str,
-            "prompt_version": int,
-            "started_at": str,
-            "ended_at": str,
-            "status": str,
-            "json": str,
-            "ingested_at": str,
-        },
-        pk="id",
-        not_null={"json", "ingested_at"},
-    )
-    db["conversations"].create_index(["prompt_name", "ended_at"], index_name="conversations_prompt_ended")
-    db["conversations"].create_index(["ended_at"], index_name="conversations_ended")
-
-
-@migrations(name="m002_failures")
-def m002_failures(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        create table failures (
-            conversation_id text not null references conversations(id) on delete cascade,
-            kind text not null,
-            turn integer,
-            evidence text not null default '',
-            detector text not null,
-            confidence real not null default 1.0
-        )
-        """
-    )
-    # coalesce: a NULL turn is a value here, so "no turn" is unique too.
-    db.execute(
-        "create unique index failures_unique on failures (conversation_id, kind, coalesce(turn, -1), detector)"
-    )
-    db.execute("create index failures_kind on failures (kind)")
-
-
-@migrations(name="m003_quarantine")
-def m003_quarantine(db: sqlite_utils.Database) -> None:
-    db.execute(
-        """
-        create table quarantine (
-            id integer primary key autoincrement,
-            source text not null,
-            locator text not null unique,
-            raw_excerpt text not null default '',
-            reason text not null,
-            quarantined_at text not null
-        )
-        """
-    )
-
-
-@migrations(name="m004_quarantine_by_content")
-def m004_quarantine_by_content(db: sqlite_utils.Database) -> None:
-    """A quarantined record is unique by (locator, content): a rotated or reused file keeps every bad line."""
-    db.execute(
-        """
-        create table quarantine_new (
-            id integer primary key autoincrement,
-            source text not null,
-            locator text not null,
-            raw_excerpt text not null default '',
-            raw_sha256 text not null,
-            reason text not null,
-            quarantined_at text not null
-        )
-        """
-    )
-    rows = db.execute("select id, source, locator, raw_excerpt, reason, quarantined_at from quarantine order by id").fetchall()
-    db.conn.executemany(
-        "insert into quarantine_new (id, source, locator, raw_excerpt, raw_sha256, reason, quarantined_at) values (?, ?, ?, ?, ?, ?, ?)",
-        [(id_, source, locator, raw, quarantine_digest(raw, reason), reason, at) for id_, source, locator, raw, reason, at in rows],
-    )
-    db.execute("drop table quarantine")
-    db.execute("alter table quarantine_new rename to quarantine")
-    db.execute("create unique index quarantine_locator_content on quarantine (locator, raw_sha256)")
-
-
-@migrations(name="m005_conversations_by_version")
-def m005_conversations_by_version(db: sqlite_utils.Database) -> None:
-    """The watch counts one version's conversations every night: an index range, not a scan of the history."""
-    db.execute("create index if not exists conversations_version on conversations (prompt_name, prompt_version, ended_at)")
-
-
-def quarantine_digest(raw_excerpt: str, reason: str) -> str:
-    """What tells two quarantined records at the same locator apart: their excerpt and reason."""
-    return sha256_text(raw_excerpt + "\0" + reason)
 
 
 def utc_text(moment: datetime | None) -> str | None:

@@ -1,0 +1,1 @@
+"""The built-in failure detectors, by job; :mod:`nightloop.classify` runs them over a conversation."""
