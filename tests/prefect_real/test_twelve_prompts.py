@@ -1,4 +1,4 @@
-"""More prompts than parallel slots (six, max_parallel_prompts = 4), one night, through a real Prefect server and
+"""Twelve prompts, more than the parallel slots (max_parallel_prompts = 4), one night, through a real Prefect server and
 process worker: one child flow run per prompt, the results of running them one by one, and a planted judge outage that fails
 only its own prompt's run (the parent run names it)."""
 
@@ -19,7 +19,7 @@ from nightloop.testing.many_prompts import SimJudgeWithOutage, seed_many_prompts
 
 pytestmark = pytest.mark.prefect_real
 
-PROMPTS = 6  # more than the 4 slots, so some prompts wait for one: the fan-out is bounded, not all at once
+PROMPTS = 12  # as the issue asks; three times the 4 slots, so some prompts wait for one: the fan-out is bounded, not all at once
 DAY = date(2026, 11, 17)
 NIGHT = "2026-11-18"
 
