@@ -114,7 +114,19 @@ def test_collect_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     process, endpoint = _start_collect(tmp_path / "t.db")
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
-    output = _stop(process)
+    try:
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "stopped: 0 request(s)" in output, output
+
+
+def test_a_second_stop_signal_during_the_shutdown_does_not_cut_it_short(tmp_path: Path) -> None:
+    process, _ = _start_collect(tmp_path / "t.db")
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    output = _stop(process)  # SIGINT while it may still be shutting down: an impatient second Ctrl-C
     assert process.returncode == 0 and "stopped: 0 request(s)" in output, output
 
 

@@ -65,3 +65,19 @@ def test_the_corners_orjson_reads_differently_are_read_as_json_reads_them() -> N
 def test_dumps_round_trips(value: object) -> None:
     assert _same(json.loads(dumps(value)), value)
     assert dumps({"é": "\ud83d"}) == json.dumps({"é": "\ud83d"}, ensure_ascii=False, separators=(",", ":"))  # a lone surrogate
+
+
+def test_a_stored_span_reads_back_as_it_was_whatever_its_values() -> None:
+    """Span.to_json's fast path (orjson, None fields left out) falls back whenever orjson would change a value."""
+    import math
+
+    from nightloop.sources.spans import Span
+
+    odd = [float("nan"), float("inf"), None, 2**70, -(2**63) - 1, "\ud83d", 0, "", [], {}, 1.5]
+    for value in odd:
+        span = Span(trace_id="t", span_id="s", source="f", attributes={"v": value}, status_code=0, body=value)
+        back = Span.from_json(span.to_json())
+        if isinstance(value, float) and math.isnan(value):
+            assert math.isnan(back.attributes["v"]) and math.isnan(back.body)
+        else:
+            assert back == span, (value, span.to_json())

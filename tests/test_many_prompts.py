@@ -3,6 +3,7 @@ results of running them one by one; one prompt's outage fails only that prompt; 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,18 +24,20 @@ from nightloop.testing.many_prompts import (
     seed_many_prompts,
     write_prompts,
 )
+from nightloop.testing.rate_limited import RateLimitedOpenAIServer
+from nightloop.testing.sim_wire import sim_every_role
 
 DAY = date(2026, 11, 17)
 NIGHT = DAY + timedelta(days=1)
 SMALL = {"judge": {"candidates": 2}, "replay": {"repeats": 1, "max_failure_cases": 12, "regression_cases": 4}}
 
 
-def _project(root: Path, count: int) -> list[str]:
-    """A store file with ``count`` prompts, each with one simulated day of traffic."""
+def _project(root: Path, count: int, per_night: int = 20) -> list[str]:
+    """A store file with ``count`` prompts, each with one simulated day of ``per_night`` conversations."""
     names = write_prompts(root / "prompts", count)
     with Store(root / "nightloop.db") as store:
         import_prompts(store, root / "prompts", created_by="test")
-        seed_many_prompts(store, names, root / "logs", day=DAY, per_night=20)
+        seed_many_prompts(store, names, root / "logs", day=DAY, per_night=per_night)
     return names
 
 
@@ -137,3 +140,32 @@ def test_two_processes_run_different_prompts_on_one_store(tmp_path: Path) -> Non
         statuses = {n: store.runs.status(run_id_for(settings, n, NIGHT)) for n in names}
         assert statuses == {n: "done" for n in names}
         assert store.db.execute("select count(*) from night_leases").fetchone()[0] == 0, "a lease was left behind"
+
+
+def test_two_nightloop_runs_share_the_providers_limit_and_receive_no_429(tmp_path: Path) -> None:
+    """Two `nightloop run --no-prefect` processes, different prompts, one store, every role at one loopback server
+    that answers 429 beyond 8 requests a (1 s) window: both nights done, and the server never had to refuse,
+    because the processes book their places in one `<db>.limits` file (each alone would send 8 a window)."""
+    names = _project(tmp_path, 2, per_night=10)
+    with RateLimitedOpenAIServer(rpm=8, window_s=1.0, arrival_delay_s=0.1, hold_s=0.05, responder=sim_every_role) as server:
+        role = f'provider = "openai"\nmodel = "gpt-4o-mini"\nbase_url = "{server.base_url}"\nmax_retries = 2\n'
+        (tmp_path / "nightloop.toml").write_text(
+            "[judge]\ncandidates = 2\n[replay]\nrepeats = 1\nmax_failure_cases = 6\nregression_cases = 2\n"
+            + "".join(f"[llm.{name}]\n{role}" for name in ("agent", "judge", "scorer"))
+            + f'[llm]\ncache = false\n[llm.limits."{server.base_url}"]\nrpm = 480\nwindow_s = 1.0\n'
+        )
+        env = {**os.environ, "COLUMNS": "300", "OPENAI_API_KEY": "test-key-not-real"}
+        nightloop = str(Path(sys.executable).parent / "nightloop")
+        runs = [
+            subprocess.Popen(
+                [nightloop, "run", "--no-prefect", "--date", NIGHT.isoformat(), "--json", "--prompt", name],
+                cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+            for name in names
+        ]
+        outputs = [run.communicate(timeout=120) for run in runs]
+    for run, (out, err) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, err[-3000:]
+    assert [json.loads(out)[0]["status"] for out, _ in outputs] == ["done", "done"]
+    assert server.rejected == 0, f"{server.rejected} requests refused with 429 ({server.accepted} accepted)"
+    assert server.accepted > 2 * 8, "the nights' calls did not need more than one window"

@@ -17,7 +17,7 @@ from nightloop.errors import ProviderError
 from nightloop.llm.client import LLMClient, build_provider
 from nightloop.models import Message
 from nightloop.rate_limits import WINDOW_S, RateLimits, limit_key
-from nightloop.rate_window import MemoryWindow
+from nightloop.rate_window import MemoryWindow, per_window
 from nightloop.testing import Answer
 from nightloop.testing.rate_limited import RateLimitedOpenAIServer
 
@@ -176,7 +176,7 @@ def test_a_burst_from_several_nights_never_exceeds_the_servers_window(monkeypatc
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
     with RateLimitedOpenAIServer(rpm=6, window_s=1.0, arrival_delay_s=0.4, hold_s=0.05) as server:
         role = _role(server)
-        limits = RateLimits({server.base_url: RateLimitConfig(rpm=6)}, window_s=1.0)
+        limits = RateLimits({server.base_url: RateLimitConfig(rpm=360, window_s=1.0)})  # 6 a window
         errors = _nights_calling(lambda: LLMClient(build_provider(role), role, limiter=limits.for_role(role)), 4, 6)
         assert server.rejected == 0 and errors == []
         assert server.accepted == 24 and limits.usage()[server.base_url][0].calls == 24
@@ -188,7 +188,7 @@ def test_each_sdk_retry_takes_a_place_of_its_own(monkeypatch: pytest.MonkeyPatch
     with RateLimitedOpenAIServer(rpm=2, window_s=3.0) as server:
         server.push(Answer.error(500, message="try again"))
         role = _role(server).model_copy(update={"max_retries": 1})
-        limits = RateLimits({server.base_url: RateLimitConfig(rpm=2)}, window_s=3.0)
+        limits = RateLimits({server.base_url: RateLimitConfig(rpm=40, window_s=3.0)})  # 2 a window
         client = LLMClient(build_provider(role), role, limiter=limits.for_role(role))
 
         async def two_calls() -> list[object]:
@@ -225,3 +225,14 @@ def test_a_429_the_sdk_retries_pauses_the_other_calls_at_once(monkeypatch: pytes
         other_done = asyncio.run(retried_and_other())
         assert other_done >= 1.4, f"the other call went through {other_done:.2f} s after the 429 asked for 1.5 s"
         assert limits.usage()["openai"][0].rate_limited == 1 and server.calls == 3
+
+
+def test_a_shorter_provider_window_holds_its_share_of_the_minute() -> None:
+    """Azure-style 10 s windows: rpm 60 lets 10 calls start in one window, the 11th when the first has left it."""
+    window = MemoryWindow(RateLimitConfig(rpm=60, tpm=6000, window_s=10.0))
+    starts = [window.book(1, 100.0) for _ in range(10)]
+    assert [s[1] for s in starts if s] == [100.0] * 10
+    for place_id, _ in filter(None, starts):
+        window.end(place_id, 100.5)
+    assert window.book(1, 101.0) == (11, 110.5)
+    assert per_window(RateLimitConfig(rpm=60, tpm=6000, window_s=10.0)).model_dump(include={"rpm", "tpm"}) == {"rpm": 10, "tpm": 1000}

@@ -163,3 +163,48 @@ def test_evaluation_events_expected_answers_and_unnamed_prompts(tmp_path: Path) 
     result = CliRunner().invoke(app, ["prompts", "adopt", "--db", str(db)])
     assert result.exit_code == 0
     assert "1 stored conversation(s) have no prompt name" in result.output and "nightloop.prompt_name" in result.output
+
+
+def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
+    """A large ingest rebuilds and classifies in spawned workers (span_workers): same conversations, failures and counts.
+
+    A private conversation id is stored under its storage id by the workers too; a late span updates, reclassified.
+    """
+    import nightloop.ingest as ingest_module
+
+    lines, expected = whole[("openai_v2", "span_only")]
+    private = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
+        _span("p1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!", conversation="support-jane.doe@example.com-17")]}]}]})
+    parts = [lines[:-1] + [private], lines[-1:]]
+    (tmp_path / "one").mkdir()
+    in_process, in_process_stats = _ingest_parts(parts, tmp_path / "one")
+    classified_here: list[str] = []
+    real_classify = ingest_module.classify_conversation
+    monkeypatch.setattr(ingest_module, "classify_conversation", lambda c, config: classified_here.append(c.id) or real_classify(c, config))
+    (tmp_path / "pool").mkdir()
+    files = []
+    for index, part in enumerate(parts):
+        files.append(tmp_path / "pool" / f"part{index}.jsonl")
+        files[-1].write_text("".join(line + "\n" for line in part))
+    with Store(tmp_path / "pool" / "store.db") as store:
+        pool_stats = [ingest(store, [str(f)], workers=2) for f in files]
+        pooled = _state(store)
+    assert classified_here == []  # every span conversation was classified in a worker process
+    assert pooled == in_process and pooled[0].keys() == expected[0].keys() | {next(k for k in pooled[0] if k.startswith("private-"))}
+    assert [(s.ingested, s.updated, s.duplicates, s.failures) for s in pool_stats] == [(s.ingested, s.updated, s.duplicates, s.failures) for s in in_process_stats]
+    assert pool_stats[0].failures.get("user_correction") == 1 and pool_stats[1].updated == 1
+
+
+def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:
+    from nightloop import span_workers
+
+    monkeypatch.setattr(span_workers.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert span_workers.auto_workers(span_workers.MIN_CONVERSATIONS) == 2
+    assert span_workers.auto_workers(span_workers.MIN_CONVERSATIONS - 1) == 0
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (1.0, 1.0, 1.0))  # a core is busy: workers would cost, not help
+    assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
+    monkeypatch.setattr(span_workers.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
+    assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier

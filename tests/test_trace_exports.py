@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from nightloop.ingest import ingest
 from nightloop.sources import detect_format, open_source
 from nightloop.store import Store
@@ -127,7 +129,7 @@ def test_langsmith_runs_merge_openai_and_langchain_messages_per_thread(tmp_path:
         assert _kinds(store) == {"ls-thread-1": {"tool_error"}, "ls-thread-2": {"provider_error"}}
 
 
-def test_phoenix_spans_dataframe_jsonl(tmp_path: Path) -> None:
+def _phoenix_rows() -> list[dict]:
     """``get_spans_dataframe().to_json(orient="records", lines=True)``: epoch-ms times, nested message lists."""
     row = {
         "name": "ChatCompletion", "span_kind": "LLM", "parent_id": None, "start_time": 1795428000000, "end_time": 1795428001000,
@@ -141,6 +143,11 @@ def test_phoenix_spans_dataframe_jsonl(tmp_path: Path) -> None:
               "attributes.llm.input_messages": [*row["attributes.llm.input_messages"], {"message.role": "assistant", "message.content": WRONG["content"]},
                                                 {"message.role": "user", "message.content": CORRECT["content"]}],
               "attributes.llm.output_messages": [{"message.role": "assistant", "message.content": RIGHT["content"]}]}
+    return [row, second]
+
+
+def test_phoenix_spans_dataframe_jsonl(tmp_path: Path) -> None:
+    row, second = _phoenix_rows()
     path = tmp_path / "phoenix_spans.jsonl"
     path.write_text(json.dumps(row) + "\n" + json.dumps(second) + "\n")
     assert detect_format(path) == "phoenix"
@@ -177,3 +184,63 @@ def test_a_spans_file_without_genai_content_is_never_zero_zero_zero(tmp_path: Pa
     path.write_text(json.dumps(http_only))
     records = list(open_source(path).fetch())
     assert len(records) == 1 and records[0].reason.startswith("OTLP spans without GenAI content")
+
+
+def _langfuse_blob(folder: Path) -> list[str]:
+    rows = [
+        {"id": "b1", "trace_id": "bt1", "type": "GENERATION", "start_time": "2026-11-23 10:00:00.000000", "end_time": "2026-11-23 10:00:01.000000",
+         "input": json.dumps([SYSTEM, ASK]), "output": None, "level": "ERROR", "status_message": "Error code: 500 - upstream overloaded",
+         "prompt_name": "support_agent", "prompt_version": 1},
+        *({"id": f"b{i}", "trace_id": "bt2", "type": "GENERATION", "start_time": f"2026-11-23 11:00:0{i}.000000", "end_time": f"2026-11-23 11:00:0{i}.500000",
+           "input": json.dumps(messages), "output": json.dumps(answer), "level": "DEFAULT", "prompt_name": "support_agent", "prompt_version": 1}
+          for i, messages, answer in ((2, [SYSTEM, ASK], WRONG), (3, [SYSTEM, ASK, WRONG, CORRECT], RIGHT))),
+    ]
+    path = folder / "observations_v2" / "2026-11-23.jsonl"
+    path.parent.mkdir()
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return [str(path.parent)]
+
+
+def _export_files(kind: str, folder: Path) -> list[str]:
+    if kind == "langfuse_blob":
+        return _langfuse_blob(folder)
+    path = folder / f"{kind}.jsonl"
+    if kind == "langfuse_trace":
+        path.write_text(json.dumps(_langfuse_trace()))
+    elif kind == "langfuse_observations":  # the UI/API observations export: camelCase, one per line, no trace record
+        path.write_text("".join(json.dumps(o) + "\n" for o in _langfuse_trace()["observations"]))
+    elif kind == "phoenix":
+        path.write_text("".join(json.dumps(r) + "\n" for r in _phoenix_rows()))
+    elif kind == "langsmith":
+        runs = _langsmith_runs()
+        for run in runs:
+            run.setdefault("extra", {}).setdefault("metadata", {})["prompt_name"] = "support_agent"
+        path.write_text("".join(json.dumps(r) + "\n" for r in runs))
+    return [str(path)]
+
+
+@pytest.mark.parametrize("kind", ["langfuse_trace", "langfuse_observations", "langfuse_blob", "langsmith", "phoenix"])
+def test_a_night_runs_on_each_platform_export_and_never_judges_a_provider_outage(kind: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from nightloop import pipeline
+    from nightloop.config import load_settings
+    from nightloop.models import ClassifyOutput
+    from nightloop.prompt_files import import_prompts
+
+    settings = load_settings(db=tmp_path / "s.db", seed=3, min_failures=1, llm={"allow_sim_agent": True})
+    with Store(settings.db) as store:
+        import_prompts(store, Path(__file__).resolve().parents[1] / "prompts", created_by="test")
+        stats = ingest(store, _export_files(kind, tmp_path), classify_config=settings.classify)
+        stored = list(store.conversations.iter_conversations(prompt_name="support_agent"))
+        outages = {f.conversation_id for f in store.conversations.failures(kind="provider_error")}
+        night = max(c.ended_at for c in stored).date() + timedelta(days=1)
+        report = pipeline.run_night(settings, "support_agent", night, store=store)
+        classified = ClassifyOutput.model_validate(store.runs.stage_output(report.run_id, "classify"))
+    assert stats.quarantined == 0 and report.conversations == len(stored) >= 1, (stats, report)
+    assert report.status in ("done", "stopped_early"), (report.status, report.notes)
+    assert report.failures.get("user_correction", 0) + report.failures.get("tool_error", 0) >= 1, report.failures
+    judged = {f.conversation_id for f in classified.failures}
+    assert judged and not judged & outages, (judged, outages)
+    if kind in ("langfuse_blob", "langsmith"):
+        assert outages, "the export's provider outage was not classified provider_error"

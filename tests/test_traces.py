@@ -112,9 +112,12 @@ def _by_first_question(store: Store) -> list[tuple[str, list[str], list[str]]]:
 
 @pytest.mark.parametrize("mode", PARENTLESS_MODES, ids=["-".join(m) for m in PARENTLESS_MODES])
 def test_model_calls_without_a_parent_span_are_chained_into_their_conversations(parentless_traces, mode, tmp_path: Path) -> None:
-    """No app span, no conversation id: each call is its own trace; calls that re-send a history continue it."""
-    lines = [line for line in (parentless_traces[mode] / "spans.jsonl").read_text().splitlines() if line]
-    spans = [span for line in lines for block in json.loads(line)["resourceSpans"] for scope in block["scopeSpans"] for span in scope["spans"]]
+    """No app span, no conversation id: each call is its own trace; calls that re-send a history continue it (whether
+    the history is on the call's span or in its log events, which may arrive in another file)."""
+    span_lines = [line for line in (parentless_traces[mode] / "spans.jsonl").read_text().splitlines() if line]
+    spans = [span for line in span_lines for block in json.loads(line)["resourceSpans"] for scope in block["scopeSpans"] for span in scope["spans"]]
+    logs = parentless_traces[mode] / "logs.jsonl"
+    lines = span_lines + (logs.read_text().splitlines() if logs.exists() and mode[1] in ("event_only", "events") else [])
     assert len(spans) == 9 and len({s["traceId"] for s in spans}) == 9 and not any(s.get("parentSpanId") for s in spans)
     with Store(tmp_path / "s.db") as store:
         stats = ingest(store, [str(parentless_traces[mode])])
@@ -130,7 +133,7 @@ def test_model_calls_without_a_parent_span_are_chained_into_their_conversations(
         ("Where is order 42?", MESSAGE_ROLES["tool_error"], ["tool_error"]),
     ]
 
-    # Any order, one call per ingest: the same conversations (a chain is named by its first exchange, not by arrival).
+    # Any order, one span or log event per ingest: the same conversations (a chain is named by its first exchange, not by arrival).
     with Store(tmp_path / "split.db") as store:
         for index, line in enumerate(reversed(lines)):
             part = tmp_path / f"part{index}.jsonl"

@@ -56,8 +56,14 @@ TRACE_MODES = [
     ("openinference", "default"),
 ]
 
-#: The layouts whose content is on the model call's span, generated with no app span (``NIGHTLOOP_TEST_NO_APP_SPAN``).
-PARENTLESS_MODES = [("openai_v2", "span_only"), ("openllmetry", "attributes"), ("openinference", "default")]
+#: Layouts generated with no app span (``NIGHTLOOP_TEST_NO_APP_SPAN``): content on the model call's span, or in log events.
+PARENTLESS_MODES = [
+    ("openai_v2", "span_only"),
+    ("openai_v2", "event_only"),
+    ("openllmetry", "attributes"),
+    ("openllmetry", "events"),
+    ("openinference", "default"),
+]
 
 SYSTEM = "You are the support assistant of {shop}. Quote prices in EUR."
 TOOLS = [

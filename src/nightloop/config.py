@@ -116,6 +116,9 @@ class RateLimitConfig(_Section):
     tpm: int | None = Field(default=None, ge=1)
     #: Requests in flight at once.
     max_concurrency: int | None = Field(default=None, ge=1)
+    #: The window the provider counts over, seconds: a window holds rpm and tpm scaled to its length (at least
+    #: 1). Azure OpenAI, for one, counts its per-minute limits over 10 s or 1 s windows.
+    window_s: float = Field(default=60.0, gt=0, le=60)
 
 
 class LLMConfig(_Section):

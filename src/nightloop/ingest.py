@@ -16,7 +16,7 @@ from nightloop.classify import classify_conversation
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, IngestStats
 from nightloop.sources import ChainSource, Source, SpanSource, Window, open_source
-from nightloop.span_ingest import ingest_spans
+from nightloop.span_ingest import Classifying, ingest_spans
 
 if TYPE_CHECKING:
     from nightloop.store import Store
@@ -54,28 +54,35 @@ def ingest(
     limit: int | None = None,
     classifier: Classifier | None = None,
     batch_size: int = 1000,
+    workers: int | None = None,
 ) -> IngestStats:
     """Read ``specs`` into ``store``, classifying each new conversation; returns what happened.
 
-    ``limit`` caps conversations per spec; ``classifier`` replaces the rule classifier (tests, custom detectors).
+    ``limit`` caps conversations per spec; ``classifier`` replaces the rule classifier (tests, custom detectors);
+    ``workers``: processes that rebuild and classify span conversations (None: one per core, up to 2, for large ingests).
     """
     sources = [leaf for source in open_sources(specs, format) for leaf in _leaves(source)]
     span_sources = [source for source in sources if isinstance(source, SpanSource)]
     classify = classifier or default_classifier(classify_config or ClassifyConfig())
     records = chain.from_iterable(source.fetch(window, limit) for source in sources if source not in span_sources)
 
-    on_batch = classify_batch(store, classify, on_progress)
+    # The rule detectors (not a custom classifier) may run in span_workers' processes, beside the merging.
+    classifying = Classifying(classify_config or ClassifyConfig(), workers=workers) if classifier is None else None
+    on_batch = classify_batch(store, classify, on_progress, known=classifying.known if classifying else None)
     stats = store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
     if span_sources:  # grouped across every span source of this ingest, and earlier ones (span_ingest.py)
-        ingest_spans(store, span_sources, stats, on_batch, window, limit)
+        ingest_spans(store, span_sources, stats, on_batch, window, limit, classifying)
     return stats
 
 
-def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None) -> OnBatch:
-    """The callback each stored batch runs in its transaction: classify its new (or re-merged) conversations."""
+def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None, known: dict[str, list[Failure]] | None = None) -> OnBatch:
+    """The callback each stored batch runs in its transaction: classify its new (or re-merged) conversations.
+
+    ``known``: failures already found (by ``classify``'s detectors, in a worker), by conversation id; used once.
+    """
 
     def on_batch(new: list[Conversation], stats: IngestStats) -> None:
-        found = {conversation.id: _classify_safely(classify, conversation, stats) for conversation in new}
+        found = {c.id: known.pop(c.id) if known and c.id in known else _classify_safely(classify, c, stats) for c in new}
         store.conversations.save_failures_many(found)
         for failures in found.values():
             for failure in failures:

@@ -8,7 +8,7 @@ the provider may count within rpm and tpm, and sleeps until then; it holds that 
 and for a window after. So the limit holds by construction, not by retrying 429s away. Every HTTP attempt the SDK
 makes for a call (its retries, the repair re-ask) books a place of its own (``attempt_starts``). A 429 that
 still arrives (another client on the same account) pauses every call to that provider, in every process, for the
-``retry-after`` it asked (at most the window; ``PAUSE_AFTER_429_S`` if it named none).
+``retry-after`` it asked (at most a minute; ``PAUSE_AFTER_429_S`` if it named none).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nightloop.config import RateLimitConfig, RoleConfig, Settings
-from nightloop.rate_window import WINDOW_S, MemoryWindow, SharedWindow, Window
+from nightloop.rate_window import WINDOW_S, MemoryWindow, SharedWindow, Window, per_window
 
 __all__ = [
     "PAUSE_AFTER_429_S", "POLL_S", "WINDOW_S", "LimiterStats", "ProviderLimiter", "RateLimits", "attempt_starts",
@@ -79,14 +79,13 @@ class ProviderLimiter:
     clock: Callable[[], float] = time.monotonic
     stats: LimiterStats = field(default_factory=LimiterStats)
     window: Window | None = None
-    window_s: float = WINDOW_S
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _slots_taken: int = 0
     _waiters: deque[_Waiter] = field(default_factory=deque, repr=False)
 
     def __post_init__(self) -> None:
         if self.window is None:
-            self.window = MemoryWindow(self.limits, self.window_s)
+            self.window = MemoryWindow(self.limits)
 
     @asynccontextmanager
     async def slot(self, tokens: int) -> AsyncIterator[None]:
@@ -109,7 +108,7 @@ class ProviderLimiter:
             yield
         except Exception as exc:
             if getattr(exc, "status", None) == 429 and not call.paused:
-                self.pause(retry_after_of(exc, self.window_s))
+                self.pause(retry_after_of(exc))
             raise
         finally:
             _CALL.reset(token)
@@ -128,8 +127,8 @@ class ProviderLimiter:
     async def _book(self, tokens: int) -> int:
         """A place in the window for a call of ``tokens``, once its start has come; its id."""
         assert self.window is not None
-        if self.limits.tpm is not None:
-            tokens = min(tokens, self.limits.tpm)  # a call larger than the whole budget still runs, alone in its window
+        if (tpm := per_window(self.limits).tpm) is not None:
+            tokens = min(tokens, tpm)  # a call larger than the whole budget still runs, alone in its window
         while (booked := self.window.book(tokens, self.clock())) is None:
             await asyncio.sleep(POLL_S)
         place, start = booked
@@ -218,23 +217,23 @@ def rate_limited_answer(headers: Mapping[str, str]) -> None:
     call = _CALL.get()
     if call is not None:
         call.paused = True
-        call.limiter.pause(_asked_wait(headers, call.limiter.window_s))
+        call.limiter.pause(_asked_wait(headers))
 
 
-def retry_after_of(error: BaseException, window_s: float = WINDOW_S) -> float:
+def retry_after_of(error: BaseException) -> float:
     """The wait a 429 asked for (``retry-after-ms`` / ``retry-after`` of the SDK error behind ``error``), at most
-    the window; ``PAUSE_AFTER_429_S`` when it named none."""
+    a minute; ``PAUSE_AFTER_429_S`` when it named none."""
     headers = getattr(getattr(error.__cause__, "response", None), "headers", None) or {}
-    return _asked_wait(headers, window_s)
+    return _asked_wait(headers)
 
 
-def _asked_wait(headers: Mapping[str, str], window_s: float) -> float:
+def _asked_wait(headers: Mapping[str, str]) -> float:
     from nightloop.llm.common import retry_after_seconds
 
     for name, milliseconds in (("retry-after-ms", True), ("retry-after", False)):
         asked = retry_after_seconds(headers.get(name), milliseconds=milliseconds)
         if asked is not None:
-            return min(max(asked, 0.0), window_s)
+            return min(max(asked, 0.0), WINDOW_S)
     return PAUSE_AFTER_429_S
 
 
@@ -256,11 +255,11 @@ class RateLimits:
 
     def __init__(
         self, limits: dict[str, RateLimitConfig], clock: Callable[[], float] = time.monotonic, *,
-        shared: Path | None = None, window_s: float = WINDOW_S,
+        shared: Path | None = None,
     ) -> None:
         self._limits = limits
         self._limiters = {
-            key: ProviderLimiter(key, config, clock, window=_window(key, config, shared, window_s), window_s=window_s)
+            key: ProviderLimiter(key, config, clock, window=_window(key, config, shared))
             for key, config in limits.items()
         }
 
@@ -284,7 +283,7 @@ class RateLimits:
         """One line per provider: calls and tokens spent against its limits, calls waiting and in flight."""
         parts = []
         for key, (stats, limits) in self.usage().items():
-            shown = ", ".join(f"{name} {value}" for name, value in limits.model_dump().items() if value is not None)
+            shown = ", ".join(f"{name} {value}" for name, value in limits.model_dump(exclude_defaults=True).items())
             parts.append(
                 f"{key}: {stats.calls} calls, {stats.tokens} tokens ({shown}); "
                 f"{stats.in_flight} in flight, {stats.waiting} waiting; 429s {stats.rate_limited}"
@@ -297,5 +296,5 @@ def shared_limits_path(db: Path) -> Path:
     return db.with_name(db.name + ".limits")
 
 
-def _window(key: str, limits: RateLimitConfig, shared: Path | None, window_s: float) -> Window:
-    return MemoryWindow(limits, window_s) if shared is None else SharedWindow(shared, key, limits, window_s)
+def _window(key: str, limits: RateLimitConfig, shared: Path | None) -> Window:
+    return MemoryWindow(limits) if shared is None else SharedWindow(shared, key, limits)

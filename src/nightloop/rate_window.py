@@ -19,9 +19,9 @@ from typing import Protocol
 
 from nightloop.config import RateLimitConfig
 
-__all__ = ["WINDOW_S", "MemoryWindow", "Place", "SharedWindow", "Window", "earliest_start"]
+__all__ = ["WINDOW_S", "MemoryWindow", "Place", "SharedWindow", "Window", "earliest_start", "per_window"]
 
-#: The window providers count requests and tokens per minute over.
+#: The minute ``rpm`` and ``tpm`` are counted over (a provider's window, ``window_s``, may be shorter).
 WINDOW_S = 60.0
 
 
@@ -34,12 +34,19 @@ class Place:
     end: float | None = None
 
 
-def earliest_start(
-    places: list[Place], now: float, tokens: int, limits: RateLimitConfig, window_s: float = WINDOW_S
-) -> float | None:
-    """The first time from ``now`` a call of ``tokens`` may start within ``limits``, given the places held;
-    None while calls in flight alone leave no room (ask again when one has answered)."""
-    rpm, tpm, most = limits.rpm, limits.tpm, limits.max_concurrency
+def per_window(limits: RateLimitConfig) -> RateLimitConfig:
+    """The requests and tokens one window of ``limits.window_s`` holds (``rpm`` and ``tpm`` are per minute)."""
+
+    def scaled(per_minute: int | None) -> int | None:
+        return None if per_minute is None else max(1, int(round(per_minute * limits.window_s / WINDOW_S, 6)))
+
+    return limits.model_copy(update={"rpm": scaled(limits.rpm), "tpm": scaled(limits.tpm)})
+
+
+def earliest_start(places: list[Place], now: float, tokens: int, limits: RateLimitConfig) -> float | None:
+    """The first time from ``now`` a call of ``tokens`` may start within ``limits`` (already :func:`per_window`),
+    given the places held; None while calls in flight alone leave no room (ask again when one has answered)."""
+    rpm, tpm, most, window_s = limits.rpm, limits.tpm, limits.max_concurrency, limits.window_s
     held = [p for p in places if p.end is None or p.end > now - window_s]
     in_flight = [p for p in held if p.end is None]
     count, used = len(held), sum(p.tokens for p in held)
@@ -77,8 +84,8 @@ class Window(Protocol):
 class MemoryWindow:
     """The places of one process's calls (threads each running an event loop share it)."""
 
-    def __init__(self, limits: RateLimitConfig, window_s: float = WINDOW_S) -> None:
-        self.limits, self.window_s = limits, window_s
+    def __init__(self, limits: RateLimitConfig) -> None:
+        self.limits, self.window_s = per_window(limits), limits.window_s
         self._lock = threading.Lock()
         self._places: dict[int, Place] = {}
         self._next_id = 0
@@ -87,7 +94,7 @@ class MemoryWindow:
     def book(self, tokens: int, now: float) -> tuple[int, float] | None:
         with self._lock:
             self._places = {i: p for i, p in self._places.items() if p.end is None or p.end > now - self.window_s}
-            start = earliest_start(list(self._places.values()), now, tokens, self.limits, self.window_s)
+            start = earliest_start(list(self._places.values()), now, tokens, self.limits)
             if start is None:
                 return None
             start = max(start, self._paused_until)
@@ -122,8 +129,8 @@ class SharedWindow:
     before its calls answered end when another process next books (their requests may have arrived until then).
     """
 
-    def __init__(self, path: Path, key: str, limits: RateLimitConfig, window_s: float = WINDOW_S) -> None:
-        self.key, self.limits, self.window_s = key, limits, window_s
+    def __init__(self, path: Path, key: str, limits: RateLimitConfig) -> None:
+        self.key, self.limits, self.window_s = key, per_window(limits), limits.window_s
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         # Bookings are worth nothing after a crash (the calls died with it): no fsync per booking.
@@ -136,7 +143,7 @@ class SharedWindow:
             self._end_places_of_dead_processes(db, now)
             db.execute("DELETE FROM places WHERE key = ? AND end_at <= ?", (self.key, now - self.window_s))
             rows = db.execute("SELECT start, tokens, end_at FROM places WHERE key = ?", (self.key,)).fetchall()
-            start = earliest_start([Place(*row) for row in rows], now, tokens, self.limits, self.window_s)
+            start = earliest_start([Place(*row) for row in rows], now, tokens, self.limits)
             if start is None:
                 return None
             paused = db.execute("SELECT until FROM pauses WHERE key = ?", (self.key,)).fetchone()

@@ -9,18 +9,21 @@ batches and conversations are rebuilt one at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nightloop.models import Conversation, IngestStats, Quarantined
+from nightloop.config import ClassifyConfig
+from nightloop.models import Conversation, Failure, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
-from nightloop.sources.spans import Span, SpanSource, build_conversation
+from nightloop.sources.spans import Span, SpanSource
+from nightloop.span_workers import chunk_builder
 
 if TYPE_CHECKING:
     from nightloop.store import Store
     from nightloop.store.conversations import OnBatch
 
-__all__ = ["ingest_span_items", "ingest_spans", "remerge", "store_spans"]
+__all__ = ["Classifying", "ingest_span_items", "ingest_spans", "remerge", "store_spans"]
 
 SPAN_BATCH = 2000
 CONVERSATION_BATCH = 500
@@ -61,9 +64,21 @@ def ingest_spans(
     on_batch: OnBatch | None = None,
     window: Window | None = None,
     limit: int | None = None,
+    classifying: Classifying | None = None,
 ) -> IngestStats:
     """Spans of ``sources`` into the store; conversations they touch are (re-)merged and reclassified via ``on_batch``."""
-    return ingest_span_items(store, (item for source in sources for item in source.spans()), stats, on_batch, window, limit)
+    items = (item for source in sources for item in source.spans())
+    return ingest_span_items(store, items, stats, on_batch, window, limit, classifying)
+
+
+@dataclass
+class Classifying:
+    """Lets workers classify what they rebuild (``span_workers``): the rule detectors' config, and where their
+    failures wait for ``on_batch`` (``ingest.classify_batch(…, known=)``) by storage id. ``workers``: None = auto."""
+
+    config: ClassifyConfig
+    known: dict[str, list[Failure]] = field(default_factory=dict)
+    workers: int | None = None
 
 
 def ingest_span_items(
@@ -73,19 +88,20 @@ def ingest_span_items(
     on_batch: OnBatch | None = None,
     window: Window | None = None,
     limit: int | None = None,
+    classifying: Classifying | None = None,
 ) -> IngestStats:
     """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store."""
     seen, changed = store_spans(store, items, stats)
     touched, moved = store.spans.rekey(changed)
     stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
     renamed = {after for after, befores in moved.items() if any(store.conversations.exists(before) for before in befores)}
-    remerge(store, sorted(touched), stats, on_batch, window, limit, renamed)
+    remerge(store, sorted(touched), stats, on_batch, window, limit, renamed, classifying)
     return stats
 
 
-def _in_chunks(store: Store, conversation_ids: list[str]) -> Iterable[tuple[str, list[Span]]]:
+def _in_chunks(store: Store, conversation_ids: list[str]) -> Iterator[list[tuple[str, list[str]]]]:
     for start in range(0, len(conversation_ids), CONVERSATION_BATCH):
-        yield from store.spans.spans_of_many(conversation_ids[start : start + CONVERSATION_BATCH]).items()
+        yield list(store.spans.span_texts_of_many(conversation_ids[start : start + CONVERSATION_BATCH]).items())
 
 
 def remerge(
@@ -96,33 +112,41 @@ def remerge(
     window: Window | None = None,
     limit: int | None = None,
     renamed: set[str] | None = None,
+    classifying: Classifying | None = None,
 ) -> None:
     """Rebuild each conversation from all its stored spans; one left without spans (re-keyed away) is deleted.
 
     A conversation in ``renamed`` was stored under another id (its trace's) until a later span named it: it is
-    counted as updated, not as new.
+    counted as updated, not as new. With ``classifying``, a large rebuild runs in worker processes.
     """
+    conversation_ids = list(conversation_ids)
+    known = classifying.known if classifying is not None else {}
+    builder = chunk_builder(len(conversation_ids), *((classifying.config, classifying.workers) if classifying else (None, 0)))
     pending: list[Conversation] = []
     quarantined: list[Quarantined] = []
     gone: list[str] = []
     kept = 0
-    for conversation_id, spans in _in_chunks(store, list(conversation_ids)):
-        if not spans:
-            gone.append(conversation_id)
-            continue
-        record = build_conversation(conversation_id, spans)
-        if isinstance(record, Quarantined):
-            quarantined.append(record)
-            continue
-        if not in_window(record, window) or (limit is not None and kept >= limit):
-            continue
-        kept += 1
-        pending.append(record)
+    for built in builder.build(_in_chunks(store, conversation_ids)):
+        for conversation_id, record, failures in built:
+            if record is None:
+                gone.append(conversation_id)
+            elif isinstance(record, Quarantined):
+                quarantined.append(record)
+            elif in_window(record, window) and (limit is None or kept < limit):
+                kept += 1
+                pending.append(record)
+                if failures is not None:
+                    known[record.id] = failures
         if len(pending) >= CONVERSATION_BATCH:
-            store.conversations.upsert(pending, stats, on_batch, renamed)
+            _store(store, pending, stats, on_batch, renamed, known)
             pending = []
     if pending:
-        store.conversations.upsert(pending, stats, on_batch, renamed)
+        _store(store, pending, stats, on_batch, renamed, known)
     store.conversations.add_quarantined(quarantined, stats)
     if gone:
         store.conversations.delete(gone)
+
+
+def _store(store: Store, pending: list[Conversation], stats: IngestStats, on_batch: OnBatch | None, renamed: set[str] | None, known: dict) -> None:
+    store.conversations.upsert(pending, stats, on_batch, renamed)
+    known.clear()  # unchanged conversations are not classified again: their failures are not needed

@@ -64,6 +64,8 @@ def collect(
     except KeyboardInterrupt:
         pass
     finally:
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C (or SIGTERM then SIGINT) must not cut the shutdown short
+            signal.signal(stop_signal, signal.SIG_IGN)
         server.server_close()
         store.close()
     stats = collector.stats

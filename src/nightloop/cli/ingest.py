@@ -40,6 +40,10 @@ FormatOption = Annotated[
     typer.Option("--format", "-f", help=f"Source format ({', '.join(FORMATS)}); default: detected per file."),
 ]
 StrictOption = Annotated[bool, typer.Option("--strict", help="Exit non-zero when any record was quarantined.")]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", min=0, help="Processes that merge and classify span conversations (0: this one; default: up to 2 idle cores, for 10,000+ conversations)."),
+]
 PromptOption = Annotated[str | None, typer.Option("--prompt", "-p", help="Only this prompt's conversations.")]
 KindOption = Annotated[str | None, typer.Option("--kind", "-k", help=f"Only this failure kind ({', '.join(FAILURE_KINDS)}).")]
 SinceOption = Annotated[
@@ -67,6 +71,7 @@ def ingest(
     config: ConfigOption = None,
     strict: StrictOption = False,
     as_json: JsonOption = False,
+    workers: WorkersOption = None,
 ) -> None:
     """Read conversations into the store and classify the new ones; unreadable records are quarantined.
 
@@ -92,7 +97,7 @@ def ingest(
         try:
             with open_store(settings) as store:
                 stats = run_ingest(
-                    store, sources, format=format, classify_config=settings.classify, on_progress=show
+                    store, sources, format=format, classify_config=settings.classify, on_progress=show, workers=workers
                 )
                 stored_quarantine = store.conversations.quarantine_count()
         except NightloopError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 from nightloop.models import canonical_json
 from nightloop.sources import json_codec
 
-__all__ = ["CallMessages", "call_messages", "is_model_call", "parts_to_messages"]
+__all__ = ["CallMessages", "ParsedHistory", "call_messages", "is_model_call", "parts_to_messages"]
 
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
@@ -124,10 +124,34 @@ def _system_list(value: Any) -> list[dict[str, Any]]:
     return [{"role": "system", "content": text}] if text else []
 
 
-def _latest(attributes: dict[str, Any], layout: str) -> CallMessages:
+class ParsedHistory:
+    """The last input message list parsed: a later call of the conversation re-sends it with more turns at its end,
+    so only the turns after it are parsed (and the earlier turns are the same objects, cheap to compare)."""
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.messages: list[dict[str, Any]] = []
+
+    def parse(self, value: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, str):
+            return _message_list(value)
+        raw, size = self.raw, len(self.raw)
+        if value == raw:
+            return list(self.messages)
+        if size > 2 and value[size - 1 : size] == "," and value.startswith(raw[:-1]):
+            messages = self.messages + _message_list("[" + value[size:])  # raw ends with the "]" of its list
+        else:
+            messages = _message_list(value)
+        if value.startswith("[") and value.endswith("]"):
+            self.raw, self.messages = value, messages
+        return list(messages)
+
+
+def _latest(attributes: dict[str, Any], layout: str, history: ParsedHistory | None = None) -> CallMessages:
+    inputs = attributes.get(INPUT_MESSAGES)
     return CallMessages(
         system=_system_list(attributes[SYSTEM_INSTRUCTIONS]) if attributes.get(SYSTEM_INSTRUCTIONS) else [],
-        inputs=_message_list(attributes[INPUT_MESSAGES]) if attributes.get(INPUT_MESSAGES) else [],
+        inputs=(history.parse(inputs) if history is not None else _message_list(inputs)) if inputs else [],
         outputs=_message_list(attributes[OUTPUT_MESSAGES]) if attributes.get(OUTPUT_MESSAGES) else [],
         layout=layout,
     )
@@ -184,13 +208,16 @@ def _legacy_event(name: str, body: Any) -> dict[str, Any]:
     return message
 
 
-def call_messages(attributes: dict[str, Any], events: list[dict[str, Any]]) -> CallMessages:
-    """The messages of one model call from its span attributes and its events (span events or log records)."""
+def call_messages(attributes: dict[str, Any], events: list[dict[str, Any]], history: ParsedHistory | None = None) -> CallMessages:
+    """The messages of one model call from its span attributes and its events (span events or log records).
+
+    ``history``: the conversation's earlier calls' parsed input, when they are read in time order.
+    """
     if attributes.get(INPUT_MESSAGES) or attributes.get(OUTPUT_MESSAGES):
-        return _latest(attributes, "OTel GenAI span attributes")
+        return _latest(attributes, "OTel GenAI span attributes", history)
     for event in events:
         if event.get("name") == DETAILS_EVENT and (event["attributes"].get(INPUT_MESSAGES) or event["attributes"].get(OUTPUT_MESSAGES)):
-            return _latest(event["attributes"], "OTel GenAI log events")
+            return _latest(event["attributes"], "OTel GenAI log events", history)
     if any(INDEXED.match(key) for key in attributes):
         return _indexed(attributes)
     call = CallMessages(layout="OTel GenAI legacy log events")

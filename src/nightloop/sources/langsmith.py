@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from nightloop.models import Quarantined
-from nightloop.sources.spans import Span, SpanFileSource, chat_messages, iso_nanos
+from nightloop.sources.exports import chat_messages, iso_nanos
+from nightloop.sources.spans import Span, SpanFileSource
 
 __all__ = ["LangSmithSource", "is_langsmith_run"]
 

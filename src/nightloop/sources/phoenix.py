@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from nightloop.models import Quarantined
-from nightloop.sources.spans import Span, SpanFileSource, iso_nanos, keep_span
+from nightloop.sources.exports import iso_nanos
+from nightloop.sources.spans import Span, SpanFileSource, keep_span
 
 __all__ = ["PhoenixSource", "is_phoenix_row"]
 

@@ -8,12 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nightloop.store import autonomy, cache, challengers, conversations, leases, metrics, prompts, runs, spans, spend
+from nightloop.store import (
+    autonomy,
+    cache,
+    challengers,
+    conversations,
+    figures,
+    leases,
+    metrics,
+    prompts,
+    runs,
+    spans,
+    spend,
+)
 from nightloop.store.autonomy import AutonomyRepo
 from nightloop.store.cache import CacheRepo
 from nightloop.store.challengers import ChallengerRepo
 from nightloop.store.conversations import ConversationRepo
 from nightloop.store.db import NoStore, open_db, transaction
+from nightloop.store.figures import FiguresRepo
 from nightloop.store.leases import LeaseRepo
 from nightloop.store.prompts import PromptRepo
 from nightloop.store.runs import RunRepo
@@ -25,6 +38,7 @@ __all__ = [
     "CacheRepo",
     "ChallengerRepo",
     "ConversationRepo",
+    "FiguresRepo",
     "LeaseRepo",
     "NoStore",
     "PromptRepo",
@@ -47,6 +61,7 @@ MIGRATION_SETS = [
     leases.migrations,
     challengers.migrations,
     spend.migrations,
+    figures.migrations,
 ]
 
 
@@ -70,6 +85,7 @@ class Store:
         self.spans = SpanRepo(self.db)
         self.challengers = ChallengerRepo(self.db)
         self.spend = SpendRepo(self.db)
+        self.figures = FiguresRepo(self.db)
 
     def transaction(self):
         return transaction(self.db)

@@ -2,8 +2,8 @@
 
 A span is stored once per ``(trace_id, span_id)`` (OTLP delivery is at least once). Each span has the
 conversation it belongs to: its own conversation id, else its trace's (the smallest explicit id any span
-of that trace carries, whenever it arrived; else the smallest chain key, see ``sources.spans.chain_key``),
-else the trace id.
+of that trace carries, whenever it arrived; else the smallest chain key, see ``sources.spans.chain_key``, or for a
+call whose content is in log events ``log_chain_key``), else the trace id.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from nightloop.sources.spans import Span, conversation_key, explicit_key, trace_keys_of
+from nightloop.sources.spans import Span, conversation_key, explicit_key, log_chain_key, trace_keys_of
 from nightloop.store.db import transaction
 
 __all__ = ["SpanRepo", "migrations"]
@@ -108,18 +108,20 @@ class SpanRepo:
         with transaction(self.db):
             for start in range(0, len(traces), 5000):
                 rows = self.db.conn.execute(
-                    "select rowid, trace_id, conversation_id, explicit_key, chain_key from spans where trace_id in (select value from json_each(?))",
+                    "select rowid, trace_id, conversation_id, explicit_key, chain_key, span_id from spans where trace_id in (select value from json_each(?))",
                     [_ids_json(traces[start : start + 5000])],
                 ).fetchall()
                 keys: dict[str, str] = {}
                 chains: dict[str, str] = {}
-                for _, trace, _, key, chain in rows:  # the smallest of each trace (str order = SQLite's binary order)
+                for _, trace, _, key, chain, _ in rows:  # the smallest of each trace (str order = SQLite's binary order)
                     if key is not None and (trace not in keys or key < keys[trace]):
                         keys[trace] = key
                     if chain is not None and (trace not in chains or chain < chains[trace]):
                         chains[trace] = chain
+                logged = {trace for _, trace, _, _, _, span in rows if span.startswith("log:") and trace not in keys and trace not in chains}
+                chains.update(self._log_chains(logged))
                 moves = []
-                for rowid, trace, before, key, _ in rows:
+                for rowid, trace, before, key, _, _ in rows:
                     after = key or keys.get(trace) or chains.get(trace) or trace
                     touched.update((before, after))
                     if after != before:
@@ -128,16 +130,30 @@ class SpanRepo:
                 self.db.conn.executemany("update spans set conversation_id = ? where rowid = ?", moves)
         return touched, moved
 
+    def _log_chains(self, traces: set[str]) -> dict[str, str]:
+        """The chain key of each trace whose model call's content is in log events (``sources.spans.log_chain_key``)."""
+        if not traces:
+            return {}
+        records: dict[str, list[Span]] = {}
+        for trace, text in self.db.conn.execute("select trace_id, json from spans where trace_id in (select value from json_each(?))", [_ids_json(traces)]):
+            records.setdefault(trace, []).append(Span.from_json(text))
+        return {trace: key for trace, spans in records.items() if (key := log_chain_key(spans))}
+
     def spans_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[Span]]:
         """Spans of each conversation (one query for the lot), in time order (sorted here: SQLite would sort them all at once)."""
-        found: dict[str, list[Span]] = {cid: [] for cid in conversation_ids}
+        found = {cid: [Span.from_json(text) for text in texts] for cid, texts in self.span_texts_of_many(conversation_ids).items()}
+        for spans in found.values():
+            spans.sort(key=lambda span: (span.start_ns, span.span_id))
+        return found
+
+    def span_texts_of_many(self, conversation_ids: Sequence[str]) -> dict[str, list[str]]:
+        """The stored JSON of each conversation's spans (``Span.from_json``), in no order; one query for the lot."""
+        found: dict[str, list[str]] = {cid: [] for cid in conversation_ids}
         rows = self.db.conn.execute(
             "select conversation_id, json from spans where conversation_id in (select value from json_each(?))", [_ids_json(conversation_ids)]
         )
         for conversation_id, text in rows:
-            found[conversation_id].append(Span.from_json(text))
-        for spans in found.values():
-            spans.sort(key=lambda span: (span.start_ns, span.span_id))
+            found[conversation_id].append(text)
         return found
 
     def spans_of(self, conversation_id: str) -> list[Span]:

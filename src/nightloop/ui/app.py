@@ -8,8 +8,8 @@ compare-and-swap refuses a stale candidate here as there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,33 +66,39 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
 
-def _fingerprint(store: Store) -> tuple:
-    """Changes whenever anything the metrics read changes (a few indexed aggregates: milliseconds)."""
-    return store.db.execute(
-        "select (select max(rowid) from conversations), (select count(*) from failures), "
-        "(select max(id) from label_history), (select count(*) || ':' || sum(status = 'pending') from review_queue), "
-        "(select count(*) || ':' || max(finished_at) from runs)"
-    ).fetchone()
-
-
 def create_app(config: UIConfig) -> FastAPI:
     """The ASGI app over one store file."""
     if not config.db.exists():
         raise NightloopError(
             f"The store {config.db} does not exist; point --db at a nightloop store (e.g. demo/nightloop.db after `make demo`)."
         )
-    app = FastAPI(title="nightloop", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(security.SecurityMiddleware, token=config.token)
-    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    env = _environment()
     from nightloop.ui.plots_cache import Figures
 
-    figures = Figures(fresh_wait_s=config.fresh_wait_s)
+    figures = Figures(config.db, fresh_wait_s=config.fresh_wait_s)
 
     @contextmanager
     def store() -> Iterator[Store]:
         with Store(config.db) as opened:
             yield opened
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        """The figures' worker process lives exactly as long as the app serves."""
+        figures.start()
+        for template in env.list_templates():  # compiled now, not in the first view of each page
+            env.get_template(template)
+        with store() as s:  # the dashboard of all prompts is counted now (if the kept one is out of date)
+            figures.prepare(s, None)
+        try:
+            yield
+        finally:
+            figures.close()
+
+    app = FastAPI(title="nightloop", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.figures = figures
+    app.add_middleware(security.SecurityMiddleware, token=config.token)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    env = _environment()
 
     def page(request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         html = env.get_template(template).render(
@@ -222,28 +228,13 @@ def create_app(config: UIConfig) -> FastAPI:
                             trust=trust_record(s, name, config.autonomy), error=str(exc))
         return RedirectResponse(f"/prompts/{quote(name)}?notice={quote(f'Rolled back: production is v{to}.')}", 303)
 
-    def operations_of(s: Store, prompt: str | None) -> Any:
-        return figures.metrics(prompt, _fingerprint(s), compute_for(prompt))
-
-    def compute_for(prompt: str | None) -> Any:
-        from nightloop.metrics import operations
-
-        def compute() -> Any:
-            with store() as own:  # runs in the figures' worker thread: its own connection
-                return operations(own, prompt)
-
-        return compute
-
-    with store() as s:  # the dashboard of all prompts starts counting now, not at its first request
-        figures.prepare(None, _fingerprint(s), compute_for(None))
-
     @app.get("/dashboard", response_class=HTMLResponse)
     def dashboard(request: Request, prompt: str | None = None) -> HTMLResponse:
         """The numbers at once; each plot is its own image request (drawing them is the slow part)."""
         from nightloop.plots import PLOTS
 
         with store() as s:
-            shown = operations_of(s, prompt or None)
+            shown = figures.metrics(s, prompt or None)
             query = urlencode({"prompt": prompt or "", "v": shown.version})
             plots = [(key, title, f"/dashboard/plots/{key}.svg?{query}") for key, title in PLOTS]
             return page(request, "dashboard.html", ops=shown.ops, stale=shown.stale, plots=plots, prompt=prompt or "",
@@ -255,11 +246,11 @@ def create_app(config: UIConfig) -> FastAPI:
 
         if key not in dict(PLOTS):
             raise NotFound(f"There is no plot {key!r}; the plots are {', '.join(k for k, _ in PLOTS)}.")
-        svg = figures.cached_plot(v, key) if v else None  # the page's version, drawn already: no store, no recount
-        if svg is None:
+        svg = figures.cached_plot(v, key) if v else None  # the page's version, drawn (or drawing): no store, no recount
+        cache = "private, max-age=86400"  # the URL carries the figures' version, so the browser may keep what it fetched
+        if svg is None:  # a version this app never counted (an old page): the current figures, not to be kept
             with store() as s:
-                svg = figures.plot(operations_of(s, prompt or None), key)
-        # The URL carries the figures' version, so the browser may keep what it fetched.
-        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "private, max-age=86400"})
+                svg, cache = figures.plot(figures.metrics(s, prompt or None), key), "no-store"
+        return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": cache})
 
     return app
