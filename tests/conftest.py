@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from worlds import Worlds
+
 SHARED_REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Temporary folders on tmpfs where there is one (unless ``--basetemp`` says otherwise).
+
+    The store commits every model call durably: on a disk, fsync is most of a whole-night test's wall time.
+    Nothing in the suite tests durability across a power cut, so the files may as well live in memory.
+    """
+    shm = Path("/dev/shm")
+    if config.option.basetemp is None and "PYTEST_DEBUG_TEMPROOT" not in os.environ and _roomy(shm):
+        os.environ["PYTEST_DEBUG_TEMPROOT"] = str(shm)
+
+
+def _roomy(folder: Path, free_bytes: int = 2 << 30) -> bool:
+    """A writable folder with room for the suite's files (a container's 64 MB /dev/shm is not)."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK) and stats.f_bavail * stats.f_frsize >= free_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +49,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
+    """Stores (a simulated day of traffic, optionally one night run on it) built once and copied per test (tests/worlds.py)."""
+    from worlds import Worlds  # beside this file; imports the pipeline, so only for the tests that ask
+
+    yield Worlds(tmp_path_factory.mktemp("worlds"))
 
 
 @pytest.fixture

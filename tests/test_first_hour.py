@@ -8,7 +8,6 @@ import re
 import shlex
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,15 +15,12 @@ from typer.testing import CliRunner
 
 from nightloop.cli import app
 from nightloop.config import load_settings
-from nightloop.ingest import ingest
-from nightloop.prompt_files import import_prompts
-from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 from nightloop.testing.fake_openai import FakeOpenAIServer
+from worlds import FORTY, Worlds
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DAY = date(2026, 11, 17)
 
 
 def said(result) -> str:
@@ -32,13 +28,8 @@ def said(result) -> str:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Path:
-    db = tmp_path / "nightloop.db"
-    settings = load_settings(db=db)
-    with Store(db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, "support_agent", nights=1, per_night=40, seed=5, out=tmp_path / "logs", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
+def world(worlds: Worlds, tmp_path: Path) -> Path:
+    db = worlds.copy_traffic(FORTY, tmp_path)  # the managed prompts, 40 simulated conversations of 2026-11-17
     return db
 
 

@@ -18,7 +18,8 @@ import pytest
 from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 
-from test_night_budget import NIGHT, PROMPT, store_with_a_day_of_traffic
+from test_night_budget import NIGHT, PROMPT
+from worlds import FORTY, Worlds
 
 RUN = ["run", "--no-prefect", "--date", NIGHT]
 
@@ -38,8 +39,8 @@ main()
 
 
 @pytest.fixture
-def store_file(tmp_path: Path) -> Path:
-    return store_with_a_day_of_traffic(tmp_path)
+def store_file(worlds: Worlds, tmp_path: Path) -> Path:
+    return worlds.copy_traffic(FORTY, tmp_path)
 
 
 def _pages(db: Path) -> int:

@@ -12,27 +12,22 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from nightloop import gate, pipeline
 from nightloop.config import load_settings
-from nightloop.ingest import ingest
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
-from nightloop.prompt_files import import_prompts
-from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 from nightloop.testing import Answer
 from nightloop.testing.fake_openai import FakeOpenAIServer
+from worlds import DAY, FORTY, PROMPT, Traffic, Worlds
 
-REPO = Path(__file__).resolve().parents[1]
 NIGHTLOOP = str(Path(sys.executable).parent / "nightloop")
-PROMPT = "support_agent"
-DAY = date(2026, 11, 17)
 NIGHT = "2026-11-18"
 #: Every agent answer bills exactly this: 1,000 input + 100 output tokens at $10 per million = $0.011.
 CALL_USD = 0.011
@@ -63,21 +58,10 @@ concurrency = 1
 """
 
 
-def store_with_a_day_of_traffic(folder: Path) -> Path:
-    """``folder/nightloop.db``: the managed prompts and 40 simulated conversations of ``DAY``."""
-    db = folder / "nightloop.db"
-    settings = load_settings(db=db)
-    with Store(db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=5, out=folder / "logs", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
-    return db
-
-
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def project(worlds: Worlds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
-    db = store_with_a_day_of_traffic(tmp_path)
+    db = worlds.copy_traffic(FORTY, tmp_path)
     with FakeOpenAIServer(responder=_billed_answer, latency_s=0.05) as agent:
         (tmp_path / "nightloop.toml").write_text(_config(agent.base_url))
         yield tmp_path, db, agent
@@ -153,17 +137,14 @@ def test_another_config_for_the_same_night_draws_on_the_same_budget(project) -> 
     assert sum(r["spent_usd"] for r in runs) == pytest.approx(agent.calls * CALL_USD, abs=CALL_USD + 1e-9)
 
 
-def _sim_world(tmp_path: Path, **overrides):
+def _sim_world(worlds: Worlds, tmp_path: Path, **overrides):
     settings = load_settings(db=tmp_path / "night.db", seed=3, **overrides)
-    store = Store(settings.db)
-    import_prompts(store, REPO / "prompts", created_by="test")
-    files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=11, out=tmp_path / "logs", start_date=DAY)
-    ingest(store, [str(f) for f in files], classify_config=settings.classify)
-    return settings, store
+    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
+    return settings, Store(settings.db)
 
 
-def test_injected_clients_charge_the_nights_ledger(tmp_path: Path) -> None:
-    settings, store = _sim_world(tmp_path, budget={"max_tokens": 10_000_000})
+def test_injected_clients_charge_the_nights_ledger(worlds: Worlds, tmp_path: Path) -> None:
+    settings, store = _sim_world(worlds, tmp_path, budget={"max_tokens": 10_000_000})
     try:
         own = BudgetLedger(None, None, settings.llm.prices)  # the caller's own ledger: the night's must replace it
         sim = SimProvider(seed=settings.seed)
@@ -178,8 +159,8 @@ def test_injected_clients_charge_the_nights_ledger(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_nights_seed_reaches_the_gates_random_choices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings, store = _sim_world(tmp_path, gate={"test": "permutation"})
+def test_the_nights_seed_reaches_the_gates_random_choices(worlds: Worlds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, store = _sim_world(worlds, tmp_path, gate={"test": "permutation"})
     seen: list[tuple] = []
     real = gate.PAIRED_TESTS["permutation"]
 

@@ -8,28 +8,23 @@ auto-approval and the review stage's save resumes cleanly.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from test_pipeline_wire import sim_agent_over_the_wire
 from typer.testing import CliRunner
+from worlds import DAY, PROMPT, Traffic, Worlds
 
 from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.evidence import FAILED_FRACTION, night_status_for
-from nightloop.ingest import ingest
 from nightloop.night import run_id_for
-from nightloop.prompt_files import import_prompts
-from nightloop.simulate import simulate_from_store
 from nightloop.stages.gate import _name_incomplete_arms
 from nightloop.store import Store
 from nightloop.testing import Answer, FakeOpenAIServer
 
-REPO = Path(__file__).resolve().parents[1]
-PROMPT = "support_agent"
-DAY = date(2026, 11, 17)
 NIGHT = DAY + timedelta(days=1)
 
 
@@ -53,7 +48,7 @@ def _some(request: dict) -> bool:
 
 
 @pytest.fixture
-def wire_night(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def wire_night(worlds: Worlds, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key-not-real")
     outage = Outage()
     with FakeOpenAIServer(responder=outage) as fake:
@@ -62,10 +57,8 @@ def wire_night(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
             db=tmp_path / "faults.db", seed=3, llm={"agent": agent, "cache": False},
             replay={"repeats": 1, "fault_retries": 1, "fault_backoff_s": 0.0, "max_failure_cases": 8, "regression_cases": 3},
         )
+        worlds.copy_traffic(Traffic(per_night=40, seed=11), tmp_path, settings.db.name)
         with Store(settings.db) as store:
-            import_prompts(store, REPO / "prompts", created_by="test")
-            files = simulate_from_store(store, PROMPT, nights=1, per_night=40, seed=11, out=tmp_path / "logs", start_date=DAY)
-            ingest(store, [str(f) for f in files], classify_config=settings.classify)
             yield settings, store, fake, outage
 
 
@@ -144,12 +137,10 @@ def test_the_status_threshold() -> None:
 
 
 @pytest.fixture
-def sim_world(tmp_path: Path):
+def sim_world(worlds: Worlds, tmp_path: Path):
     settings = load_settings(db=tmp_path / "night.db", seed=3)
+    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
     with Store(settings.db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=11, out=tmp_path / "logs", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
         yield settings, store
 
 

@@ -8,22 +8,17 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from nightloop.config import load_settings
 from nightloop.errors import NightAlreadyRunning
-from nightloop.ingest import ingest
-from nightloop.prompt_files import import_prompts
-from nightloop.simulate import simulate_from_store
 from nightloop.store import Store
 from nightloop.testing.fake_openai import FakeOpenAIServer
+from worlds import FORTY, Worlds
 
-REPO = Path(__file__).resolve().parents[1]
 NIGHTLOOP = str(Path(sys.executable).parent / "nightloop")
-DAY = date(2026, 11, 17)
 
 
 def _agent_config(base_url: str) -> str:
@@ -43,13 +38,8 @@ repeats = 1
 
 
 @pytest.fixture
-def project(tmp_path: Path):
-    db = tmp_path / "nightloop.db"
-    settings = load_settings(db=db)
-    with Store(db) as store:
-        import_prompts(store, REPO / "prompts", created_by="test")
-        files = simulate_from_store(store, "support_agent", nights=1, per_night=40, seed=5, out=tmp_path / "logs", start_date=DAY)
-        ingest(store, [str(f) for f in files], classify_config=settings.classify)
+def project(worlds: Worlds, tmp_path: Path):
+    db = worlds.copy_traffic(FORTY, tmp_path)  # the managed prompts, 40 simulated conversations of 2026-11-17
     with FakeOpenAIServer(responder=lambda request: "Sorry, let me check that for you.", latency_s=1.0) as agent:
         (tmp_path / "nightloop.toml").write_text(_agent_config(agent.base_url))
         yield tmp_path, db, agent

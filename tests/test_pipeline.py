@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 import re
+from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
 from unittest.mock import ANY
@@ -27,7 +27,9 @@ from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
 from nightloop.stages import STAGES
+from nightloop.stages.search import SearchOutput
 from nightloop.store import Store
+from worlds import NightRun, Traffic, Worlds
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "support_agent"
@@ -44,18 +46,25 @@ def _day_of_traffic(store: Store, settings: Settings, tmp_path: Path, day: date 
 
 
 @pytest.fixture
-def world(tmp_path: Path):
+def world(worlds: Worlds, tmp_path: Path):
+    """The repo's prompts and a simulated day (100 conversations) of ``DAY``: a private copy of the session's."""
     settings = _settings(tmp_path)
-    store = Store(settings.db)
-    import_prompts(store, REPO / "prompts", created_by="test")
-    _day_of_traffic(store, settings, tmp_path)
-    yield settings, store
-    store.close()
+    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
+    with Store(settings.db) as store:
+        yield settings, store
 
 
-def test_a_night_proposes_gates_and_queues_a_better_prompt(world) -> None:
-    settings, store = world
-    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+@pytest.fixture
+def night_one(worlds: Worlds, tmp_path: Path):
+    """``world`` after its night (``DAY`` + 1) ran with these settings: a private copy, and that night's report."""
+    settings = _settings(tmp_path)
+    _, report = worlds.copy_night(NightRun(), tmp_path, settings.db.name)
+    with Store(settings.db) as store:
+        yield settings, store, report
+
+
+def test_a_night_proposes_gates_and_queues_a_better_prompt(night_one) -> None:
+    settings, store, report = night_one
     assert report.status == "done", report.notes
     assert report.conversations == 100 and report.failure_rate > 0.2
     assert report.candidates >= 1 and report.decisions
@@ -84,10 +93,9 @@ def test_a_night_reads_and_parses_each_conversation_once(world, monkeypatch) -> 
     assert sum(fetched.values()) < report.conversations, f"{sum(fetched.values())} single reads for {report.conversations}"
 
 
-def test_a_finished_night_is_not_redone_unless_forced(world) -> None:
-    settings, store = world
+def test_a_finished_night_is_not_redone_unless_forced(night_one) -> None:
+    settings, store, first = night_one
     night = DAY + timedelta(days=1)
-    first = pipeline.run_night(settings, PROMPT, night, store=store)
     again = pipeline.run_night(settings, PROMPT, night, store=store)
     assert again.status == "skipped" and "already finished" in again.notes[0]
     forced = pipeline.run_night(settings, PROMPT, night, store=store, force=True)
@@ -153,21 +161,22 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(run_id)}
     assert all(after[key] == result for key, result in saved_before.items())
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
-    train = sum(1 for c in cases if is_train(c))
-    # Select, then test: baseline and every candidate on the train cases, then the baseline and the challenger on the rest,
+    train = {c.id for c in cases if is_train(c)}
+    # Select, then test: the search replays on the train cases, then the baseline and the challenger on the rest,
     # then both again on the gated cases whose first repeats were not all alike.
-    repeats, gated = settings.replay.repeats, [c.id for c in cases if not is_train(c)]
-    [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated} - {BASELINE}
-    wanted = discordant_cases(after.values(), gated, challenger, repeats)
+    repeats, gated_ids = settings.replay.repeats, [c.id for c in cases if c.id not in train]
+    [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated_ids} - {BASELINE}
+    wanted = discordant_cases(after.values(), gated_ids, challenger, repeats)
     extra = {(arm, case_id) for arm, case_id, repeat in after if repeat >= repeats}
     assert wanted and extra == {(arm, case_id) for arm in (BASELINE, challenger) for case_id in wanted}
-    expected = ((report.candidates + 1) * train + 2 * (len(cases) - train)) * repeats
-    assert report.candidates > 1 and len(after) == expected + 2 * settings.gate.extra_repeats * len(wanted)
+    gated = [key for key in after if key[1] not in train]
+    expected = 2 * (len(cases) - len(train)) * repeats + 2 * settings.gate.extra_repeats * len(wanted)
+    assert report.candidates > 1 and len(gated) == expected
+    assert any(key[0] == "baseline" and key[1] in train for key in after)
 
 
-def test_report_json_per_night(world, tmp_path: Path) -> None:
-    settings, store = world
-    pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+def test_report_json_per_night(night_one) -> None:
+    settings, store, _ = night_one
     from nightloop.cli import app
 
     result = CliRunner().invoke(app, ["report", "--json", "--db", str(settings.db)])
@@ -206,24 +215,28 @@ def test_backfill_runs_each_night_once(tmp_path: Path) -> None:
 HARMFUL = ("Keep every answer under 10 words", "Never mention order numbers", "Always answer in English")
 
 
-def _night_with_a_harmful_candidate(tmp_path: Path):
-    """The simulated judge proposes a harmful edit now and then: find a seeded night where it does."""
-    for seed in range(7, 15):
-        settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed)
+def _night_with_a_harmful_candidate(tmp_path: Path, search_rounds: int = 0):
+    """The simulated judge proposes a harmful edit now and then: find a seeded night where it does.
+
+    With ``search_rounds = 0`` every judge candidate goes to select-then-test (the search would filter it first).
+    """
+    for seed in range(9, 17):  # 9 is the first seed (from 7) whose judge proposes one
+        settings = load_settings(db=tmp_path / f"h{seed}.db", seed=seed, search={"rounds": search_rounds})
         with Store(settings.db) as store:
             import_prompts(store, REPO / "prompts", created_by="test")
             files = simulate_from_store(store, PROMPT, nights=1, per_night=100, seed=seed + 1, out=tmp_path / f"l{seed}", start_date=DAY)
             ingest(store, [str(f) for f in files], classify_config=settings.classify)
             report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
             judged = store.runs.stage_output(report.run_id, "judge") or {"candidates": []}
+            searched = store.runs.stage_output(report.run_id, "search")  # what the search handed the gate
         harmful = {c["id"] for c in judged["candidates"] if any(h in c["template"] for h in HARMFUL)}
         if harmful:
-            return report, harmful
+            return report, harmful, searched
     pytest.fail("the simulated judge proposed no harmful edit in 8 seeded nights")
 
 
 def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp_path: Path) -> None:
-    report, harmful = _night_with_a_harmful_candidate(tmp_path)
+    report, harmful, _ = _night_with_a_harmful_candidate(tmp_path)
     judged = [d for d in report.decisions if d.candidate_id in harmful]
     assert judged, f"no harmful candidate reached the gate: {harmful} vs {[d.candidate_id for d in report.decisions]}"
     for decision in judged:
@@ -234,6 +247,15 @@ def test_harmful_candidates_are_never_promoted_and_regressed_cases_are_named(tmp
         else:
             assert decision.verdict == "reject" and decision.regressions
             assert all(any(case in reason for reason in decision.reasons) for case in decision.regressions)
+
+
+def test_the_search_keeps_a_harmful_candidate_from_the_gate(tmp_path: Path) -> None:
+    report, harmful, raw = _night_with_a_harmful_candidate(tmp_path, search_rounds=4)
+    searched = SearchOutput.model_validate(raw)
+    kept = any(" kept (beats " in line for line in searched.rounds)
+    assert searched.rounds and (not kept or not harmful & {c.id for c in searched.candidates})
+    assert not any(d.candidate_id in harmful and d.verdict == "promote" for d in report.decisions)
+    assert any(note.startswith("search round 0: ") for note in report.notes)
 
 
 def test_auto_autonomy_promotes_and_propose_only_reports(world) -> None:
@@ -271,13 +293,16 @@ def test_a_spent_budget_stops_the_night_cleanly_and_a_bigger_one_resumes_it(worl
     assert stopped.status == "budget_exhausted"
     assert any("budget" in note for note in stopped.notes)
     assert 0 < stopped.cost_usd <= 0.03
-    partial = len(store.runs.eval_results(stopped.run_id))
-    assert partial > 0
+    partial = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(stopped.run_id)}
+    assert partial
 
-    # The budget is part of the config hash, so a bigger budget is another run; the cache still saves every call.
+    # The budget is left out of the config hash: a bigger budget resumes the same run, keeping what it evaluated.
     rich = settings.model_copy(update={"budget": settings.budget.model_copy(update={"max_usd": 100.0})})
     resumed = pipeline.run_night(rich, PROMPT, night, store=store)
-    assert resumed.status == "done"
+    assert resumed.status == "done" and resumed.run_id == stopped.run_id, resumed.notes
+    after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(resumed.run_id)}
+    assert len(after) > len(partial) and all(after[key] == result for key, result in partial.items())
+    assert resumed.decisions and resumed.cost_usd > stopped.cost_usd  # the night's spend, both attempts
 
 
 def test_watch_rolls_back_a_version_that_breaks_production(tmp_path: Path) -> None:
@@ -379,18 +404,21 @@ def test_one_budget_per_night_across_attempts(world) -> None:
     night = DAY + timedelta(days=1)
     poor = settings.model_copy(update={"budget": settings.budget.model_copy(update={"max_usd": 0.02})})
     first = pipeline.run_night(poor, PROMPT, night, store=store)
+    spent_first, _ = store.spend.total(f"{PROMPT}:{night.isoformat()}")  # what the provider billed, every call
     again = pipeline.run_night(poor, PROMPT, night, store=store)
     assert first.status == again.status == "budget_exhausted"
-    assert again.cost_usd < first.cost_usd + 0.005, "a re-run with the same budget spent it a second time"
+    spent, _ = store.spend.total(f"{PROMPT}:{night.isoformat()}")
+    # Read from the store, not the report: an attempt that forgot the earlier spend would also report only its own.
+    assert 0 < spent_first and spent < spent_first + 0.005, f"a re-run with the same budget spent it again: ${spent:.4f}"
+    assert again.cost_usd == pytest.approx(spent)  # the report counts the night's spend, every attempt
 
 
-def test_an_approved_promotion_survives_a_forced_rerun(world) -> None:
+def test_an_approved_promotion_survives_a_forced_rerun(night_one) -> None:
     from nightloop.report import night_rows
     from nightloop.review import approve
 
-    settings, store = world
+    settings, store, report = night_one
     night = DAY + timedelta(days=1)
-    report = pipeline.run_night(settings, PROMPT, night, store=store)
     approve(store, report.review_id, reviewer="alice")
     pipeline.run_night(settings, PROMPT, night, store=store, force=True)
     assert store.runs.review_item(report.review_id).status == "approved"
@@ -447,10 +475,9 @@ def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch: pytes
     assert "prefect server start" in result.output and "PREFECT_API_URL" in result.output
 
 
-def test_a_resumed_attempt_keeps_the_nights_spend(world) -> None:
-    settings, store = world
+def test_a_resumed_attempt_keeps_the_nights_spend(night_one) -> None:
+    settings, store, first = night_one
     night = DAY + timedelta(days=1)
-    first = pipeline.run_night(settings, PROMPT, night, store=store)
     run_id = first.run_id
     store.runs.start(run_id, PROMPT, night.isoformat(), settings.config_hash())  # as if it had crashed after the gate
     store.db["stages"].delete_where("run_id = ? and stage = 'review'", [run_id])
@@ -508,9 +535,8 @@ def test_the_judge_sees_train_failures_only_never_the_holdout_the_gate_decides_o
     assert [failure_id for failure_id in holdout if failure_id in shown] == []
 
 
-def test_a_night_counts_as_new_only_conversations_no_earlier_night_saw(world, tmp_path: Path) -> None:
-    settings, store = world
-    first = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+def test_a_night_counts_as_new_only_conversations_no_earlier_night_saw(night_one, tmp_path: Path) -> None:
+    settings, store, first = night_one
     assert (first.conversations, first.new_conversations) == (100, 100)
     _day_of_traffic(store, settings, tmp_path / "day2", day=DAY + timedelta(days=1), n=40)
     second = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=2), store=store)

@@ -40,6 +40,7 @@ __all__ = [
     "RateLimitConfig",
     "RunnerConfig",
     "ScheduleConfig",
+    "SearchConfig",
     "Settings",
     "WatchConfig",
     "config_path",
@@ -255,6 +256,20 @@ class GateConfig(_Section):
     extra_repeats: int = Field(default=6, ge=0, le=30)
 
 
+class SearchConfig(_Section):
+    """The reflective rounds inside the night (``[search]``, :mod:`nightloop.search`)."""
+
+    #: Judge calls after the first, each revising the Pareto-chosen candidate from its minibatch failures; 0: off
+    #: (opt-in for now: 4 is what benchmarks/vs_gepa.py measures).
+    rounds: int = Field(default=0, ge=0, le=50)
+    #: Train cases a round's revisions are replayed on before one is kept.
+    minibatch: int = Field(default=4, ge=2, le=200)
+    #: Revisions the judge writes per round (the first call writes ``[judge] candidates``).
+    candidates: int = Field(default=2, ge=1, le=20)
+    #: Repeats per case in the rounds (kept candidates are compared on the night's train results).
+    repeats: int = Field(default=1, ge=1, le=10)
+
+
 class WatchConfig(_Section):
     alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     min_conversations: int = Field(default=30, ge=1)
@@ -304,6 +319,7 @@ class Settings(BaseSettings):
     judge: JudgeConfig = Field(default_factory=JudgeConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     watch: WatchConfig = Field(default_factory=WatchConfig)
     autonomy: AutonomyConfig = Field(default_factory=AutonomyConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

@@ -106,7 +106,8 @@ def _one_night(store: Store, settings, number: int, day: date, per_night: int, s
     failures = ", ".join(f"{k} {v}" for k, v in sorted(report.failures.items())) or "none"
     console.print(f"Failure rate {report.failure_rate:.1%} ({failures}); {report.candidates} candidate(s) evaluated.")
     for note in report.notes:
-        if note.startswith("challenger "):  # a challenger held from an earlier night, tested again or dropped
+        # The search's rounds, and a challenger held from an earlier night (tested again or dropped).
+        if note.startswith(("search round ", "challenger ")):
             console.print(f"  {note}", highlight=False)
     for d in report.decisions:
         measured = f"pass rate {d.baseline_rate:.2f} → {d.candidate_rate:.2f} ({d.delta:+.2f}); " if d.n_cases else ""

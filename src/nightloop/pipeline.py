@@ -55,6 +55,7 @@ from nightloop.stages import (
     REPLAY,
     REPLAY_SET,
     REVIEW,
+    SEARCH,
     WATCH,
     Stage,
 )
@@ -163,7 +164,9 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
     notes.extend(f"refused candidate {i.candidate.id}: {'; '.join(i.reasons)}" for i in judged.invalid)
     if not judged.candidates and held_challenger(night, replay_set).candidate is None:
         raise StopNight("done", "the judge proposed no valid candidate tonight")
-    parts["replayed"] = replayed = run(REPLAY, night, replay_set, judged)
+    searched = run(SEARCH, night, classified, replay_set, judged)
+    notes.extend(searched.rounds)
+    parts["replayed"] = replayed = run(REPLAY, night, replay_set, searched)
     if replayed.unrecorded_tool_calls:
         notes.append(
             f"replay: {replayed.unrecorded_tool_calls} tool call(s) had no recorded result (a tool or arguments "
@@ -174,10 +177,10 @@ def _run_stages(night: Night, parts: dict[str, Any], run: StageRunner = direct) 
         raise StopNight("budget_exhausted", "the budget ran out during replay; re-run with a larger budget to resume")
     if replayed.faulted:
         raise StopNight(night_status_for(replayed.planned, replayed.faulted), replayed.note)
-    parts["gated"] = gated = run(GATE, night, replay_set, judged)
+    parts["gated"] = gated = run(GATE, night, replay_set, searched)
     notes.extend(gated.notes)
     notes.extend(_reproduction_notes(night, gated))
-    parts["reviewed"] = reviewed = run(REVIEW, night, judged, gated)
+    parts["reviewed"] = reviewed = run(REVIEW, night, searched, gated)
     notes.append(reviewed.action)
     return "done"
 

@@ -1,5 +1,5 @@
-"""Twelve prompts, one night, through a real Prefect server and process worker with max_parallel_prompts = 4:
-one child flow run per prompt, the results of running them one by one, and a planted judge outage that fails
+"""Twelve prompts, more than the parallel slots (max_parallel_prompts = 4), one night, through a real Prefect server and
+process worker: one child flow run per prompt, the results of running them one by one, and a planted judge outage that fails
 only its own prompt's run (the parent run names it)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from nightloop.testing.many_prompts import SimJudgeWithOutage, seed_many_prompts
 
 pytestmark = pytest.mark.prefect_real
 
-PROMPTS = 12
+PROMPTS = 12  # as the issue asks; three times the 4 slots, so some prompts wait for one: the fan-out is bounded, not all at once
 DAY = date(2026, 11, 17)
 NIGHT = "2026-11-18"
 
@@ -65,13 +65,13 @@ def _report(project: Project, root: Path) -> list[dict]:
     return json.loads(done.stdout)
 
 
-def test_twelve_prompts_fan_out_four_at_a_time_and_an_outage_fails_only_its_prompt(project: Project, tmp_path: Path) -> None:
+def test_prompts_fan_out_four_at_a_time_and_an_outage_fails_only_its_prompt(project: Project, tmp_path: Path) -> None:
     root = tmp_path / "many prompts"
     root.mkdir()
     copy_checkout(root)
     shutil.rmtree(root / "prompts")
     names = write_prompts(root / "prompts", PROMPTS)
-    down = names[5]
+    down = names[2]  # fails while three other prompts run beside it
     env = {**project.env, "PYTHONPATH": str(root / "src"), "OPENAI_API_KEY": "test-key-not-real"}
     many = Project(root=root, elsewhere=project.elsewhere, env=env, api_url=project.api_url, processes=project.processes)
     with FakeOpenAIServer(responder=SimJudgeWithOutage(down={down}, seed=3)) as judge:
@@ -98,7 +98,7 @@ def test_twelve_prompts_fan_out_four_at_a_time_and_an_outage_fails_only_its_prom
         try:
             started = time.monotonic()
             done = many.run(f"prefect deployment run nightly/many-nightly -p logical_date={NIGHT} --watch", documented=False, timeout=240)
-            print(f"12 prompts through the worker: {time.monotonic() - started:.1f} s")
+            print(f"{PROMPTS} prompts through the worker: {time.monotonic() - started:.1f} s")
         finally:
             many.processes.stop(worker)
         output = done.stdout + done.stderr
@@ -115,7 +115,7 @@ def test_twelve_prompts_fan_out_four_at_a_time_and_an_outage_fails_only_its_prom
         ).json()
         assert {a["key"] for a in artifacts} >= {f"night-{n.replace('_', '-')}" for n in names}
         progress = many.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": ["nights-progress"]}, "flow_run_id": {"any_": [parent_id]}}}).json()
-        assert progress and progress[0]["data"] == 100.0 and "12 done" in progress[0]["description"]
+        assert progress and progress[0]["data"] == 100.0 and f"{PROMPTS} done" in progress[0]["description"]
 
         parallel_rows = _report(many, root)
         parallel = _outcomes(parallel_rows)

@@ -17,9 +17,10 @@ from nightloop.stages.judge import stage_judge
 from nightloop.stages.replay import stage_replay
 from nightloop.stages.replay_set import stage_replay_set
 from nightloop.stages.review import stage_review
+from nightloop.stages.search import stage_search
 from nightloop.stages.watch import stage_watch
 
-__all__ = ["CLASSIFY", "GATE", "INGEST", "JUDGE", "REPLAY", "REPLAY_SET", "REVIEW", "STAGES", "WATCH", "Stage"]
+__all__ = ["CLASSIFY", "GATE", "INGEST", "JUDGE", "REPLAY", "REPLAY_SET", "REVIEW", "SEARCH", "STAGES", "WATCH", "Stage"]
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,10 @@ CLASSIFY = Stage("classify", stage_classify)
 WATCH = Stage("watch", stage_watch)
 REPLAY_SET = Stage("replay_set", stage_replay_set)
 JUDGE = Stage("judge", stage_judge, calls_model=True)
+SEARCH = Stage("search", stage_search, calls_model=True)
 REPLAY = Stage("replay", stage_replay, calls_model=True)
 GATE = Stage("gate", stage_gate)
 REVIEW = Stage("review", stage_review)
 
 #: In the order a night runs them.
-STAGES: tuple[Stage, ...] = (INGEST, CLASSIFY, WATCH, REPLAY_SET, JUDGE, REPLAY, GATE, REVIEW)
+STAGES: tuple[Stage, ...] = (INGEST, CLASSIFY, WATCH, REPLAY_SET, JUDGE, SEARCH, REPLAY, GATE, REVIEW)

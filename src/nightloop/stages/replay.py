@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from nightloop.evidence import (
     faulted,
 )
@@ -29,12 +31,13 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     carried = held_challenger(night, replay_set)
     candidates = night_candidates(judged, carried)
     templates = {BASELINE: base.template, **{c.id: c.template for c in candidates}}
-    stored = {(r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id)}
+    # Tonight's arms only: the search's minibatch replays of revisions it did not keep are not this stage's evidence.
+    stored = {
+        (r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id) if r.candidate_id in templates
+    }
     done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
-    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
-                     for n in night.settings.replay.prompts if n != night.prompt_name}
-    agent_cases = {case.id: case for case in _cases_for_the_agent(night, replay_set.cases)}
+    agent_cases = {case.id: case for case in cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
     planned = 0
 
@@ -49,16 +52,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 [agent_cases[case.id] for case in cases],
                 arms,
                 repeats=repeats + extra,  # the first ``repeats`` are done when extra repeats are asked for
-                concurrency=night.settings.replay.concurrency,
-                scorer_client=night.clients.scorer,
-                declared_scorers=[*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
                 done=done,
                 on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
-                seed=night.settings.seed,
-                fault_retries=night.settings.replay.fault_retries,
-                fault_backoff_s=night.settings.replay.fault_backoff_s,
-                answer_rules=night.settings.classify,
-                other_prompts=other_prompts,
+                **replay_options(night),
             ),
         )
 
@@ -103,8 +99,23 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     return output
 
 
+def replay_options(night: Night) -> dict[str, Any]:
+    """:func:`~nightloop.replay.run_replay`'s settings for this night (scorers, seed, retries, other prompts)."""
+    other_prompts = {n: night.store.prompts.get(n, night.store.prompts.label_version(n, "production")).template
+                     for n in night.settings.replay.prompts if n != night.prompt_name}
+    return {
+        "concurrency": night.settings.replay.concurrency,
+        "scorer_client": night.clients.scorer,
+        "declared_scorers": [*night.store.prompts.get_meta(night.prompt_name).scorers, *night.settings.replay.scorers],
+        "seed": night.settings.seed,
+        "fault_retries": night.settings.replay.fault_retries,
+        "fault_backoff_s": night.settings.replay.fault_backoff_s,
+        "answer_rules": night.settings.classify,
+        "other_prompts": other_prompts,
+    }
 
-def _cases_for_the_agent(night: Night, cases: list) -> list:
+
+def cases_for_the_agent(night: Night, cases: list) -> list:
     """Replay cases as the agent may see them: redacted when its provider is on another machine."""
     from nightloop.redact import Redactor, leaves_the_machine, redact_messages
 
