@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ui.seed import seed
 from ui.server import CHROMIUM, CHROMIUM_FLAGS, INSTALL_HINT
 
 
@@ -25,3 +26,11 @@ def chromium():
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """A store seeded with the UI tests' prompts, nights and review items (``ui.seed``), in this test's own folder."""
+    path = tmp_path / "ui.db"
+    seed(path)
+    return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -128,3 +130,9 @@ def seed(path: Path) -> dict[str, str]:
             created_at=datetime.now(UTC),
         ))
     return {"fresh": "rev-fresh", "stale": "rev-stale", "reject": "rev-reject"}
+
+
+def csrf_token(client) -> str:
+    """The CSRF token of the seeded fresh candidate's page (every state change must carry it)."""
+    page = client.get("/review/rev-fresh")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import pytest
@@ -15,19 +13,7 @@ from nightloop.store import Store
 from nightloop.ui.app import UIConfig, create_app
 from nightloop.ui.security import CSRF_COOKIE, check_bind
 from nightloop.word_diff import side_by_side
-from ui.seed import LONG_LINE, OTHER, PROMPT, seed
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "ui.db"
-    seed(path)
-    return path
-
-
-def _csrf(client: TestClient) -> str:
-    page = client.get("/review/rev-fresh")
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+from ui.seed import LONG_LINE, OTHER, PROMPT, csrf_token
 
 
 def test_pages_escape_untrusted_text_and_carry_a_csp(db: Path) -> None:
@@ -106,7 +92,7 @@ def test_a_post_without_the_csrf_token_changes_nothing(db: Path) -> None:
     assert cross_site.status_code == 403
     with Store(db) as store:
         assert store.prompts.label_version(PROMPT, "production") == 1
-    ok = client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)}, follow_redirects=False)
+    ok = client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": csrf_token(client)}, follow_redirects=False)
     assert ok.status_code == 303
     with Store(db) as store:
         assert store.prompts.label_version(PROMPT, "production") == 2
@@ -141,7 +127,7 @@ def test_ui_refuses_a_missing_store(tmp_path: Path) -> None:
 
 def test_rollback_from_the_prompt_page(db: Path) -> None:
     client = TestClient(create_app(UIConfig(db)))
-    token = _csrf(client)
+    token = csrf_token(client)
     stale = client.post(f"/prompts/{OTHER}/rollback", data={"csrf_token": token, "reviewer": "bob", "expected": "1"})
     assert stale.status_code == 409 and "moved to v2" in stale.text
     done = client.post(f"/prompts/{OTHER}/rollback", data={"csrf_token": token, "reviewer": "bob", "expected": "2", "reason": "bad"},

@@ -9,24 +9,11 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from nightloop.store import Store
 from nightloop.ui.app import UIConfig, create_app
-from ui.seed import PROMPT, seed
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    path = tmp_path / "ui.db"
-    seed(path)
-    return path
-
-
-def _csrf(client: TestClient) -> str:
-    page = client.get("/review/rev-fresh")
-    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+from ui.seed import PROMPT, csrf_token
 
 
 def _promotions(client: TestClient) -> tuple[str, bool]:
@@ -67,7 +54,7 @@ def test_the_dashboard_follows_a_decision(db: Path) -> None:
     with TestClient(create_app(UIConfig(db, fresh_wait_s=30))) as client:  # waits for every recount: a busy CI machine too
         assert _promotions(client) == ("0", False)
         assert _promotions(client) == ("0", False)  # served from the cache
-        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": csrf_token(client)})
         assert _promotions(client) == ("1", False)
 
 
@@ -86,7 +73,7 @@ def test_each_dashboard_plot_is_an_svg_that_follows_the_data(db: Path) -> None:
             assert "script-src 'none'" in response.headers["content-security-policy"]
         ship = client.get(before[0].replace("&amp;", "&")).text
         assert "no promotions yet" in ship
-        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": csrf_token(client)})
         after = plot_urls()
         assert after[0] != before[0]  # a new version in the URL: the browser fetches the changed plot again
         assert "no promotions yet" not in client.get(after[0].replace("&amp;", "&")).text
@@ -99,7 +86,7 @@ def test_each_dashboard_plot_is_an_svg_that_follows_the_data(db: Path) -> None:
 def test_a_dashboard_never_waits_on_a_recount_it_shows_the_previous_figures_and_says_so(db: Path) -> None:
     with TestClient(create_app(UIConfig(db, fresh_wait_s=0.0))) as client:  # as on a store too big to recount in time
         assert _promotions(client) == ("0", False)  # the first figures are always waited for
-        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": csrf_token(client)})
         assert _promotions(client) == ("0", True)
         _until(lambda: _promotions(client) == ("1", False), "the recount arriving")
 
@@ -122,7 +109,7 @@ def test_a_restarted_ui_shows_the_figures_it_kept_in_the_store(db: Path) -> None
         store.figures.save(PROMPT, saved._replace(ops=json.dumps(ops)))
     with TestClient(create_app(UIConfig(db, fresh_wait_s=30))) as client:
         assert _promotions(client) == ("777", False)  # the store is unchanged: the kept figures are current
-        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": _csrf(client)})
+        client.post("/review/rev-fresh/approve", data={"reviewer": "bob", "csrf_token": csrf_token(client)})
         assert _promotions(client) == ("1", False)  # the store changed: recounted (and waited for)
 
         def recount_kept():
