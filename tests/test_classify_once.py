@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import pytest
+from worlds import Traffic, Worlds
 
 from nightloop import pipeline
 from nightloop.classify import classify_many, rules_version
@@ -13,7 +14,6 @@ from nightloop.config import ClassifyConfig, Settings, load_settings
 from nightloop.models import ClassifyOutput, Failure
 from nightloop.stages import classify as classify_stage
 from nightloop.store import Store
-from worlds import Traffic, Worlds
 
 PROMPT = "support_agent"
 NIGHT = date(2026, 11, 18)  # the night after the world's day of traffic

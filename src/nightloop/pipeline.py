@@ -88,7 +88,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         status=status,
         conversations=conversations,
         new_conversations=len(ingested.new_ids) if ingested else 0,
-        quarantined=ingested.quarantined if ingested else 0,
+        quarantined=ingested.read.quarantined if ingested and ingested.read else 0,
         failures=classified.by_kind if classified else {},
         failure_rate=(len(classified.failed_ids) / conversations) if classified and conversations else 0.0,
         prompt_version=production,

@@ -42,6 +42,7 @@ from nightloop.models.candidates import (
 from nightloop.models.conversations import (
     Conversation,
     Failure,
+    FailureGroup,
     Feedback,
     IngestStats,
     Message,
@@ -78,6 +79,7 @@ __all__ = [
     "ExpectationKind",
     "FAILURE_KINDS",
     "Failure",
+    "FailureGroup",
     "FailureKind",
     "Feedback",
     "GateDecision",

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from nightloop.models.base import _Model
 from nightloop.models.candidates import Candidate, EvalResult, GateDecision, ReplayCase
-from nightloop.models.conversations import Failure
+from nightloop.models.conversations import Failure, IngestStats
 
 
 class KindReproduction(_Model):
@@ -93,10 +93,12 @@ class WatchVerdict(_Model):
 
 
 class IngestOutput(_Model):
+    """The night's window (``new_ids``: those no earlier night of this prompt saw) and what reading the configured
+    sources did (``read``; None when the night reads none and takes what earlier ingests stored)."""
+
     conversation_ids: list[str] = Field(default_factory=list)
     new_ids: list[str] = Field(default_factory=list)
-    ingested: int = 0
-    quarantined: int = 0
+    read: IngestStats | None = None
 
 
 class ClassifyOutput(_Model):
