@@ -129,6 +129,8 @@ class ReplayOutput(_Model):
     faulted: int = 0
     note: str = ""
     unrecorded_tool_calls: int = 0
+    #: Why the gated replay stopped before its last batch (``[gate] batch_cases``), in words; empty when it did not.
+    stopped: str = ""
 
 
 class GateOutput(_Model):
