@@ -87,7 +87,9 @@ class SimProvider:
         return self._response(request, text, text=text, parsed=parsed)
 
     def _seed(self, request: LLMRequest) -> str:
-        return f"{self.seed}:{request.seed}" if request.seed is not None else str(self.seed)
+        # The agent's draws are already paired by (request, sample), and sample 0 is production's own draw (the
+        # replay reproduces the recorded failure); the replay's paired seed must not move them.
+        return str(self.seed)
 
     def _request_key(self, request: LLMRequest) -> str:
         content = request.model_dump(mode="json", exclude={"response_schema"})
