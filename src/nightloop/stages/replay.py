@@ -36,15 +36,15 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         (r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id) if r.candidate_id in templates
     }
     done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
-    already, stopped = set(done), ""
+    stopped = ""
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     agent_cases = {case.id: case for case in cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
-    planned = 0
+    planned: set[tuple[str, str, int]] = set()  # this stage's evaluations (the search's own replays are its own)
 
     def replay(phase: str, cases: list[ReplayCase], arms: dict[str, str], extra: int = 0, first: int = repeats):
-        nonlocal planned
-        planned += len(cases) * len(arms) * (extra or first)
+        repeat_range = range(first, first + extra) if extra else range(first)
+        planned.update((arm, case.id, repeat) for arm in arms for case in cases for repeat in repeat_range)
         night.say("replay", f"{phase}: {len(arms)} arm(s) on {len(cases)} cases × {extra or first} repeat(s)")
         return run_async(
             night,
@@ -96,13 +96,14 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 break
     for phase in phases:
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
-    status, note = evidence_summary(stored.values(), planned)
+    stored = {key: result for key, result in stored.items() if key in planned}
+    status, note = evidence_summary(stored.values(), len(planned))
     output = ReplayOutput(
         stopped=stopped,
-        results=len(already) + sum(len(p.results) for p in phases),
+        results=len(stored),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
-        planned=planned,
+        planned=len(planned),
         faulted=sum(faulted(r) for r in stored.values()),
         note=note,
         unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),

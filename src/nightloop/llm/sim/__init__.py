@@ -92,7 +92,8 @@ class SimProvider:
         return str(self.seed)
 
     def _request_key(self, request: LLMRequest) -> str:
-        content = request.model_dump(mode="json", exclude={"response_schema"})
+        # An agent request's paired seed is left out, like in _seed: the replay's draws stay production's.
+        content = request.model_dump(mode="json", exclude={"response_schema", *(("seed",) if request.response_schema is None else ())})
         schema = request.response_schema.__name__ if request.response_schema else None
         payload = canonical_json({"seed": self.seed, "request": content, "schema": schema})
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
