@@ -81,3 +81,21 @@ def test_a_stored_span_reads_back_as_it_was_whatever_its_values() -> None:
             assert math.isnan(back.attributes["v"]) and math.isnan(back.body)
         else:
             assert back == span, (value, span.to_json())
+
+
+def test_a_span_stored_as_text_by_an_earlier_version_reads_back_exactly(tmp_path) -> None:
+    """Spans orjson wrote are stored as BLOBs and read back by orjson alone; text (json_codec's careful path, and every
+    span earlier versions stored) still goes through json_codec, so an integer past 64 bits stays an integer."""
+    from nightloop.sources.spans import Span
+    from nightloop.store import Store
+
+    plain = Span(trace_id="t", span_id="plain", source="f", attributes={"n": 2**63})
+    big = Span(trace_id="t", span_id="big", source="f", attributes={"n": 2**70})
+    with Store(tmp_path / "s.db") as store:
+        store.spans.add([plain, big])
+        old = Span(trace_id="t", span_id="old", source="f", attributes={"n": 2**65})
+        store.spans.db.conn.execute("insert into spans (trace_id, span_id, conversation_id, start_ns, json) values ('t', 'old', 't', 0, ?)", [json.dumps(old.__dict__)])
+        kinds = dict(store.spans.db.conn.execute("select span_id, typeof(json) from spans"))
+        back = {s.span_id: s for s in store.spans.spans_of("t")}
+    assert kinds == {"plain": "blob", "big": "text", "old": "text"}
+    assert back == {"plain": plain, "big": big, "old": old} and type(back["old"].attributes["n"]) is int

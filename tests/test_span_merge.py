@@ -208,3 +208,32 @@ def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) ->
     monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
     assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier
+
+
+def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
+    """A large OTLP file of one export per line is parsed in the workers, a chunk of lines at a time: the same
+    conversations, failures and quarantine notes (bad JSON, a line that is no export, one over the length cap, a file
+    of spans without GenAI content) as reading it in-process."""
+    from nightloop import span_workers
+    from nightloop.sources import base
+
+    lines, _ = whole[("openai_v2", "span_only")]
+    noise = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "h", "spanId": "1", "attributes": [
+        {"key": "http.method", "value": {"stringValue": "GET"}}]}]}]}]})
+    files = {"mixed.jsonl": [lines[0], "{not json", '{"hello": 1}', lines[1], "x" * 5000, *lines[2:]], "noise.jsonl": [noise, noise]}
+    monkeypatch.setattr(base, "MAX_LINE_BYTES", 4096)  # the main process reads the lines; workers parse them
+    monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", 1)  # a chunk per line: spans of one conversation in several chunks
+    results = []
+    for workers in (0, 2):
+        folder = tmp_path / str(workers)
+        folder.mkdir()
+        for name, content in files.items():
+            (folder / name).write_text("".join(line + "\n" for line in content))
+        with Store(folder / "store.db") as store:
+            stats = ingest(store, [str(folder / name) for name in files], workers=workers)
+            notes = sorted((q.locator.replace(str(folder), ""), q.reason) for q in store.conversations.quarantined())
+            results.append((_state(store), notes, (stats.ingested, stats.updated, stats.duplicates, stats.quarantined, stats.failures)))
+    assert results[1] == results[0]
+    notes = results[0][1]
+    assert [reason.split(":")[0] for _, reason in notes] == ["invalid JSON", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)", "line longer than 4096 bytes; split the record or drop it", "OTLP spans without GenAI content"], notes
+    assert len(results[0][0][0]) == 6

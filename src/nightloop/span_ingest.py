@@ -17,7 +17,7 @@ from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
 from nightloop.sources.spans import Span, SpanSource
-from nightloop.span_workers import chunk_builder
+from nightloop.span_workers import SpanRows, Workers, chunk_builder, read_spans, workers_for
 
 if TYPE_CHECKING:
     from nightloop.store import Store
@@ -33,8 +33,9 @@ def _trace_of(span: Span) -> str:
     return span.trace_id or f"span:{span.span_id}"
 
 
-def store_spans(store: Store, items: Iterable[Span | Quarantined], stats: IngestStats) -> tuple[set[str], set[str]]:
-    """Write spans in batches and quarantined records; returns (traces seen, traces that got new spans)."""
+def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], stats: IngestStats) -> tuple[set[str], set[str]]:
+    """Write spans (and rows of spans read by workers) in batches, and quarantined records; returns (traces seen,
+    traces that got new spans)."""
     seen: set[str] = set()
     changed: set[str] = set()
     batch: list[Span] = []
@@ -45,6 +46,10 @@ def store_spans(store: Store, items: Iterable[Span | Quarantined], stats: Ingest
             if len(quarantined) >= SPAN_BATCH:
                 store.conversations.add_quarantined(quarantined, stats)
                 quarantined = []
+            continue
+        if isinstance(item, SpanRows):
+            seen.update(trace or f"span:{span}" for trace, span, *_ in item.rows)
+            changed |= store.spans.add_rows(item.rows)[0]
             continue
         seen.add(_trace_of(item))
         batch.append(item)
@@ -66,9 +71,14 @@ def ingest_spans(
     limit: int | None = None,
     classifying: Classifying | None = None,
 ) -> IngestStats:
-    """Spans of ``sources`` into the store; conversations they touch are (re-)merged and reclassified via ``on_batch``."""
-    items = (item for source in sources for item in source.spans())
-    return ingest_span_items(store, items, stats, on_batch, window, limit, classifying)
+    """Spans of ``sources`` into the store; conversations they touch are (re-)merged and reclassified via ``on_batch``.
+
+    A large ingest reads its OTLP files and rebuilds its conversations in worker processes (``span_workers``).
+    """
+    sources = list(sources)
+    with Workers(workers_for(sources, classifying.workers) if classifying is not None else 0) as workers:
+        items = (item for source in sources for item in read_spans(source, workers))
+        return ingest_span_items(store, items, stats, on_batch, window, limit, classifying, workers if workers.executor else None)
 
 
 @dataclass
@@ -89,13 +99,16 @@ def ingest_span_items(
     window: Window | None = None,
     limit: int | None = None,
     classifying: Classifying | None = None,
+    workers: Workers | None = None,
 ) -> IngestStats:
-    """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store."""
+    """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store.
+
+    ``workers``: the ingest's running worker processes, to rebuild in (default: :func:`span_workers.chunk_builder` decides)."""
     seen, changed = store_spans(store, items, stats)
     touched, moved = store.spans.rekey(changed)
     stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
     renamed = {after for after, befores in moved.items() if any(store.conversations.exists(before) for before in befores)}
-    remerge(store, sorted(touched), stats, on_batch, window, limit, renamed, classifying)
+    remerge(store, sorted(touched), stats, on_batch, window, limit, renamed, classifying, workers)
     return stats
 
 
@@ -113,6 +126,7 @@ def remerge(
     limit: int | None = None,
     renamed: set[str] | None = None,
     classifying: Classifying | None = None,
+    workers: Workers | None = None,
 ) -> None:
     """Rebuild each conversation from all its stored spans; one left without spans (re-keyed away) is deleted.
 
@@ -121,7 +135,8 @@ def remerge(
     """
     conversation_ids = list(conversation_ids)
     known = classifying.known if classifying is not None else {}
-    builder = chunk_builder(len(conversation_ids), *((classifying.config, classifying.workers) if classifying else (None, 0)))
+    count = workers or (classifying.workers if classifying else 0)
+    builder = chunk_builder(len(conversation_ids), classifying.config if classifying else None, count)
     pending: list[Conversation] = []
     quarantined: list[Quarantined] = []
     gone: list[str] = []

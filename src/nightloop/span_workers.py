@@ -13,24 +13,34 @@ import logging
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Protocol
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
 
 from nightloop.classify import classify_conversation
 from nightloop.config import ClassifyConfig
-from nightloop.models import Conversation, Failure
+from nightloop.models import Conversation, Failure, Quarantined
 from nightloop.redact import with_storage_id
-from nightloop.sources.base import Record
+from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
+from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
 from nightloop.sources.span_merge import build_conversation
-from nightloop.sources.spans import Span
+from nightloop.sources.spans import Span, SpanSource
+from nightloop.store.spans import SpanRow, span_rows
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder"]
+__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: Below this many conversations to rebuild, starting workers costs more than it saves (an interpreter each).
 MIN_CONVERSATIONS = 10_000
+#: A parallel read sends a file's lines to the workers in chunks of about this many bytes (two exports of 500 spans).
+READ_CHUNK_BYTES = 1 << 20
+#: Below this many bytes of OTLP files, an ingest reads them in-process (starting workers would cost more than it saves).
+MIN_PARALLEL_BYTES = 32 << 20
 #: Chunks in flight per worker: enough to keep each busy while the store writes, few enough to keep memory flat.
 AHEAD_PER_WORKER = 2
 
@@ -41,6 +51,13 @@ Built = tuple[str, Record | None, list[Failure] | None]
 Sent = tuple[str, Record | str | None, list[Failure] | None]
 #: A chunk to rebuild: each conversation id with its stored spans' JSON.
 Chunk = list[tuple[str, list[str]]]
+
+
+@dataclass
+class SpanRows:
+    """Spans a worker read, as the rows to store (``store.spans.span_rows``)."""
+
+    rows: list[SpanRow]
 
 
 class ChunkBuilder(Protocol):
@@ -76,45 +93,82 @@ class InProcess:
             yield build_chunk(chunk)
 
 
-class WorkerPool:
-    """Builds and classifies in ``workers`` spawned processes, a few chunks ahead, results in chunk order."""
+class Workers:
+    """Spawned worker processes one ingest shares for reading its span files and rebuilding its conversations.
 
-    def __init__(self, config: ClassifyConfig, workers: int) -> None:
+    ``count`` processes (a pool that cannot start leaves ``executor`` None: everything runs in-process). Use as a
+    context manager: the processes end with it.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Workers:
+        if self.count > 0:
+            try:
+                self.executor = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"))
+            except Exception as exc:  # noqa: BLE001 - e.g. no semaphores: build in-process
+                log.warning("span ingest workers could not start (%s); working in-process", exc)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+    def map(self, function: Callable[..., T], items: Iterable[tuple], ahead: int | None = None) -> Iterator[T]:
+        """``function(*item)`` for each item, in the workers (a few items ahead), results in order.
+
+        An item a worker cannot take or finish (a broken pool, a daemonic parent, a killed worker) runs in-process.
+        """
+        if self.executor is None:
+            yield from (function(*item) for item in items)
+            return
+        pending: deque[tuple[tuple, Future[T] | None]] = deque()
+        for item in items:
+            pending.append((item, self._submit(function, item)))
+            if len(pending) >= (ahead or self.count * AHEAD_PER_WORKER):
+                yield self._result(function, *pending.popleft())
+        while pending:
+            yield self._result(function, *pending.popleft())
+
+    def _submit(self, function: Callable[..., T], item: tuple) -> Future[T] | None:
+        try:
+            return self.executor.submit(function, *item)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a broken pool, or a daemonic parent that may not have children
+            log.warning("span ingest workers unavailable (%s); working in-process", exc)
+            return None
+
+    @staticmethod
+    def _result(function: Callable[..., T], item: tuple, future: Future[T] | None) -> T:
+        if future is not None:
+            try:
+                return future.result()
+            except Exception as exc:  # noqa: BLE001 - a killed worker costs only this item's speed
+                log.warning("a span ingest worker failed (%s); doing its part in-process", exc)
+        return function(*item)
+
+
+class WorkerPool:
+    """Builds and classifies in worker processes (its own ``workers`` of them, or an ingest's shared :class:`Workers`)."""
+
+    def __init__(self, config: ClassifyConfig, workers: int | Workers) -> None:
         self.config = config
         self.workers = workers
 
     def build(self, chunks: Iterable[Chunk]) -> Iterator[list[Built]]:
-        try:
-            executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        except Exception as exc:  # noqa: BLE001 - e.g. no semaphores: build in-process
-            log.warning("span ingest workers could not start (%s); building in-process", exc)
+        if isinstance(self.workers, Workers):
+            yield from self._build(self.workers, chunks)
+            return
+        with Workers(self.workers) as workers:
+            yield from self._build(workers, chunks)
+
+    def _build(self, workers: Workers, chunks: Iterable[Chunk]) -> Iterator[list[Built]]:
+        if workers.executor is None:  # no pool: classified when stored, without the JSON round trip
             yield from InProcess().build(chunks)
             return
-        with executor:
-            pending: deque[tuple[Chunk, Future[list[Built]] | None]] = deque()
-            for chunk in chunks:
-                pending.append((chunk, self._submit(executor, chunk)))
-                if len(pending) >= self.workers * AHEAD_PER_WORKER:
-                    yield self._result(*pending.popleft())
-            while pending:
-                yield self._result(*pending.popleft())
-
-    def _submit(self, executor: ProcessPoolExecutor, chunk: Chunk) -> Future[list[Sent]] | None:
-        try:
-            return executor.submit(build_chunk_to_send, chunk, self.config)
-        except Exception as exc:  # noqa: BLE001 - a broken pool, or a daemonic parent that may not have children
-            log.warning("span ingest workers unavailable (%s); building in-process", exc)
-            return None
-
-    def _result(self, chunk: Chunk, future: Future[list[Sent]] | None) -> list[Built]:
-        if future is not None:
-            try:
-                sent = future.result()
-            except Exception as exc:  # noqa: BLE001 - a killed worker costs only this chunk's speed
-                log.warning("a span ingest worker failed (%s); building its chunk in-process", exc)
-            else:
-                return [(cid, Conversation.model_validate_json(record) if isinstance(record, str) else record, failures) for cid, record, failures in sent]
-        return build_chunk(chunk)
+        for sent in workers.map(build_chunk_to_send, ((chunk, self.config) for chunk in chunks)):
+            yield [(cid, Conversation.model_validate_json(record) if isinstance(record, str) else record, failures) for cid, record, failures in sent]
 
 
 def build_chunk_to_send(chunk: Chunk, config: ClassifyConfig) -> list[Sent]:
@@ -122,21 +176,100 @@ def build_chunk_to_send(chunk: Chunk, config: ClassifyConfig) -> list[Sent]:
     return [(cid, record.model_dump_json() if isinstance(record, Conversation) else record, failures) for cid, record, failures in build_chunk(chunk, config)]
 
 
-def auto_workers(conversations: int) -> int:
-    """How many worker processes a rebuild of ``conversations`` gets by default: one per idle core, up to 2, and none
-    for a small rebuild or on a busy machine (measured: with every core taken, workers add 20-30 % CPU and no speed)."""
+def idle_workers() -> int:
+    """One worker process per idle core, up to 2; none on a busy machine (measured: with every core taken, workers add
+    20-30 % CPU and no speed) or a single core."""
     cores = os.cpu_count() or 1
     idle = cores - os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return min(2, cores, int(idle + 0.5)) if conversations >= MIN_CONVERSATIONS and cores > 1 and idle >= 1.5 else 0
+    return min(2, cores, int(idle + 0.5)) if cores > 1 and idle >= 1.5 else 0
 
 
-def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | None = None) -> ChunkBuilder:
+def auto_workers(conversations: int) -> int:
+    """How many worker processes a rebuild of ``conversations`` gets by default (none for a small rebuild)."""
+    return idle_workers() if conversations >= MIN_CONVERSATIONS else 0
+
+
+def read_spans(source: SpanSource, workers: Workers) -> Iterator[Span | Quarantined | SpanRows]:
+    """A source's spans; the lines of an OTLP file of one export per line are parsed in ``workers``, a chunk at a time."""
+    if workers.executor is None or not isinstance(source, OtelSource):
+        yield from source.spans()
+        return
+    for path in source.paths:
+        if one_export_per_line(path):
+            yield from guard_file(_read_file(path, workers), str(path))
+        else:
+            yield from OtelSource(path).spans()
+
+
+def _read_file(path: Path, workers: Workers) -> Iterator[Span | Quarantined | SpanRows]:
+    source = str(path)
+    problems: list[Quarantined] = []
+    seen = kept = 0
+    for rows, quarantined, file_seen in workers.map(read_chunk, ((source, chunk) for chunk in _line_chunks(path, problems))):
+        seen, kept = seen + file_seen, kept + len(rows)
+        yield SpanRows(rows)
+        yield from quarantined
+    yield from problems
+    if seen and not kept:
+        yield no_genai_content(source, seen)
+
+
+def _line_chunks(path: Path, problems: list[Quarantined]) -> Iterator[list[tuple[int, bytes]]]:
+    """The file's lines with their numbers, about READ_CHUNK_BYTES at a time; a line too long, or a read error (which
+    ends the file), goes to ``problems`` as the in-process reader words it."""
+    source = str(path)
+    chunk: list[tuple[int, bytes]] = []
+    size = 0
+    for number, line in read_lines(path):
+        if isinstance(line, Exception):
+            too_long = isinstance(line, LineTooLong)
+            problems.append(Quarantined(source=source, locator=f"{source}:{number}", reason=str(line) if too_long else f"could not read the rest of the file: {line}"))
+            if too_long:
+                continue
+            break
+        chunk.append((number, line))
+        size += len(line)
+        if size >= READ_CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def read_chunk(source: str, lines: list[tuple[int, bytes]]) -> tuple[list[SpanRow], list[Quarantined], int]:
+    """In a worker: lines of an OTLP file -> (its spans as rows to store, quarantined lines, how many spans were read)."""
+    seen = [0]
+    spans: list[Span] = []
+    quarantined: list[Quarantined] = []
+    for number, line in lines:
+        for item in line_spans(source, number, line, seen):
+            (quarantined if isinstance(item, Quarantined) else spans).append(item)
+    return span_rows(spans), quarantined, seen[0]
+
+
+def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | Workers | None = None) -> ChunkBuilder:
     """A pool when there are enough conversations, idle cores and a classifier config (the rule detectors), else in-process.
 
-    ``workers``: how many processes (0 = in-process); ``None`` = :func:`auto_workers`.
+    ``workers``: how many processes (0 = in-process), or the ingest's running :class:`Workers`; ``None`` = :func:`auto_workers`.
     """
     if workers is None:
         workers = auto_workers(conversations)
-    if config is None or workers < 1:
+    if config is None or (workers < 1 if isinstance(workers, int) else workers.executor is None):
         return InProcess()
     return WorkerPool(config, workers)
+
+
+def workers_for(sources: Iterable[SpanSource], workers: int | None) -> int:
+    """How many worker processes an ingest of ``sources`` starts up front (``workers`` None: from the size of its OTLP
+    files and the idle cores; 0 leaves the rebuild to decide by its own size, see :func:`auto_workers`)."""
+    if workers is not None:
+        return workers
+    size = sum(_size(path) for source in sources if isinstance(source, OtelSource) for path in source.paths)
+    return idle_workers() if size >= MIN_PARALLEL_BYTES else 0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0

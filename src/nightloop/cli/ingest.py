@@ -42,7 +42,7 @@ FormatOption = Annotated[
 StrictOption = Annotated[bool, typer.Option("--strict", help="Exit non-zero when any record was quarantined.")]
 WorkersOption = Annotated[
     int | None,
-    typer.Option("--workers", min=0, help="Processes that merge and classify span conversations (0: this one; default: up to 2 idle cores, for 10,000+ conversations)."),
+    typer.Option("--workers", min=0, help="Processes that read OTLP span files and merge and classify span conversations (0: this one; default: up to 2 idle cores, for 32 MB+ of OTLP files or 10,000+ conversations)."),
 ]
 PromptOption = Annotated[str | None, typer.Option("--prompt", "-p", help="Only this prompt's conversations.")]
 KindOption = Annotated[str | None, typer.Option("--kind", "-k", help=f"Only this failure kind ({', '.join(FAILURE_KINDS)}).")]

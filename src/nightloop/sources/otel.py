@@ -21,7 +21,7 @@ from nightloop.sources.genai_layouts import parts_to_messages
 from nightloop.sources.json_records import json_lines
 from nightloop.sources.spans import Span, SpanRecords, chain_key, keep_span
 
-__all__ = ["OtelSource", "attribute_value", "export_spans", "parts_to_messages"]
+__all__ = ["OtelSource", "attribute_value", "export_spans", "line_spans", "no_genai_content", "one_export_per_line", "parts_to_messages", "spans_of_export"]
 
 
 #: A first line longer than this is not sniffed as one export per line (the file is read as one document).
@@ -90,29 +90,52 @@ class OtelSource(SpanRecords):
         seen = [0]
         kept = 0
         for item in _read_exports(path):
-            if isinstance(item, Quarantined):
-                yield item
-                continue
-            try:
-                spans = list(export_spans(item, str(path), seen))
-                kept += len(spans)
-                yield from spans
-            except RecursionError:
-                yield Quarantined(source=str(path), locator=str(path), reason=NESTED_TOO_DEEPLY)
-            except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
-                yield Quarantined(source=str(path), locator=str(path), reason=f"unexpected OTLP structure: {exc!r}")
+            for record in [item] if isinstance(item, Quarantined) else spans_of_export(item, str(path), seen):
+                kept += not isinstance(record, Quarantined)
+                yield record
         if seen[0] and not kept:
-            yield Quarantined(
-                source=str(path),
-                locator=str(path),
-                reason=f"OTLP spans without GenAI content: none of {seen[0]} span(s) has gen_ai.*, llm.* (OpenInference) or nightloop.* "
-                "attributes; instrument the model client (README, 'Traces')",
-            )
+            yield no_genai_content(str(path), seen[0])
+
+
+def no_genai_content(source: str, seen: int) -> Quarantined:
+    """The note for a file whose ``seen`` spans all said nothing about a conversation."""
+    return Quarantined(
+        source=source,
+        locator=source,
+        reason=f"OTLP spans without GenAI content: none of {seen} span(s) has gen_ai.*, llm.* (OpenInference) or nightloop.* "
+        "attributes; instrument the model client (README, 'Traces')",
+    )
+
+
+def spans_of_export(export: dict[str, Any], source: str, seen: list[int]) -> list[Span | Quarantined]:
+    """:func:`export_spans` of one export, or why it could not be read (one odd export must not stop the others)."""
+    try:
+        return list(export_spans(export, source, seen))
+    except RecursionError:
+        return [Quarantined(source=source, locator=source, reason=NESTED_TOO_DEEPLY)]
+    except Exception as exc:  # noqa: BLE001 - one odd export must not stop the others
+        return [Quarantined(source=source, locator=source, reason=f"unexpected OTLP structure: {exc!r}")]
+
+
+def line_spans(source: str, number: int, line: bytes, seen: list[int]) -> list[Span | Quarantined]:
+    """One line of a one-export-per-line file -> its spans, or why it is quarantined (as :class:`OtelSource` reads it;
+    ``span_workers`` reads a large file's lines this way in worker processes)."""
+    if not line.strip():
+        return []
+    locator = f"{source}:{number}"
+    try:
+        document = json_codec.loads(line)
+    except RecursionError:
+        return [Quarantined(source=source, locator=locator, raw_excerpt=excerpt(line), reason=NESTED_TOO_DEEPLY)]
+    except ValueError as exc:
+        return [Quarantined(source=source, locator=locator, raw_excerpt=excerpt(line), reason=f"invalid JSON: {exc}")]
+    found = list(_export_or_quarantine(document, source, locator, None))
+    return found if isinstance(found[0], Quarantined) else spans_of_export(found[0], source, seen)
 
 
 def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
     """The export objects of one file: one per line (streamed, so a big file is never held whole), or a whole-file document."""
-    if _one_export_per_line(path):
+    if one_export_per_line(path):
         yield from _stream_exports(path)
         return
     source = str(path)
@@ -155,7 +178,7 @@ def _read_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
     yield from _export_or_quarantine(document, source, source, text)
 
 
-def _one_export_per_line(path: Path) -> bool:
+def one_export_per_line(path: Path) -> bool:
     """Whether one of the first lines is a whole export on its own (a bad line before it is quarantined, not the file)."""
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:

@@ -73,19 +73,24 @@ class Span:
     #: For a model call with no parent span and no conversation id: the conversation it continues (:func:`chain_key`).
     chain_key: str = ""
 
-    def to_json(self) -> str:
-        """Compact JSON of the fields that are not None (``from_json`` restores those: their default is None)."""
+    def to_json(self) -> bytes | str:
+        """Compact JSON of the fields that are not None (``from_json`` restores those: their default is None).
+
+        Bytes when orjson wrote it (stored as a BLOB: orjson reads back exactly what it writes, so ``from_json`` skips
+        json_codec's guards), text when json_codec's careful path did (big integers, NaN: read back the careful way).
+        """
         kept = {name: value for name, value in self.__dict__.items() if value is not None}
         try:
-            text = orjson.dumps(kept, option=_ORJSON_STRICT)
+            data = orjson.dumps(kept, option=_ORJSON_STRICT)
         except TypeError:  # big integers, non-str keys, lone surrogates, other types: json_codec's careful path
             return json_codec.dumps(kept)
         # orjson writes NaN and infinities as null: with no null at all (the usual span) there was none of them.
-        return text.decode() if b"null" not in text else json_codec.dumps(kept)
+        return data if b"null" not in data else json_codec.dumps(kept)
 
     @classmethod
-    def from_json(cls, text: str) -> Span:
-        return cls(**json_codec.loads(text))
+    def from_json(cls, data: bytes | str) -> Span:
+        """A span from :meth:`to_json`'s output (text, as earlier versions stored every span, is read the careful way)."""
+        return cls(**(orjson.loads(data) if isinstance(data, bytes) else json_codec.loads(data)))
 
 
 #: Types orjson writes its own way raise instead, so that json_codec writes them as the standard library would.

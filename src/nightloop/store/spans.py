@@ -16,7 +16,7 @@ import sqlite_utils
 from nightloop.sources.spans import Span, conversation_key, explicit_key, log_chain_key, trace_keys_of
 from nightloop.store.db import transaction
 
-__all__ = ["SpanRepo", "migrations"]
+__all__ = ["SpanRepo", "SpanRow", "migrations", "span_rows"]
 
 migrations = sqlite_utils.Migrations("nightloop.spans")
 
@@ -45,6 +45,16 @@ def m002_chain_key(db: sqlite_utils.Database) -> None:
     db.execute("alter table spans add column chain_key text")
 
 
+#: A span as the spans table stores it: (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key).
+SpanRow = tuple[str, str, str, str | None, int, bytes | str, str | None]
+
+
+def span_rows(spans: Sequence[Span]) -> list[SpanRow]:
+    """Spans as rows to store; each one's conversation is its trace's when ``spans`` hold the span that names it."""
+    batch_keys = trace_keys_of(spans)
+    return [(s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None) for s in spans]
+
+
 def _ids_json(ids: Iterable[str]) -> str:
     return json.dumps(list(ids))
 
@@ -61,12 +71,11 @@ class SpanRepo:
         A span's conversation is already its trace's when the batch holds the span that names it, so :meth:`rekey`
         seldom has to move one.
         """
+        return self.add_rows(span_rows(spans))
+
+    def add_rows(self, rows: Sequence[SpanRow]) -> tuple[set[str], int]:
+        """:meth:`add` for spans already turned into rows (:func:`span_rows`, e.g. in a worker process)."""
         conn = self.db.conn
-        batch_keys = trace_keys_of(spans)
-        rows = [
-            (s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None)
-            for s in spans
-        ]
         with transaction(self.db):
             stored = {
                 (trace, span)
