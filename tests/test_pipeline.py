@@ -23,7 +23,7 @@ from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
-from nightloop.models import BASELINE, ReplayOutput, ReplaySetOutput
+from nightloop.models import BASELINE, ReplayOutcome, ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
@@ -175,7 +175,7 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     tested = {case_id for arm, case_id, _ in gated if arm == BASELINE}
     batches = batches_of([c for c in cases if c.id not in train], settings.gate.batch_cases)
     assert any(tested == {c.id for batch in batches[:n] for c in batch} for n in range(1, len(batches) + 1))
-    stopped = ReplayOutput.model_validate(store.runs.stage_output(run_id, "replay")).stopped
+    stopped = ReplayOutcome.model_validate(store.runs.stage_output(run_id, "replay")).stopped
     assert (len(tested) < len(gated_ids)) == bool(stopped), stopped
     expected = 2 * len(tested) * repeats + 2 * settings.gate.extra_repeats * len(wanted)
     assert report.candidates > 1 and len(gated) == expected
@@ -191,7 +191,7 @@ def test_the_gated_replay_stops_once_the_evidence_promotes_after_every_regressio
     # The harm test read every regression case before the verdict; the holdout cases after the first batch cost nothing.
     assert {c.id for c in gated if c.origin == "regression"} <= tested == {c.id for c in first} < {c.id for c in gated}
     [promoted] = [d for d in report.decisions if d.verdict == "promote"]
-    stopped = ReplayOutput.model_validate(store.runs.stage_output(report.run_id, "replay")).stopped
+    stopped = ReplayOutcome.model_validate(store.runs.stage_output(report.run_id, "replay")).stopped
     assert f"stopped after {len(first)} of {len(gated)} gated cases" in stopped and stopped in promoted.reasons
     assert promoted.n_cases == len(first) and promoted.evidence >= 1 / settings.gate.alpha
 

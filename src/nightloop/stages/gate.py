@@ -12,7 +12,7 @@ from nightloop.models import (
     GateDecision,
     GateOutput,
     JudgeResult,
-    ReplayOutput,
+    ReplayOutcome,
     ReplaySetOutput,
 )
 from nightloop.night import Night, held_challenger, night_candidates, once
@@ -30,7 +30,7 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         carried = held_challenger(night, replay_set)
         candidates = night_candidates(judged, carried)
         gate, reproduction = tonight_gate(night, replay_set, candidates, carried.prior, results)
-        replayed = night.saved("replay", ReplayOutput)
+        replayed = night.saved("replay", ReplayOutcome)
         if replayed is not None and replayed.stopped and gate.challenger_id is not None:
             decision = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
             decision.reasons.insert(len(decision.reasons) - 1, replayed.stopped)

@@ -12,15 +12,15 @@ from nightloop.models import (
     BASELINE,
     JudgeResult,
     ReplayCase,
-    ReplayOutput,
+    ReplayOutcome,
     ReplaySetOutput,
 )
 from nightloop.night import Night, held_challenger, night_candidates, run_async
 
 
-def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutput:
+def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutcome:
     """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
-    previous = night.saved("replay", ReplayOutput)
+    previous = night.saved("replay", ReplayOutcome)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
@@ -36,7 +36,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         (r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id) if r.candidate_id in templates
     }
     done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
-    stopped = ""
+    stopped, done_before = "", set(done)
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     agent_cases = {case.id: case for case in cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
@@ -98,9 +98,10 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
     stored = {key: result for key, result in stored.items() if key in planned}
     status, note = evidence_summary(stored.values(), len(planned))
-    output = ReplayOutput(
+    output = ReplayOutcome(
         stopped=stopped,
-        results=len(stored),
+        results=[r for p in phases for r in p.results],
+        skipped=len(done_before & planned),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
         planned=len(planned),
