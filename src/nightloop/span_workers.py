@@ -26,8 +26,7 @@ from nightloop.redact import with_storage_id
 from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
 from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
 from nightloop.sources.span_merge import build_conversation
-from nightloop.sources.spans import Span, SpanSource
-from nightloop.store.spans import SpanRow, span_rows
+from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
 __all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
 
