@@ -237,3 +237,23 @@ def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole,
     notes = results[0][1]
     assert [reason.split(":")[0] for _, reason in notes] == ["invalid JSON", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)", "line longer than 4096 bytes; split the record or drop it", "OTLP spans without GenAI content"], notes
     assert len(results[0][0][0]) == 6
+
+
+def _exit_in_a_worker(parent: int, value: int) -> int:
+    """Doubles ``value`` in the ingesting process; a worker process dies on it (as one killed by the OOM killer)."""
+    import os
+
+    if os.getpid() != parent:
+        os._exit(3)
+    return value * 2
+
+
+def test_a_worker_that_dies_costs_only_speed() -> None:
+    """The pool breaks when a worker dies: its item, and every later one, is done in the ingesting process, in order."""
+    import os
+
+    from nightloop import span_workers
+
+    with span_workers.Workers(2) as workers:
+        assert workers.executor is not None
+        assert list(workers.map(_exit_in_a_worker, [(os.getpid(), i) for i in range(7)])) == [0, 2, 4, 6, 8, 10, 12]
