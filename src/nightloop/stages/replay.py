@@ -12,15 +12,15 @@ from nightloop.models import (
     BASELINE,
     JudgeResult,
     ReplayCase,
-    ReplayOutput,
+    ReplayOutcome,
     ReplaySetOutput,
 )
 from nightloop.night import Night, held_challenger, night_candidates, run_async
 
 
-def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutput:
+def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutcome:
     """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
-    previous = night.saved("replay", ReplayOutput)
+    previous = night.saved("replay", ReplayOutcome)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
@@ -84,8 +84,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     for phase in phases:
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
     status, note = evidence_summary(stored.values(), planned)
-    output = ReplayOutput(
-        results=len(done) + sum(len(p.results) for p in phases),
+    output = ReplayOutcome(
+        results=[r for p in phases for r in p.results],
+        skipped=len(done),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
         planned=planned,
