@@ -171,6 +171,8 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     A private conversation id is stored under its storage id by the workers too; a late span updates, reclassified.
     """
     import nightloop.ingest as ingest_module
+    from nightloop.classify import rules_version
+    from nightloop.config import ClassifyConfig
 
     lines, expected = whole[("openai_v2", "span_only")]
     private = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
@@ -189,6 +191,8 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     with Store(tmp_path / "pool" / "store.db") as store:
         pool_stats = [ingest(store, [str(f)], workers=2) for f in files]
         pooled = _state(store)
+        reusable = store.conversations.classified_under(pooled[0], rules_version(ClassifyConfig()))
+    assert reusable == set(pooled[0])  # what the workers found is stored under the rules' version: a night reuses it
     assert classified_here == []  # every span conversation was classified in a worker process
     assert pooled == in_process and pooled[0].keys() == expected[0].keys() | {next(k for k in pooled[0] if k.startswith("private-"))}
     assert [(s.ingested, s.updated, s.duplicates, s.failures) for s in pool_stats] == [(s.ingested, s.updated, s.duplicates, s.failures) for s in in_process_stats]
