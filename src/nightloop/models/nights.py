@@ -153,6 +153,8 @@ class ReplayOutcome(_Model):
     planned: int = 0
     faulted: int = 0
     note: str = ""
+    #: Why the stage's gated replay stopped before its last batch (``[gate] batch_cases``), in words; empty when it did not.
+    stopped: str = ""
 
     @field_validator("results", mode="before")
     @classmethod
