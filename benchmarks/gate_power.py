@@ -42,14 +42,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import legacy_gate  # noqa: E402  (today's gate, frozen, next to this script)
 
 from nightloop.challenger import carried_challenger, record_night  # noqa: E402
-from nightloop.config import GateConfig  # noqa: E402
+from nightloop.config import GateConfig, ReplayConfig  # noqa: E402
 from nightloop.gate import choose_winner, gate_night, select_challenger  # noqa: E402
-from nightloop.gate_select import discordant_cases  # noqa: E402
+from nightloop.gate_select import discordant_cases, testing_batches  # noqa: E402
 from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
 K = 4
 REPEATS = 3
+TRAIN_REPEATS = ReplayConfig().train_repeats
 HORIZON = 30
 POWER_NIGHTS = 3
 KINDS = ("wrong_output", "user_correction", "timeout", "tool_error")
@@ -156,19 +157,13 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
             train = [c for c in night.cases if c.split == "train"]
             gated = [c for c in night.cases if c.split == "holdout"]
             true = shifted(night, effect)
-            results = [r for cand in candidates for r in results_for(cand.id, train, true, rng)]
+            # Train replays only choose: each candidate once per case ([replay] train_repeats), no baseline.
+            results = [r for cand in candidates for r in results_for(cand.id, train, true, rng, count=TRAIN_REPEATS)]
             chosen = select_challenger(
                 results, night.cases, [c.id for c in candidates], carried.prior.challenger_id, margin=config.min_effect
             )
-            results += results_for(BASELINE, gated, night.probability, rng)
-            results += results_for(chosen.challenger_id, gated, true, rng)
-            if config.extra_repeats:  # the pipeline's third phase: more pairs on the discordant cases only
-                ids = set(discordant_cases(results, [c.id for c in gated], chosen.challenger_id, REPEATS))
-                more = [c for c in gated if c.id in ids]
-                results += results_for(BASELINE, more, night.probability, rng, REPEATS, config.extra_repeats)
-                results += results_for(chosen.challenger_id, more, true, rng, REPEATS, config.extra_repeats)
-            tally.calls += len(results) + len(train) * REPEATS  # the pipeline also replays the baseline on train
-            gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior, repeats=REPEATS)
+            gate = test_in_batches(rng, night, gated, true, chosen.challenger_id, candidates, carried.prior, config, results)
+            tally.calls += len(results)
             record_night(store, prompt_name=PROMPT, logical_date=day, run_id=f"run-{number}", base_version=1,
                          gate=gate, candidates=candidates, config=config)
             decision = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
@@ -180,6 +175,25 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
                 tally.promoted_at = number
                 break
     return tally
+
+
+def test_in_batches(rng, night, gated, true, challenger, candidates, prior, config, results):
+    """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided."""
+    ids = [c.id for c in candidates]
+    batches = testing_batches(gated, config.batch_cases if config.evidence == "nights" else 0)
+    for number, batch in enumerate(batches, 1):
+        results += results_for(BASELINE, batch, night.probability, rng)
+        results += results_for(challenger, batch, true, rng)
+        if config.extra_repeats:  # more pairs on the discordant cases only
+            wanted = set(discordant_cases(results, [c.id for c in batch], challenger, REPEATS))
+            more = [c for c in batch if c.id in wanted]
+            results += results_for(BASELINE, more, night.probability, rng, REPEATS, config.extra_repeats)
+            results += results_for(challenger, more, true, rng, REPEATS, config.extra_repeats)
+        gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
+        verdict = next(d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id)
+        if number == len(batches) or verdict in ("promote", "reject"):
+            return gate
+    return gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
 
 
 def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: int) -> Tally:
@@ -205,6 +219,7 @@ def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, night
 
 GATES = {
     "new gate (evidence across nights)": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig()),
+    "  every gated case at once": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(batch_cases=0)),
     "  without extra repeats": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_repeats=0)),
     "new gate, each night alone": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(evidence="night")),
     "today's gate": lambda rng, n, e, h: run_legacy_gate(rng, n, e, h),
@@ -235,6 +250,7 @@ def summarise(tallies: dict[str, list[Tally]]) -> dict[str, float]:
     config = GateConfig()
     return {
         "calls_per_night": per_night(tallies["null"]),
+        "calls_per_night_plus": per_night(tallies["+10"]),
         "evenly_spent_bound_1": sum(t.first_p < config.alpha / HORIZON and t.first_delta >= config.min_effect for t in plus) / len(plus),
         "false_promotion_30": share(tallies["null"], HORIZON),
         "worse_adopted_30": share(tallies["-5"], HORIZON),
@@ -251,9 +267,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="Seed of the numpy seed sequence (default 0).")
     parser.add_argument("--cases", type=int, nargs="+", default=[45, 100], help="Gated cases per night (default 45 100).")
     parser.add_argument("--workers", type=int, default=2, help="Processes (default 2).")
+    parser.add_argument("--gates", nargs="+", default=None, help="Only the gates whose row name contains one of these words.")
     args = parser.parse_args()
     started = time.perf_counter()
     chunks = 4  # per (cases, gate, world), so that both processes stay busy
+    if args.gates:
+        for name in [g for g in GATES if not any(word in g for word in args.gates)]:
+            del GATES[name]
     keys = [(n, gate, world) for n in args.cases for gate in GATES for world in WORLDS]
     seeds = np.random.SeedSequence(args.seed).spawn(len(keys) * chunks)
     jobs = [
@@ -274,11 +294,13 @@ def main() -> None:
                 f"  {name:<34} false promotion over {HORIZON} null nights {figures['false_promotion_30']:.3f} | "
                 f"-5 adopted over {HORIZON} nights {figures['worse_adopted_30']:.3f} | "
                 f"+10 promoted within 1 night {figures['power_1']:.3f}, within {POWER_NIGHTS} {figures['power_3']:.3f} | "
-                f"{figures['calls_per_night']:.0f} rollouts a night"
+                f"rollouts a night: null {figures['calls_per_night']:.0f}, +10 {figures['calls_per_night_plus']:.0f}"
                 + (f" | harm fires: null {figures['harm_fires_null']:.3f}, -5 {figures['harm_fires_-5']:.3f}" if "today" not in name else "")
             )
             if name.startswith("new gate (evidence"):
                 headline[n_gated] = figures
+        if (n_gated, "  without extra repeats") not in tallies:
+            continue
         bound = summarise(tallies[n_gated, "  without extra repeats"])["evenly_spent_bound_1"]
         print(
             f"  the limit of {REPEATS} repeats alone: a gate that spends its alpha evenly over {HORIZON} nights has "

@@ -4,10 +4,12 @@ Each conversation is the agent's own span (gen_ai.conversation.id, nightloop.pro
 four chat spans whose gen_ai.input.messages repeat the history so far, exported 500 spans per line as the
 collector's file exporter writes them. Spans are grouped in the store, so memory stays flat: the script
 runs a tenth of the spans first in a child process and prints both peak RSS figures.
-Prints spans/s (wall clock and per CPU second, with the load average: on a shared machine the wall figure is the
-load's) and peak RSS. Target: >= 20,000 spans/s on 2 cores. ``--phases`` also prints where the ingesting process's CPU time goes.
-Rebuilding and classifying conversations runs in worker processes on a large ingest when cores are idle (up to 2);
-``--workers N`` sets how many (0: one process). CPU time counts the workers too.
+By default it measures one process (``--workers 0``: spans per CPU second, the load-independent figure) and 2 worker
+processes (``--workers 2``: the wall clock on 2 cores, which on a shared machine is the load's), each at SPANS and at a
+tenth of them in a fresh process, and prints spans/s, CPU time (the ingesting process's and the workers'), the wall time
+of reading + storing spans and of rebuilding + classifying, peak RSS (the ingesting process and the largest worker) and
+the load average. Target: >= 20,000 spans/s on 2 cores. ``--workers N`` measures only N processes; ``--phases`` also
+prints where the ingesting process's CPU time goes (the rebuild's stages only in one process).
 Usage: python benchmarks/ingest_otel.py [SPANS] [--phases] [--workers N]
 """
 
@@ -158,8 +160,33 @@ def cpu_seconds() -> tuple[float, float]:
     return times.user + times.system, times.children_user + times.children_system
 
 
+def children_max_rss_mb() -> float:
+    """The largest peak RSS of this process's finished children (the ingest's worker processes), 0 without any."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def time_walls() -> dict[str, float]:
+    """Wrap the two stages of a span ingest to add up their wall time (with workers, CPU time would miss the workers')."""
+    import nightloop.span_ingest as span_ingest
+
+    walls: dict[str, float] = {}
+    for name in ("store_spans", "remerge"):
+        inner = getattr(span_ingest, name)
+
+        def timed(*args, _inner=inner, _name=name, **kwargs):
+            started = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                walls[_name] = walls.get(_name, 0.0) + time.perf_counter() - started
+
+        setattr(span_ingest, name, timed)
+    return walls
+
+
 def run(n_spans: int, phases: bool = False, workers: int | None = None) -> dict:
     spent = time_phases(in_process=workers == 0) if phases else {}
+    walls = time_walls()
     with tempfile.TemporaryDirectory() as tmp:
         export = Path(tmp) / "spans.jsonl"
         conversations = write_export(export, n_spans)
@@ -173,15 +200,37 @@ def run(n_spans: int, phases: bool = False, workers: int | None = None) -> dict:
             own_cpu, workers_cpu = cpu_ended[0] - cpu_started[0], cpu_ended[1] - cpu_started[1]
             cpu = own_cpu + workers_cpu
             load_after = os.getloadavg()[0]
-            phase_seconds = dict(spent)
+            phase_seconds, wall_seconds = dict(spent), dict(walls)
             assert stats.ingested == conversations and stats.quarantined == 0, stats
+            peak, workers_peak = max_rss_mb(), children_max_rss_mb()
             again_started = time.perf_counter()
             again = ingest(store, [str(export)], workers=workers)
             again_elapsed = time.perf_counter() - again_started
             assert again.ingested == again.updated == 0 and again.duplicates == conversations, again
         return {"workers": chosen, "spans": n_spans, "conversations": conversations, "seconds": elapsed, "spans_per_s": n_spans / elapsed,
-                "cpu_seconds": cpu, "spans_per_cpu_s": n_spans / cpu, "own_cpu_seconds": own_cpu, "workers_cpu_seconds": workers_cpu, "load": (load_before, load_after), "phases": phase_seconds,
-                "peak_rss_mb": max_rss_mb(), "rss_before_mb": rss_before, "failures": stats.failures, "resend_seconds": again_elapsed}
+                "cpu_seconds": cpu, "spans_per_cpu_s": n_spans / cpu, "own_cpu_seconds": own_cpu, "workers_cpu_seconds": workers_cpu,
+                "load": (load_before, load_after), "phases": phase_seconds, "walls": wall_seconds, "peak_rss_mb": peak, "workers_peak_rss_mb": workers_peak,
+                "rss_before_mb": rss_before, "failures": stats.failures, "resend_seconds": again_elapsed}
+
+
+def measure(n_spans: int, workers: int | None, phases: bool = False) -> dict:
+    """One run in a fresh process (so that its peak RSS, and its workers', are its own)."""
+    command = [sys.executable, __file__, str(n_spans), "--child", *(["--workers", str(workers)] if workers is not None else []), *(["--phases"] if phases else [])]
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+
+
+def report(big: dict, small: dict, asked: int | None) -> None:
+    how = ("one process" if big["workers"] == 0 else f"{big['workers']} worker processes") + (" (auto: from the idle cores)" if asked is None else f" (--workers {asked})")
+    print(f"{how}: {big['seconds']:.1f} s wall = {big['spans_per_s']:,.0f} spans/s (target >= 20,000), load average {big['load'][0]:.1f} -> {big['load'][1]:.1f}; "
+          f"CPU {big['cpu_seconds']:.1f} s = {big['spans_per_cpu_s']:,.0f} spans per CPU second (the ingesting process {big['own_cpu_seconds']:.1f} s, "
+          f"the workers {big['workers_cpu_seconds']:.1f} s)")
+    walls = big["walls"]
+    print(f"  wall: reading + storing spans {walls.get('store_spans', 0):.1f} s, rebuilding + classifying conversations {walls.get('remerge', 0):.1f} s")
+    workers_rss = f", the largest worker {big['workers_peak_rss_mb']:.0f} MB vs {small['workers_peak_rss_mb']:.0f} MB" if big["workers_peak_rss_mb"] else ""
+    print(f"  peak RSS: the ingesting process {big['peak_rss_mb']:.0f} MB for {big['spans']} spans vs {small['peak_rss_mb']:.0f} MB for {small['spans']}{workers_rss}")
+    print(f"  re-sending the same export: {big['resend_seconds']:.1f} s, 0 new, 0 updated, {big['conversations']} duplicates")
+    for label, seconds in ((label, big["phases"][label]) for _, _, label in PHASES if label in big["phases"]):
+        print(f"    {label:<48} {seconds:6.1f} CPU s  {seconds / big['cpu_seconds']:6.1%}  {seconds / big['conversations'] * 1e6:5.0f} us/conversation")
 
 
 def main() -> None:
@@ -189,23 +238,18 @@ def main() -> None:
     workers = int(args[args.index("--workers") + 1]) if "--workers" in args else None
     numbers = [a for i, a in enumerate(args) if a.isdigit() and (i == 0 or args[i - 1] != "--workers")]
     n_spans = int(numbers[0]) if numbers else 100_000
+    phases = "--phases" in args
     if "--child" in args:
-        print(json.dumps(run(n_spans, workers=workers)))
+        print(json.dumps(run(n_spans, phases=phases, workers=workers)))
         return
-    child = [sys.executable, __file__, str(n_spans // 10), "--child", *(["--workers", str(workers)] if workers is not None else [])]
-    small = json.loads(subprocess.run(child, capture_output=True, text=True, check=True).stdout)
-    big = run(n_spans, phases="--phases" in args, workers=workers)
-    print(f"{big['spans']} spans ({big['conversations']} conversations) ingested + classified in {big['seconds']:.1f} s: "
-          f"{big['spans_per_s']:,.0f} spans/s (target >= 20,000), load average {big['load'][0]:.1f} -> {big['load'][1]:.1f} on {os.cpu_count()} cores")
-    print(f"CPU time {big['cpu_seconds']:.1f} s (all processes): {big['spans_per_cpu_s']:,.0f} spans per CPU second; "
-          f"worker processes: {big['workers']}" + (" (auto: from the idle cores when the ingest started)" if workers is None else "")
-          + f"; the ingesting process {big['own_cpu_seconds']:.1f} s, the workers {big['workers_cpu_seconds']:.1f} s")
-    print(f"peak RSS {big['peak_rss_mb']:.0f} MB for {big['spans']} spans vs {small['peak_rss_mb']:.0f} MB for {small['spans']} "
-          "(the ingesting process; flat memory: spans are grouped in the store, workers hold a few chunks of 500 conversations)")
-    print(f"re-sending the same export: {big['resend_seconds']:.1f} s, 0 new, 0 updated, {big['conversations']} duplicates")
+    print(f"{n_spans} OTel GenAI spans ({n_spans // SPANS_PER_CONVERSATION} conversations) as OTLP JSON lines, ingested + classified, "
+          f"on {os.cpu_count()} cores")
+    big = {}
+    for asked in ([workers] if "--workers" in args else [0, 2]):
+        small = measure(n_spans // 10, asked)
+        big = measure(n_spans, asked, phases)
+        report(big, small, asked)
     print(f"failures found: {big['failures']}")
-    for label, seconds in ((label, big["phases"][label]) for _, _, label in PHASES if label in big["phases"]):
-        print(f"  {label:<44} {seconds:6.1f} CPU s  {seconds / big['cpu_seconds']:6.1%}  {seconds / big['conversations'] * 1e6:5.0f} us/conversation")
 
 
 if __name__ == "__main__":

@@ -33,24 +33,26 @@ import asyncio
 import itertools
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from nightloop.challenger import carried_challenger, record_night
+from nightloop import pipeline
 from nightloop.classify import classify_many
-from nightloop.config import ClassifyConfig, GateConfig, JudgeConfig, ReplayConfig, RoleConfig, SearchConfig
-from nightloop.gate import choose_winner, gate_night, is_gated, is_train
-from nightloop.judge import propose
-from nightloop.llm.client import LLMClient
+from nightloop.config import ClassifyConfig, JudgeConfig, ReplayConfig, RoleConfig, Settings, load_settings
+from nightloop.gate import is_gated, is_train
+from nightloop.ingest import ingest
+from nightloop.llm.budget import BudgetLedger
+from nightloop.llm.client import Clients, LLMClient, build_clients
 from nightloop.llm.sim import SimProvider
-from nightloop.models import BASELINE, PromptVersion, ReplayCase, sha256_text
-from nightloop.replay import run_replay
+from nightloop.models import PromptVersion, ReplayCase, sha256_text
+from nightloop.prompt_files import import_prompts
 from nightloop.replay_cases import build_replay_set
-from nightloop.search import reflective_search
+from nightloop.review import approve
 from nightloop.search_world import NightSearchWorld
-from nightloop.simulate import simulate_night
+from nightloop.simulate import simulate_from_store, simulate_night
 from nightloop.store import Store
 
 PROMPT = "support_agent"
@@ -60,7 +62,8 @@ PER_NIGHT = 100
 ORACLE_SIZE = 400
 VERBOSE = False
 NOISE = "shared"
-SEARCH = SearchConfig()
+#: nightloop's model calls per stage (replay phases apart), summed over every night and seed of a row.
+SPLIT: dict[str, int] = {}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -162,74 +165,88 @@ def night_world(template: str, version: int, day: date, seed: int, clients: Coun
 # --- nightloop ---
 
 
-async def nightloop_night(
-    template: str, version: int, number: int, seed: int, clients: Counter, store: Store, repeats: int
-) -> str | None:
-    """One night of nightloop; the promoted template, or None."""
+class IndependentSim(SimProvider):
+    """The sim agent with independent noise: every call draws its luck from a seed no other call used."""
+
+    def _seed(self, request):
+        return f"{next(_FRESH)}:{request.seed}"
+
+
+def product_settings(work: Path, seed: int) -> Settings:
+    """What a user gets: config.py's defaults (an empty nightloop.toml), the store in ``work``, the seed."""
+    config = work / "nightloop.toml"
+    config.write_text("", encoding="utf-8")
+    return load_settings(config, db=work / "nightloop.db", seed=seed)
+
+
+def product_clients(settings: Settings, store: Store) -> Clients:
+    clients = build_clients(settings, cache=store.cache if settings.llm.cache else None, ledger=BudgetLedger.from_settings(settings))
+    if NOISE == "independent":
+        clients.agent.provider = IndependentSim(seed=settings.seed)
+    return clients
+
+
+@dataclass
+class Phases:
+    """Model calls per stage (and per replay phase), from the night's progress messages."""
+
+    clients: Clients
+    spent: dict[str, int] = field(default_factory=dict)
+    current: str = "start"
+    mark: int = 0
+
+    def progress(self, stage: str, message: str) -> None:
+        name = f"replay {message.split(':')[0]}" if stage == "replay" and ":" in message else stage
+        self._close()
+        self.current = name
+
+    def _close(self) -> None:
+        now = self.clients.calls
+        self.spent[self.current] = self.spent.get(self.current, 0) + now - self.mark
+        self.mark = now
+
+    def line(self) -> str:
+        self._close()
+        return ", ".join(f"{name} {calls}" for name, calls in self.spent.items() if calls)
+
+
+def nightloop_night(store: Store, settings: Settings, clients: Clients, number: int, seed: int, work: Path) -> str | None:
+    """One night of the product (``pipeline.run_night`` at the defaults) on fresh traffic; the promoted template, or None."""
     day = FIRST + timedelta(days=number)
-    night = night_world(template, version, day, seed * 1000 + number, clients)
-    train = [c for c in night.cases if is_train(c)]
-    gated = [c for c in night.cases if is_gated(c)]
-    if not train:
-        return None
-    options = {"concurrency": 8, "scorer_client": clients.scorer, "seed": seed * 1000 + number}
-    phases = [("start", clients.calls)]
-    fresh_draws(clients.agent)
-    results = list((await run_replay(clients.agent, gated, {BASELINE: template}, repeats=repeats, **options)).results)
-    phases.append(("baseline", clients.calls))
-    config = GateConfig()
-    carried = carried_challenger(store, PROMPT, version, day, config)
-    judged = await propose(
-        clients.judge, prompt_name=PROMPT, base=night.world.production, failures=list(night.world.failures.values()),
-        conversations=night.world.conversations, config=JudgeConfig(), seed=number,
-    )
-    search = SEARCH
-    night.world.judge_config = night.world.judge_config.model_copy(update={"candidates": search.candidates})
-    night.world.repeats = search.repeats
-    # The search replays production and the first call's candidates on the train cases, then runs its rounds.
-    found = await reflective_search(
-        night.world, base_template=template, train=train, results=results, config=search, seed=number, seeds=judged.candidates
-    )
-    results += found.results
-    phases.append(("search", clients.calls))
-    candidates = ([found.challenger] if found.challenger else []) + ([carried.candidate] if carried.candidate else [])
-    if not candidates:
-        return None
-    if carried.candidate:
-        held = {carried.candidate.id: carried.candidate.template}
-        fresh_draws(clients.agent)
-        results += (await run_replay(clients.agent, train, held, repeats=search.repeats, **options)).results
-    chosen = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior).challenger_id
-    chosen_template = next(c.template for c in candidates if c.id == chosen)
-    fresh_draws(clients.agent)
-    results += (await run_replay(clients.agent, gated, {chosen: chosen_template}, repeats=repeats, **options)).results
-    gate = gate_night(results, night.cases, [c.id for c in candidates], config, prior=carried.prior)
-    record_night(store, prompt_name=PROMPT, logical_date=day, run_id=f"run-{number}", base_version=version,
-                 gate=gate, candidates=candidates, config=config)
-    winner = choose_winner(gate.decisions)
-    phases.append(("gate", clients.calls))
+    files = simulate_from_store(store, PROMPT, nights=1, per_night=PER_NIGHT, seed=seed * 1000 + number, out=work / "logs", start_date=day)
+    ingest(store, [str(f) for f in files], classify_config=settings.classify)
+    phases = Phases(clients, mark=clients.calls)
+    report = pipeline.run_night(settings, PROMPT, day + timedelta(days=1), store=store, clients=clients, progress=phases.progress)
     if VERBOSE:
-        spent = ", ".join(f"{name} {b - a}" for (_, a), (name, b) in zip(phases, phases[1:]))
-        verdict = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
-        print(f"  night {number}: {len(train)} train / {len(gated)} gated cases; calls {spent}; "
-              f"{len(found.candidates)} kept in {len(found.rounds)} rounds; {verdict.verdict}: {verdict.reasons[:1]}")
-    return next(c.template for c in candidates if c.id == winner.candidate_id) if winner else None
+        verdicts = "; ".join(f"{d.verdict} ({d.n_cases} cases, {d.delta:+.2f})" for d in report.decisions if d.n_cases)
+        print(f"  night {number}: {report.status}, calls {phases.line()}; {verdicts or 'nothing tested'}")
+    for stage, calls in phases.spent.items():
+        SPLIT[stage] = SPLIT.get(stage, 0) + calls
+    if not report.review_id:
+        return None
+    # The reviewer approves the gate's winner (the demo does the same, and says so).
+    version = approve(store, report.review_id, reviewer="vs_gepa", comment="approved by the benchmark").version
+    return store.prompts.get(PROMPT, version).template
 
 
-async def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: str, repeats: int) -> Run:
-    clients = Counter.fresh(seed)
+def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: str) -> Run:
     run = Run(trace=[(0, oracle(base))])
-    template, version = base, 1
-    with Store(None) as store:
-        for number in range(1, nights + 1):
-            promoted = await nightloop_night(template, version, number, seed, clients, store, repeats)
-            if promoted is not None:
-                run.shipped.append((oracle(template), oracle(promoted)))
-                template, version = promoted, version + 1
-            run.trace.append((clients.calls, oracle(template)))
-            if clients.calls >= max_calls:
-                break
-    run.calls = clients.calls
+    template = base
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        settings = product_settings(work, seed)
+        with Store(settings.db) as store:
+            import_prompts(store, ROOT / "prompts", created_by="vs_gepa")
+            clients = product_clients(settings, store)
+            for number in range(1, nights + 1):
+                promoted = nightloop_night(store, settings, clients, number, seed, work)
+                if promoted is not None:
+                    run.shipped.append((oracle(template), oracle(promoted)))
+                    template = promoted
+                run.trace.append((clients.calls, oracle(template)))
+                if clients.calls >= max_calls:
+                    break
+            run.calls = clients.calls
     return run
 
 
@@ -290,18 +307,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2500, help="model calls each optimizer may spend per seed")
     parser.add_argument("--nights", type=int, default=8, help="nightloop's nights at most per seed")
     parser.add_argument("--only", choices=("nightloop", "gepa"), default=None)
-    parser.add_argument("--repeats", type=int, nargs="+", default=[3, 1], help="nightloop's [replay] repeats (gated cases)")
-    parser.add_argument("--rounds", type=int, default=4, help="[search] rounds")
-    parser.add_argument("--minibatch", type=int, default=SearchConfig().minibatch, help="[search] minibatch")
     parser.add_argument(
         "--noise", choices=("shared", "independent"), default="shared",
-        help="shared: the simulator as shipped (one draw per case and repeat, both arms); independent: every rollout its own draw",
+        help="shared: the simulator as shipped (one draw per case and repeat, both arms); independent: every call its own draw",
     )
     parser.add_argument("--verbose", action="store_true", help="one line per night (nightloop)")
     args = parser.parse_args()
-    global VERBOSE, SEARCH, NOISE
+    global VERBOSE, NOISE
     VERBOSE, NOISE = args.verbose, args.noise
-    SEARCH = SearchConfig(rounds=args.rounds, minibatch=args.minibatch)
     base = (ROOT / "prompts" / "support_agent.j2").read_text(encoding="utf-8")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if args.only != "nightloop":
@@ -312,19 +325,20 @@ def main() -> None:
     started, cpu = time.perf_counter(), time.process_time()
     rows = {}
     oracles = {seed: Oracle(seed) for seed in range(args.seeds)}
-    print(f"noise: {NOISE}; search: {SEARCH}")
+    print(f"noise: {NOISE}; nightloop at config.py's defaults (pipeline.run_night, an empty nightloop.toml)")
     print(f"baseline true success: {statistics.fmean(oracles[s](base) for s in oracles):.3f} (mean over {args.seeds} seeds)")
     if args.only != "gepa":
-        for repeats in args.repeats:
-            runs = [asyncio.run(run_nightloop(seed, args.calls, args.nights, oracles[seed], base, repeats)) for seed in range(args.seeds)]
-            rows[f"nightloop, repeats={repeats}"] = summarise(f"nightloop, repeats={repeats}", runs, args.calls)
+        runs = [run_nightloop(seed, args.calls, args.nights, oracles[seed], base) for seed in range(args.seeds)]
+        rows["nightloop"] = summarise("nightloop (defaults)", runs, args.calls)
+        total = sum(SPLIT.values())
+        print("nightloop's calls by stage (all seeds and nights): " + ", ".join(
+            f"{name} {calls} ({calls / total:.0%})" for name, calls in sorted(SPLIT.items(), key=lambda kv: -kv[1]) if calls))
     if args.only != "nightloop":
         runs = [run_gepa(seed, args.calls, oracles[seed], base) for seed in range(args.seeds)]
         rows["gepa"] = summarise("GEPA", runs, args.calls)
-    for name, row in rows.items():
-        if name != "gepa" and "gepa" in rows:
-            ratio = row["median"] / rows["gepa"]["median"]
-            print(f"ratio {name} / GEPA (median calls to {TARGET:.0%}): {ratio:.2f}x   (target <= 1.0x with 0 worse promotions)")
+    if "nightloop" in rows and "gepa" in rows:
+        ratio = rows["nightloop"]["median"] / rows["gepa"]["median"]
+        print(f"ratio nightloop / GEPA (median calls to {TARGET:.0%}): {ratio:.2f}x   (target <= 1.0x with 0 worse promotions)")
     print(f"wall {time.perf_counter() - started:.0f} s, CPU {time.process_time() - cpu:.0f} s")
 
 

@@ -20,6 +20,8 @@ from nightloop import pipeline
 from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.evidence import FAILED_FRACTION, night_status_for
+from nightloop.gate import is_train
+from nightloop.models import ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.stages.gate import _name_incomplete_arms
 from nightloop.store import Store
@@ -173,7 +175,10 @@ def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world,
     for result in store.runs.eval_results(run_id):
         per_arm[(result.candidate_id, result.case_id)] = per_arm.get((result.candidate_id, result.case_id), 0) + 1
     full = repeats + settings.gate.extra_repeats  # the gated cases given extra paired repeats have both arms full
-    assert set(per_arm.values()) <= {repeats, full}
+    cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
+    train = {c.id for c in cases if is_train(c)}
+    assert {n for (_, case_id), n in per_arm.items() if case_id in train} == {settings.replay.train_repeats}
+    assert {n for (_, case_id), n in per_arm.items() if case_id not in train} <= {repeats, full}
     extended = {case_id for (arm, case_id), n in per_arm.items() if n == full}
     assert all(sum(1 for (_, c), n in per_arm.items() if c == case_id and n == full) == 2 for case_id in extended)
 

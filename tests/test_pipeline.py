@@ -16,13 +16,14 @@ from nightloop import pipeline
 from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
 from nightloop.gate_select import discordant_cases
+from nightloop.gate_select import testing_batches as batches_of
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
 from nightloop.llm.budget import BudgetLedger
 from nightloop.llm.cache import cache_key, cache_scope
 from nightloop.llm.client import Clients, LLMClient
 from nightloop.llm.sim import SimProvider
-from nightloop.models import BASELINE, ReplaySetOutput
+from nightloop.models import BASELINE, ReplayOutcome, ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.prompt_files import import_prompts
 from nightloop.simulate import simulate_from_store
@@ -170,9 +171,29 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     extra = {(arm, case_id) for arm, case_id, repeat in after if repeat >= repeats}
     assert wanted and extra == {(arm, case_id) for arm in (BASELINE, challenger) for case_id in wanted}
     gated = [key for key in after if key[1] not in train]
-    expected = 2 * (len(cases) - len(train)) * repeats + 2 * settings.gate.extra_repeats * len(wanted)
+    # In batches: every regression case and [gate] batch_cases holdout cases first, stopping once decided.
+    tested = {case_id for arm, case_id, _ in gated if arm == BASELINE}
+    batches = batches_of([c for c in cases if c.id not in train], settings.gate.batch_cases)
+    assert any(tested == {c.id for batch in batches[:n] for c in batch} for n in range(1, len(batches) + 1))
+    stopped = ReplayOutcome.model_validate(store.runs.stage_output(run_id, "replay")).stopped
+    assert (len(tested) < len(gated_ids)) == bool(stopped), stopped
+    expected = 2 * len(tested) * repeats + 2 * settings.gate.extra_repeats * len(wanted)
     assert report.candidates > 1 and len(gated) == expected
     assert any(key[0] == "baseline" and key[1] in train for key in after)
+
+
+def test_the_gated_replay_stops_once_the_evidence_promotes_after_every_regression_case(night_one) -> None:
+    settings, store, report = night_one
+    cases = ReplaySetOutput.model_validate(store.runs.stage_output(report.run_id, "replay_set")).cases
+    gated = [c for c in cases if not is_train(c)]
+    tested = {r.case_id for r in store.runs.eval_results(report.run_id) if r.candidate_id == BASELINE and r.case_id in {c.id for c in gated}}
+    first = batches_of(gated, settings.gate.batch_cases)[0]
+    # The harm test read every regression case before the verdict; the holdout cases after the first batch cost nothing.
+    assert {c.id for c in gated if c.origin == "regression"} <= tested == {c.id for c in first} < {c.id for c in gated}
+    [promoted] = [d for d in report.decisions if d.verdict == "promote"]
+    stopped = ReplayOutcome.model_validate(store.runs.stage_output(report.run_id, "replay")).stopped
+    assert f"stopped after {len(first)} of {len(gated)} gated cases" in stopped and stopped in promoted.reasons
+    assert promoted.n_cases == len(first) and promoted.evidence >= 1 / settings.gate.alpha
 
 
 def test_report_json_per_night(night_one) -> None:

@@ -345,6 +345,26 @@ async def test_runner_runs_every_candidate_case_and_repeat_with_rendered_system_
     assert all(h["messages"][0].role == "system" and h["messages"][1].role == "user" for h in agent.history)
 
 
+async def test_the_recorded_runner_sends_the_paired_seed_to_the_agent_model_for_both_arms():
+    from nightloop.config import RoleConfig
+    from nightloop.llm.client import LLMClient
+    from nightloop.llm.openai import OpenAIProvider
+    from nightloop.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer(responder=lambda request: "ok") as server:
+        role = RoleConfig(provider="openai", model="gpt-4o", base_url=server.base_url, max_retries=0)
+        agent = LLMClient(OpenAIProvider(role, api_key="k"), role)
+        await run_replay(agent, [simple_case("a"), simple_case("b")], TEMPLATES, repeats=2, concurrency=2, seed=7)
+        bodies = list(server.requests)
+    by_system: dict[str, list[int]] = {}
+    for body in bodies:
+        by_system.setdefault(body["messages"][0]["content"], []).append(body["seed"])
+    assert len(bodies) == 2 * 2 * 2 and all(isinstance(body.get("seed"), int) for body in bodies)
+    # One seed per (case, repeat): four distinct seeds, each sent once by the baseline and once by the candidate.
+    assert len({body["seed"] for body in bodies}) == 4
+    assert [sorted(v) for v in by_system.values()] == [sorted(by_system[next(iter(by_system))])] * 2
+
+
 async def test_concurrency_bound_is_respected():
     agent = FakeAgent(delay=0.002)
     cases = [simple_case(f"c{i}") for i in range(10)]

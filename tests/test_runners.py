@@ -119,14 +119,14 @@ def run_world_night(tmp_path: Path, runner_toml: str, extra: str = ""):
 def assert_fix_promoted_and_break_rejected(report, results) -> None:
     assert report.status == "done", report.notes
     assert report.failures.get("wrong_output", 0) >= 20
-    by_template = {d.candidate_id: d for d in report.decisions}
-    assert len(by_template) == 2
     verdicts = sorted((d.verdict, round(d.delta, 2)) for d in report.decisions)
     promoted = [d for d in report.decisions if d.verdict == "promote"]
-    # Select, then test: the break is either rejected on the gated cases or, worse on train, never chosen to be tested.
+    # The break never ships: the search inside the night does not keep it (it loses the minibatch to the fix), or,
+    # handed to select-then-test, it is rejected on the gated cases or, worse on train, never chosen to be tested.
     rejected = [d for d in report.decisions if d.verdict == "reject" or (d.n_cases == 0 and "not tonight's challenger" in d.reasons[-1])]
-    assert len(promoted) == 1 and len(rejected) == 1, verdicts
-    assert promoted[0].delta > 0.3 and (rejected[0].delta < 0 or rejected[0].n_cases == 0)
+    not_kept = [n for n in report.notes if n.startswith("search round 0: ") and f"{promoted[0].candidate_id} kept" in n]
+    assert len(promoted) == 1 and len(rejected) + len(not_kept) == 1 and len(report.decisions) == 1 + len(rejected), verdicts
+    assert promoted[0].delta > 0.3 and all(d.delta < 0 or d.n_cases == 0 for d in rejected)
     assert report.review_id is not None
     assert all(r.error is None for r in results), [r.error for r in results if r.error][:3]
     # The agent's own code answered: its tool's net prices, VAT added only under the fixing candidate.
@@ -139,8 +139,9 @@ def assert_fix_promoted_and_break_rejected(report, results) -> None:
 def test_a_night_through_the_python_runner_promotes_the_fix_and_rejects_the_break(tmp_path: Path) -> None:
     report, results = run_world_night(tmp_path, 'name = "python"\ncallable = "shop_agent:respond"')
     assert_fix_promoted_and_break_rejected(report, results)
-    # The agent's own code reproduces every planted failure; the reviewer sees that rate.
-    assert report.reproduction.rate == 1.0 and report.reproduction.cases >= 20
+    # The agent's own code reproduces every planted failure the baseline was replayed on; the reviewer sees that rate.
+    undecided = sum(k.undecided for k in report.reproduction.by_kind)
+    assert report.reproduction.rate == 1.0 and report.reproduction.cases >= 10 and undecided == 0
     assert not any(n.startswith("Replay does not match") for n in report.notes)
     from nightloop.cli import app
 

@@ -171,6 +171,8 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     A private conversation id is stored under its storage id by the workers too; a late span updates, reclassified.
     """
     import nightloop.ingest as ingest_module
+    from nightloop.classify import rules_version
+    from nightloop.config import ClassifyConfig
 
     lines, expected = whole[("openai_v2", "span_only")]
     private = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
@@ -189,6 +191,8 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     with Store(tmp_path / "pool" / "store.db") as store:
         pool_stats = [ingest(store, [str(f)], workers=2) for f in files]
         pooled = _state(store)
+        reusable = store.conversations.classified_under(pooled[0], rules_version(ClassifyConfig()))
+    assert reusable == set(pooled[0])  # what the workers found is stored under the rules' version: a night reuses it
     assert classified_here == []  # every span conversation was classified in a worker process
     assert pooled == in_process and pooled[0].keys() == expected[0].keys() | {next(k for k in pooled[0] if k.startswith("private-"))}
     assert [(s.ingested, s.updated, s.duplicates, s.failures) for s in pool_stats] == [(s.ingested, s.updated, s.duplicates, s.failures) for s in in_process_stats]
@@ -237,3 +241,23 @@ def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole,
     notes = results[0][1]
     assert [reason.split(":")[0] for _, reason in notes] == ["invalid JSON", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)", "line longer than 4096 bytes; split the record or drop it", "OTLP spans without GenAI content"], notes
     assert len(results[0][0][0]) == 6
+
+
+def _exit_in_a_worker(parent: int, value: int) -> int:
+    """Doubles ``value`` in the ingesting process; a worker process dies on it (as one killed by the OOM killer)."""
+    import os
+
+    if os.getpid() != parent:
+        os._exit(3)
+    return value * 2
+
+
+def test_a_worker_that_dies_costs_only_speed() -> None:
+    """The pool breaks when a worker dies: its item, and every later one, is done in the ingesting process, in order."""
+    import os
+
+    from nightloop import span_workers
+
+    with span_workers.Workers(2) as workers:
+        assert workers.executor is not None
+        assert list(workers.map(_exit_in_a_worker, [(os.getpid(), i) for i in range(7)])) == [0, 2, 4, 6, 8, 10, 12]

@@ -51,6 +51,7 @@ def test_migrations_create_the_tables_and_are_idempotent(tmp_path: Path):
             "m003_quarantine",
             "m004_quarantine_by_content",
             "m005_conversations_by_version",
+            "m006_classified_with",
         ]
 
 
@@ -244,8 +245,8 @@ def test_several_processes_opening_one_new_store_migrate_it_once(tmp_path: Path)
     errors = [p.communicate(timeout=120)[1] for p in processes]
     assert [p.returncode for p in processes] == [0] * 6, errors
     with Store(path) as store:
-        assert [m.name for m in migrations.applied(store.db)][-1] == "m005_conversations_by_version"
-        assert len(migrations.applied(store.db)) == 5
+        assert [m.name for m in migrations.applied(store.db)][-1] == "m006_classified_with"
+        assert len(migrations.applied(store.db)) == 6
 
 
 def test_version_outcomes_count_each_failed_conversation_once_per_version_before_until(store: Store):

@@ -8,8 +8,12 @@ the same way: any object with a ``name`` and a ``detect`` method. The built-in d
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import inspect
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from nightloop.config import ClassifyConfig
 from nightloop.detectors.base import RECOVERED_CONFIDENCE, Detector, final_answer, reference_verdict
@@ -40,6 +44,7 @@ __all__ = [
     "make_detectors",
     "is_provider_error",
     "reference_verdict",
+    "rules_version",
     "tool_result_error",
 ]
 
@@ -68,6 +73,33 @@ def make_detectors(names: Iterable[str] | None = None) -> list[Detector]:
 
     return [cls() for cls in check_names("detectors", list(names), "[classify] detectors").values()]
 
+
+
+#: The modules whose code decides what a rule detector finds (besides each configured detector's own module).
+RULE_MODULES = (
+    "nightloop.classify",
+    "nightloop.detectors.base",
+    "nightloop.detectors.corrections",
+    "nightloop.detectors.tools",
+    "nightloop.answers",
+    "nightloop.recognisers",
+    "nightloop.redact",
+    "nightloop.quoting",
+)
+
+
+def rules_version(config: ClassifyConfig) -> str:
+    """What the rule detectors would find is fixed by this: ``[classify]`` and the detectors' code.
+
+    Failures stored under the same version are reused instead of classifying again; a changed setting, an
+    upgraded nightloop or an edited plug-in detector gives a new version, so stored conversations are reclassified.
+    """
+    modules = {*RULE_MODULES, *(type(d).__module__ for d in make_detectors(config.detectors))}
+    digest = hashlib.sha256(config.model_dump_json().encode())
+    for name in sorted(modules):
+        source = inspect.getsourcefile(importlib.import_module(name))
+        digest.update(name.encode() + b"\0" + (Path(source).read_bytes() if source else b""))
+    return digest.hexdigest()[:16]
 
 
 def classify_conversation(

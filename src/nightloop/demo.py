@@ -99,9 +99,10 @@ def _one_night(store: Store, settings, number: int, day: date, per_night: int, s
         stats = ingest(store, [str(f) for f in files], classify_config=settings.classify)
     console.print(f"Day {day}: {stats.ingested} conversations ingested, {stats.quarantined} quarantined.")
     with console.status("running the night…") as status:
-        report = pipeline.run_night(
-            settings, PROMPT, day + timedelta(days=1), store=store,
-            progress=lambda stage, message: status.update(f"night {number}: {stage} — {message}"),
+        # One date at a time: tomorrow's traffic is simulated from whatever tonight's review approves.
+        [report] = pipeline.run_nights(
+            settings, [PROMPT], [day + timedelta(days=1)],
+            event=lambda _prompt, _date, stage, message: status.update(f"night {number}: {stage} — {message}"),
         )
     failures = ", ".join(f"{k} {v}" for k, v in sorted(report.failures.items())) or "none"
     console.print(f"Failure rate {report.failure_rate:.1%} ({failures}); {report.candidates} candidate(s) evaluated.")

@@ -70,6 +70,10 @@ class BudgetExceeded(NightloopError):
     """The night's token/USD budget is spent; stages stop cleanly and keep what they have."""
 
 
+class SearchFaulted(NightloopError):
+    """A provider fault spoiled a search replay: the search stops, keeping what it found (the replay stage retries)."""
+
+
 class NightAlreadyRunning(NightloopError):
     """Another process holds the night lease for this prompt and store: a second night would race it."""
 

@@ -14,7 +14,7 @@ from statistics import fmean
 from nightloop.models import BASELINE, EvalResult, ReplayCase
 from nightloop.paired_tests import ArmTally
 
-__all__ = ["Arm", "Selection", "discordant_cases", "group_by_arm", "is_gated", "is_train", "select_challenger"]
+__all__ = ["Arm", "Selection", "discordant_cases", "group_by_arm", "is_gated", "is_train", "select_challenger", "testing_batches"]
 
 
 def is_train(case: ReplayCase) -> bool:
@@ -25,6 +25,21 @@ def is_train(case: ReplayCase) -> bool:
 def is_gated(case: ReplayCase) -> bool:
     """A case the challenger is tested on (holdout, or a regression case whatever its split)."""
     return not is_train(case)
+
+
+def testing_batches(gated: Sequence[ReplayCase], size: int) -> list[list[ReplayCase]]:
+    """The gated cases in the order they are tested: every regression case and ``size`` holdout cases, then ``size`` more.
+
+    The harm test on the regression cases reads all of them before any verdict, so stopping early never skips it.
+    ``size`` 0: one batch of every case.
+    """
+    regression = [c for c in gated if c.origin == "regression"]
+    holdout = [c for c in gated if c.origin != "regression"]
+    if size <= 0 or len(holdout) <= size:
+        return [list(gated)] if gated else []
+    batches = [regression + holdout[:size]]
+    batches += [holdout[start : start + size] for start in range(size, len(holdout), size)]
+    return batches
 
 
 # --- choosing the night's challenger on train cases ---

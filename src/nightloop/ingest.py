@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nightloop.classify import classify_conversation
+from nightloop.classify import classify_conversation, make_detectors, rules_version
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, IngestStats
 from nightloop.sources import ChainSource, Source, SpanSource, Window, open_source
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from nightloop.store import Store
     from nightloop.store.conversations import OnBatch
 
-__all__ = ["Classifier", "classify_batch", "default_classifier", "ingest", "open_sources"]
+__all__ = ["Classifier", "RuleClassifier", "classify_batch", "default_classifier", "ingest", "open_sources"]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,25 @@ def open_sources(specs: Sequence[str | Path], format: str | None = None) -> list
     return [open_source(spec, format) for spec in specs]
 
 
+@dataclass
+class RuleClassifier:
+    """The rule detectors of :mod:`nightloop.classify` with ``config``; what they find is stored under ``rules``
+    (their version), so the night's classify stage reuses it instead of classifying again."""
+
+    config: ClassifyConfig
+    rules: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = rules_version(self.config)
+        self._detectors = make_detectors(self.config.detectors)
+
+    def __call__(self, conversation: Conversation) -> list[Failure]:
+        return classify_conversation(conversation, self.config, self._detectors)
+
+
 def default_classifier(config: ClassifyConfig) -> Classifier:
     """The rule detectors of :mod:`nightloop.classify`, with ``config``."""
-    return lambda conversation: classify_conversation(conversation, config)
+    return RuleClassifier(config)
 
 
 def ingest(
@@ -81,9 +98,11 @@ def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress |
     ``known``: failures already found (by ``classify``'s detectors, in a worker), by conversation id; used once.
     """
 
+    rules = classify.rules if isinstance(classify, RuleClassifier) else None
+
     def on_batch(new: list[Conversation], stats: IngestStats) -> None:
         found = {c.id: known.pop(c.id) if known and c.id in known else _classify_safely(classify, c, stats) for c in new}
-        store.conversations.save_failures_many(found)
+        store.conversations.save_failures_many(found, rules=rules)
         for failures in found.values():
             for failure in failures:
                 stats.failures[failure.kind] = stats.failures.get(failure.kind, 0) + 1

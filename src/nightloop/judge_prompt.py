@@ -12,10 +12,10 @@ from importlib import resources
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from nightloop.candidate_checks import safe_names
-from nightloop.models import Conversation, Failure, Message, PromptVersion
+from nightloop.models import Conversation, Failure, FailureGroup, Message, PromptVersion
 from nightloop.normalise import words
 from nightloop.quoting import neutralise_delimiters
 from nightloop.redact import redact
@@ -33,22 +33,6 @@ _STOPWORDS = frozenset(
     under until up very was we were what when where which while who whom why will with would you your yours yes
     said asked meant want wanted""".split()
 )
-
-
-class FailureGroup(BaseModel):
-    """Failures that share a kind, a detector and likely a cause (similar evidence)."""
-
-    kind: str
-    detector: str
-    cause: str
-    keywords: list[str] = Field(default_factory=list)
-    failures: list[Failure] = Field(default_factory=list)
-    #: Failures of this group left out of the judge prompt by the cap.
-    hidden: int = 0
-
-    @property
-    def ids(self) -> list[str]:
-        return [failure.id for failure in self.failures]
 
 
 class ShownFailure(BaseModel):

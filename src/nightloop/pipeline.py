@@ -35,7 +35,7 @@ from nightloop.models import (
     IngestOutput,
     JudgeResult,
     NightReport,
-    ReplayOutput,
+    ReplayOutcome,
     ReviewOutput,
 )
 from nightloop.night import (
@@ -77,7 +77,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
     judged: JudgeResult | None = parts.get("judged")
     gated: GateOutput | None = parts.get("gated")
     reviewed: ReviewOutput | None = parts.get("reviewed")
-    replayed: ReplayOutput | None = parts.get("replayed")
+    replayed: ReplayOutcome | None = parts.get("replayed")
     conversations = len(ingested.conversation_ids) if ingested else 0
     production = night.store.prompts.label_version(night.prompt_name, "production")
     ledger = night.ledger
@@ -88,7 +88,7 @@ def _report(night: Night, status: str, **parts: Any) -> NightReport:
         status=status,
         conversations=conversations,
         new_conversations=len(ingested.new_ids) if ingested else 0,
-        quarantined=ingested.quarantined if ingested else 0,
+        quarantined=ingested.read.quarantined if ingested and ingested.read else 0,
         failures=classified.by_kind if classified else {},
         failure_rate=(len(classified.failed_ids) / conversations) if classified and conversations else 0.0,
         prompt_version=production,

@@ -9,6 +9,9 @@ the same conversation up to the failing turn) is compared with what happened in 
   conversation that went well (a candidate must not break it);
 - **undecided**: every baseline repeat errored; it stays where it was (the gate counts errors as fails).
 
+A failure case the baseline was not replayed on (a train case, or a gated case after the replay stopped early)
+is not counted.
+
 A night whose failures mostly don't reproduce says so in plain words, with what to check.
 """
 
@@ -33,12 +36,12 @@ def check_reproduction(cases: Sequence[ReplayCase], results: Iterable[EvalResult
     """Per failure kind, how many failure cases the baseline replay failed again, and which it did not."""
     verdicts: dict[str, list[bool]] = defaultdict(list)
     for result in results:
-        if result.candidate_id == BASELINE and result.error is None:
-            verdicts[result.case_id].append(result.passed)
+        if result.candidate_id == BASELINE:
+            verdicts[result.case_id].extend([result.passed] if result.error is None else [])
     by_kind: dict[str, KindReproduction] = {}
     not_reproduced: list[str] = []
     for case in cases:
-        if case.origin == REGRESSION:
+        if case.origin == REGRESSION or case.id not in verdicts:
             continue
         kind = str(case.metadata.get("kind") or "unknown")
         row = by_kind.setdefault(kind, KindReproduction(kind=kind))

@@ -62,12 +62,15 @@ class AgentRequest(BaseModel):
     prompt: str
     #: Every managed prompt the agent uses, rendered; the candidate replaces the one under test.
     prompts: dict[str, str] = Field(default_factory=dict)
+    #: The sampling seed of this (case, repeat), the same for the baseline and every candidate (common random numbers).
+    seed: int | None = None
 
     def payload(self) -> dict[str, Any]:
         """The documented JSON the ``python`` and ``http`` runners hand to the user's agent."""
         return {
             "case_id": self.case.id,
             "repeat": self.repeat,
+            "seed": self.seed,
             "prompt_name": self.case.prompt_name,
             "prompt": self.prompt,
             "prompts": dict(self.prompts),
@@ -164,7 +167,8 @@ class RecordedRunner:
         tools = self.tools if self.tools is not None else tool_specs(case)
         turn = AgentTurn()
         for step in range(self.max_steps):
-            response = await self.agent.complete(messages, tools=tools, sample=request.repeat)
+            # The paired seed goes to the provider (OpenAI's ``seed``): both arms of a pair sample alike.
+            response = await self.agent.complete(messages, tools=tools, sample=request.repeat, seed=request.seed)
             usage = response.usage
             turn.tokens += usage.tokens
             turn.cost_usd += usage.cost_usd

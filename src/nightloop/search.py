@@ -21,7 +21,7 @@ from statistics import fmean
 from typing import Protocol
 
 from nightloop.config import SearchConfig
-from nightloop.errors import BudgetExceeded
+from nightloop.errors import BudgetExceeded, SearchFaulted
 from nightloop.models import BASELINE, Candidate, EvalResult, ReplayCase
 
 __all__ = ["Scoreboard", "SearchOutcome", "SearchRound", "SearchWorld", "pareto_parent", "reflective_search"]
@@ -33,7 +33,8 @@ class SearchWorld(Protocol):
     ``propose`` asks the judge for revisions of ``parent_template`` that fix the ``failing`` cases (each
     with the parent's replayed ``results`` on it); it returns valid candidates only and may return none.
     ``replay`` answers every case in ``cases`` once per repeat with each template (id -> template) and
-    returns the scored results. Either raises ``BudgetExceeded`` when the night's budget is spent.
+    returns the scored results. Either raises ``BudgetExceeded`` when the night's budget is spent; ``replay``
+    raises ``SearchFaulted`` when a provider fault spoiled its results. Either stops the search, keeping what it found.
     """
 
     async def propose(
@@ -139,6 +140,7 @@ class SearchOutcome:
     rounds: list[SearchRound] = field(default_factory=list)
     challenger: Candidate | None = None
     budget_exhausted: bool = False
+    stopped: str = ""
 
 
 async def reflective_search(
@@ -174,6 +176,8 @@ async def reflective_search(
                 on_round(one)
     except BudgetExceeded:
         outcome.budget_exhausted = True
+    except SearchFaulted as exc:
+        outcome.stopped = str(exc)
     complete = [c for c in outcome.candidates if board.known(c.id, case_ids) == set(case_ids)]
     if complete:
         outcome.challenger = max(complete, key=lambda c: board.rate(c.id, case_ids))

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from nightloop.config import JudgeConfig
-from nightloop.errors import BudgetExceeded
+from nightloop.errors import BudgetExceeded, SearchFaulted
+from nightloop.evidence import faulted
 from nightloop.judge import JudgeClient, propose
 from nightloop.llm.client import LLMClient
 from nightloop.models import Candidate, Conversation, EvalResult, Failure, PromptVersion, ReplayCase, sha256_text
@@ -109,4 +110,7 @@ class NightSearchWorld:
             outcome = await run_closing(self.make_runner(), self.agent, cases, templates, repeats=self.repeats, **self.replay_options)
         if outcome.budget_exhausted:
             raise BudgetExceeded("the night's budget ran out during the search")
+        spoiled = sum(faulted(r) for r in outcome.results)
+        if spoiled:  # the provider is failing: replaying more revisions would only pay for more faults
+            raise SearchFaulted(f"{spoiled} of the search's replays still faulted after retries; the search stopped")
         return outcome.results

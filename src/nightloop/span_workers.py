@@ -19,15 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from nightloop.classify import classify_conversation
+from nightloop.classify import classify_conversation, make_detectors
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure, Quarantined
 from nightloop.redact import with_storage_id
 from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
 from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
 from nightloop.sources.span_merge import build_conversation
-from nightloop.sources.spans import Span, SpanSource
-from nightloop.store.spans import SpanRow, span_rows
+from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
 __all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
 
@@ -69,6 +68,7 @@ class ChunkBuilder(Protocol):
 def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Built]:
     """Rebuild each conversation of ``chunk``; with ``config``, also put it under its storage id and classify it."""
     built: list[Built] = []
+    detectors = make_detectors(config.detectors) if config is not None else None
     for conversation_id, texts in chunk:
         if not texts:
             built.append((conversation_id, None, None))
@@ -78,7 +78,7 @@ def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Buil
         if config is not None and isinstance(record, Conversation):
             record = with_storage_id(record)
             try:
-                failures = classify_conversation(record, config)
+                failures = classify_conversation(record, config, detectors)
             except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
                 failures = None
         built.append((conversation_id, record, failures))
@@ -112,9 +112,9 @@ class Workers:
                 log.warning("span ingest workers could not start (%s); working in-process", exc)
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
         if self.executor is not None:
-            self.executor.shutdown()
+            self.executor.shutdown(cancel_futures=error is not None)  # an interrupted ingest does not wait for chunks ahead
 
     def map(self, function: Callable[..., T], items: Iterable[tuple], ahead: int | None = None) -> Iterator[T]:
         """``function(*item)`` for each item, in the workers (a few items ahead), results in order.

@@ -162,3 +162,19 @@ class Failure(_Model):
     def id(self) -> str:
         """Stable identifier used by candidates to say which failures they address."""
         return f"{self.conversation_id}#{self.kind}@{self.turn if self.turn is not None else '-'}"
+
+
+class FailureGroup(_Model):
+    """Failures that share a kind, a detector and likely a cause (similar evidence): how the judge is shown them."""
+
+    kind: str
+    detector: str
+    cause: str
+    keywords: list[str] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    #: Failures of this group left out of the judge prompt by the cap.
+    hidden: int = 0
+
+    @property
+    def ids(self) -> list[str]:
+        return [failure.id for failure in self.failures]

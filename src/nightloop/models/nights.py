@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nightloop.models.base import _Model
 from nightloop.models.candidates import Candidate, EvalResult, GateDecision, ReplayCase
-from nightloop.models.conversations import Failure
+from nightloop.models.conversations import Failure, IngestStats
 
 
 class KindReproduction(_Model):
@@ -93,10 +93,12 @@ class WatchVerdict(_Model):
 
 
 class IngestOutput(_Model):
+    """The night's window (``new_ids``: those no earlier night of this prompt saw) and what reading the configured
+    sources did (``read``; None when the night reads none and takes what earlier ingests stored)."""
+
     conversation_ids: list[str] = Field(default_factory=list)
     new_ids: list[str] = Field(default_factory=list)
-    ingested: int = 0
-    quarantined: int = 0
+    read: IngestStats | None = None
 
 
 class ClassifyOutput(_Model):
@@ -120,17 +122,6 @@ class ReplaySetOutput(_Model):
     notes: list[str] = Field(default_factory=list)
 
 
-class ReplayOutput(_Model):
-    results: int
-    budget_exhausted: bool = False
-    errors: int = 0
-    #: Evaluations planned, and those a provider fault still spoils (nightloop.evidence decides the status).
-    planned: int = 0
-    faulted: int = 0
-    note: str = ""
-    unrecorded_tool_calls: int = 0
-
-
 class GateOutput(_Model):
     decisions: list[GateDecision] = Field(default_factory=list)
     winner: str | None = None
@@ -146,12 +137,27 @@ class ReviewOutput(_Model):
     promoted_version: int | None = None
 
 class ReplayOutcome(_Model):
-    """What one replay run produced; ``results`` are only the evaluations this run did."""
+    """What replay produced: one :func:`~nightloop.replay.run_replay`, or the replay stage's phases together.
 
-    results: list[EvalResult] = Field(default_factory=list)
+    ``results`` are the evaluations this run did; the store keeps them, so a saved stage output leaves them out.
+    """
+
+    results: list[EvalResult] = Field(default_factory=list, exclude=True)
     budget_exhausted: bool = False
     errors: int = 0
     #: Evaluations skipped because they were already in ``done``.
     skipped: int = 0
     #: Tool calls the ``recorded`` runner could not answer from the recording (unknown tool or arguments).
     unrecorded_tool_calls: int = 0
+    #: The stage's evaluations planned, and those a provider fault still spoils (nightloop.evidence decides the status).
+    planned: int = 0
+    faulted: int = 0
+    note: str = ""
+    #: Why the stage's gated replay stopped before its last batch (``[gate] batch_cases``), in words; empty when it did not.
+    stopped: str = ""
+
+    @field_validator("results", mode="before")
+    @classmethod
+    def _count_saved_by_older_versions(cls, value: object) -> object:
+        # A replay stage output saved before this shape held a count here: the results themselves are in the store.
+        return [] if isinstance(value, int) else value

@@ -38,6 +38,7 @@ __all__ = [
     "Span",
     "SpanFileSource",
     "SpanRecords",
+    "SpanRow",
     "SpanSource",
     "chain_key",
     "conversation_key",
@@ -46,6 +47,7 @@ __all__ = [
     "keep_span",
     "log_chain_key",
     "records_from_spans",
+    "span_rows",
 ]
 
 CONVERSATION_KEYS = ("gen_ai.conversation.id", "nightloop.conversation_id", "session.id")
@@ -192,6 +194,16 @@ def _exchange_key(service: str, call: CallMessages) -> str:
         return ""
     first_exchange = canonical_json([service, [comparable(m) for m in turns[: answer + 1]]])
     return f"chain-{hashlib.sha256(first_exchange.encode()).hexdigest()[:20]}"
+
+
+#: A span as the spans table stores it: (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key).
+SpanRow = tuple[str, str, str, str | None, int, bytes | str, str | None]
+
+
+def span_rows(spans: Sequence[Span]) -> list[SpanRow]:
+    """Spans as rows to store; each one's conversation is its trace's when ``spans`` hold the span that names it."""
+    batch_keys = trace_keys_of(spans)
+    return [(s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None) for s in spans]
 
 
 def group_spans(spans: list[Span]) -> dict[str, list[Span]]:

@@ -12,6 +12,7 @@ from nightloop.models import (
     GateDecision,
     GateOutput,
     JudgeResult,
+    ReplayOutcome,
     ReplaySetOutput,
 )
 from nightloop.night import Night, held_challenger, night_candidates, once
@@ -22,29 +23,23 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
 
     def compute() -> GateOutput:
         from nightloop.challenger import record_night
-        from nightloop.gate import choose_winner, gate_night, get_paired_test, is_train
-        from nightloop.reproduction import (
-            check_reproduction,
-            gate_cases,
-            mismatch_warning,
-            summary,
-        )
+        from nightloop.gate import choose_winner, is_train
+        from nightloop.reproduction import mismatch_warning, summary
 
         results = night.store.runs.eval_results(night.run_id)
-        reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
-        cases = gate_cases(replay_set.cases, reproduction)
         carried = held_challenger(night, replay_set)
         candidates = night_candidates(judged, carried)
-        test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
-        gate = gate_night(
-            results, cases, [c.id for c in candidates], night.settings.gate, prior=carried.prior, test=test,
-            repeats=night.settings.replay.repeats,
-        )
+        gate, reproduction = tonight_gate(night, replay_set, candidates, carried.prior, results)
+        replayed = night.saved("replay", ReplayOutcome)
+        if replayed is not None and replayed.stopped and gate.challenger_id is not None:
+            decision = next(d for d in gate.decisions if d.candidate_id == gate.challenger_id)
+            decision.reasons.insert(len(decision.reasons) - 1, replayed.stopped)
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
         repeats = night.settings.replay.repeats
-        gated_cases = [c for c in replay_set.cases if not is_train(c)]
+        replayed_ids = {r.case_id for r in results if r.candidate_id == BASELINE}  # batches the replay stopped before are not short
+        gated_cases = [c for c in replay_set.cases if not is_train(c) and c.id in replayed_ids]
         gated_ids = {c.id for c in gated_cases}
         ids = [c.id for c in candidates]
         tested = [i for i in ids if any(r.candidate_id == i and r.case_id in gated_ids for r in results)]
@@ -65,6 +60,21 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         return output
 
     return once(night, "gate", GateOutput, compute)
+
+
+def tonight_gate(night: Night, replay_set: ReplaySetOutput, candidates: list, prior, results: list) -> tuple:
+    """Tonight's gate on ``results`` so far (the replay stage asks after each batch), and the reproduction check."""
+    from nightloop.gate import gate_night, get_paired_test
+    from nightloop.reproduction import check_reproduction, gate_cases
+
+    reproduction = check_reproduction(replay_set.cases, results)  # before judging: does replay match production?
+    cases = gate_cases(replay_set.cases, reproduction)
+    test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
+    gate = gate_night(
+        results, cases, [c.id for c in candidates], night.settings.gate, prior=prior, test=test,
+        repeats=night.settings.replay.repeats,
+    )
+    return gate, reproduction
 
 
 

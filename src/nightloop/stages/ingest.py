@@ -12,12 +12,13 @@ def stage_ingest(night: Night) -> IngestOutput:
     """Read configured sources, then take the last ``limit`` conversations ending before the logical date."""
 
     def compute() -> IngestOutput:
-        ingested = quarantined = 0
+        read = None
         if night.settings.sources:
             from nightloop.ingest import ingest
 
             stats = ingest(night.store, list(night.settings.sources), classify_config=night.settings.classify)
-            ingested, quarantined = stats.ingested, stats.quarantined
+            # Its counts, not its id list (the window says what is new tonight), are kept with the night.
+            read = stats.model_copy(update={"new_ids": []})
         window = night.store.conversations.recent(night.prompt_name, night.window_end, night.settings.limit)
         ids = [c.id for c in window]
         night.conversation_cache.update((c.id, c) for c in window)
@@ -26,8 +27,7 @@ def stage_ingest(night: Night) -> IngestOutput:
         return IngestOutput(
             conversation_ids=ids,
             new_ids=[i for i in ids if i not in seen],
-            ingested=ingested,
-            quarantined=quarantined,
+            read=read,
         )
 
     return once(night, "ingest", IngestOutput, compute)

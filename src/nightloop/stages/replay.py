@@ -12,19 +12,19 @@ from nightloop.models import (
     BASELINE,
     JudgeResult,
     ReplayCase,
-    ReplayOutput,
+    ReplayOutcome,
     ReplaySetOutput,
 )
 from nightloop.night import Night, held_challenger, night_candidates, run_async
 
 
-def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutput:
+def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutcome:
     """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
-    previous = night.saved("replay", ReplayOutput)
+    previous = night.saved("replay", ReplayOutcome)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
-    from nightloop.gate_select import discordant_cases
+    from nightloop.gate_select import discordant_cases, testing_batches
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -36,14 +36,16 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         (r.candidate_id, r.case_id, r.repeat): r for r in night.store.runs.eval_results(night.run_id) if r.candidate_id in templates
     }
     done = {key for key, result in stored.items() if not faulted(result)}  # faulted ones are tried again
+    stopped, done_before = "", set(done)
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     agent_cases = {case.id: case for case in cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
-    planned = 0
+    planned: set[tuple[str, str, int]] = set()  # this stage's evaluations (the search's own replays are its own)
 
-    def replay(cases: list[ReplayCase], arms: dict[str, str], extra: int = 0):
-        nonlocal planned
-        planned += len(cases) * len(arms) * (extra or repeats)
+    def replay(phase: str, cases: list[ReplayCase], arms: dict[str, str], extra: int = 0, first: int = repeats):
+        repeat_range = range(first, first + extra) if extra else range(first)
+        planned.update((arm, case.id, repeat) for arm in arms for case in cases for repeat in repeat_range)
+        night.say("replay", f"{phase}: {len(arms)} arm(s) on {len(cases)} cases × {extra or first} repeat(s)")
         return run_async(
             night,
             run_closing(
@@ -51,7 +53,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 night.clients.agent,
                 [agent_cases[case.id] for case in cases],
                 arms,
-                repeats=repeats + extra,  # the first ``repeats`` are done when extra repeats are asked for
+                repeats=first + extra,  # the first ``repeats`` are done when extra repeats are asked for
                 done=done,
                 on_result=lambda result: night.store.runs.save_eval(night.run_id, result),
                 **replay_options(night),
@@ -62,7 +64,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     train = [c for c in replay_set.cases if is_train(c)]
     phases = []
     if len(candidates) > 1 and train:
-        phases.append(replay(train, {BASELINE: base.template, **{c.id: c.template for c in candidates}}))
+        # Train replays only choose (production's would decide nothing): each candidate once per case by default.
+        arms = {c.id: c.template for c in candidates}
+        phases.append(replay("train", train, arms, first=night.settings.replay.train_repeats))
     if not (phases and phases[0].budget_exhausted):
         results = night.store.runs.eval_results(night.run_id)
         chosen = select_challenger(
@@ -71,24 +75,36 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         )
         gated = [c for c in replay_set.cases if not is_train(c)]
         arms = {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}
-        phases.append(replay(gated, arms))
-        extra = night.settings.gate.extra_repeats
-        if extra and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
-            # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
-            done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
-            # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
-            results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
-            wanted = set(discordant_cases(results, [c.id for c in gated], chosen.challenger_id, repeats))
-            wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
-            phases.append(replay([c for c in gated if c.id in wanted], arms, extra))
+        gate = night.settings.gate
+        batches = testing_batches(gated, gate.batch_cases if gate.evidence == "nights" else 0)
+        for number, batch in enumerate(batches, 1):
+            phases.append(replay("gated", batch, arms))
+            if gate.extra_repeats and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
+                # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
+                done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
+                # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
+                results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
+                wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, repeats))
+                wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
+                phases.append(replay("extra repeats", [c for c in batch if c.id in wanted], arms, gate.extra_repeats))
+            if phases[-1].budget_exhausted:
+                break
+            if number < len(batches) and (verdict := _settled(night, replay_set, candidates, carried.prior)):
+                tested = sum(len(b) for b in batches[:number])
+                stopped = f"the replay stopped after {tested} of {len(gated)} gated cases: tonight's verdict was already {verdict}"
+                night.say("replay", stopped)
+                break
     for phase in phases:
         stored.update({(r.candidate_id, r.case_id, r.repeat): r for r in phase.results})
-    status, note = evidence_summary(stored.values(), planned)
-    output = ReplayOutput(
-        results=len(done) + sum(len(p.results) for p in phases),
+    stored = {key: result for key, result in stored.items() if key in planned}
+    status, note = evidence_summary(stored.values(), len(planned))
+    output = ReplayOutcome(
+        stopped=stopped,
+        results=[r for p in phases for r in p.results],
+        skipped=len(done_before & planned),
         budget_exhausted=phases[-1].budget_exhausted,
         errors=sum(p.errors for p in phases),
-        planned=planned,
+        planned=len(planned),
         faulted=sum(faulted(r) for r in stored.values()),
         note=note,
         unrecorded_tool_calls=sum(p.unrecorded_tool_calls for p in phases),
@@ -97,6 +113,19 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if not output.budget_exhausted and status == "done":
         night.save("replay", output)
     return output
+
+
+def _settled(night: Night, replay_set: ReplaySetOutput, candidates: list, prior) -> str | None:
+    """``promote`` or ``reject`` when tonight's evidence so far already decides the challenger, else None.
+
+    Safe to ask after every batch: the e-process is a test supermartingale, so stopping when it crosses its bar
+    keeps Ville's bound, and every regression case is in the first batch, so the harm test has read them all.
+    """
+    from nightloop.stages.gate import tonight_gate
+
+    gate, _ = tonight_gate(night, replay_set, candidates, prior, night.store.runs.eval_results(night.run_id))
+    verdict = next((d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id), None)
+    return verdict if verdict in ("promote", "reject") else None
 
 
 def replay_options(night: Night) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def stage_search(night: Night, classified: ClassifyOutput, replay_set: ReplaySet
         output = SearchOutput.model_validate(judged.model_dump())
     else:
         output = _search(night, classified, replay_set, judged, train)
-        if output is None:  # the budget cut the search short: redone (from the stored replays) on the re-run
+        if output is None:  # the budget or a provider fault cut the search short: redone (from the stored replays) on the re-run
             return SearchOutput.model_validate(judged.model_dump())
     night.save("search", output)
     return output
@@ -102,7 +102,9 @@ def _search(
             config=config, seed=night.settings.seed, seeds=judged.candidates, on_round=progress,
         ),
     )
-    if found.budget_exhausted:
+    if found.budget_exhausted or found.stopped:
+        if found.stopped:
+            night.say("search", found.stopped)
         return None
     # Nothing kept: the judge's candidates go to select-then-test as they would without the search.
     return SearchOutput(

@@ -231,7 +231,8 @@ class ConversationRepo:
                 [_conversation_row(c, now) for c in new],
             )
             conn.executemany(
-                "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ? where id = ?",
+                "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ?,"
+                " classified_with = null where id = ?",  # a changed conversation is classified anew
                 [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
             )
             renamed_keys = {storage_id(i) for i in renamed or ()}
@@ -262,8 +263,9 @@ class ConversationRepo:
         """Replace one conversation's failures (saving the same list twice changes nothing)."""
         self.save_failures_many({conversation_id: failures})
 
-    def save_failures_many(self, failures_by_conversation: dict[str, list[Failure]]) -> None:
-        """Replace the failures of each conversation in the dict, in one transaction."""
+    def save_failures_many(self, failures_by_conversation: dict[str, list[Failure]], rules: str | None = None) -> None:
+        """Replace the failures of each conversation in the dict, in one transaction, noting the ``rules`` version
+        that found them (None: another classifier; :meth:`classified_under` then does not count them)."""
         if not failures_by_conversation:
             return
         conn = self.db.conn
@@ -271,6 +273,7 @@ class ConversationRepo:
         rows = [_failure_row(f) for failures in failures_by_conversation.values() for f in failures]
         with transaction(self.db):
             conn.execute("delete from failures where conversation_id in (select value from json_each(?))", [json.dumps(ids)])
+            conn.execute("update conversations set classified_with = ? where id in (select value from json_each(?))", [rules, json.dumps(ids)])
             try:
                 conn.executemany(f"insert or replace into failures ({FAILURE_COLUMNS}) values (?, ?, ?, ?, ?, ?)", rows)
             except sqlite3.IntegrityError as exc:
@@ -357,6 +360,11 @@ class ConversationRepo:
         return ("where " + " and ".join(clause for clause, _ in used) if used else ""), [value for _, value in used]
 
     # --- reading failures ---
+
+    def classified_under(self, conversation_ids: Iterable[str], rules: str) -> set[str]:
+        """Those of ``conversation_ids`` whose stored failures the ``rules`` version found (reusable as they are)."""
+        sql = "select id from conversations where classified_with = ? and id in (select value from json_each(?))"
+        return {row[0] for row in self.db.conn.execute(sql, [rules, json.dumps(list(conversation_ids))])}
 
     def failures(
         self,

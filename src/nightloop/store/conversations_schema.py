@@ -103,3 +103,10 @@ def m004_quarantine_by_content(db: sqlite_utils.Database) -> None:
 def m005_conversations_by_version(db: sqlite_utils.Database) -> None:
     """The watch counts one version's conversations every night: an index range, not a scan of the history."""
     db.execute("create index if not exists conversations_version on conversations (prompt_name, prompt_version, ended_at)")
+
+
+@migrations(name="m006_classified_with")
+def m006_classified_with(db: sqlite_utils.Database) -> None:
+    """The rules version (``classify.rules_version``) a conversation's stored failures were found with; NULL: not
+    by the rule detectors (or before this column), so the night's classify stage classifies it again."""
+    db.execute("alter table conversations add column classified_with text")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import sqlite_utils
 
-from nightloop.sources.spans import Span, conversation_key, explicit_key, log_chain_key, trace_keys_of
+from nightloop.sources.spans import Span, SpanRow, log_chain_key, span_rows
 from nightloop.store.db import transaction
 
 __all__ = ["SpanRepo", "SpanRow", "migrations", "span_rows"]
@@ -43,16 +43,6 @@ def m001_spans(db: sqlite_utils.Database) -> None:
 def m002_chain_key(db: sqlite_utils.Database) -> None:
     """Model calls with no parent span and no conversation id are chained into conversations (sources.spans.chain_key)."""
     db.execute("alter table spans add column chain_key text")
-
-
-#: A span as the spans table stores it: (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key).
-SpanRow = tuple[str, str, str, str | None, int, bytes | str, str | None]
-
-
-def span_rows(spans: Sequence[Span]) -> list[SpanRow]:
-    """Spans as rows to store; each one's conversation is its trace's when ``spans`` hold the span that names it."""
-    batch_keys = trace_keys_of(spans)
-    return [(s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None) for s in spans]
 
 
 def _ids_json(ids: Iterable[str]) -> str:

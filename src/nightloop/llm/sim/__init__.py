@@ -87,10 +87,13 @@ class SimProvider:
         return self._response(request, text, text=text, parsed=parsed)
 
     def _seed(self, request: LLMRequest) -> str:
-        return f"{self.seed}:{request.seed}" if request.seed is not None else str(self.seed)
+        # The agent's draws are already paired by (request, sample), and sample 0 is production's own draw (the
+        # replay reproduces the recorded failure); the replay's paired seed must not move them.
+        return str(self.seed)
 
     def _request_key(self, request: LLMRequest) -> str:
-        content = request.model_dump(mode="json", exclude={"response_schema"})
+        # An agent request's paired seed is left out, like in _seed: the replay's draws stay production's.
+        content = request.model_dump(mode="json", exclude={"response_schema", *(("seed",) if request.response_schema is None else ())})
         schema = request.response_schema.__name__ if request.response_schema else None
         payload = canonical_json({"seed": self.seed, "request": content, "schema": schema})
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()
