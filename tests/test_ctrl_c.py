@@ -155,3 +155,15 @@ def test_ctrl_c_in_a_terminal_stops_a_prefect_run_gracefully_and_its_server_send
     assert status == "interrupted" and report.tokens > 0 and saved >= 1
     with pytest.raises(httpx.HTTPError):  # the temporary server stopped with the run
         httpx.get(f"{server}/api/health", timeout=2)
+    assert _flow_run_states(cwd / "prefect-home" / "prefect.db") == {
+        ("nightly", "CANCELLED"), ("prompt-nights", "CANCELLED")  # Prefect shows the night as stopped, not Completed
+    }
+
+
+def _flow_run_states(prefect_db: Path) -> set[tuple[str, str]]:
+    """(flow name, final state type) of every flow run the Prefect server recorded."""
+    import sqlite3
+
+    with sqlite3.connect(prefect_db) as conn:
+        rows = conn.execute("select flow.name, flow_run.state_type from flow_run join flow on flow.id = flow_run.flow_id")
+        return {(name, state) for name, state in rows}

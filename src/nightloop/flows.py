@@ -20,6 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Cancelled, State
 from prefect.tasks import exponential_backoff
 
 from nightloop import pipeline
@@ -32,7 +33,7 @@ from nightloop.rate_limits import RateLimits
 from nightloop.stages import STAGES, Stage
 from nightloop.store import Store
 
-__all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown"]
+__all__ = ["SERVE_DEPLOYMENT", "backfill", "nightly", "night_markdown", "reports_of"]
 
 #: `nightloop serve` registers the nightly flow as ``nightly/nightly-serve``: the work pool's is ``nightly/nightly``.
 SERVE_DEPLOYMENT = "nightly-serve"
@@ -121,6 +122,21 @@ def _failed(reports: list[NightReport]) -> list[str]:
     return [f"{r.prompt_name} {r.date} ({r.status})" for r in reports if r.status in UNFINISHED_STATES]
 
 
+def _finished(reports: list[NightReport]) -> Any:
+    """The flow's result: the reports, in a Cancelled state when a night was interrupted (Ctrl-C, SIGTERM), so
+    Prefect does not show an interrupted night as Completed; a re-run resumes it."""
+    dumped = [r.model_dump(mode="json") for r in reports]
+    interrupted = [f"{r.prompt_name} {r.date}" for r in reports if r.status == "interrupted"]
+    if interrupted:
+        return Cancelled(message=f"interrupted: {', '.join(interrupted)}; a re-run resumes where it stopped", data=dumped)
+    return dumped
+
+
+def reports_of(state: State) -> list[NightReport]:
+    """The reports of a nightly or backfill run (called with ``return_state=True``); a Failed run raises its error."""
+    return [NightReport.model_validate(r) for r in state.result(raise_on_failure=not state.is_cancelled())]
+
+
 class _PromptRuns:
     """One child flow run per prompt (its nights in date order), run by ``pipeline.run_nights``' thread pool."""
 
@@ -141,11 +157,11 @@ class _PromptRuns:
                 _publish(store, report)
         if _failed(reports):
             raise NightloopError(f"night failed: {', '.join(_failed(reports))}; see the night artifact for the reason")
-        return [r.model_dump(mode="json") for r in reports]
+        return _finished(reports)
 
     def __call__(self, prompt_name: str, dates: list[date]) -> list[NightReport]:
         state = self.child(prompt_name=prompt_name, dates=dates, return_state=True)
-        if not state.is_completed():
+        if not (state.is_completed() or (state.is_cancelled() and prompt_name in self.reports)):
             self.failed_runs.append(f"{prompt_name} ({state.name}: {state.message})")
         return self.reports.get(prompt_name) or [
             NightReport(
@@ -194,7 +210,7 @@ def _fan_out(settings: Any, prompts: list[str], dates: list[date], force: bool) 
         # Fail the parent so Prefect shows it and alerts, naming the prompts; their stage records let a re-run resume.
         named = failed or runs.failed_runs
         raise NightloopError(f"night failed: {', '.join(named)}; see those prompts' flow runs and night artifacts")
-    return [r.model_dump(mode="json") for r in reports]
+    return _finished(reports)
 
 
 def _settings_and_prompts(config_file: str | None, db: str | None, prompts: list[str] | None) -> tuple[Any, list[str]]:

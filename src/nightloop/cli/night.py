@@ -154,15 +154,13 @@ def register(app: typer.Typer) -> None:
                 require("prefect", "prefect", NEEDS_PREFECT.format(command="run"))
                 with open_store(settings) as store:
                     prompts_to_run(store, prompt)
-                from nightloop.flows import nightly
-                from nightloop.models import NightReport
+                from nightloop.flows import nightly, reports_of
 
                 with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():
-                    raw = nightly(
+                    reports = reports_of(nightly(
                         logical_date=night_date, prompts=prompt, force=force,
-                        config_file=str(config) if config else None, db=str(settings.db),
-                    )
-                reports = [NightReport.model_validate(r) for r in raw]
+                        config_file=str(config) if config else None, db=str(settings.db), return_state=True,
+                    ))
         except StoreFull:
             fail(str(store_full(settings.db, f"`{resume}`")))
         except NightloopError as exc:
@@ -211,19 +209,18 @@ def register(app: typer.Typer) -> None:
         if not no_prefect:
             require("prefect", "prefect", NEEDS_PREFECT.format(command="backfill"))
             from nightloop.flows import backfill as backfill_flow
-            from nightloop.models import NightReport
+            from nightloop.flows import reports_of
 
             try:
                 with graceful_ctrl_c() as stop, stop_requests(stop), prefect_api():
-                    raw = backfill_flow(
+                    reports = reports_of(backfill_flow(
                         since=dates[0], until=dates[-1], prompts=prompt, force=force,
-                        config_file=str(config) if config else None, db=str(settings.db),
-                    )
+                        config_file=str(config) if config else None, db=str(settings.db), return_state=True,
+                    ))
             except NightloopError as exc:
                 fail(str(exc))
             except KeyboardInterrupt:
                 raise stopped_at_once(resume) from None
-            reports = [NightReport.model_validate(r) for r in raw]
         else:
             try:
                 reports = run_plain(settings, names, dates, force, quiet=as_json)
