@@ -407,3 +407,17 @@ async def test_a_call_that_cannot_fit_the_remaining_budget_is_refused(fake: Fake
     roomy = client_for(fake, ledger=ledger(max_usd=0.01))
     await roomy.complete(user("hi"))
     assert fake.calls == 1
+
+
+async def test_what_is_already_spent_counts_when_a_call_must_fit_the_budget(fake: FakeOpenAIServer) -> None:
+    # gpt-4o's worst case at max_tokens=64 is about $0.00064: it fits $0.0100 - $0.0080 but not $0.0100 - $0.0095.
+    nearly_spent = ledger(max_usd=0.01)
+    nearly_spent.record(Usage(input_tokens=1, output_tokens=1, cost_usd=0.0095))
+    with pytest.raises(BudgetExceeded, match=r"only \$0\.0005 of the \$0\.01 cap is left"):
+        await client_for(fake, ledger=nearly_spent).complete(user("hi"))
+    assert fake.calls == 0
+
+    room_left = ledger(max_usd=0.01)
+    room_left.record(Usage(input_tokens=1, output_tokens=1, cost_usd=0.008))
+    await client_for(fake, ledger=room_left).complete(user("hi"))
+    assert fake.calls == 1

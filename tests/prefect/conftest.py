@@ -1,4 +1,9 @@
-"""One Prefect test harness for the whole folder (~15 s to start); never nested."""
+"""One Prefect test harness for the folder's module (~15 s to start); never nested.
+
+Module-scoped, not session-scoped: an idle harness server keeps using CPU (about 1 s a minute, more after
+flow runs), and a session-scoped one lived on through the rest of the suite. The folder has one test module
+(it cannot be a package: ``tests/prefect/__init__.py`` would shadow the ``prefect`` library).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import tempfile
 import pytest
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def prefect_harness():
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="nightloop-prefect-"))
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

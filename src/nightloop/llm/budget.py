@@ -71,8 +71,8 @@ class BudgetLedger:
             return 0.0
         return (input_tokens * price.input + output_tokens * price.output) / 1_000_000
 
-    def check(self) -> None:
-        """Raise :class:`BudgetExceeded` when a cap is already reached (:class:`NightInterrupted` once stopped)."""
+    def check(self) -> tuple[float, int]:
+        """Raise :class:`BudgetExceeded` when a cap is already reached (:class:`NightInterrupted` once stopped); else (USD, tokens) spent."""
         if self.stop is not None and self.stop.is_set():
             raise NightInterrupted("the night was interrupted (Ctrl-C); no new model calls are started")
         spent, tokens = self._totals()
@@ -86,16 +86,16 @@ class BudgetLedger:
                 f"Token budget spent: {tokens} of the {self.max_tokens} token cap. "
                 f"Raise `[budget] max_tokens` in nightloop.toml (or NIGHTLOOP_BUDGET__MAX_TOKENS) to allow more."
             )
+        return spent, tokens
 
     def check_fits(self, model: str, input_tokens: int, max_output_tokens: int) -> None:
         """Refuse (:class:`BudgetExceeded`) a call whose worst case (``max_output_tokens``) does not fit what is left.
 
         Checked before each provider call, so a cap below the price of one call is not overshot by that call.
         """
-        self.check()
+        spent, tokens = self.check()  # one read of the shared ledger per call
         worst_usd = self.cost(model, input_tokens, max_output_tokens)
         worst_tokens = input_tokens + max_output_tokens
-        spent, tokens = self._totals()
         if self.max_usd is not None and spent + worst_usd > self.max_usd:
             raise BudgetExceeded(
                 f"Budget: a {model!r} call could cost up to ${worst_usd:.4f} (about {input_tokens} input tokens and "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from typing import Any
 
 from nightloop.llm.base import LLMRequest
@@ -25,6 +26,11 @@ def cache_scope(provider: Any, role: Any = None) -> dict[str, Any]:
     return {"seed": getattr(provider, "seed", None), "base_url": base_url}
 
 
+@lru_cache(maxsize=64)  # pydantic builds the schema afresh on every call: about 1 ms, for every model call
+def _json_schema(schema: type) -> dict[str, Any]:
+    return schema.model_json_schema()
+
+
 def cache_key_material(provider_name: str, request: LLMRequest, *, scope: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the key hashes: provider (and its ``scope``), model, messages, sampling settings, tools, schema, seed and sample."""
     schema = request.response_schema
@@ -35,7 +41,7 @@ def cache_key_material(provider_name: str, request: LLMRequest, *, scope: dict[s
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "tools": request.tools,
-        "response_schema": schema.model_json_schema() if schema is not None else None,
+        "response_schema": _json_schema(schema) if schema is not None else None,
         "seed": request.seed,
         "sample": request.sample,
     }

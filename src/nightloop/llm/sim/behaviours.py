@@ -7,6 +7,7 @@ sentence says the opposite ("Never mention order numbers").
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -291,6 +292,7 @@ def _word_limit(sentence: str) -> int | None:
     return None
 
 
+@functools.lru_cache(maxsize=512)  # the agent re-reads the same few prompts thousands of times a night
 def read_prompt(text: str) -> PromptReading:
     """Which behaviours ``text`` instructs or forbids, sentence by sentence."""
     instructed: set[str] = set()
