@@ -182,7 +182,7 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     in_process, in_process_stats = _ingest_parts(parts, tmp_path / "one")
     classified_here: list[str] = []
     real_classify = ingest_module.classify_conversation
-    monkeypatch.setattr(ingest_module, "classify_conversation", lambda c, config: classified_here.append(c.id) or real_classify(c, config))
+    monkeypatch.setattr(ingest_module, "classify_conversation", lambda c, *rest: classified_here.append(c.id) or real_classify(c, *rest))
     (tmp_path / "pool").mkdir()
     files = []
     for index, part in enumerate(parts):

@@ -97,7 +97,10 @@ def rules_version(config: ClassifyConfig) -> str:
     modules = {*RULE_MODULES, *(type(d).__module__ for d in make_detectors(config.detectors))}
     digest = hashlib.sha256(config.model_dump_json().encode())
     for name in sorted(modules):
-        source = inspect.getsourcefile(importlib.import_module(name))
+        try:
+            source = inspect.getsourcefile(importlib.import_module(name))
+        except (ImportError, TypeError):  # a detector class made at run time, or a module with no source file
+            source = None
         digest.update(name.encode() + b"\0" + (Path(source).read_bytes() if source else b""))
     return digest.hexdigest()[:16]
 

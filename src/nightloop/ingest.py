@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from nightloop.classify import classify_conversation, make_detectors, rules_version
 from nightloop.config import ClassifyConfig
+from nightloop.conversation_rows import StoredForm
 from nightloop.models import Conversation, Failure, IngestStats
 from nightloop.sources import ChainSource, Source, SpanSource, Window, open_source
 from nightloop.span_ingest import Classifying, ingest_spans
@@ -85,23 +86,23 @@ def ingest(
 
     # The rule detectors (not a custom classifier) may run in span_workers' processes, beside the merging.
     classifying = Classifying(classify_config or ClassifyConfig(), workers=workers) if classifier is None else None
-    on_batch = classify_batch(store, classify, on_progress, known=classifying.known if classifying else None)
+    on_batch = classify_batch(store, classify, on_progress)
     stats = store.conversations.add(records, batch_size=batch_size, on_batch=on_batch)
     if span_sources:  # grouped across every span source of this ingest, and earlier ones (span_ingest.py)
         ingest_spans(store, span_sources, stats, on_batch, window, limit, classifying)
     return stats
 
 
-def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None, known: dict[str, list[Failure]] | None = None) -> OnBatch:
+def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress | None = None) -> OnBatch:
     """The callback each stored batch runs in its transaction: classify its new (or re-merged) conversations.
 
-    ``known``: failures already found (by ``classify``'s detectors, in a worker), by conversation id; used once.
+    A conversation a span worker classified (``StoredForm.failures``: ``classify``'s detectors, see ``ingest``) keeps them.
     """
 
     rules = classify.rules if isinstance(classify, RuleClassifier) else None
 
-    def on_batch(new: list[Conversation], stats: IngestStats) -> None:
-        found = {c.id: known.pop(c.id) if known and c.id in known else _classify_safely(classify, c, stats) for c in new}
+    def on_batch(new: list[Conversation | StoredForm], stats: IngestStats) -> None:
+        found = {c.id: _failures_of(classify, c, stats) for c in new}
         store.conversations.save_failures_many(found, rules=rules)
         for failures in found.values():
             for failure in failures:
@@ -114,6 +115,14 @@ def classify_batch(store: Store, classify: Classifier, on_progress: OnProgress |
 
 def _leaves(source: Source) -> list[Source]:
     return [leaf for inner in source.sources for leaf in _leaves(inner)] if isinstance(source, ChainSource) else [source]
+
+
+def _failures_of(classify: Classifier, item: Conversation | StoredForm, stats: IngestStats) -> list[Failure]:
+    if isinstance(item, StoredForm):
+        if item.failures is not None:
+            return item.failures
+        item = item.conversation()
+    return _classify_safely(classify, item, stats)
 
 
 def _classify_safely(classify: Classifier, conversation: Conversation, stats: IngestStats) -> list[Failure]:

@@ -10,11 +10,12 @@ batches and conversations are rebuilt one at a time.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nightloop.config import ClassifyConfig
-from nightloop.models import Conversation, Failure, IngestStats, Quarantined
+from nightloop.conversation_rows import StoredForm
+from nightloop.models import Conversation, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
 from nightloop.sources.spans import Span, SpanSource
 from nightloop.span_workers import SpanRows, Workers, chunk_builder, read_spans, workers_for
@@ -83,11 +84,10 @@ def ingest_spans(
 
 @dataclass
 class Classifying:
-    """Lets workers classify what they rebuild (``span_workers``): the rule detectors' config, and where their
-    failures wait for ``on_batch`` (``ingest.classify_batch(…, known=)``) by storage id. ``workers``: None = auto."""
+    """Lets workers classify what they rebuild (``span_workers``): the rule detectors' config; ``workers``: None = auto.
+    What they find comes with each conversation (``StoredForm.failures``) to ``on_batch`` (``ingest.classify_batch``)."""
 
     config: ClassifyConfig
-    known: dict[str, list[Failure]] = field(default_factory=dict)
     workers: int | None = None
 
 
@@ -134,15 +134,14 @@ def remerge(
     counted as updated, not as new. With ``classifying``, a large rebuild runs in worker processes.
     """
     conversation_ids = list(conversation_ids)
-    known = classifying.known if classifying is not None else {}
     count = workers or (classifying.workers if classifying else 0)
     builder = chunk_builder(len(conversation_ids), classifying.config if classifying else None, count)
-    pending: list[Conversation] = []
+    pending: list[Conversation | StoredForm] = []
     quarantined: list[Quarantined] = []
     gone: list[str] = []
     kept = 0
     for built in builder.build(_in_chunks(store, conversation_ids)):
-        for conversation_id, record, failures in built:
+        for conversation_id, record in built:
             if record is None:
                 gone.append(conversation_id)
             elif isinstance(record, Quarantined):
@@ -150,18 +149,11 @@ def remerge(
             elif in_window(record, window) and (limit is None or kept < limit):
                 kept += 1
                 pending.append(record)
-                if failures is not None:
-                    known[record.id] = failures
         if len(pending) >= CONVERSATION_BATCH:
-            _store(store, pending, stats, on_batch, renamed, known)
+            store.conversations.upsert(pending, stats, on_batch, renamed)
             pending = []
     if pending:
-        _store(store, pending, stats, on_batch, renamed, known)
+        store.conversations.upsert(pending, stats, on_batch, renamed)
     store.conversations.add_quarantined(quarantined, stats)
     if gone:
         store.conversations.delete(gone)
-
-
-def _store(store: Store, pending: list[Conversation], stats: IngestStats, on_batch: OnBatch | None, renamed: set[str] | None, known: dict) -> None:
-    store.conversations.upsert(pending, stats, on_batch, renamed)
-    known.clear()  # unchanged conversations are not classified again: their failures are not needed

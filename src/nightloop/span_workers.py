@@ -3,7 +3,8 @@
 Merging spans and running the rule detectors is most of a span ingest's CPU time and needs nothing but the spans, so
 it runs in a process pool (spawned: no state is inherited) while the ingesting process stays the store's only writer
 (SQLite has one). Workers get each chunk's spans as their stored JSON and send back each conversation under its
-storage id with the failures the detectors found. Small ingests, and machines with no idle core, build in-process; a pool
+storage id, as the store writes it, with the failures the detectors found (``conversation_rows.StoredForm``: the
+ingesting process neither validates it again nor serialises it). Small ingests, and machines with no idle core, build in-process; a pool
 that cannot start or breaks (a daemonic parent, a killed worker) costs only speed: that chunk is built in-process.
 """
 
@@ -21,14 +22,15 @@ from typing import Protocol, TypeVar
 
 from nightloop.classify import classify_conversation, make_detectors
 from nightloop.config import ClassifyConfig
-from nightloop.models import Conversation, Failure, Quarantined
+from nightloop.conversation_rows import StoredForm, stored_form
+from nightloop.models import Conversation, Quarantined
 from nightloop.redact import with_storage_id
 from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
 from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
 from nightloop.sources.span_merge import build_conversation
 from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "build_chunk_to_send", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
+__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,9 @@ MIN_PARALLEL_BYTES = 32 << 20
 #: Chunks in flight per worker: enough to keep each busy while the store writes, few enough to keep memory flat.
 AHEAD_PER_WORKER = 2
 
-#: One conversation rebuilt: (conversation id, its record or None when no span is left, its failures or None when
-#: the ingesting process classifies it).
-Built = tuple[str, Record | None, list[Failure] | None]
-#: What a worker sends back: a conversation as its JSON (``model_dump_json``), anything else as it is.
-Sent = tuple[str, Record | str | None, list[Failure] | None]
+#: One conversation rebuilt: (conversation id, its record or None when no span is left). A worker's conversation is its
+#: StoredForm (with the failures found, None if the detectors raised: the ingesting process classifies it and records why).
+Built = tuple[str, Record | StoredForm | None]
 #: A chunk to rebuild: each conversation id with its stored spans' JSON.
 Chunk = list[tuple[str, list[str]]]
 
@@ -66,22 +66,22 @@ class ChunkBuilder(Protocol):
 
 
 def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Built]:
-    """Rebuild each conversation of ``chunk``; with ``config``, also put it under its storage id and classify it."""
+    """Rebuild each conversation of ``chunk``; with ``config``, also classify it and send it as its :class:`StoredForm`."""
     built: list[Built] = []
     detectors = make_detectors(config.detectors) if config is not None else None
     for conversation_id, texts in chunk:
         if not texts:
-            built.append((conversation_id, None, None))
+            built.append((conversation_id, None))
             continue
         record = build_conversation(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
-        failures = None
         if config is not None and isinstance(record, Conversation):
             record = with_storage_id(record)
             try:
                 failures = classify_conversation(record, config, detectors)
             except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
                 failures = None
-        built.append((conversation_id, record, failures))
+            record = stored_form(record, failures)
+        built.append((conversation_id, record))
     return built
 
 
@@ -167,13 +167,7 @@ class WorkerPool:
         if workers.executor is None:  # no pool: classified when stored, without the JSON round trip
             yield from InProcess().build(chunks)
             return
-        for sent in workers.map(build_chunk_to_send, ((chunk, self.config) for chunk in chunks)):
-            yield [(cid, Conversation.model_validate_json(record) if isinstance(record, str) else record, failures) for cid, record, failures in sent]
-
-
-def build_chunk_to_send(chunk: Chunk, config: ClassifyConfig) -> list[Sent]:
-    """:func:`build_chunk` in a worker: each conversation as its JSON (a third of the cost of pickling the model)."""
-    return [(cid, record.model_dump_json() if isinstance(record, Conversation) else record, failures) for cid, record, failures in build_chunk(chunk, config)]
+        yield from workers.map(build_chunk, ((chunk, self.config) for chunk in chunks))
 
 
 def idle_workers() -> int:

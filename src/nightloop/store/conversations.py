@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
+from nightloop.conversation_rows import StoredForm, stored_form, utc_text
 from nightloop.errors import NotFound
 from nightloop.models import Conversation, Failure, IngestStats, Quarantined
 from nightloop.redact import storage_id, with_storage_id
@@ -26,19 +27,12 @@ from nightloop.store.db import savepoint, transaction
 __all__ = ["ConversationRepo", "OnBatch", "migrations", "utc_text"]
 
 #: Called inside each batch's transaction with the batch's new conversations and the running stats;
-#: whatever it writes commits (or rolls back) together with the batch.
-OnBatch = Callable[[list[Conversation], IngestStats], None]
+#: whatever it writes commits (or rolls back) together with the batch. Conversations re-merged from spans come as
+#: their :class:`StoredForm` (``.id``; ``.failures`` when a worker classified it; ``.conversation()``).
+OnBatch = Callable[[list[Conversation | StoredForm], IngestStats], None]
 
 #: How many quarantined records an IngestStats carries (the store keeps all of them).
 STATS_QUARANTINE_SAMPLE = 1000
-
-
-def utc_text(moment: datetime | None) -> str | None:
-    """The stored form of a timestamp (naive = UTC)."""
-    if moment is None:
-        return None
-    moment = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-    return moment.isoformat(timespec="microseconds")
 
 
 def _now_text() -> str:
@@ -46,17 +40,7 @@ def _now_text() -> str:
 
 
 def _conversation_row(conversation: Conversation, ingested_at: str) -> tuple[Any, ...]:
-    return (
-        conversation.id,
-        conversation.prompt_name,
-        conversation.prompt_version,
-        utc_text(conversation.started_at),
-        # Untimed conversations (only id and messages are required) take their arrival time, so a night sees them.
-        utc_text(conversation.ended_at or conversation.started_at) if (conversation.ended_at or conversation.started_at) else ingested_at,
-        conversation.outcome.status,
-        conversation.model_dump_json(),
-        ingested_at,
-    )
+    return stored_form(conversation).row(ingested_at)
 
 
 def _failure_row(failure: Failure) -> tuple[Any, ...]:
@@ -209,38 +193,34 @@ class ConversationRepo:
         )
 
     def upsert(
-        self, conversations: list[Conversation], stats: IngestStats, on_batch: OnBatch | None = None, renamed: set[str] | None = None
+        self, conversations: list[Conversation | StoredForm], stats: IngestStats, on_batch: OnBatch | None = None, renamed: set[str] | None = None
     ) -> None:
         """Store conversations re-merged from spans, in one transaction: a new id is ingested, a changed one
         replaced and counted as updated (``on_batch`` gets both, to reclassify them), an unchanged one a duplicate.
-        A new id in ``renamed`` is a stored conversation under its new id: counted as updated."""
+        A new id in ``renamed`` is a stored conversation under its new id: counted as updated.
+
+        A :class:`StoredForm` (built and validated in a span worker) is stored as it is: no second validation or dump."""
         conn = self.db.conn
         now = _now_text()
-        conversations = [with_storage_id(c) for c in conversations]
+        forms = [c if isinstance(c, StoredForm) else stored_form(c) for c in conversations]
         with transaction(self.db):
             stored = dict(
-                conn.execute(
-                    "select id, json from conversations where id in (select value from json_each(?))", [json.dumps([c.id for c in conversations])]
-                )
+                conn.execute("select id, json from conversations where id in (select value from json_each(?))", [json.dumps([f.id for f in forms])])
             )
-            new = [c for c in conversations if c.id not in stored]
-            changed = [c for c in conversations if c.id in stored and stored[c.id] != c.model_dump_json()]
-            conn.executemany(
-                "insert into conversations (id, prompt_name, prompt_version, started_at, ended_at, status, json, ingested_at)"
-                " values (?, ?, ?, ?, ?, ?, ?, ?)",
-                [_conversation_row(c, now) for c in new],
-            )
+            new = [f for f in forms if f.id not in stored]
+            changed = [f for f in forms if f.id in stored and stored[f.id] != f.json]
+            conn.executemany(INSERT_CONVERSATION, [f.row(now) for f in new])
             conn.executemany(
                 "update conversations set prompt_name = ?, prompt_version = ?, started_at = ?, ended_at = ?, status = ?, json = ?,"
                 " classified_with = null where id = ?",  # a changed conversation is classified anew
-                [(*_conversation_row(c, now)[1:7], c.id) for c in changed],
+                [(*f.row(now)[1:7], f.id) for f in changed],
             )
             renamed_keys = {storage_id(i) for i in renamed or ()}
-            fresh = [c.id for c in new if c.id not in renamed_keys]
+            fresh = [f.id for f in new if f.id not in renamed_keys]
             stats.ingested += len(fresh)
             stats.new_ids.extend(fresh)
             stats.updated += len(changed) + len(new) - len(fresh)
-            stats.duplicates += len(conversations) - len(new) - len(changed)
+            stats.duplicates += len(forms) - len(new) - len(changed)
             if on_batch is not None:
                 on_batch(new + changed, stats)
 
