@@ -60,6 +60,19 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worlds]:
 
 
 @pytest.fixture
+def sim_world(worlds: Worlds, tmp_path: Path):
+    """(settings, open store): a private copy of the repo's prompts and a simulated day of traffic, seed 3."""
+    from nightloop.config import load_settings
+    from nightloop.store import Store
+    from worlds import Traffic
+
+    settings = load_settings(db=tmp_path / "night.db", seed=3)
+    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
+    with Store(settings.db) as store:
+        yield settings, store
+
+
+@pytest.fixture
 def real_data() -> Path:
     """The planners' shared real conversations; skips cleanly where ../shared is absent (a user's machine)."""
     if not SHARED_REAL.is_dir():

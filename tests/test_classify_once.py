@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import pytest
-from worlds import Traffic, Worlds
 
 from nightloop import pipeline
 from nightloop.classify import classify_many, rules_version
-from nightloop.config import ClassifyConfig, Settings, load_settings
+from nightloop.config import ClassifyConfig, Settings
 from nightloop.models import ClassifyOutput, Failure
 from nightloop.stages import classify as classify_stage
 from nightloop.store import Store
 
 PROMPT = "support_agent"
 NIGHT = date(2026, 11, 18)  # the night after the world's day of traffic
-
-
-@pytest.fixture
-def world(worlds: Worlds, tmp_path: Path):
-    settings = load_settings(db=tmp_path / "night.db", seed=3)
-    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
-    with Store(settings.db) as store:
-        yield settings, store
 
 
 @pytest.fixture
@@ -50,8 +40,8 @@ def _window(store: Store, settings: Settings) -> list[str]:
     return [c.id for c in store.conversations.recent(PROMPT, None, settings.limit)]
 
 
-def test_a_night_reuses_the_failures_ingest_found_and_runs_no_detector(world, detector_runs) -> None:
-    settings, store = world
+def test_a_night_reuses_the_failures_ingest_found_and_runs_no_detector(sim_world, detector_runs) -> None:
+    settings, store = sim_world
     window = _window(store, settings)
     assert store.conversations.classified_under(window, rules_version(settings.classify)) == set(window)
     report = pipeline.run_night(settings, PROMPT, NIGHT, store=store)
@@ -63,8 +53,8 @@ def test_a_night_reuses_the_failures_ingest_found_and_runs_no_detector(world, de
     )
 
 
-def test_changed_classify_settings_reclassify_the_window_and_store_what_they_find(world, detector_runs) -> None:
-    settings, store = world
+def test_changed_classify_settings_reclassify_the_window_and_store_what_they_find(sim_world, detector_runs) -> None:
+    settings, store = sim_world
     window = _window(store, settings)
     strict = settings.model_copy(update={"classify": ClassifyConfig(max_turns=1)})
     report = pipeline.run_night(strict, PROMPT, NIGHT, store=store)
@@ -76,8 +66,8 @@ def test_changed_classify_settings_reclassify_the_window_and_store_what_they_fin
     assert store.conversations.classified_under(window, rules_version(strict.classify)) == set(window)
 
 
-def test_failures_another_classifier_stored_are_classified_again_by_the_rules(world, detector_runs) -> None:
-    settings, store = world
+def test_failures_another_classifier_stored_are_classified_again_by_the_rules(sim_world, detector_runs) -> None:
+    settings, store = sim_world
     window = _window(store, settings)
     store.conversations.save_failures_many({window[0]: [Failure(conversation_id=window[0], kind="timeout", detector="mine")]})
     assert window[0] not in store.conversations.classified_under(window, rules_version(settings.classify))
@@ -86,8 +76,8 @@ def test_failures_another_classifier_stored_are_classified_again_by_the_rules(wo
     assert all(f.detector != "mine" for f in _classified(store, report).failures)
 
 
-def test_a_conversation_changed_by_later_spans_is_not_counted_as_classified(world) -> None:
-    settings, store = world
+def test_a_conversation_changed_by_later_spans_is_not_counted_as_classified(sim_world) -> None:
+    settings, store = sim_world
     conversation = store.conversations.get(_window(store, settings)[0])
     longer = conversation.model_copy(update={"messages": [*conversation.messages, conversation.messages[-1]]})
     from nightloop.models import IngestStats

@@ -138,14 +138,6 @@ def test_the_status_threshold() -> None:
 # --- a store write that fails stops the stage ---------------------------------------------------
 
 
-@pytest.fixture
-def sim_world(worlds: Worlds, tmp_path: Path):
-    settings = load_settings(db=tmp_path / "night.db", seed=3)
-    worlds.copy_traffic(Traffic(), tmp_path, settings.db.name)
-    with Store(settings.db) as store:
-        yield settings, store
-
-
 def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world, monkeypatch: pytest.MonkeyPatch) -> None:
     import sqlite3
 
