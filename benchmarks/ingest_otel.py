@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from nightloop.ingest import ingest
@@ -141,17 +142,22 @@ def time_phases(in_process: bool) -> dict[str, float]:
             continue
         module_name, _, cls = where.rpartition(".") if where.endswith(("SpanRepo", "ConversationRepo")) else (where, "", "")
         owner = getattr(importlib.import_module(module_name), cls) if cls else importlib.import_module(module_name)
-        inner = getattr(owner, name)
-
-        def timed(*args, _inner=inner, _label=label, **kwargs):
-            started = time.process_time()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                spent[_label] = spent.get(_label, 0.0) + time.process_time() - started
-
-        setattr(owner, name, timed)
+        add_up(owner, name, label, spent, time.process_time)
     return spent
+
+
+def add_up(owner: object, name: str, label: str, totals: dict[str, float], clock: Callable[[], float]) -> None:
+    """Replace ``owner.name`` by a wrapper that adds the ``clock`` time of each call to ``totals[label]``."""
+    inner = getattr(owner, name)
+
+    def timed(*args, **kwargs):
+        started = clock()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            totals[label] = totals.get(label, 0.0) + clock() - started
+
+    setattr(owner, name, timed)
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -171,16 +177,7 @@ def time_walls() -> dict[str, float]:
 
     walls: dict[str, float] = {}
     for name in ("store_spans", "remerge"):
-        inner = getattr(span_ingest, name)
-
-        def timed(*args, _inner=inner, _name=name, **kwargs):
-            started = time.perf_counter()
-            try:
-                return _inner(*args, **kwargs)
-            finally:
-                walls[_name] = walls.get(_name, 0.0) + time.perf_counter() - started
-
-        setattr(span_ingest, name, timed)
+        add_up(span_ingest, name, name, walls, time.perf_counter)
     return walls
 
 
