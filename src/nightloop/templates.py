@@ -52,6 +52,12 @@ def _environment() -> SandboxedEnvironment:
     return _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> jinja2.Template:
+    """The template compiled once: a night renders the same few prompts for every case and repeat."""
+    return _environment().from_string(template)
+
+
 def template_variables(template: str) -> set[str]:
     """The undeclared variables a template needs."""
     try:
@@ -68,7 +74,7 @@ def check_template(template: str) -> None:
 def render(template: str, variables: dict[str, Any] | None = None) -> str:
     """Render with ``variables``; a missing variable is an error, not an empty string."""
     try:
-        return _environment().from_string(template).render(**(variables or {}))
+        return _compiled(template).render(**(variables or {}))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"Template does not parse (line {exc.lineno}): {exc.message}") from exc
     except jinja2.UndefinedError as exc:

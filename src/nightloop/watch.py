@@ -8,8 +8,6 @@ and p < alpha. The pipeline does the rollback; this module only says whether one
 
 from __future__ import annotations
 
-from scipy import stats
-
 from nightloop.config import WatchConfig
 from nightloop.models import WatchVerdict
 
@@ -42,6 +40,8 @@ def check_breakage(parent: Counts, new: Counts, config: WatchConfig) -> WatchVer
     if too_few:
         reasons += [*too_few, "no verdict yet: wait for more production conversations"]
         return WatchVerdict(breakage=False, parent_rate=parent_rate, new_rate=new_rate, reasons=reasons)
+    from scipy import stats  # 0.7 s to import: only a night with enough conversations under both versions pays it
+
     table = [[new_failed, new_total - new_failed], [parent_failed, parent_total - parent_failed]]
     p_value = float(stats.fisher_exact(table, alternative="greater").pvalue)
     breakage = p_value < config.alpha

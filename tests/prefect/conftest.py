@@ -18,6 +18,7 @@ def prefect_harness():
     os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="nightloop-prefect-"))
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.environ["DO_NOT_TRACK"] = "1"
+    os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")  # as nightloop's own temporary server
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):

@@ -101,8 +101,11 @@ _POLAR = frozenset({"escalate", "verify", "reveal", "send", "approve", "delete"}
 _FIRST_PERSON = re.compile(r"\b(?:i|i'm|my|me|mine|ich|mein|meine|mir|mich|je|j'ai|mon|ma|mes|moi|yo|mi|mis|me)\b|我|私")
 
 
-def _concepts(text: str) -> set[str]:
-    """Concepts of ``text``; one negated just before ("never escalate") is ``not-<concept>``."""
+@lru_cache(maxsize=8192)
+def _concepts(text: str) -> frozenset[str]:
+    """Concepts of ``text``; one negated just before ("never escalate") is ``not-<concept>``.
+
+    Cached: every guard call of a night quotes the same conversation data again."""
     folded = fold(text)
     padded = f" {' '.join(_WORD.findall(folded))} "
     found = set()
@@ -116,7 +119,7 @@ def _concepts(text: str) -> set[str]:
                 negated = concept in _POLAR and (_NEGATION.search(before) or _NEGATED_AFTER.search(after))
                 found.add(f"not-{concept}" if negated else concept)
                 break
-    return found
+    return frozenset(found)
 
 
 def _directive(sentence: str) -> bool:
@@ -140,7 +143,7 @@ def _contacts(text: str) -> set[str]:
     return values
 
 
-def _overlap(line: set[str], directive: set[str]) -> int:
+def _overlap(line: set[str], directive: frozenset[str]) -> int:
     """Shared concepts; a directive that only removes an obligation ("Never escalate.", "Skip identity checks.")
     counts as a full match when the line removes the same one."""
     shared = line & directive
