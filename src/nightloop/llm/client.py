@@ -83,19 +83,23 @@ class LLMClient:
         return await self.send(request)
 
     async def send(self, request: LLMRequest) -> LLMResponse:
-        """``complete()`` for a ready-made request."""
-        if self.ledger is not None:
-            self.ledger.check()
+        """``complete()`` for a ready-made request.
+
+        A spent budget (or Ctrl-C) stops cached answers too; a provider call checks it in ``_call_provider``,
+        so each request reads the shared ledger once.
+        """
         if self.cache is None:
             return await self._call_provider(request, key=None)
         key = cache_key(self.provider.name, request, scope=self._scope)
         cached = self._from_cache(key, request)
         if cached is not None:
+            self._check_budget()
             self.cache_hits += 1
             return cached
         loop = asyncio.get_running_loop()
         pending = self._inflight.get(key)
         if pending is not None and pending.get_loop() is loop:
+            self._check_budget()
             shared = await asyncio.shield(pending)
             self.cache_hits += 1
             return _as_cached(shared)
@@ -115,6 +119,10 @@ class LLMClient:
             return response
         finally:
             self._inflight.pop(key, None)
+
+    def _check_budget(self) -> None:
+        if self.ledger is not None:
+            self.ledger.check()
 
     async def aclose(self) -> None:
         """Close the provider's connections, when it holds any."""

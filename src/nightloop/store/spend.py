@@ -35,10 +35,10 @@ class SpendRepo:
 
     def charge(self, account: str, run_id: str, usd: float, tokens: int, calls: int = 1) -> None:
         """Record spend now (its own transaction, so a process killed later has still paid for it)."""
-        with transaction(self.db):
-            self.db["spend"].insert(
-                {"account": account, "run_id": run_id, "usd": usd, "tokens": tokens, "calls": calls,
-                 "at": datetime.now(UTC).isoformat()}
+        with transaction(self.db):  # plain SQL: one row per provider call, without sqlite-utils' schema lookups
+            self.db.execute(
+                "insert into spend (account, run_id, usd, tokens, calls, at) values (?, ?, ?, ?, ?, ?)",
+                [account, run_id, usd, tokens, calls, datetime.now(UTC).isoformat()],
             )
 
     def total(self, account: str) -> tuple[float, int]:
