@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nightloop.classify import (
@@ -475,6 +475,8 @@ def test_repeated_request_flags_exactly_what_difflib_ratio_flags(
     first, again = _edited(words, first_edits), _edited(words, again_edits)
     again = again.upper() if upper else again
     found = corrections(("user", first), ("assistant", "Our sofas are made of oak."), ("user", again))
+    # A correction ("no rway where…" reads as a leading "no") takes precedence: the repeat rule is not asked then.
+    assume(not any("repeated request" not in f.evidence for f in found if f.turn == 3))
     a, b = (" ".join(t.lower().split()) for t in (again, first))
     reference = len(a.split()) >= 4 and len(a) <= 600 and difflib.SequenceMatcher(None, a, b, autojunk=False).ratio() >= 0.85
     assert [f.turn for f in found if "repeated request" in f.evidence] == ([3] if reference else [])
