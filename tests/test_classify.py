@@ -10,6 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from nightloop.answers import answers_match
 from nightloop.classify import (
     DETECTORS,
     RECOVERED_CONFIDENCE,
@@ -20,7 +21,6 @@ from nightloop.classify import (
     make_detectors,
     tool_result_error,
 )
-from nightloop.answers import answers_match
 from nightloop.config import ClassifyConfig
 from nightloop.models import Conversation, Failure
 
