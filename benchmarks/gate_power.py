@@ -181,13 +181,14 @@ def test_in_batches(rng, night, gated, true, challenger, candidates, prior, conf
     """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided."""
     ids = [c.id for c in candidates]
     batches = testing_batches(gated, config.batch_cases if config.evidence == "nights" else 0)
+    step = config.extra_step if config.evidence == "nights" else 0  # a p-value may be read once a night only
     for number, batch in enumerate(batches, 1):
         results += results_for(BASELINE, batch, night.probability, rng)
         results += results_for(challenger, batch, true, rng)
         gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
         wanted = set(discordant_cases(results, [c.id for c in batch], challenger, REPEATS)) if config.extra_repeats else set()
         more = [c for c in batch if c.id in wanted]
-        for first, count in extra_rounds(REPEATS, config.extra_repeats if more else 0, config.extra_step):  # more pairs, a few at a time
+        for first, count in extra_rounds(REPEATS, config.extra_repeats if more else 0, step):  # more pairs, a few at a time
             if _verdict_of(gate) in ("promote", "reject"):
                 break
             results += results_for(BASELINE, more, night.probability, rng, first, count)

@@ -76,7 +76,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         gated = [c for c in replay_set.cases if not is_train(c)]
         arms = {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}
         gate = night.settings.gate
+        # Looking between batches and between extra repeats is safe only for the e-process (evidence = "nights").
         batches = testing_batches(gated, gate.batch_cases if gate.evidence == "nights" else 0)
+        extra_step = gate.extra_step if gate.evidence == "nights" else 0
         for number, batch in enumerate(batches, 1):
             phases.append(replay("gated", batch, arms))
             verdict = None
@@ -86,7 +88,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
                 wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, repeats))
                 wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
-                for first, count in extra_rounds(repeats, gate.extra_repeats, gate.extra_step):
+                for first, count in extra_rounds(repeats, gate.extra_repeats, extra_step):
                     done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
                     if phases[-1].budget_exhausted or (verdict := _settled(night, replay_set, candidates, carried.prior)):
                         break
