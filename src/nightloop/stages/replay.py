@@ -124,8 +124,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
 def _settled(night: Night, replay_set: ReplaySetOutput, candidates: list, prior) -> str | None:
     """``promote`` or ``reject`` when tonight's evidence so far already decides the challenger, else None.
 
-    Safe to ask after every batch: the e-process is a test supermartingale, so stopping when it crosses its bar
-    keeps Ville's bound, and every regression case is in the first batch, so the harm test has read them all.
+    Safe to ask after every batch and every step of extra repeats: the e-process is a test supermartingale, so
+    stopping when it crosses its bar keeps Ville's bound, and every regression case is in the first batch, so the
+    harm test has read them all.
     """
     from nightloop.stages.gate import tonight_gate
 
