@@ -214,6 +214,21 @@ def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) ->
     assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier
 
 
+
+def test_worker_processes_start_from_a_fresh_interpreter_forked_from_a_server(monkeypatch) -> None:
+    """Workers inherit none of the ingesting process's state; on Linux they are forked from multiprocessing's fork
+    server, which imported nightloop once (spawning imported it again in every worker)."""
+    from functools import partial
+
+    from nightloop import span_workers
+
+    monkeypatch.setattr(span_workers, "MIN_CONVERSATIONS", -1)
+    read_back = partial(eval, "__import__('nightloop.span_workers').span_workers.MIN_CONVERSATIONS")
+    with span_workers.Workers(1) as workers:
+        assert workers.executor is not None
+        assert list(workers.map(read_back, [()])) == [10_000]
+    assert span_workers.worker_context().get_start_method() == "forkserver"
+
 def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
     """A large OTLP file of one export per line is parsed in the workers, a chunk of lines at a time: the same
     conversations, failures and quarantine notes (bad JSON, a line that is no export, one over the length cap, a file
