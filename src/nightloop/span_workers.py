@@ -27,7 +27,7 @@ from nightloop.models import Conversation, Quarantined
 from nightloop.redact import with_storage_id
 from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
 from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
-from nightloop.sources.span_merge import build_conversation
+from nightloop.sources.span_merge import build_conversation_json
 from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
 __all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context"]
@@ -73,14 +73,14 @@ def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Buil
         if not texts:
             built.append((conversation_id, None))
             continue
-        record = build_conversation(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
+        record, dumped = build_conversation_json(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
         if config is not None and isinstance(record, Conversation):
-            record = with_storage_id(record)
+            stored = with_storage_id(record)
             try:
-                failures = classify_conversation(record, config, detectors)
+                failures = classify_conversation(stored, config, detectors)
             except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
                 failures = None
-            record = stored_form(record, failures)
+            record = stored_form(stored, failures, dumped if stored is record else None)  # its JSON, written to check it
         built.append((conversation_id, record))
     return built
 
