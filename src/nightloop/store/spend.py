@@ -29,6 +29,23 @@ def m001_spend(db: sqlite_utils.Database) -> None:
     db["spend"].create_index(["run_id"])
 
 
+@migrations()
+def m002_spend_totals(db: sqlite_utils.Database) -> None:
+    """Each account's running total, kept with every charge: a budget check reads one row, not the whole night."""
+    db.execute(
+        "create table spend_totals (account text primary key, usd float not null, tokens integer not null)"
+    )
+    db.execute(
+        "insert into spend_totals select account, sum(usd), sum(tokens) from spend group by account"
+    )
+
+
+_ADD_TO_TOTAL = (
+    "insert into spend_totals (account, usd, tokens) values (?, ?, ?) on conflict (account) do update"
+    " set usd = usd + excluded.usd, tokens = tokens + excluded.tokens"
+)
+
+
 class SpendRepo:
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
@@ -36,17 +53,16 @@ class SpendRepo:
     def charge(self, account: str, run_id: str, usd: float, tokens: int, calls: int = 1) -> None:
         """Record spend now (its own transaction, so a process killed later has still paid for it)."""
         with transaction(self.db):
-            self.db["spend"].insert(
-                {"account": account, "run_id": run_id, "usd": usd, "tokens": tokens, "calls": calls,
-                 "at": datetime.now(UTC).isoformat()}
+            self.db.execute(
+                "insert into spend (account, run_id, usd, tokens, calls, at) values (?, ?, ?, ?, ?, ?)",
+                [account, run_id, usd, tokens, calls, datetime.now(UTC).isoformat()],
             )
+            self.db.execute(_ADD_TO_TOTAL, [account, usd, tokens])
 
     def total(self, account: str) -> tuple[float, int]:
         """(USD, tokens) charged to ``account`` by every process so far."""
-        row = self.db.execute(
-            "select coalesce(sum(usd), 0.0), coalesce(sum(tokens), 0) from spend where account = ?", [account]
-        ).fetchone()
-        return float(row[0]), int(row[1])
+        row = self.db.execute("select usd, tokens from spend_totals where account = ?", [account]).fetchone()
+        return (float(row[0]), int(row[1])) if row else (0.0, 0)
 
     def of_run(self, run_id: str) -> tuple[float, int]:
         """(USD, tokens) charged by one run (one config of a night), every attempt of it."""
@@ -58,6 +74,13 @@ class SpendRepo:
     def forget_run(self, run_id: str) -> None:
         """Drop one run's charges (``--force`` starts that run's budget again)."""
         with transaction(self.db):
+            charged = self.db.execute(
+                "select account, sum(usd), sum(tokens) from spend where run_id = ? group by account", [run_id]
+            ).fetchall()
+            self.db.conn.executemany(
+                "update spend_totals set usd = usd - ?, tokens = tokens - ? where account = ?",
+                [(usd, tokens, account) for account, usd, tokens in charged],
+            )
             self.db["spend"].delete_where("run_id = ?", [run_id])
 
     def account(self, account: str, run_id: str) -> SpendAccount:
