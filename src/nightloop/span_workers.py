@@ -44,9 +44,6 @@ READ_CHUNK_BYTES = 1 << 20
 MIN_PARALLEL_BYTES = 32 << 20
 #: Chunks in flight per worker: enough to keep each busy while the store writes, few enough to keep memory flat.
 AHEAD_PER_WORKER = 2
-#: At most this many items the ingesting process does itself while the workers start: their results wait in memory
-#: (about 1 MB of rows each) for the workers' first ones.
-STARTUP_ITEMS = 16
 
 #: One conversation rebuilt: (conversation id, its record or None when no span is left). A worker's conversation is its
 #: StoredForm (with the failures found, None if the detectors raised: the ingesting process classifies it and records why).
@@ -137,7 +134,7 @@ class Workers:
                 pending.append((item, None, [function(*item)]))
             else:
                 pending.append((item, self._submit(function, item), []))
-            while pending and (pending[0][2] or self._full(pending, limit)):  # first in line done here, or workers full
+            while pending and (self._ready(pending[0]) or (len(pending) >= limit and not self._starting(pending))):
                 yield self._take(function, pending.popleft())
         while pending:
             yield self._take(function, pending.popleft())
@@ -149,19 +146,14 @@ class Workers:
             self._warm = not futures or any(future.done() for future in futures)
         return not self._warm
 
-    def _full(self, pending: deque[tuple[tuple, Future[T] | None, list[T]]], limit: int) -> bool:
-        """Whether the workers hold ``limit`` items (then wait for the first); while they start, up to STARTUP_ITEMS more
-        wait in line, done here."""
-        if self._starting(pending):
-            return len(pending) >= limit + STARTUP_ITEMS
-        return sum(1 for _, _, done in pending if not done) >= limit
+    @staticmethod
+    def _ready(entry: tuple[tuple, Future[T] | None, list[T]]) -> bool:
+        _, future, done = entry
+        return bool(done) or (future is not None and future.done())
 
     def _take(self, function: Callable[..., T], entry: tuple[tuple, Future[T] | None, list[T]]) -> T:
         item, future, done = entry
-        if done:
-            return done[0]
-        self._warm = True  # a worker finished one (or failed it): the pool is up
-        return self._result(function, item, future)
+        return done[0] if done else self._result(function, item, future)
 
     def _submit(self, function: Callable[..., T], item: tuple) -> Future[T] | None:
         try:
