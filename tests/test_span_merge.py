@@ -246,18 +246,6 @@ def test_worker_processes_start_from_a_fresh_interpreter_forked_from_a_server(mo
         assert list(workers.map(read_back, [()])) == [10_000]
     assert span_workers.worker_context().get_start_method() == "forkserver"
 
-
-def test_the_ingesting_process_does_items_itself_while_the_workers_start_and_results_stay_in_order() -> None:
-    import os
-
-    from nightloop import span_workers
-
-    with span_workers.Workers(1) as workers:
-        done_by = list(workers.map(os.getpid, [()] * 200))  # a new worker answers its first item after ms; these take us
-    assert done_by[0] != os.getpid() and os.getpid() in done_by  # the first went to the worker, later ones were done here
-    with span_workers.Workers(1) as workers:
-        assert list(workers.map(abs, [(-n,) for n in range(300)])) == list(range(300))
-
 def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
     """A large OTLP file of one export per line is parsed in the workers, a chunk of lines at a time: the same
     conversations, failures and quarantine notes (bad JSON, a line that is no export, one over the length cap, a file

@@ -103,7 +103,6 @@ class Workers:
     def __init__(self, count: int) -> None:
         self.count = count
         self.executor: ProcessPoolExecutor | None = None
-        self._warm = False  # a worker has finished an item: the pool is up (see map)
 
     def __enter__(self) -> Workers:
         if self.count > 0:
@@ -120,40 +119,18 @@ class Workers:
     def map(self, function: Callable[..., T], items: Iterable[tuple], ahead: int | None = None) -> Iterator[T]:
         """``function(*item)`` for each item, in the workers (a few items ahead), results in order.
 
-        While the workers are still starting (none has finished an item yet), the ingesting process does the next items
-        itself instead of waiting (about half a second of a core: the fork server imports nightloop first). An item a
-        worker cannot take or finish (a broken pool, a daemonic parent, a killed worker) runs in-process too.
+        An item a worker cannot take or finish (a broken pool, a daemonic parent, a killed worker) runs in-process.
         """
         if self.executor is None:
             yield from (function(*item) for item in items)
             return
-        limit = ahead or self.count * AHEAD_PER_WORKER
-        pending: deque[tuple[tuple, Future[T] | None, list[T]]] = deque()  # (item, its future, its result if done here)
+        pending: deque[tuple[tuple, Future[T] | None]] = deque()
         for item in items:
-            if len(pending) >= limit and self._starting(pending):
-                pending.append((item, None, [function(*item)]))
-            else:
-                pending.append((item, self._submit(function, item), []))
-            while pending and (self._ready(pending[0]) or (len(pending) >= limit and not self._starting(pending))):
-                yield self._take(function, pending.popleft())
+            pending.append((item, self._submit(function, item)))
+            if len(pending) >= (ahead or self.count * AHEAD_PER_WORKER):
+                yield self._result(function, *pending.popleft())
         while pending:
-            yield self._take(function, pending.popleft())
-
-    def _starting(self, pending: deque[tuple[tuple, Future[T] | None, list[T]]]) -> bool:
-        """Whether no worker has finished an item yet (while one of ``pending``'s items is with them)."""
-        if not self._warm:
-            futures = [future for _, future, _ in pending if future is not None]
-            self._warm = not futures or any(future.done() for future in futures)
-        return not self._warm
-
-    @staticmethod
-    def _ready(entry: tuple[tuple, Future[T] | None, list[T]]) -> bool:
-        _, future, done = entry
-        return bool(done) or (future is not None and future.done())
-
-    def _take(self, function: Callable[..., T], entry: tuple[tuple, Future[T] | None, list[T]]) -> T:
-        item, future, done = entry
-        return done[0] if done else self._result(function, item, future)
+            yield self._result(function, *pending.popleft())
 
     def _submit(self, function: Callable[..., T], item: tuple) -> Future[T] | None:
         try:
