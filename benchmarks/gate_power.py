@@ -44,7 +44,7 @@ import legacy_gate  # noqa: E402  (today's gate, frozen, next to this script)
 from nightloop.challenger import carried_challenger, record_night  # noqa: E402
 from nightloop.config import GateConfig, ReplayConfig  # noqa: E402
 from nightloop.gate import choose_winner, gate_night, select_challenger  # noqa: E402
-from nightloop.gate_select import discordant_cases, testing_batches  # noqa: E402
+from nightloop.gate_select import discordant_cases, extra_rounds, testing_batches  # noqa: E402
 from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
@@ -181,19 +181,26 @@ def test_in_batches(rng, night, gated, true, challenger, candidates, prior, conf
     """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided."""
     ids = [c.id for c in candidates]
     batches = testing_batches(gated, config.batch_cases if config.evidence == "nights" else 0)
+    step = config.extra_step if config.evidence == "nights" else 0  # a p-value may be read once a night only
     for number, batch in enumerate(batches, 1):
         results += results_for(BASELINE, batch, night.probability, rng)
         results += results_for(challenger, batch, true, rng)
-        if config.extra_repeats:  # more pairs on the discordant cases only
-            wanted = set(discordant_cases(results, [c.id for c in batch], challenger, REPEATS))
-            more = [c for c in batch if c.id in wanted]
-            results += results_for(BASELINE, more, night.probability, rng, REPEATS, config.extra_repeats)
-            results += results_for(challenger, more, true, rng, REPEATS, config.extra_repeats)
         gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
-        verdict = next(d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id)
-        if number == len(batches) or verdict in ("promote", "reject"):
+        wanted = set(discordant_cases(results, [c.id for c in batch], challenger, REPEATS)) if config.extra_repeats else set()
+        more = [c for c in batch if c.id in wanted]
+        for first, count in extra_rounds(REPEATS, config.extra_repeats if more else 0, step):  # more pairs, a few at a time
+            if _verdict_of(gate) in ("promote", "reject"):
+                break
+            results += results_for(BASELINE, more, night.probability, rng, first, count)
+            results += results_for(challenger, more, true, rng, first, count)
+            gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
+        if number == len(batches) or _verdict_of(gate) in ("promote", "reject"):
             return gate
     return gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
+
+
+def _verdict_of(gate) -> str:
+    return next(d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id)
 
 
 def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: int) -> Tally:
@@ -220,6 +227,7 @@ def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, night
 GATES = {
     "new gate (evidence across nights)": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig()),
     "  every gated case at once": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(batch_cases=0)),
+    "  extra repeats all at once": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_step=0)),
     "  without extra repeats": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_repeats=0)),
     "new gate, each night alone": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(evidence="night")),
     "today's gate": lambda rng, n, e, h: run_legacy_gate(rng, n, e, h),

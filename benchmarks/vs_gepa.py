@@ -29,7 +29,6 @@ Run: .venv/bin/python benchmarks/vs_gepa.py [--seeds 10] [--calls 2500] [--night
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import statistics
 import sys
@@ -255,7 +254,6 @@ def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: 
 
 def run_gepa(seed: int, max_calls: int, oracle: Oracle, base: str) -> Run:
     import gepa  # the bench extra
-
     from gepa_adapter import NightloopAdapter  # noqa: PLC0415  (next to this script)
 
     clients = Counter.fresh(seed)
@@ -298,6 +296,7 @@ def summarise(name: str, runs: list[Run], budget: int) -> dict[str, object]:
         f"true success after {budget} calls: {row['after']:.3f}   truly worse shipped: {row['worse']}/{len(runs)} "
         f"(5 points worse: {row['worse5']})"
     )
+    print(f"{'':<22} per seed: {', '.join(str(c) if c is not None else 'never' for c in reached)}")
     return row
 
 

@@ -503,6 +503,15 @@ def test_only_cases_whose_first_repeats_differ_get_extra_repeats():
     assert discordant_cases(results, ids, "c2", repeats=3) == []  # another arm's results are not read
 
 
+def test_extra_repeats_are_added_a_step_at_a_time():
+    from nightloop.gate_select import extra_rounds
+
+    assert extra_rounds(3, 6, 2) == [(3, 2), (5, 2), (7, 2)]
+    assert extra_rounds(3, 5, 2) == [(3, 2), (5, 2), (7, 1)]
+    assert extra_rounds(3, 6, 0) == [(3, 6)]  # 0: all at once
+    assert extra_rounds(3, 0, 2) == []
+
+
 def extra_pairs(arm: str, case_id: str, wins: list[bool], first: int = 3) -> list[EvalResult]:
     return [
         EvalResult(candidate_id=arm, case_id=case_id, repeat=first + i, passed=w, cost_usd=0.001, latency_ms=400.0, tokens=500)

@@ -21,6 +21,7 @@ from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.evidence import FAILED_FRACTION, night_status_for
 from nightloop.gate import is_train
+from nightloop.gate_select import extra_rounds
 from nightloop.models import ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.stages.gate import _name_incomplete_arms
@@ -166,13 +167,16 @@ def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world,
     per_arm: dict[tuple[str, str], int] = {}
     for result in store.runs.eval_results(run_id):
         per_arm[(result.candidate_id, result.case_id)] = per_arm.get((result.candidate_id, result.case_id), 0) + 1
-    full = repeats + settings.gate.extra_repeats  # the gated cases given extra paired repeats have both arms full
+    # The gated cases given extra paired repeats have both arms at the same count, [gate] extra_step at a time.
+    rounds = extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)
+    counts = {repeats} | {first + count for first, count in rounds}
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
     train = {c.id for c in cases if is_train(c)}
     assert {n for (_, case_id), n in per_arm.items() if case_id in train} == {settings.replay.train_repeats}
-    assert {n for (_, case_id), n in per_arm.items() if case_id not in train} <= {repeats, full}
-    extended = {case_id for (arm, case_id), n in per_arm.items() if n == full}
-    assert all(sum(1 for (_, c), n in per_arm.items() if c == case_id and n == full) == 2 for case_id in extended)
+    assert {n for (_, case_id), n in per_arm.items() if case_id not in train} <= counts
+    extended = {case_id for (arm, case_id), n in per_arm.items() if n > repeats and case_id not in train}
+    assert all(len({n for (_, c), n in per_arm.items() if c == case_id}) == 1 for case_id in extended)
+    assert all(sum(1 for (_, c) in per_arm if c == case_id) == 2 for case_id in extended)
 
 
 def test_the_gate_names_cases_whose_arms_have_fewer_results_than_repeats() -> None:

@@ -11,11 +11,12 @@ from unittest.mock import ANY
 
 import pytest
 from typer.testing import CliRunner
+from worlds import NightRun, Traffic, Worlds
 
 from nightloop import pipeline
 from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
-from nightloop.gate_select import discordant_cases
+from nightloop.gate_select import discordant_cases, extra_rounds
 from nightloop.gate_select import testing_batches as batches_of
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
@@ -30,11 +31,11 @@ from nightloop.simulate import simulate_from_store
 from nightloop.stages import STAGES
 from nightloop.stages.search import SearchOutput
 from nightloop.store import Store
-from worlds import NightRun, Traffic, Worlds
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "support_agent"
 DAY = date(2026, 11, 17)
+ALPHA = 0.01
 
 
 def _settings(tmp_path: Path, **overrides) -> Settings:
@@ -168,8 +169,13 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     repeats, gated_ids = settings.replay.repeats, [c.id for c in cases if c.id not in train]
     [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated_ids} - {BASELINE}
     wanted = discordant_cases(after.values(), gated_ids, challenger, repeats)
-    extra = {(arm, case_id) for arm, case_id, repeat in after if repeat >= repeats}
-    assert wanted and extra == {(arm, case_id) for arm in (BASELINE, challenger) for case_id in wanted}
+    extras = Counter((arm, case_id) for arm, case_id, repeat in after if repeat >= repeats)
+    extended = {case_id for _, case_id in extras}
+    assert wanted and extended <= set(wanted)  # this night settled before some (here: every) step of extra repeats
+    # Both arms of an extended case get the same extra repeats, [gate] extra_step at a time, at most extra_repeats.
+    steps = {first - repeats + count for first, count in extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)}
+    assert all(extras[BASELINE, c] == extras[challenger, c] for c in extended)
+    assert {extras[BASELINE, c] for c in extended} <= steps
     gated = [key for key in after if key[1] not in train]
     # In batches: every regression case and [gate] batch_cases holdout cases first, stopping once decided.
     tested = {case_id for arm, case_id, _ in gated if arm == BASELINE}
@@ -177,7 +183,7 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert any(tested == {c.id for batch in batches[:n] for c in batch} for n in range(1, len(batches) + 1))
     stopped = ReplayOutcome.model_validate(store.runs.stage_output(run_id, "replay")).stopped
     assert (len(tested) < len(gated_ids)) == bool(stopped), stopped
-    expected = 2 * len(tested) * repeats + 2 * settings.gate.extra_repeats * len(wanted)
+    expected = 2 * len(tested) * repeats + sum(extras.values())
     assert report.candidates > 1 and len(gated) == expected
     assert any(key[0] == "baseline" and key[1] in train for key in after)
 
@@ -194,6 +200,30 @@ def test_the_gated_replay_stops_once_the_evidence_promotes_after_every_regressio
     stopped = ReplayOutcome.model_validate(store.runs.stage_output(report.run_id, "replay")).stopped
     assert f"stopped after {len(first)} of {len(gated)} gated cases" in stopped and stopped in promoted.reasons
     assert promoted.n_cases == len(first) and promoted.evidence >= 1 / settings.gate.alpha
+
+
+def test_the_extra_repeats_stop_at_the_step_that_settles_the_night(world) -> None:
+    from nightloop.gate import gate_night
+    from nightloop.reproduction import check_reproduction, gate_cases
+
+    settings, store = world
+    settings = settings.model_copy(update={"gate": settings.gate.model_copy(update={"alpha": ALPHA})})
+    report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
+    cases = ReplaySetOutput.model_validate(store.runs.stage_output(report.run_id, "replay_set")).cases
+    results = store.runs.eval_results(report.run_id)
+    repeats, ids = settings.replay.repeats, [d.candidate_id for d in report.decisions]
+    steps = extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)
+    last = max(r.repeat for r in results)
+    assert repeats <= last < repeats + settings.gate.extra_repeats - 1, "the night needed no step, or every step"
+    [(first, _)] = [(first, count) for first, count in steps if first <= last < first + count]
+    cases = gate_cases(cases, check_reproduction(cases, results))
+
+    def verdict(rows) -> str:
+        gate = gate_night(rows, cases, ids, settings.gate, repeats=repeats)
+        return next(d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id)
+
+    # Promoted with the last step's pairs, not yet without them: the replay stopped at the first step that settled it.
+    assert verdict(results) == "promote" and verdict([r for r in results if r.repeat < first]) == "hold"
 
 
 def test_report_json_per_night(night_one) -> None:

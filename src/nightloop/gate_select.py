@@ -14,7 +14,7 @@ from statistics import fmean
 from nightloop.models import BASELINE, EvalResult, ReplayCase
 from nightloop.paired_tests import ArmTally
 
-__all__ = ["Arm", "Selection", "discordant_cases", "group_by_arm", "is_gated", "is_train", "select_challenger", "testing_batches"]
+__all__ = ["Arm", "Selection", "discordant_cases", "extra_rounds", "group_by_arm", "is_gated", "is_train", "select_challenger", "testing_batches"]
 
 
 def is_train(case: ReplayCase) -> bool:
@@ -40,6 +40,15 @@ def testing_batches(gated: Sequence[ReplayCase], size: int) -> list[list[ReplayC
     batches = [regression + holdout[:size]]
     batches += [holdout[start : start + size] for start in range(size, len(holdout), size)]
     return batches
+
+
+def extra_rounds(repeats: int, extra: int, step: int) -> list[tuple[int, int]]:
+    """The extra paired repeats in the order they are added: (first repeat, how many), ``step`` at a time (0: all at once).
+
+    Between rounds the replay asks whether tonight's verdict is settled: the e-process may be looked at after every bet.
+    """
+    step = step if step > 0 else extra
+    return [(repeats + start, min(step, extra - start)) for start in range(0, extra, step)] if extra else []
 
 
 # --- choosing the night's challenger on train cases ---

@@ -24,7 +24,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
-    from nightloop.gate_select import discordant_cases, testing_batches
+    from nightloop.gate_select import discordant_cases, extra_rounds, testing_batches
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -76,20 +76,26 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         gated = [c for c in replay_set.cases if not is_train(c)]
         arms = {k: v for k, v in templates.items() if k in (BASELINE, chosen.challenger_id)}
         gate = night.settings.gate
+        # Looking between batches and between extra repeats is safe only for the e-process (evidence = "nights").
         batches = testing_batches(gated, gate.batch_cases if gate.evidence == "nights" else 0)
+        extra_step = gate.extra_step if gate.evidence == "nights" else 0
         for number, batch in enumerate(batches, 1):
             phases.append(replay("gated", batch, arms))
+            verdict = None
             if gate.extra_repeats and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
                 # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
-                done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
                 # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
                 results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
                 wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, repeats))
                 wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
-                phases.append(replay("extra repeats", [c for c in batch if c.id in wanted], arms, gate.extra_repeats))
+                for first, count in extra_rounds(repeats, gate.extra_repeats, extra_step):
+                    done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
+                    if phases[-1].budget_exhausted or (verdict := _settled(night, replay_set, candidates, carried.prior)):
+                        break
+                    phases.append(replay("extra repeats", [c for c in batch if c.id in wanted], arms, count, first))
             if phases[-1].budget_exhausted:
                 break
-            if number < len(batches) and (verdict := _settled(night, replay_set, candidates, carried.prior)):
+            if number < len(batches) and (verdict := verdict or _settled(night, replay_set, candidates, carried.prior)):
                 tested = sum(len(b) for b in batches[:number])
                 stopped = f"the replay stopped after {tested} of {len(gated)} gated cases: tonight's verdict was already {verdict}"
                 night.say("replay", stopped)
@@ -118,8 +124,9 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
 def _settled(night: Night, replay_set: ReplaySetOutput, candidates: list, prior) -> str | None:
     """``promote`` or ``reject`` when tonight's evidence so far already decides the challenger, else None.
 
-    Safe to ask after every batch: the e-process is a test supermartingale, so stopping when it crosses its bar
-    keeps Ville's bound, and every regression case is in the first batch, so the harm test has read them all.
+    Safe to ask after every batch and every step of extra repeats: the e-process is a test supermartingale, so
+    stopping when it crosses its bar keeps Ville's bound, and every regression case is in the first batch, so the
+    harm test has read them all.
     """
     from nightloop.stages.gate import tonight_gate
 
