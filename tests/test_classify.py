@@ -482,6 +482,48 @@ def test_repeated_request_flags_exactly_what_difflib_ratio_flags(
     assert [f.turn for f in found if "repeated request" in f.evidence] == ([3] if reference else [])
 
 
+
+_CORRECTION_PHRASES = (
+    "your answer is wrong", "not what I asked", "That's not right", "you misunderstood", "I asked for the price",
+    "as I said", "way too long", "das ist falsch", "ich meinte", "c'est faux", "j’ai demandé", "eso está mal", "No, the blue one",
+)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(_CORRECTION_PHRASES),
+            st.text(alphabet=st.characters(codec="ascii"), max_size=40),
+            st.text(max_size=20),  # any Unicode: the case-blind search stays in charge of it
+        ),
+        max_size=5,
+    ),
+    st.lists(st.booleans(), max_size=60),
+)
+def test_the_correction_prefilter_never_changes_what_the_detector_finds(pieces: list[str], upper: list[bool]) -> None:
+    """The ASCII prefilter (lowercase, then a case-sensitive search) agrees with the case-blind one, and the detector
+    finds exactly what it finds when every pattern is tried on every turn."""
+    from unittest import mock
+
+    from nightloop.detectors import corrections as module
+
+    text = "".join(c.upper() if i < len(upper) and upper[i] else c for i, c in enumerate(" ".join(pieces)))
+    assert module._may_correct(text) == (module._ANY_CORRECTION.search(text) is not None)
+    c = conv(("user", "How much is the mug?"), ("assistant", "It costs 11 EUR."), ("user", text))
+    with mock.patch.object(module, "_may_correct", lambda _text: True):
+        unfiltered = detect("user_correction", c)
+    assert detect("user_correction", c) == unfiltered
+
+
+def test_the_correction_patterns_have_no_upper_case_letter_for_the_case_sensitive_prefilter() -> None:
+    import re
+
+    from nightloop.detectors.corrections import _ANY_CORRECTION_LOWER
+
+    assert not re.findall(r"[A-Z]", re.sub(r"\\.", "", _ANY_CORRECTION_LOWER.pattern))
+
+
 # --- real data ---
 
 

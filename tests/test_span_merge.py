@@ -139,6 +139,23 @@ def test_a_system_prompt_rendered_per_call_and_a_re_sent_span_do_not_repeat_the_
     assert conversation.metadata["input_tokens"] == 20  # each span counted once
 
 
+
+def test_a_span_re_sent_with_other_content_in_one_batch_keeps_its_first_copy(tmp_path: Path) -> None:
+    """The first copy wins, also for which conversation the trace is: a later copy naming one changes nothing."""
+    first = _span("s1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!")
+    first["attributes"] = [a for a in first["attributes"] if a["key"] != "gen_ai.conversation.id"]
+    again = json.loads(json.dumps(first))
+    again["attributes"].append({"key": "gen_ai.conversation.id", "value": {"stringValue": "named-later"}})
+    found = []
+    for name, spans in (("once", [first]), ("twice", [first, again])):
+        (tmp_path / name).mkdir()
+        path = tmp_path / name / "spans.json"
+        path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}))
+        with Store(tmp_path / name / "s.db") as store:
+            stats = ingest(store, [str(path)])
+            found.append(([c.id for c in store.conversations.iter_conversations()], stats.ingested))
+    assert found[1] == found[0] and found[0][0] != ["named-later"]
+
 def test_evaluation_events_expected_answers_and_unnamed_prompts(tmp_path: Path) -> None:
     """Feedback from a gen_ai.evaluation.result event, expected answers from nightloop.expected; adopt counts unnamed ones."""
     from typer.testing import CliRunner
@@ -213,6 +230,21 @@ def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) ->
     assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
     assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier
 
+
+
+def test_worker_processes_start_from_a_fresh_interpreter_forked_from_a_server(monkeypatch) -> None:
+    """Workers inherit none of the ingesting process's state; on Linux they are forked from multiprocessing's fork
+    server, which imported nightloop once (spawning imported it again in every worker)."""
+    from functools import partial
+
+    from nightloop import span_workers
+
+    monkeypatch.setattr(span_workers, "MIN_CONVERSATIONS", -1)
+    read_back = partial(eval, "__import__('nightloop.span_workers').span_workers.MIN_CONVERSATIONS")
+    with span_workers.Workers(1) as workers:
+        assert workers.executor is not None
+        assert list(workers.map(read_back, [()])) == [10_000]
+    assert span_workers.worker_context().get_start_method() == "forkserver"
 
 def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
     """A large OTLP file of one export per line is parsed in the workers, a chunk of lines at a time: the same

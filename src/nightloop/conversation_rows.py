@@ -45,16 +45,17 @@ class StoredForm:
         return (self.id, self.prompt_name, self.prompt_version, utc_text(self.started_at), ended, self.status, self.json, ingested_at)
 
 
-def stored_form(conversation: Conversation, failures: list[Failure] | None = None) -> StoredForm:
-    """``conversation`` (put under its storage id) as the store writes it."""
-    conversation = with_storage_id(conversation)
+def stored_form(conversation: Conversation, failures: list[Failure] | None = None, json: str | None = None) -> StoredForm:
+    """``conversation`` (put under its storage id) as the store writes it; ``json``: its JSON, when the caller has it
+    (``sources.base.conversation_and_json``), used if the storage id is its own id."""
+    stored = with_storage_id(conversation)
     return StoredForm(
-        id=conversation.id,
-        prompt_name=conversation.prompt_name,
-        prompt_version=conversation.prompt_version,
-        started_at=conversation.started_at,
-        ended_at=conversation.ended_at,
-        status=conversation.outcome.status,
-        json=conversation.model_dump_json(),
+        id=stored.id,
+        prompt_name=stored.prompt_name,
+        prompt_version=stored.prompt_version,
+        started_at=stored.started_at,
+        ended_at=stored.ended_at,
+        status=stored.outcome.status,
+        json=json if json is not None and stored is conversation else stored.model_dump_json(),
         failures=failures,
     )

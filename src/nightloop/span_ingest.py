@@ -34,13 +34,22 @@ def _trace_of(span: Span) -> str:
     return span.trace_id or f"span:{span.span_id}"
 
 
-def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], stats: IngestStats) -> tuple[set[str], set[str]]:
+def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], stats: IngestStats) -> tuple[set[str], set[str], dict[str, set[str]]]:
     """Write spans (and rows of spans read by workers) in batches, and quarantined records; returns (traces seen,
-    traces that got new spans)."""
+    traces that got new spans, those of them wholly in one batch with their conversations: no rekey needed)."""
     seen: set[str] = set()
     changed: set[str] = set()
+    whole: dict[str, set[str]] = {}
     batch: list[Span] = []
     quarantined: list[Quarantined] = []
+
+    def added(result: tuple[set[str], int, dict[str, set[str]]]) -> None:
+        traces, _, wholly = result
+        for trace in traces & changed:  # a trace that got spans before, in an earlier batch
+            whole.pop(trace, None)
+        whole.update((trace, conversations) for trace, conversations in wholly.items() if trace not in changed)
+        changed.update(traces)
+
     for item in items:
         if isinstance(item, Quarantined):
             quarantined.append(item)
@@ -50,17 +59,17 @@ def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], st
             continue
         if isinstance(item, SpanRows):
             seen.update(trace or f"span:{span}" for trace, span, *_ in item.rows)
-            changed |= store.spans.add_rows(item.rows)[0]
+            added(store.spans.add_rows(item.rows))
             continue
         seen.add(_trace_of(item))
         batch.append(item)
         if len(batch) >= SPAN_BATCH:
-            changed |= store.spans.add(batch)[0]
+            added(store.spans.add(batch))
             batch = []
     if batch:
-        changed |= store.spans.add(batch)[0]
+        added(store.spans.add(batch))
     store.conversations.add_quarantined(quarantined, stats)
-    return seen, changed
+    return seen, changed, whole
 
 
 def ingest_spans(
@@ -104,8 +113,9 @@ def ingest_span_items(
     """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store.
 
     ``workers``: the ingest's running worker processes, to rebuild in (default: :func:`span_workers.chunk_builder` decides)."""
-    seen, changed = store_spans(store, items, stats)
-    touched, moved = store.spans.rekey(changed)
+    seen, changed, whole = store_spans(store, items, stats)
+    touched, moved = store.spans.rekey(changed - whole.keys())  # a trace wholly in one batch is keyed already
+    touched.update(conversation for conversations in whole.values() for conversation in conversations)
     stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
     renamed = {after for after, befores in moved.items() if any(store.conversations.exists(before) for before in befores)}
     remerge(store, sorted(touched), stats, on_batch, window, limit, renamed, classifying, workers)

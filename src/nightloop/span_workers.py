@@ -1,9 +1,9 @@
 """Conversations rebuilt from their stored spans, and classified, in worker processes: a large span ingest uses every core.
 
 Merging spans and running the rule detectors is most of a span ingest's CPU time and needs nothing but the spans, so
-it runs in a process pool (spawned: no state is inherited) while the ingesting process stays the store's only writer
-(SQLite has one). Workers get each chunk's spans as their stored JSON and send back each conversation under its
-storage id, as the store writes it, with the failures the detectors found (``conversation_rows.StoredForm``: the
+it runs in a process pool (from a fresh interpreter: no state is inherited, see :func:`worker_context`) while the
+ingesting process stays the store's only writer (SQLite has one). Workers get each chunk's spans as their stored JSON
+and send back each conversation under its storage id, as the store writes it, with the failures the detectors found (``conversation_rows.StoredForm``: the
 ingesting process neither validates it again nor serialises it). Small ingests, and machines with no idle core, build in-process; a pool
 that cannot start or breaks (a daemonic parent, a killed worker) costs only speed: that chunk is built in-process.
 """
@@ -27,10 +27,10 @@ from nightloop.models import Conversation, Quarantined
 from nightloop.redact import with_storage_id
 from nightloop.sources.base import LineTooLong, Record, guard_file, read_lines
 from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one_export_per_line
-from nightloop.sources.span_merge import build_conversation
+from nightloop.sources.span_merge import build_conversation_json
 from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows"]
+__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context"]
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,14 @@ def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Buil
         if not texts:
             built.append((conversation_id, None))
             continue
-        record = build_conversation(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
+        record, dumped = build_conversation_json(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
         if config is not None and isinstance(record, Conversation):
-            record = with_storage_id(record)
+            stored = with_storage_id(record)
             try:
-                failures = classify_conversation(record, config, detectors)
+                failures = classify_conversation(stored, config, detectors)
             except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
                 failures = None
-            record = stored_form(record, failures)
+            record = stored_form(stored, failures, dumped if stored is record else None)  # its JSON, written to check it
         built.append((conversation_id, record))
     return built
 
@@ -97,7 +97,7 @@ class Workers:
     """Spawned worker processes one ingest shares for reading its span files and rebuilding its conversations.
 
     ``count`` processes (a pool that cannot start leaves ``executor`` None: everything runs in-process). Use as a
-    context manager: the processes end with it.
+    context manager: the processes end with it (the fork server they are forked from stays for the next ingest).
     """
 
     def __init__(self, count: int) -> None:
@@ -107,7 +107,7 @@ class Workers:
     def __enter__(self) -> Workers:
         if self.count > 0:
             try:
-                self.executor = ProcessPoolExecutor(self.count, mp_context=multiprocessing.get_context("spawn"))
+                self.executor = ProcessPoolExecutor(self.count, mp_context=worker_context())
             except Exception as exc:  # noqa: BLE001 - e.g. no semaphores: build in-process
                 log.warning("span ingest workers could not start (%s); working in-process", exc)
         return self
@@ -147,6 +147,20 @@ class Workers:
             except Exception as exc:  # noqa: BLE001 - a killed worker costs only this item's speed
                 log.warning("a span ingest worker failed (%s); doing its part in-process", exc)
         return function(*item)
+
+
+def worker_context() -> multiprocessing.context.BaseContext:
+    """How worker processes start: from a fresh interpreter either way, so none inherits the ingesting process's state.
+
+    A fork server where the platform has one: it imports nightloop (and the main module) once and forks each worker
+    from itself, where spawning imported them again in every worker (0.5 CPU s each, measured). Elsewhere: spawn.
+    The preload list is the fork server's (one per process): it only names what every worker imports anyway.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])
+    return context
 
 
 class WorkerPool:

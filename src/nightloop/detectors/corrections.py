@@ -65,6 +65,17 @@ _CORRECTIONS: list[tuple[re.Pattern[str], float]] = [
 
 #: One search for "does any correction pattern match": most user turns match none, and then one scan replaces twenty.
 _ANY_CORRECTION = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _CORRECTIONS), re.IGNORECASE)
+#: The same search without IGNORECASE, for lowercased ASCII text: matching case-blind costs twice as much per character.
+#: The patterns' letters are all lower case (a test checks), and ASCII text has none of the non-ASCII letters that
+#: match an ASCII one case-blind (the Kelvin sign, the long s), so both searches find the same.
+_ANY_CORRECTION_LOWER = re.compile(_ANY_CORRECTION.pattern)
+
+
+def _may_correct(text: str) -> bool:
+    """Whether any correction pattern matches ``text`` (``_ANY_CORRECTION.search``, twice as fast on ASCII text)."""
+    if text.isascii():
+        return _ANY_CORRECTION_LOWER.search(text.lower()) is not None
+    return _ANY_CORRECTION.search(text) is not None
 
 
 
@@ -141,7 +152,7 @@ class UserCorrectionDetector:
 
     def _correction(self, message: Message, previous: Message) -> tuple[str, float] | None:
         text = message.text[:CORRECTION_SCAN_CHARS]
-        hits = [(p.search(text), c) for p, c in _CORRECTIONS] if _ANY_CORRECTION.search(text) else []
+        hits = [(p.search(text), c) for p, c in _CORRECTIONS] if _may_correct(text) else []
         best = max(((m, c) for m, c in hits if m), key=lambda hit: hit[1], default=None)
         if best:
             match, confidence = best

@@ -27,6 +27,7 @@ __all__ = [
     "Window",
     "as_utc",
     "conversation_from_json",
+    "conversation_and_json",
     "conversation_from_object",
     "excerpt",
     "explain_invalid",
@@ -319,19 +320,24 @@ def explain_invalid(obj: Any, exc: ValidationError | None = None) -> str:
 
 def conversation_from_object(obj: Any, source: str, locator: str, raw: bytes | str) -> Record:
     """A parsed JSON value -> Conversation, or Quarantined with the reason."""
+    return conversation_and_json(obj, source, locator, raw)[0]
+
+
+def conversation_and_json(obj: Any, source: str, locator: str, raw: bytes | str) -> tuple[Record, str | None]:
+    """:func:`conversation_from_object` and the conversation's JSON (written anyway, to check it; None if quarantined)."""
     problem = _structure_problem(obj)
     if problem is None and too_deep(obj):
         problem = NESTED_TOO_DEEPLY
     if problem is not None:
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=problem)
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=problem), None
     try:
         conversation = Conversation.model_validate(obj)
-        conversation.model_dump_json()  # what the store will write: a lone surrogate only fails here
+        dumped = conversation.model_dump_json()  # what the store will write: a lone surrogate only fails here
     except ValidationError as exc:
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=explain_invalid(obj, exc))
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=explain_invalid(obj, exc)), None
     except Exception as exc:  # noqa: BLE001 - pydantic's serialisation error wraps the UnicodeEncodeError
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=unreadable_reason(exc))
-    return conversation
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=unreadable_reason(exc)), None
+    return conversation, dumped
 
 
 #: Python refuses to turn longer digit strings into numbers (``sys.set_int_max_str_digits``).

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
 
 __all__ = ["dumps", "loads"]
 
-#: Digits become "0", so 19 digits in a row (maybe a number orjson would read as a float: it reads integers in
-#: [-2**63, 2**64) exactly, 2**64 has 20 digits and -2**63 - 1 has 19; maybe part of a string) are found by one
-#: ``bytes.find``: a regex scan costs as much as the parse it guards.
+#: Digits become "0" and JSON's whitespace goes, so a number token of 20 or more digits (maybe one orjson would read
+#: as a float: it reads integers in [-2**63, 2**64) exactly, and 2**64 has 20 digits), or a negative one of 19, is a run
+#: of zeros after ``:``, ``[`` or ``,`` (or the start), or after ``-``: a few ``bytes`` searches find it. One in a string
+#: may match too; that text is only read the slower way. (A Python loop over each run of digits cost as much as the
+#: parse it guards: nanosecond timestamps have 19.)
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_JSON_SPACE = b" \t\r\n"
 _NINETEEN_DIGITS = b"0" * 19
-_DIGIT_RUN = re.compile(b"0+")
+_LONG_AFTER = (b":" + b"0" * 20, b"[" + b"0" * 20, b"," + b"0" * 20, b"-" + _NINETEEN_DIGITS)
 
 
 #: Types orjson would write its own way; the standard library writes them with ``default=str``.
@@ -42,24 +44,10 @@ def loads(text: str | bytes) -> Any:
 def _has_long_integer(text: str | bytes) -> bool:
     """Whether ``text`` may hold an integer orjson reads as a float: a number token (a JSON value starts the text or
     follows ``:``, ``[``, ``,``) of 20 or more digits, or a negative one of 19."""
-    data = (text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)).translate(_DIGITS_TO_ZERO)
-    at = data.find(_NINETEEN_DIGITS)
-    while at >= 0:
-        end = _DIGIT_RUN.match(data, at).end()
-        before = _skip_space_back(data, at - 1)
-        negative = before >= 0 and data[before] == ord("-")
-        if negative:
-            before = _skip_space_back(data, before - 1)
-        if (before < 0 or data[before] in b":[,") and (end - at >= 20 or negative):
-            return True
-        at = data.find(_NINETEEN_DIGITS, end)  # past this run of digits
-    return False
-
-
-def _skip_space_back(data: bytes, at: int) -> int:
-    while at >= 0 and data[at] in b" \t\r\n":
-        at -= 1
-    return at
+    data = (text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)).translate(_DIGITS_TO_ZERO, _JSON_SPACE)
+    if _NINETEEN_DIGITS not in data:
+        return False
+    return data.startswith(b"0" * 20) or any(pattern in data for pattern in _LONG_AFTER)
 
 
 def dumps(value: Any) -> str:

@@ -8,13 +8,13 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from nightloop.models import Quarantined, canonical_json
-from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, conversation_from_object, excerpt
+from nightloop.sources.base import NESTED_TOO_DEEPLY, Record, conversation_and_json, excerpt
 from nightloop.sources.genai_layouts import CallMessages, ParsedHistory, call_messages, is_model_call
 
 if TYPE_CHECKING:
     from nightloop.sources.spans import Span
 
-__all__ = ["build_conversation", "comparable", "merge_calls", "model_calls"]
+__all__ = ["build_conversation", "build_conversation_json", "comparable", "merge_calls", "model_calls"]
 
 PROMPT_NAME_KEYS = ("nightloop.prompt_name", "gen_ai.prompt.name", "gen_ai.agent.name")
 PROMPT_VERSION_KEYS = ("nightloop.prompt_version", "gen_ai.prompt.version")
@@ -224,25 +224,31 @@ def _version(value: Any) -> int | None:
 
 def build_conversation(key: str, spans: list[Span]) -> Record:
     """One conversation's spans -> Conversation, or Quarantined naming the layout; never raises."""
+    return build_conversation_json(key, spans)[0]
+
+
+def build_conversation_json(key: str, spans: list[Span]) -> tuple[Record, str | None]:
+    """:func:`build_conversation` and the conversation's JSON (``sources.base.conversation_and_json``)."""
     source = spans[0].source if spans else "spans"
     locator = f"{source}:conversation:{key}"
     try:
         return _build(key, spans, source, locator)
     except RecursionError:
-        return Quarantined(source=source, locator=locator, reason=NESTED_TOO_DEEPLY)
+        return Quarantined(source=source, locator=locator, reason=NESTED_TOO_DEEPLY), None
     except Exception as exc:  # noqa: BLE001 - an odd span must not stop the other conversations
-        return Quarantined(source=source, locator=locator, reason=f"unexpected span content: {type(exc).__name__}: {exc}")
+        return Quarantined(source=source, locator=locator, reason=f"unexpected span content: {type(exc).__name__}: {exc}"), None
 
 
-def _build(key: str, spans: list[Span], source: str, locator: str) -> Record:
+def _build(key: str, spans: list[Span], source: str, locator: str) -> tuple[Record, str | None]:
     spans = sorted(spans, key=lambda s: (s.start_ns, s.end_ns, s.span_id))
     try:
         calls = model_calls(spans)
         messages = merge_calls([call for _, call in calls])
     except (ValueError, TypeError, AttributeError) as exc:  # ValueError includes json.JSONDecodeError
-        return Quarantined(source=source, locator=locator, reason=f"unreadable GenAI messages: {exc}")
+        return Quarantined(source=source, locator=locator, reason=f"unreadable GenAI messages: {exc}"), None
     if not messages:
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(canonical_json(spans[0].attributes)), reason=_no_content_reason(spans, calls))
+        quarantined = Quarantined(source=source, locator=locator, raw_excerpt=excerpt(canonical_json(spans[0].attributes)), reason=_no_content_reason(spans, calls))
+        return quarantined, None
     obj = {
         "id": key,
         "prompt_name": _first(spans, PROMPT_NAME_KEYS),
@@ -254,10 +260,10 @@ def _build(key: str, spans: list[Span], source: str, locator: str) -> Record:
         "outcome": _outcome(spans, calls),
         "metadata": _metadata(spans, calls),
     }
-    record = conversation_from_object(obj, source, locator, "")
+    record, dumped = conversation_and_json(obj, source, locator, "")
     if isinstance(record, Quarantined):  # the excerpt costs a dump of the messages: only for a record that needs one
         record = record.model_copy(update={"raw_excerpt": excerpt(canonical_json(messages))})
-    return record
+    return record, dumped
 
 
 def _no_content_reason(spans: list[Span], calls: list[tuple[Span | None, CallMessages]]) -> str:

@@ -9,6 +9,7 @@ call whose content is in log events ``log_chain_key``), else the trace id.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
 import sqlite_utils
@@ -49,21 +50,36 @@ def _ids_json(ids: Iterable[str]) -> str:
     return json.dumps(list(ids))
 
 
+def _whole_traces(rows: Sequence[SpanRow], fresh: dict[tuple[str, str], tuple], stored: set[tuple[str, str]]) -> dict[str, set[str]]:
+    """The traces of ``rows`` that are wholly in them, each with its conversations (see :meth:`SpanRepo.add`)."""
+    partial = {trace for trace, _ in stored} | {trace for trace, span, *_ in rows if not trace or span.startswith("log:")}
+    if len(fresh) < len(rows):  # a span re-sent within the batch: its trace takes the rekey's path
+        kept = Counter(trace for trace, _ in fresh)
+        partial |= {trace for trace, sent in Counter(row[0] for row in rows).items() if sent > kept[trace]}
+    whole: dict[str, set[str]] = {}
+    for trace, _, conversation, *_ in fresh.values():
+        if trace not in partial:
+            whole.setdefault(trace, set()).add(conversation)
+    return whole
+
+
 class SpanRepo:
     """Spans by conversation; every write is one transaction per call."""
 
     def __init__(self, db: sqlite_utils.Database) -> None:
         self.db = db
 
-    def add(self, spans: Sequence[Span]) -> tuple[set[str], int]:
-        """Store new spans (a stored ``(trace_id, span_id)`` is skipped); returns (traces that got new spans, new span count).
+    def add(self, spans: Sequence[Span]) -> tuple[set[str], int, dict[str, set[str]]]:
+        """Store new spans (a stored ``(trace_id, span_id)`` is skipped); returns (traces that got new spans, new span
+        count, the traces whose every span came in this batch: trace -> its conversations).
 
         A span's conversation is already its trace's when the batch holds the span that names it, so :meth:`rekey`
-        seldom has to move one.
+        seldom has to move one, and a trace wholly in one batch (no span stored before, none twice in the batch, no log
+        record: those are chained from all of them) not at all, unless a later batch adds to it.
         """
         return self.add_rows(span_rows(spans))
 
-    def add_rows(self, rows: Sequence[SpanRow]) -> tuple[set[str], int]:
+    def add_rows(self, rows: Sequence[SpanRow]) -> tuple[set[str], int, dict[str, set[str]]]:
         """:meth:`add` for spans already turned into rows (:func:`span_rows`, e.g. in a worker process)."""
         conn = self.db.conn
         with transaction(self.db):
@@ -80,7 +96,7 @@ class SpanRepo:
             conn.executemany(
                 "insert into spans (trace_id, span_id, conversation_id, explicit_key, start_ns, json, chain_key) values (?, ?, ?, ?, ?, ?, ?)", list(fresh.values())
             )
-        return {trace or f"span:{span}" for trace, span in fresh}, len(fresh)
+        return {trace or f"span:{span}" for trace, span in fresh}, len(fresh), _whole_traces(rows, fresh, stored)
 
     def conversations_of(self, traces: Iterable[str]) -> set[str]:
         """The conversations the spans of these traces belong to now (``span:<id>``: a span without a trace id)."""
