@@ -139,7 +139,6 @@ def test_a_system_prompt_rendered_per_call_and_a_re_sent_span_do_not_repeat_the_
     assert conversation.metadata["input_tokens"] == 20  # each span counted once
 
 
-
 def test_a_span_re_sent_with_other_content_in_one_batch_keeps_its_first_copy(tmp_path: Path) -> None:
     """The first copy wins, also for which conversation the trace is: a later copy naming one changes nothing."""
     first = _span("s1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!")
@@ -155,6 +154,7 @@ def test_a_span_re_sent_with_other_content_in_one_batch_keeps_its_first_copy(tmp
             stats = ingest(store, [str(path)])
             found.append(([c.id for c in store.conversations.iter_conversations()], stats.ingested))
     assert found[1] == found[0] and found[0][0] != ["named-later"]
+
 
 def test_evaluation_events_expected_answers_and_unnamed_prompts(tmp_path: Path) -> None:
     """Feedback from a gen_ai.evaluation.result event, expected answers from nightloop.expected; adopt counts unnamed ones."""
@@ -229,7 +229,6 @@ def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) ->
     monkeypatch.setattr(span_workers.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert span_workers.auto_workers(10 * span_workers.MIN_CONVERSATIONS) == 0
     assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier
-
 
 
 def test_worker_processes_start_from_a_fresh_interpreter_forked_from_a_server(monkeypatch) -> None:
