@@ -34,7 +34,7 @@ def _state(store: Store) -> tuple[dict, list]:
     return conversations, failures
 
 
-def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool = False) -> tuple[tuple[dict, list], list]:
+def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool = False, workers: int | None = None) -> tuple[tuple[dict, list], list]:
     """Each part a file; ingested one by one (or as the arguments of one ingest)."""
     files = []
     for index, lines in enumerate(parts):
@@ -42,7 +42,7 @@ def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool =
         path.write_text("".join(line + "\n" for line in lines))
         files.append(str(path))
     with Store(workdir / "store.db") as store:
-        stats = [ingest(store, files)] if as_arguments else [ingest(store, [f]) for f in files]
+        stats = [ingest(store, files, workers=workers)] if as_arguments else [ingest(store, [f], workers=workers) for f in files]
         return _state(store), stats
 
 
@@ -214,6 +214,68 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
     assert pooled == in_process and pooled[0].keys() == expected[0].keys() | {next(k for k in pooled[0] if k.startswith("private-"))}
     assert [(s.ingested, s.updated, s.duplicates, s.failures) for s in pool_stats] == [(s.ingested, s.updated, s.duplicates, s.failures) for s in in_process_stats]
     assert pool_stats[0].failures.get("user_correction") == 1 and pool_stats[1].updated == 1
+
+
+def _counts(stats: list) -> list[tuple]:
+    return [(s.ingested, s.updated, s.duplicates, s.quarantined, s.failures, sorted(s.new_ids)) for s in stats]
+
+
+def _threads_for_workers(monkeypatch) -> None:
+    """Span workers as threads of this process: the same code paths as worker processes, without their start-up."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nightloop import span_workers
+
+    monkeypatch.setattr(span_workers, "ProcessPoolExecutor", lambda count, mp_context: ThreadPoolExecutor(count))
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_conversations_built_while_reading_are_those_a_rebuild_gives(whole, data, monkeypatch) -> None:
+    """Workers build every conversation wholly in the chunk they read (span_ingest.OnePass); one whose spans come in
+    a later chunk or file of the ingest is withdrawn and rebuilt: however an export is cut into chunks and files, and
+    re-sent, the same conversations, failures and counts as one process."""
+    from nightloop import span_workers
+
+    _threads_for_workers(monkeypatch)
+    mode = data.draw(st.sampled_from(SPLIT_MODES), label="mode")
+    lines, expected = whole[mode]
+    cut = data.draw(st.integers(min_value=0, max_value=len(lines)), label="cut")
+    start = data.draw(st.integers(min_value=0, max_value=len(lines) - 1), label="re-sent from")
+    parts = [lines[:cut], lines[cut:]] + ([lines[start:]] if data.draw(st.booleans(), label="re-send") else [])
+    as_arguments = data.draw(st.booleans(), label="as_arguments")
+    monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", data.draw(st.sampled_from([1, 4000, 20_000, 1 << 20]), label="chunk bytes"))
+    found = []
+    for workers in (0, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            found.append(_ingest_parts(parts, Path(tmp), as_arguments=as_arguments, workers=workers))
+    assert found[1][0] == found[0][0] == expected
+    assert _counts(found[1][1]) == _counts(found[0][1])
+
+
+def test_a_conversation_built_while_reading_is_rebuilt_when_a_later_file_brings_more_of_it(whole, tmp_path: Path, monkeypatch) -> None:
+    """Built with its chunk, a conversation is stored at once; its last span in the ingest's next file withdraws it,
+    uncounted, and it is rebuilt from all its spans: stored, counted and classified once, as one process does it."""
+    from nightloop import span_ingest
+    from nightloop.store.conversations import ConversationRepo
+
+    _threads_for_workers(monkeypatch)
+    rebuilt: list[list[str]] = []
+    withdrawn: list[list[str]] = []
+    real_remerge, real_withdraw = span_ingest.remerge, ConversationRepo.withdraw
+    monkeypatch.setattr(span_ingest, "remerge", lambda store, ids, *rest: real_remerge(store, rebuilt.append(list(ids)) or rebuilt[-1], *rest))
+    monkeypatch.setattr(ConversationRepo, "withdraw", lambda self, ids, stats: real_withdraw(self, withdrawn.append(list(ids)) or withdrawn[-1], stats))
+    lines, expected = whole[("openai_v2", "span_only")]
+    last = next(i for i, line in enumerate(lines) if "No, I asked for the price in euros" in line and "gen_ai.output.messages" in line)
+    parts = [lines[:last] + lines[last + 1 :], [lines[last]]]
+    (tmp_path / "one").mkdir()
+    state, stats = _ingest_parts(parts, tmp_path / "one", as_arguments=True, workers=0)
+    rebuilt.clear()
+    (tmp_path / "read").mkdir()
+    pooled, pooled_stats = _ingest_parts(parts, tmp_path / "read", as_arguments=True, workers=2)
+    assert pooled == state == expected and _counts(pooled_stats) == _counts(stats)
+    assert withdrawn == [["correction"]] and set(rebuilt[0]) & expected[0].keys() == {"correction"}  # the others: built while reading
+    assert pooled_stats[0].failures.get("user_correction") == 1
 
 
 def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:

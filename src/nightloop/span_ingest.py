@@ -18,13 +18,13 @@ from nightloop.conversation_rows import StoredForm
 from nightloop.models import Conversation, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
 from nightloop.sources.spans import Span, SpanSource
-from nightloop.span_workers import SpanRows, Workers, chunk_builder, read_spans, workers_for
+from nightloop.span_workers import Building, SpanRows, Workers, chunk_builder, read_spans, workers_for
 
 if TYPE_CHECKING:
     from nightloop.store import Store
     from nightloop.store.conversations import OnBatch
 
-__all__ = ["Classifying", "ingest_span_items", "ingest_spans", "remerge", "store_spans"]
+__all__ = ["Classifying", "OnePass", "ingest_span_items", "ingest_spans", "remerge", "store_spans"]
 
 SPAN_BATCH = 2000
 CONVERSATION_BATCH = 500
@@ -34,9 +34,12 @@ def _trace_of(span: Span) -> str:
     return span.trace_id or f"span:{span.span_id}"
 
 
-def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], stats: IngestStats) -> tuple[set[str], set[str], dict[str, set[str]]]:
-    """Write spans (and rows of spans read by workers) in batches, and quarantined records; returns (traces seen,
-    traces that got new spans, those of them wholly in one batch with their conversations: no rekey needed)."""
+def store_spans(
+    store: Store, items: Iterable[Span | Quarantined | SpanRows], stats: IngestStats, one_pass: OnePass | None = None
+) -> tuple[set[str], set[str], dict[str, set[str]]]:
+    """Write spans (and rows of spans read by workers, with the conversations they built: ``one_pass``) in batches, and
+    quarantined records; returns (traces seen, traces that got new spans, those of them wholly in one batch with their
+    conversations: no rekey needed)."""
     seen: set[str] = set()
     changed: set[str] = set()
     whole: dict[str, set[str]] = {}
@@ -50,6 +53,12 @@ def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], st
         whole.update((trace, conversations) for trace, conversations in wholly.items() if trace not in changed)
         changed.update(traces)
 
+    def add(spans: list[Span]) -> None:
+        result = store.spans.add(spans)
+        if one_pass is not None:
+            one_pass.spoil(result)
+        added(result)
+
     for item in items:
         if isinstance(item, Quarantined):
             quarantined.append(item)
@@ -59,17 +68,68 @@ def store_spans(store: Store, items: Iterable[Span | Quarantined | SpanRows], st
             continue
         if isinstance(item, SpanRows):
             seen.update(trace or f"span:{span}" for trace, span, *_ in item.rows)
-            added(store.spans.add_rows(item.rows))
+            added(one_pass.add(item) if one_pass is not None else store.spans.add_rows(item.rows))
             continue
         seen.add(_trace_of(item))
         batch.append(item)
         if len(batch) >= SPAN_BATCH:
-            added(store.spans.add(batch))
+            add(batch)
             batch = []
     if batch:
-        added(store.spans.add(batch))
+        add(batch)
     store.conversations.add_quarantined(quarantined, stats)
     return seen, changed, whole
+
+
+class OnePass:
+    """Stores the conversations workers built while reading (``SpanRows.built``) with their chunk's spans, so that most
+    conversations need no rebuild after the spans are in.
+
+    One is stored, as new, when its spans are all in its chunk (its traces wholly there) and none was stored before; if
+    a later batch brings more of its spans (a trace across chunks, late spans in another file of the ingest), it is
+    spoiled: :meth:`settle` withdraws it, uncounted, and the rebuild stores it from all its spans, as it would have.
+    """
+
+    def __init__(self, store: Store, stats: IngestStats, on_batch: OnBatch | None, building: Building | None) -> None:
+        self.store, self.stats, self.on_batch, self.building = store, stats, on_batch, building
+        self.written: dict[str, str] = {}  # conversation key -> its storage id
+        self.traces: dict[str, set[str]] = {}  # trace -> the written conversations it has spans in
+        self.spoiled: set[str] = set()
+
+    def add(self, item: SpanRows) -> tuple[set[str], int, dict[str, set[str]]]:
+        """Store a chunk's spans and, in the same transaction, those of its conversations that are wholly in it."""
+        store = self.store
+        with store.transaction():
+            keys = [key for key, _, _ in item.built]
+            before = store.spans.conversations_with_spans(keys) if keys else set()
+            result = store.spans.add_rows(item.rows)
+            self.spoil(result)
+            wholly = result[2]
+            built = [(key, traces, form) for key, traces, form in item.built if key not in before and all(t in wholly for t in traces)]
+            stored = store.conversations.where_and_when([form.id for _, _, form in built]).keys() if built else set()
+            built = [(key, traces, form) for key, traces, form in built if form.id not in stored]
+            if built:
+                store.conversations.upsert([form for _, _, form in built], self.stats, self.on_batch)
+        for key, traces, form in built:
+            self.written[key] = form.id
+            for trace in traces:
+                self.traces.setdefault(trace, set()).add(key)
+        if self.building is not None:
+            self.building.on = result[1] > 0  # a chunk of spans all stored already: the export is being re-sent
+        return result
+
+    def spoil(self, result: tuple[set[str], int, dict[str, set[str]]]) -> None:
+        """A batch stored after a written conversation brings more of its spans (by trace, or by conversation key)."""
+        traces, _, wholly = result
+        self.spoiled.update(key for trace in traces for key in self.traces.get(trace, ()))
+        self.spoiled.update(key for keys in wholly.values() for key in keys if key in self.written)
+
+    def settle(self, rekeyed: set[str]) -> set[str]:
+        """Withdraw the spoiled conversations (and those the rekey moved spans into or out of); returns the rest, done."""
+        spoiled = self.spoiled | (rekeyed & self.written.keys())
+        if spoiled:
+            self.store.conversations.withdraw([self.written[key] for key in spoiled], self.stats)
+        return self.written.keys() - spoiled
 
 
 def ingest_spans(
@@ -86,9 +146,11 @@ def ingest_spans(
     A large ingest reads its OTLP files and rebuilds its conversations in worker processes (``span_workers``).
     """
     sources = list(sources)
+    # Workers build the conversations of each chunk they read, unless only some are wanted (a window, a limit).
+    building = Building(classifying.config) if classifying is not None and window is None and limit is None else None
     with Workers(workers_for(sources, classifying.workers) if classifying is not None else 0) as workers:
-        items = (item for source in sources for item in read_spans(source, workers))
-        return ingest_span_items(store, items, stats, on_batch, window, limit, classifying, workers if workers.executor else None)
+        items = (item for source in sources for item in read_spans(source, workers, building))
+        return ingest_span_items(store, items, stats, on_batch, window, limit, classifying, workers if workers.executor else None, building)
 
 
 @dataclass
@@ -109,14 +171,19 @@ def ingest_span_items(
     limit: int | None = None,
     classifying: Classifying | None = None,
     workers: Workers | None = None,
+    building: Building | None = None,
 ) -> IngestStats:
     """Spans (and quarantined records) from anywhere, e.g. ``nightloop collect``'s requests, into the store.
 
-    ``workers``: the ingest's running worker processes, to rebuild in (default: :func:`span_workers.chunk_builder` decides)."""
-    seen, changed, whole = store_spans(store, items, stats)
+    ``workers``: the ingest's running worker processes, to rebuild in (default: :func:`span_workers.chunk_builder` decides);
+    ``building``: whether they build conversations as they read (:class:`OnePass`)."""
+    one_pass = OnePass(store, stats, on_batch, building)
+    seen, changed, whole = store_spans(store, items, stats, one_pass)
     touched, moved = store.spans.rekey(changed - whole.keys())  # a trace wholly in one batch is keyed already
+    done = one_pass.settle(touched)
     touched.update(conversation for conversations in whole.values() for conversation in conversations)
-    stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched)
+    touched -= done
+    stats.duplicates += len(store.spans.conversations_of(seen - changed) - touched - done)
     renamed = {after for after, befores in moved.items() if any(store.conversations.exists(before) for before in befores)}
     remerge(store, sorted(touched), stats, on_batch, window, limit, renamed, classifying, workers)
     return stats

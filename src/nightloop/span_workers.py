@@ -16,7 +16,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -30,7 +30,7 @@ from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one
 from nightloop.sources.span_merge import build_conversation_json
 from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
-__all__ = ["Built", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context"]
+__all__ = ["Building", "Built", "Prebuilt", "prebuild", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context"]
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,27 @@ Built = tuple[str, Record | StoredForm | None]
 Chunk = list[tuple[str, list[str]]]
 
 
+#: A conversation a worker built from one chunk's spans alone: (its key, the traces it has spans of, its stored form).
+Prebuilt = tuple[str, frozenset[str], StoredForm]
+
+
 @dataclass
 class SpanRows:
-    """Spans a worker read, as the rows to store (``store.spans.span_rows``)."""
+    """Spans a worker read, as the rows to store (``store.spans.span_rows``), and the conversations it built from them
+    (``built``: each one whose spans are all in this chunk, if none is stored already: the ingest decides, see
+    ``span_ingest.OnePass``)."""
 
     rows: list[SpanRow]
+    built: list[Prebuilt] = field(default_factory=list)
+
+
+@dataclass
+class Building:
+    """Whether workers build conversations while they read (one ingest's, updated as its chunks are stored: a re-sent
+    export, whose spans are all stored already, is not built again); ``config``: the rule detectors'."""
+
+    config: ClassifyConfig
+    on: bool = True
 
 
 class ChunkBuilder(Protocol):
@@ -70,18 +86,41 @@ def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Buil
     built: list[Built] = []
     detectors = make_detectors(config.detectors) if config is not None else None
     for conversation_id, texts in chunk:
-        if not texts:
-            built.append((conversation_id, None))
-            continue
-        record, dumped = build_conversation_json(conversation_id, sorted((Span.from_json(t) for t in texts), key=lambda s: (s.start_ns, s.span_id)))
-        if config is not None and isinstance(record, Conversation):
-            stored = with_storage_id(record)
-            try:
-                failures = classify_conversation(stored, config, detectors)
-            except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
-                failures = None
-            record = stored_form(stored, failures, dumped if stored is record else None)  # its JSON, written to check it
-        built.append((conversation_id, record))
+        spans = [Span.from_json(t) for t in texts]
+        built.append((conversation_id, _build(conversation_id, spans, config, detectors) if spans else None))
+    return built
+
+
+def _build(conversation_id: str, spans: list[Span], config: ClassifyConfig | None, detectors: list | None) -> Record | StoredForm:
+    """One conversation from all its spans; with ``config``, classified, as its :class:`StoredForm`."""
+    record, dumped = build_conversation_json(conversation_id, sorted(spans, key=lambda s: (s.start_ns, s.span_id)))
+    if config is None or not isinstance(record, Conversation):
+        return record
+    stored = with_storage_id(record)
+    try:
+        failures = classify_conversation(stored, config, detectors)
+    except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
+        failures = None
+    return stored_form(stored, failures, dumped if stored is record else None)  # its JSON, written to check it
+
+
+def prebuild(spans: list[Span], rows: list[SpanRow], config: ClassifyConfig) -> list[Prebuilt]:
+    """The conversations of a chunk's spans (keyed as ``rows`` key them), built and classified; none for a conversation
+    with a log record, a span without a trace id or a span sent twice in the chunk (they take the rebuild's path), nor
+    one that does not build (its quarantine note comes from the rebuild)."""
+    groups: dict[str, list[Span]] = {}
+    odd: set[str] = set()
+    sent: set[tuple[str, str]] = set()
+    for span, (trace, span_id, conversation, *_) in zip(spans, rows, strict=True):
+        if span.kind != "span" or not trace or (trace, span_id) in sent:
+            odd.add(conversation)
+        sent.add((trace, span_id))
+        groups.setdefault(conversation, []).append(span)
+    detectors = make_detectors(config.detectors)
+    built: list[Prebuilt] = []
+    for conversation, group in groups.items():
+        if conversation not in odd and isinstance(form := _build(conversation, group, config, detectors), StoredForm):
+            built.append((conversation, frozenset(s.trace_id for s in group), form))
     return built
 
 
@@ -197,25 +236,28 @@ def auto_workers(conversations: int) -> int:
     return idle_workers() if conversations >= MIN_CONVERSATIONS else 0
 
 
-def read_spans(source: SpanSource, workers: Workers) -> Iterator[Span | Quarantined | SpanRows]:
-    """A source's spans; the lines of an OTLP file of one export per line are parsed in ``workers``, a chunk at a time."""
+def read_spans(source: SpanSource, workers: Workers, building: Building | None = None) -> Iterator[Span | Quarantined | SpanRows]:
+    """A source's spans; the lines of an OTLP file of one export per line are parsed in ``workers``, a chunk at a time
+    (with ``building``, while ``building.on``, the workers also build the conversations wholly in each chunk)."""
     if workers.executor is None or not isinstance(source, OtelSource):
         yield from source.spans()
         return
     for path in source.paths:
         if one_export_per_line(path):
-            yield from guard_file(_read_file(path, workers), str(path))
+            yield from guard_file(_read_file(path, workers, building), str(path))
         else:
             yield from OtelSource(path).spans()
 
 
-def _read_file(path: Path, workers: Workers) -> Iterator[Span | Quarantined | SpanRows]:
+def _read_file(path: Path, workers: Workers, building: Building | None) -> Iterator[Span | Quarantined | SpanRows]:
     source = str(path)
     problems: list[Quarantined] = []
     seen = kept = 0
-    for rows, quarantined, file_seen in workers.map(read_chunk, ((source, chunk) for chunk in _line_chunks(path, problems))):
+    # ``building.on`` is read as each chunk is sent: a few chunks ahead of the one being stored
+    chunks = ((source, chunk, building.config if building is not None and building.on else None) for chunk in _line_chunks(path, problems))
+    for rows, built, quarantined, file_seen in workers.map(read_chunk, chunks):
         seen, kept = seen + file_seen, kept + len(rows)
-        yield SpanRows(rows)
+        yield SpanRows(rows, built)
         yield from quarantined
     yield from problems
     if seen and not kept:
@@ -244,15 +286,19 @@ def _line_chunks(path: Path, problems: list[Quarantined]) -> Iterator[list[tuple
         yield chunk
 
 
-def read_chunk(source: str, lines: list[tuple[int, bytes]]) -> tuple[list[SpanRow], list[Quarantined], int]:
-    """In a worker: lines of an OTLP file -> (its spans as rows to store, quarantined lines, how many spans were read)."""
+def read_chunk(
+    source: str, lines: list[tuple[int, bytes]], config: ClassifyConfig | None = None
+) -> tuple[list[SpanRow], list[Prebuilt], list[Quarantined], int]:
+    """In a worker: lines of an OTLP file -> (its spans as rows to store, with ``config`` the conversations wholly in
+    them built and classified (:func:`prebuild`), quarantined lines, how many spans were read)."""
     seen = [0]
     spans: list[Span] = []
     quarantined: list[Quarantined] = []
     for number, line in lines:
         for item in line_spans(source, number, line, seen):
             (quarantined if isinstance(item, Quarantined) else spans).append(item)
-    return span_rows(spans), quarantined, seen[0]
+    rows = span_rows(spans)
+    return rows, prebuild(spans, rows, config) if config is not None else [], quarantined, seen[0]
 
 
 def chunk_builder(conversations: int, config: ClassifyConfig | None, workers: int | Workers | None = None) -> ChunkBuilder:

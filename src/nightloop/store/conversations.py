@@ -230,6 +230,20 @@ class ConversationRepo:
         with transaction(self.db):
             self.db.conn.execute("delete from conversations where id in (select value from json_each(?))", [json.dumps(list(conversation_ids))])
 
+    def withdraw(self, conversation_ids: Iterable[str], stats: IngestStats) -> None:
+        """Remove conversations this ingest stored as new (``upsert``), uncounting them and their failures from ``stats``,
+        to store them again from more spans (``span_ingest.OnePass``)."""
+        gone = set(conversation_ids)
+        ids = json.dumps(sorted(gone))
+        with transaction(self.db):
+            for kind, count in self.db.conn.execute("select kind, count(*) from failures where conversation_id in (select value from json_each(?)) group by kind", [ids]):
+                stats.failures[kind] = stats.failures.get(kind, 0) - count
+                if stats.failures[kind] <= 0:
+                    del stats.failures[kind]
+            self.db.conn.execute("delete from conversations where id in (select value from json_each(?))", [ids])
+        stats.ingested -= len(gone)
+        stats.new_ids = [i for i in stats.new_ids if i not in gone]
+
     def add_quarantined(self, quarantined: list[Quarantined], stats: IngestStats) -> None:
         """Store quarantined records, counting them into ``stats``."""
         if not quarantined:

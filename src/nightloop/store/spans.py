@@ -175,6 +175,11 @@ class SpanRepo:
         rows = self.db.conn.execute("select json from spans where conversation_id = ? order by start_ns, span_id", [conversation_id])
         return [Span.from_json(row[0]) for row in rows]
 
+    def conversations_with_spans(self, conversation_ids: Sequence[str]) -> set[str]:
+        """Those of ``conversation_ids`` that have a stored span."""
+        sql = "select distinct conversation_id from spans where conversation_id in (select value from json_each(?))"
+        return {row[0] for row in self.db.conn.execute(sql, [_ids_json(conversation_ids)])}
+
     def has(self, conversation_id: str) -> bool:
         return self.db.conn.execute("select 1 from spans where conversation_id = ? limit 1", [conversation_id]).fetchone() is not None
 
