@@ -278,6 +278,25 @@ def test_a_conversation_built_while_reading_is_rebuilt_when_a_later_file_brings_
     assert pooled_stats[0].failures.get("user_correction") == 1
 
 
+def test_conversations_of_many_traces_built_while_reading_are_those_a_rebuild_gives(parentless_traces, tmp_path: Path, monkeypatch) -> None:
+    """Model calls with no parent span are a trace each, chained into conversations: a conversation built from one
+    chunk's trace is withdrawn when a later chunk brings another of its traces, and none is built again when an earlier
+    ingest stored some of its spans. At any cut, in one ingest or two, a chunk per line: as one process does it."""
+    from nightloop import span_workers
+
+    _threads_for_workers(monkeypatch)
+    monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", 1)
+    lines = [line for line in (parentless_traces[("openai_v2", "span_only")] / "spans.jsonl").read_text().splitlines() if line]
+    for cut in range(len(lines) + 1):
+        for as_arguments in (False, True):
+            found = []
+            for workers in (0, 2):
+                (folder := tmp_path / f"{cut}-{as_arguments}-{workers}").mkdir()
+                found.append(_ingest_parts([lines[:cut], lines[cut:]], folder, as_arguments=as_arguments, workers=workers))
+            assert found[1][0] == found[0][0] and len(found[0][0][0]) == 6, (cut, as_arguments)
+            assert _counts(found[1][1]) == _counts(found[0][1]), (cut, as_arguments)
+
+
 def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:
     from nightloop import span_workers
 
