@@ -297,6 +297,23 @@ def test_conversations_of_many_traces_built_while_reading_are_those_a_rebuild_gi
             assert _counts(found[1][1]) == _counts(found[0][1]), (cut, as_arguments)
 
 
+def test_a_trace_wholly_in_a_chunk_of_a_conversation_with_stored_spans_is_rebuilt_from_all_of_them(tmp_path: Path, monkeypatch) -> None:
+    """The agent's span came in an earlier ingest (no model call yet: quarantined, no conversation stored); a later
+    trace of the same conversation, though wholly in one chunk, is merged with it (its prompt name is on that span)."""
+    _threads_for_workers(monkeypatch)
+    agent = {"traceId": "t-agent", "spanId": "a1", "startTimeUnixNano": str(1_700_000_000 * 10**9), "attributes": [
+        {"key": "gen_ai.conversation.id", "value": {"stringValue": "c-1"}}, {"key": "nightloop.prompt_name", "value": {"stringValue": "support"}}]}
+    call = _span("s1", 1_700_000_001 * 10**9, "sys", [("user", "Hi")], "Hello!")
+    found = []
+    for workers in (0, 2):
+        (folder := tmp_path / str(workers)).mkdir()
+        parts = [[json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})] for span in (agent, call)]
+        state, stats = _ingest_parts(parts, folder, workers=workers)
+        found.append((state, _counts(stats)))
+    assert found[1] == found[0]
+    assert found[0][0][0]["c-1"][0] == "support"
+
+
 def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:
     from nightloop import span_workers
 

@@ -93,7 +93,6 @@ class OnePass:
     def __init__(self, store: Store, stats: IngestStats, on_batch: OnBatch | None, building: Building | None) -> None:
         self.store, self.stats, self.on_batch, self.building = store, stats, on_batch, building
         self.written: dict[str, str] = {}  # conversation key -> its storage id
-        self.traces: dict[str, set[str]] = {}  # trace -> the written conversations it has spans in
         self.spoiled: set[str] = set()
 
     def add(self, item: SpanRows) -> tuple[set[str], int, dict[str, set[str]]]:
@@ -110,22 +109,19 @@ class OnePass:
             built = [(key, traces, form) for key, traces, form in built if form.id not in stored]
             if built:
                 store.conversations.upsert([form for _, _, form in built], self.stats, self.on_batch)
-        for key, traces, form in built:
-            self.written[key] = form.id
-            for trace in traces:
-                self.traces.setdefault(trace, set()).add(key)
+        self.written.update((key, form.id) for key, _, form in built)
         if self.building is not None:
             self.building.on = result[1] > 0  # a chunk of spans all stored already: the export is being re-sent
         return result
 
     def spoil(self, result: tuple[set[str], int, dict[str, set[str]]]) -> None:
-        """A batch stored after a written conversation brings more of its spans (by trace, or by conversation key)."""
-        traces, _, wholly = result
-        self.spoiled.update(key for trace in traces for key in self.traces.get(trace, ()))
-        self.spoiled.update(key for keys in wholly.values() for key in keys if key in self.written)
+        """A batch stored after a written conversation brings another trace of it (more spans of one of its traces
+        make that trace's conversations the rekey's: :meth:`settle`)."""
+        self.spoiled.update(key for keys in result[2].values() for key in keys if key in self.written)
 
     def settle(self, rekeyed: set[str]) -> set[str]:
-        """Withdraw the spoiled conversations (and those the rekey moved spans into or out of); returns the rest, done."""
+        """Withdraw the spoiled conversations and those the rekey touched (a trace of theirs got spans in a later
+        batch, or a span moved in or out); returns the rest: done."""
         spoiled = self.spoiled | (rekeyed & self.written.keys())
         if spoiled:
             self.store.conversations.withdraw([self.written[key] for key in spoiled], self.stats)
