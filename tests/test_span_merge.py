@@ -314,6 +314,46 @@ def test_a_trace_wholly_in_a_chunk_of_a_conversation_with_stored_spans_is_rebuil
     assert found[0][0][0]["c-1"][0] == "support"
 
 
+def test_a_conversation_stored_from_another_source_is_replaced_by_its_spans_never_withdrawn(tmp_path: Path, monkeypatch) -> None:
+    """A JSONL conversation under the id the spans name: its spans replace it (updated), as one process does, even when
+    a later file of the ingest brings another trace of it (nothing built while reading may delete what was stored)."""
+    _threads_for_workers(monkeypatch)
+    first = _span("s1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!")
+    second = _span("s2", 1_700_000_005 * 10**9, "sys", [("user", "Hi"), ("assistant", "Hello!"), ("user", "Price?")], "11 EUR")
+    second["traceId"] = "t-other"
+    found = []
+    for workers in (0, 2):
+        (folder := tmp_path / str(workers)).mkdir()
+        (folder / "old.jsonl").write_text('{"id": "c-1", "messages": [{"role": "user", "content": "an older copy"}]}\n')
+        with Store(folder / "store.db") as store:
+            ingest(store, [str(folder / "old.jsonl")])
+        parts = [[json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})] for span in (first, second)]
+        state, stats = _ingest_parts(parts, folder, as_arguments=True, workers=workers)
+        found.append((state, _counts(stats)))
+    assert found[1] == found[0]
+    assert [m["content"] for m in found[0][0][0]["c-1"][3]] == ["sys", "Hi", "Hello!", "Price?", "11 EUR"] and found[0][1][0][:2] == (0, 1)
+
+
+def test_a_re_sent_export_is_not_built_again_while_reading(whole, tmp_path: Path, monkeypatch) -> None:
+    """Once a chunk's spans all turn out to be stored already, workers stop building conversations (a few chunks ahead
+    were sent before that was known) and start again when new spans come."""
+    from nightloop import span_workers
+
+    _threads_for_workers(monkeypatch)
+    monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", 1)
+    built: list[bool] = []
+    real_read_chunk = span_workers.read_chunk
+    monkeypatch.setattr(span_workers, "read_chunk", lambda source, lines, config=None: built.append(config is not None) or real_read_chunk(source, lines, config))
+    lines, expected = whole[("openai_v2", "span_only")]
+    assert len(lines) > 12
+    fresh = [line.replace('"traceId":"', '"traceId":"f') for line in lines]  # new spans (of new traces)
+    state, stats = _ingest_parts([lines, lines, lines + fresh], tmp_path, workers=2)
+    first, again, mixed = built[: len(lines)], built[len(lines) : 2 * len(lines)], built[2 * len(lines) :]
+    assert all(first) and 0 < sum(again) <= 2 * span_workers.AHEAD_PER_WORKER + 1 and not any(again[-3:])
+    assert not all(mixed[: len(lines)]) and all(mixed[-3:])
+    assert state[0].keys() == expected[0].keys() and (stats[1].ingested, stats[1].updated, stats[1].duplicates) == (0, 0, 6)
+
+
 def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) -> None:
     from nightloop import span_workers
 
