@@ -7,7 +7,8 @@ runs a tenth of the spans first in a child process and prints both peak RSS figu
 By default it measures one process (``--workers 0``: spans per CPU second, the load-independent figure) and 2 worker
 processes (``--workers 2``: the wall clock on 2 cores, which on a shared machine is the load's), each at SPANS and at a
 tenth of them in a fresh process, and prints spans/s, CPU time (the ingesting process's and the workers'), the wall time
-of reading + storing spans and of rebuilding + classifying, peak RSS (the ingesting process and the largest worker) and
+of reading + storing spans (workers build and classify the conversations wholly in the chunk they read: one pass) and
+of rebuilding + classifying (in one process, all of them), peak RSS (the ingesting process and the largest worker) and
 the load average. Target: >= 20,000 spans/s on 2 cores. ``--workers N`` measures only N processes; ``--phases`` also
 prints where the ingesting process's CPU time goes (the rebuild's stages only in one process).
 Usage: python benchmarks/ingest_otel.py [SPANS] [--phases] [--workers N]  (--help: what each means)
@@ -233,7 +234,8 @@ def report(big: dict, small: dict, asked: int | None) -> None:
           f"CPU {big['cpu_seconds']:.1f} s = {big['spans_per_cpu_s']:,.0f} spans per CPU second (the ingesting process {big['own_cpu_seconds']:.1f} s, "
           f"the workers {big['workers_cpu_seconds']:.1f} s)")
     walls = big["walls"]
-    print(f"  wall: reading + storing spans {walls.get('store_spans', 0):.1f} s, rebuilding + classifying conversations {walls.get('remerge', 0):.1f} s")
+    print(f"  wall: reading + storing spans (with workers: and the conversations they built and classified as they read) {walls.get('store_spans', 0):.1f} s, "
+          f"rebuilding + classifying conversations {walls.get('remerge', 0):.1f} s")
     workers_rss = f", the largest worker {big['workers_peak_rss_mb']:.0f} MB vs {small['workers_peak_rss_mb']:.0f} MB" if big["workers_peak_rss_mb"] else ""
     print(f"  peak RSS: the ingesting process {big['peak_rss_mb']:.0f} MB for {big['spans']} spans vs {small['peak_rss_mb']:.0f} MB for {small['spans']}{workers_rss}")
     print(f"  re-sending the same export: {big['resend_seconds']:.1f} s, 0 new, 0 updated, {big['conversations']} duplicates")

@@ -5,6 +5,10 @@ store, so a conversation whose spans arrive in several files, arguments or inges
 files, a conversation crossing midnight, ``nightloop collect``) is merged again, reclassified and counted
 as updated. A re-sent batch adds no span and changes nothing. Memory stays flat: spans go to the store in
 batches and conversations are rebuilt one at a time.
+
+A large OTLP file goes in one pass (:class:`OnePass`): the workers that read a chunk of it also build and classify
+the conversations wholly in it, stored with the chunk's spans as each chunk comes back, so only conversations
+whose spans lie in several chunks, files or ingests are rebuilt after the spans are in.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Merging spans and running the rule detectors is most of a span ingest's CPU time and needs nothing but the spans, so
 it runs in a process pool (from a fresh interpreter: no state is inherited, see :func:`worker_context`) while the
-ingesting process stays the store's only writer (SQLite has one). Workers get each chunk's spans as their stored JSON
+ingesting process stays the store's only writer (SQLite has one). Workers reading an OTLP file build the conversations
+wholly in their chunk of it as they read (:func:`prebuild`); for the rest, they get each chunk's spans as their stored JSON
 and send back each conversation under its storage id, as the store writes it, with the failures the detectors found (``conversation_rows.StoredForm``: the
 ingesting process neither validates it again nor serialises it). Small ingests, and machines with no idle core, build in-process; a pool
 that cannot start or breaks (a daemonic parent, a killed worker) costs only speed: that chunk is built in-process.
