@@ -188,12 +188,12 @@ def test_the_gate_names_cases_whose_arms_have_fewer_results_than_repeats() -> No
     results = [r for r in results if not (r.candidate_id == "c1" and r.case_id == "b" and r.repeat == 2)]
     results.append(EvalResult(candidate_id="baseline", case_id="a", repeat=9, error="agent down"))  # faulted: not counted
     results = [r for r in results if not (r.candidate_id == "baseline" and r.case_id == "a" and r.repeat == 0)]
-    missing = incomplete_arms(results, cases, ["c1"], 3)
+    missing = incomplete_arms(results, cases, ["c1"], {"a": 3, "b": 3})
     assert missing == {"baseline": ["a (2 of 3)"], "c1": ["b (2 of 3)"]}
 
     decision = GateDecision(candidate_id="c1", verdict="hold")
-    _name_incomplete_arms([decision], missing, 3)
-    assert decision.reasons == ["fewer results than repeats=3 for: baseline a (2 of 3), b (2 of 3)"]
+    _name_incomplete_arms([decision], missing)
+    assert decision.reasons == ["fewer results than planned for: baseline a (2 of 3), b (2 of 3)"]
 
 
 # --- autonomy: auto, killed between the auto-approval and the review stage's save --------------

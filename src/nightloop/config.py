@@ -220,6 +220,9 @@ class RunnerConfig(_Section):
 
 class ReplayConfig(_Section):
     repeats: int = Field(default=3, ge=1)
+    #: First repeats per regression case (production passed it, so both arms nearly always agree there); the
+    #: ones where the arms differ get ``[gate] extra_repeats`` more, like any gated case.
+    regression_repeats: int = Field(default=1, ge=1)
     #: Repeats per train case: those replays only choose the night's challenger (production's are not needed).
     train_repeats: int = Field(default=1, ge=1)
     concurrency: int = Field(default=16, ge=1, le=1024)

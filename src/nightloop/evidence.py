@@ -13,7 +13,7 @@ Both exit non-zero (a Prefect flow run ends Failed) and a plain re-run retries o
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from nightloop.models import BASELINE, EvalResult, ReplayCase
 
@@ -69,13 +69,16 @@ def summary(results: Iterable[EvalResult], planned: int) -> tuple[str, str]:
 
 
 def incomplete_arms(
-    results: Iterable[EvalResult], cases: Sequence[ReplayCase], candidate_ids: Sequence[str], repeats: int
+    results: Iterable[EvalResult], cases: Sequence[ReplayCase], candidate_ids: Sequence[str], repeats: Mapping[str, int]
 ) -> dict[str, list[str]]:
-    """Per candidate (and baseline): ``"case (n of repeats)"`` for each case whose arm has fewer usable results."""
+    """Per candidate (and baseline): ``"case (n of repeats)"`` for each case whose arm has fewer usable results.
+
+    ``repeats`` is each case's first repeats, as planned (:func:`~nightloop.gate_select.first_repeats`).
+    """
     counts = Counter((r.candidate_id, r.case_id) for r in results if not faulted(r))
     missing: dict[str, list[str]] = {}
     for arm in (BASELINE, *candidate_ids):
-        short = [f"{c.id} ({counts[(arm, c.id)]} of {repeats})" for c in cases if counts[(arm, c.id)] < repeats]
+        short = [f"{c.id} ({counts[(arm, c.id)]} of {repeats[c.id]})" for c in cases if counts[(arm, c.id)] < repeats[c.id]]
         if short:
             missing[arm] = short
     return missing

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 
 from nightloop.config import GateConfig
-from nightloop.gate_select import Arm, Selection, group_by_arm, is_gated, is_train, select_challenger
+from nightloop.gate_select import Arm, FirstRepeats, Selection, group_by_arm, is_gated, is_train, repeats_of, select_challenger
 from nightloop.gate_stats import Evidence
 from nightloop.harm import earlier_pairs, harm_reasons, kind_of, regressions, resource_vetoes, tallies_of
 from nightloop.models import BASELINE, EvalResult, GateDecision, ReplayCase
@@ -134,7 +134,7 @@ def decide(
     prior: Prior | None = None,
     min_cases: int = MIN_CASES,
     test: PairedTest | None = None,
-    repeats: int | None = None,
+    repeats: FirstRepeats | None = None,
 ) -> list[GateDecision]:
     """One decision per candidate, in ``candidate_ids`` order (see :func:`gate_night`)."""
     night = gate_night(results, cases, candidate_ids, config, prior=prior, min_cases=min_cases, test=test, repeats=repeats)
@@ -150,14 +150,15 @@ def gate_night(
     prior: Prior | None = None,
     min_cases: int = MIN_CASES,
     test: PairedTest | None = None,
-    repeats: int | None = None,
+    repeats: FirstRepeats | None = None,
 ) -> NightGate:
     """Choose the challenger on train cases, test it on the gated cases, decide for every candidate.
 
     ``prior`` (the held challenger and the evidence of earlier nights) is used when
     ``config.evidence == "nights"``; ``test`` overrides the paired test named by ``config.test``.
-    ``repeats`` is the replay's first repeats per case (default: the fewest any paired case has); repeats beyond
-    them are the extra pairs of :func:`~nightloop.gate_select.discordant_cases`, each a bet of its own.
+    ``repeats`` is the replay's first repeats, one count or per case (:func:`~nightloop.gate_select.first_repeats`;
+    default: the fewest any paired case has); repeats beyond them are the extra pairs of
+    :func:`~nightloop.gate_select.discordant_cases`, each a bet of its own.
     """
     prior = prior if prior is not None and config.evidence == "nights" else Prior()
     test = test if test is not None else get_paired_test(config.test)
@@ -231,7 +232,7 @@ def _analyse(
     gated: dict[str, ReplayCase],
     test: PairedTest,
     config: GateConfig,
-    repeats: int | None,
+    repeats: FirstRepeats | None,
     earlier: dict[str, list[list[int]]],
 ) -> _Analysis:
     """Tonight's pairs, test and notes; the harm tests read the challenger's earlier nights' cases too."""
@@ -245,18 +246,19 @@ def _analyse(
     return _Analysis(candidate_id, pairs, test.test(pairs), notes + listed, broken, vetoes, bets)
 
 
-def _paired_bets(baseline: Arm, candidate: Arm, case_ids: Sequence[str], repeats: int | None) -> list[float]:
+def _paired_bets(baseline: Arm, candidate: Arm, case_ids: Sequence[str], repeats: FirstRepeats | None) -> list[float]:
     """What the e-process bets on: each case's first repeats as one difference, then each extra pair on its own."""
     if repeats is None:
         repeats = min((min(len(baseline.by_case[c]), len(candidate.by_case[c])) for c in case_ids), default=0)
     firsts, extras = [], []
     for case_id in case_ids:
+        first = repeats_of(repeats, case_id)
         base = {r.repeat: r.passed and r.error is None for r in baseline.by_case[case_id]}
         cand = {r.repeat: r.passed and r.error is None for r in candidate.by_case[case_id]}
-        first_base = [base[k] for k in base if k < repeats] or list(base.values())
-        first_cand = [cand[k] for k in cand if k < repeats] or list(cand.values())
+        first_base = [base[k] for k in base if k < first] or list(base.values())
+        first_cand = [cand[k] for k in cand if k < first] or list(cand.values())
         firsts.append(fmean(first_cand) - fmean(first_base))
-        extras += [float(cand[k]) - float(base[k]) for k in sorted(base.keys() & cand.keys()) if k >= repeats]
+        extras += [float(cand[k]) - float(base[k]) for k in sorted(base.keys() & cand.keys()) if k >= first]
     return firsts + extras
 
 

@@ -7,14 +7,32 @@ regression cases) are disjoint from them, so the choice costs the gate's test no
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import fmean
 
 from nightloop.models import BASELINE, EvalResult, ReplayCase
 from nightloop.paired_tests import ArmTally
 
-__all__ = ["Arm", "Selection", "discordant_cases", "extra_rounds", "group_by_arm", "is_gated", "is_train", "select_challenger", "testing_batches"]
+__all__ = [
+    "Arm",
+    "FirstRepeats",
+    "Selection",
+    "by_first_repeats",
+    "discordant_cases",
+    "extra_rounds",
+    "extra_steps",
+    "first_repeats",
+    "group_by_arm",
+    "is_gated",
+    "is_train",
+    "repeats_of",
+    "select_challenger",
+    "testing_batches",
+]
+
+#: Each case's first repeats on the gated cases (``first_repeats``), or one count for every case.
+FirstRepeats = Mapping[str, int] | int
 
 
 def is_train(case: ReplayCase) -> bool:
@@ -42,6 +60,20 @@ def testing_batches(gated: Sequence[ReplayCase], size: int) -> list[list[ReplayC
     return batches
 
 
+def first_repeats(cases: Iterable[ReplayCase], repeats: int, regression_repeats: int) -> dict[str, int]:
+    """Each case's first repeats: ``regression_repeats`` on regression cases, ``repeats`` on the others.
+
+    Production passed a regression case, so its first repeats are nearly always alike under both arms and say
+    little; the discordant ones get the extra repeats like any other case (:func:`discordant_cases`).
+    """
+    return {c.id: regression_repeats if c.origin == "regression" else repeats for c in cases}
+
+
+def repeats_of(repeats: FirstRepeats, case_id: str) -> int:
+    """The first repeats of ``case_id`` (every case has the same when ``repeats`` is one count)."""
+    return repeats if isinstance(repeats, int) else repeats[case_id]
+
+
 def extra_rounds(repeats: int, extra: int, step: int) -> list[tuple[int, int]]:
     """The extra paired repeats in the order they are added: (first repeat, how many), ``step`` at a time (0: all at once).
 
@@ -49,6 +81,26 @@ def extra_rounds(repeats: int, extra: int, step: int) -> list[tuple[int, int]]:
     """
     step = step if step > 0 else extra
     return [(repeats + start, min(step, extra - start)) for start in range(0, extra, step)] if extra else []
+
+
+def by_first_repeats(cases: Sequence[ReplayCase], repeats: FirstRepeats) -> list[tuple[int, list[ReplayCase]]]:
+    """The cases grouped by their first repeats (one replay each), fewest first."""
+    groups: dict[int, list[ReplayCase]] = defaultdict(list)
+    for case in cases:
+        groups[repeats_of(repeats, case.id)].append(case)
+    return sorted(groups.items())
+
+
+def extra_steps(
+    cases: Sequence[ReplayCase], repeats: FirstRepeats, extra: int, step: int
+) -> list[list[tuple[list[ReplayCase], int, int]]]:
+    """The extra repeats of ``cases`` step by step: per step, (cases, first repeat, how many) per group of first repeats.
+
+    Every case gets ``extra`` more after its own first repeats, ``step`` at a time (:func:`extra_rounds`).
+    """
+    groups = by_first_repeats(cases, repeats)
+    rounds = [extra_rounds(first, extra, step) for first, _ in groups]
+    return [[(group, *rounds[g][i]) for g, (_, group) in enumerate(groups)] for i in range(len(extra_rounds(0, extra, step)))] if groups else []
 
 
 # --- choosing the night's challenger on train cases ---
@@ -139,19 +191,22 @@ def group_by_arm(
 
 
 
-def discordant_cases(results: Iterable[EvalResult], gated_ids: Sequence[str], challenger_id: str, repeats: int) -> list[str]:
+def discordant_cases(
+    results: Iterable[EvalResult], gated_ids: Sequence[str], challenger_id: str, repeats: FirstRepeats
+) -> list[str]:
     """Gated cases whose first ``repeats`` outcomes of baseline and challenger were not all alike: worth more repeats.
 
     The rule reads only whether the outcomes were all alike, whichever arm is which (see :mod:`nightloop.gate_stats`).
     A case missing some of its first repeats is left out.
     """
+    wanted = set(gated_ids)
     firsts: dict[tuple[str, str], dict[int, bool]] = defaultdict(dict)
     for r in results:
-        if r.candidate_id in (BASELINE, challenger_id) and r.repeat < repeats:
+        if r.candidate_id in (BASELINE, challenger_id) and r.case_id in wanted and r.repeat < repeats_of(repeats, r.case_id):
             firsts[r.candidate_id, r.case_id][r.repeat] = bool(r.passed and r.error is None)
     chosen = []
     for case_id in gated_ids:
         outcomes = [*firsts[BASELINE, case_id].values(), *firsts[challenger_id, case_id].values()]
-        if len(outcomes) == 2 * repeats and len(set(outcomes)) > 1:
+        if len(outcomes) == 2 * repeats_of(repeats, case_id) and len(set(outcomes)) > 1:
             chosen.append(case_id)
     return chosen

@@ -37,13 +37,12 @@ def stage_gate(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -
         warning = mismatch_warning(reproduction, night.settings.replay.runner.name)
         for decision in gate.decisions:  # context first: the verdict stays the last reason
             decision.reasons[:0] = [summary(reproduction), *([warning] if warning else [])]
-        repeats = night.settings.replay.repeats
         replayed_ids = {r.case_id for r in results if r.candidate_id == BASELINE}  # batches the replay stopped before are not short
         gated_cases = [c for c in replay_set.cases if not is_train(c) and c.id in replayed_ids]
         gated_ids = {c.id for c in gated_cases}
         ids = [c.id for c in candidates]
         tested = [i for i in ids if any(r.candidate_id == i and r.case_id in gated_ids for r in results)]
-        _name_incomplete_arms(gate.decisions, incomplete_arms(results, gated_cases, tested, repeats), repeats)
+        _name_incomplete_arms(gate.decisions, incomplete_arms(results, gated_cases, tested, first_repeats_of(night, replay_set)))
         # Gate rejections are not remembered as "rejected before": a good template rejected by chance one night
         # deserves another try. Reviewer rejections and watch rollbacks are remembered.
         winner = choose_winner(gate.decisions)
@@ -72,16 +71,24 @@ def tonight_gate(night: Night, replay_set: ReplaySetOutput, candidates: list, pr
     test = get_paired_test(night.settings.gate.test, random.Random(night.settings.seed))  # the night's seed
     gate = gate_night(
         results, cases, [c.id for c in candidates], night.settings.gate, prior=prior, test=test,
-        repeats=night.settings.replay.repeats,
+        repeats=first_repeats_of(night, replay_set),
     )
     return gate, reproduction
 
 
+def first_repeats_of(night: Night, replay_set: ReplaySetOutput) -> dict[str, int]:
+    """Each replay case's first repeats, as the replay stage planned them (before any case moved group)."""
+    from nightloop.gate_select import first_repeats
 
-def _name_incomplete_arms(decisions: list[GateDecision], missing: dict[str, list[str]], repeats: int) -> None:
-    """Each decision names the cases where its arms (or baseline's) have fewer results than ``repeats``."""
+    replay = night.settings.replay
+    return first_repeats(replay_set.cases, replay.repeats, replay.regression_repeats)
+
+
+
+def _name_incomplete_arms(decisions: list[GateDecision], missing: dict[str, list[str]]) -> None:
+    """Each decision names the cases where its arms (or baseline's) have fewer results than their first repeats."""
     for decision in decisions:
         short = [f"baseline {c}" for c in missing.get(BASELINE, [])] + missing.get(decision.candidate_id, [])
         if short:
             shown = ", ".join(short[:10]) + (f" and {len(short) - 10} more" if len(short) > 10 else "")
-            decision.reasons.append(f"fewer results than repeats={repeats} for: {shown}")
+            decision.reasons.append(f"fewer results than planned for: {shown}")

@@ -24,7 +24,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
-    from nightloop.gate_select import discordant_cases, extra_rounds, testing_batches
+    from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats, testing_batches
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -40,13 +40,14 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     night.say("replay", f"{len(done)} evaluations already done" if done else "choosing on train cases, then testing")
     agent_cases = {case.id: case for case in cases_for_the_agent(night, replay_set.cases)}
     repeats = night.settings.replay.repeats
+    firsts = first_repeats(replay_set.cases, repeats, night.settings.replay.regression_repeats)
     planned: set[tuple[str, str, int]] = set()  # this stage's evaluations (the search's own replays are its own)
 
     def replay(phase: str, cases: list[ReplayCase], arms: dict[str, str], extra: int = 0, first: int = repeats):
         repeat_range = range(first, first + extra) if extra else range(first)
         planned.update((arm, case.id, repeat) for arm in arms for case in cases for repeat in repeat_range)
         night.say("replay", f"{phase}: {len(arms)} arm(s) on {len(cases)} cases × {extra or first} repeat(s)")
-        return run_async(
+        outcome = run_async(
             night,
             run_closing(
                 make_runner(night.settings.replay.runner, night.clients.agent),  # closed after each phase
@@ -59,6 +60,8 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                 **replay_options(night),
             ),
         )
+        done.update((r.candidate_id, r.case_id, r.repeat) for r in outcome.results if not faulted(r))
+        return outcome
 
     # Select, then test: every candidate on the train cases, then only the chosen one (and the baseline) on the gated ones.
     train = [c for c in replay_set.cases if is_train(c)]
@@ -80,19 +83,22 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
         batches = testing_batches(gated, gate.batch_cases if gate.evidence == "nights" else 0)
         extra_step = gate.extra_step if gate.evidence == "nights" else 0
         for number, batch in enumerate(batches, 1):
-            phases.append(replay("gated", batch, arms))
+            for first, group in by_first_repeats(batch, firsts):  # regression cases start with fewer repeats
+                if not (phases and phases[-1].budget_exhausted):
+                    phases.append(replay("gated", group, arms, first=first))
             verdict = None
             if gate.extra_repeats and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
                 # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
                 # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
                 results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
-                wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, repeats))
-                wanted |= {case_id for arm, case_id, repeat in stored if repeat >= repeats and arm == chosen.challenger_id}
-                for first, count in extra_rounds(repeats, gate.extra_repeats, extra_step):
-                    done |= {(r.candidate_id, r.case_id, r.repeat) for r in phases[-1].results if not faulted(r)}
+                wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, firsts))
+                wanted |= {case_id for arm, case_id, repeat in stored if repeat >= firsts.get(case_id, repeats) and arm == chosen.challenger_id}
+                for step in extra_steps([c for c in batch if c.id in wanted], firsts, gate.extra_repeats, extra_step):
                     if phases[-1].budget_exhausted or (verdict := _settled(night, replay_set, candidates, carried.prior)):
                         break
-                    phases.append(replay("extra repeats", [c for c in batch if c.id in wanted], arms, count, first))
+                    for group, first, count in step:
+                        if not phases[-1].budget_exhausted:
+                            phases.append(replay("extra repeats", group, arms, count, first))
             if phases[-1].budget_exhausted:
                 break
             if number < len(batches) and (verdict := verdict or _settled(night, replay_set, candidates, carried.prior)):
