@@ -264,9 +264,18 @@ def test_cases_without_both_arms_are_left_out_and_said_so():
     [decision] = decide(results, cases, ["c1"], GateConfig())
     assert decision.n_cases == 27
     [note] = [r for r in decision.reasons if "left out" in r]
-    assert note.startswith("3 of 30 holdout/regression cases lack results")
+    assert note.startswith("3 of 30 holdout/regression cases lack results for the baseline or the candidate (a replay that did not finish)")
     assert "f-00" in note and "f-01" in note and "s-00" in note
     assert decision.verdict == "promote"
+
+
+def test_cases_the_replay_never_reached_are_named_as_not_replayed_not_as_a_budget_stop():
+    cases, results = night(improving_plan())
+    results = [r for r in results if r.case_id not in {"f-00", "f-01"}]  # a later batch, after the verdict settled
+    [decision] = decide(results, cases, ["c1"], GateConfig())
+    [note] = [r for r in decision.reasons if "left out" in r]
+    assert note.startswith("2 of 30 holdout/regression cases were not replayed tonight and were left out: f-00, f-01")
+    assert "budget" not in note and "did not finish" not in note
 
 
 def test_too_few_cases_hold_with_the_reason():

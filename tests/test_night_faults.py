@@ -21,7 +21,7 @@ from nightloop.cli import app
 from nightloop.config import load_settings
 from nightloop.evidence import FAILED_FRACTION, night_status_for
 from nightloop.gate import is_train
-from nightloop.gate_select import extra_rounds
+from nightloop.gate_select import extra_rounds, first_repeats
 from nightloop.models import ReplaySetOutput
 from nightloop.night import run_id_for
 from nightloop.stages.gate import _name_incomplete_arms
@@ -163,18 +163,22 @@ def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world,
     monkeypatch.setattr(store.runs, "save_eval", real_save)
     report = pipeline.run_night(settings, PROMPT, NIGHT, store=store)
     assert report.status == "done"
-    repeats = settings.replay.repeats
     per_arm: dict[tuple[str, str], int] = {}
     for result in store.runs.eval_results(run_id):
         per_arm[(result.candidate_id, result.case_id)] = per_arm.get((result.candidate_id, result.case_id), 0) + 1
-    # The gated cases given extra paired repeats have both arms at the same count, [gate] extra_step at a time.
-    rounds = extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)
-    counts = {repeats} | {first + count for first, count in rounds}
+    # The gated cases given extra paired repeats have both arms at the same count, [gate] extra_step at a time,
+    # after their own first repeats ([replay] regression_repeats on regression cases, repeats on the others).
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
+    firsts = first_repeats(cases, settings.replay.repeats, settings.replay.regression_repeats)
+    assert set(firsts.values()) == {settings.replay.repeats, settings.replay.regression_repeats}
+
+    def counts(first: int) -> set[int]:
+        return {first} | {start + count for start, count in extra_rounds(first, settings.gate.extra_repeats, settings.gate.extra_step)}
+
     train = {c.id for c in cases if is_train(c)}
     assert {n for (_, case_id), n in per_arm.items() if case_id in train} == {settings.replay.train_repeats}
-    assert {n for (_, case_id), n in per_arm.items() if case_id not in train} <= counts
-    extended = {case_id for (arm, case_id), n in per_arm.items() if n > repeats and case_id not in train}
+    assert all(n in counts(firsts[case_id]) for (_, case_id), n in per_arm.items() if case_id not in train)
+    extended = {case_id for (arm, case_id), n in per_arm.items() if n > firsts[case_id] and case_id not in train}
     assert all(len({n for (_, c), n in per_arm.items() if c == case_id}) == 1 for case_id in extended)
     assert all(sum(1 for (_, c) in per_arm if c == case_id) == 2 for case_id in extended)
 

@@ -16,7 +16,7 @@ from worlds import NightRun, Traffic, Worlds
 from nightloop import pipeline
 from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
-from nightloop.gate_select import discordant_cases, extra_rounds
+from nightloop.gate_select import discordant_cases, extra_rounds, first_repeats
 from nightloop.gate_select import testing_batches as batches_of
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
@@ -166,14 +166,16 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     train = {c.id for c in cases if is_train(c)}
     # Select, then test: the search replays on the train cases, then the baseline and the challenger on the rest,
     # then both again on the gated cases whose first repeats were not all alike.
-    repeats, gated_ids = settings.replay.repeats, [c.id for c in cases if c.id not in train]
+    # Regression cases start with [replay] regression_repeats, the others with repeats.
+    gated_ids = [c.id for c in cases if c.id not in train]
+    firsts = first_repeats(cases, settings.replay.repeats, settings.replay.regression_repeats)
     [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated_ids} - {BASELINE}
-    wanted = discordant_cases(after.values(), gated_ids, challenger, repeats)
-    extras = Counter((arm, case_id) for arm, case_id, repeat in after if repeat >= repeats)
+    wanted = discordant_cases(after.values(), gated_ids, challenger, firsts)
+    extras = Counter((arm, case_id) for arm, case_id, repeat in after if case_id in firsts and repeat >= firsts[case_id])
     extended = {case_id for _, case_id in extras}
     assert wanted and extended <= set(wanted)  # this night settled before some (here: every) step of extra repeats
     # Both arms of an extended case get the same extra repeats, [gate] extra_step at a time, at most extra_repeats.
-    steps = {first - repeats + count for first, count in extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)}
+    steps = {count + start for start, count in extra_rounds(0, settings.gate.extra_repeats, settings.gate.extra_step)}
     assert all(extras[BASELINE, c] == extras[challenger, c] for c in extended)
     assert {extras[BASELINE, c] for c in extended} <= steps
     gated = [key for key in after if key[1] not in train]
@@ -183,7 +185,7 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     assert any(tested == {c.id for batch in batches[:n] for c in batch} for n in range(1, len(batches) + 1))
     stopped = ReplayOutcome.model_validate(store.runs.stage_output(run_id, "replay")).stopped
     assert (len(tested) < len(gated_ids)) == bool(stopped), stopped
-    expected = 2 * len(tested) * repeats + sum(extras.values())
+    expected = 2 * sum(firsts[case_id] for case_id in tested) + sum(extras.values())
     assert report.candidates > 1 and len(gated) == expected
     assert any(key[0] == "baseline" and key[1] in train for key in after)
 
@@ -211,19 +213,25 @@ def test_the_extra_repeats_stop_at_the_step_that_settles_the_night(world) -> Non
     report = pipeline.run_night(settings, PROMPT, DAY + timedelta(days=1), store=store)
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(report.run_id, "replay_set")).cases
     results = store.runs.eval_results(report.run_id)
-    repeats, ids = settings.replay.repeats, [d.candidate_id for d in report.decisions]
-    steps = extra_rounds(repeats, settings.gate.extra_repeats, settings.gate.extra_step)
-    last = max(r.repeat for r in results)
-    assert repeats <= last < repeats + settings.gate.extra_repeats - 1, "the night needed no step, or every step"
-    [(first, _)] = [(first, count) for first, count in steps if first <= last < first + count]
+    ids = [d.candidate_id for d in report.decisions]
+    firsts = first_repeats(cases, settings.replay.repeats, settings.replay.regression_repeats)
+    step, extra = settings.gate.extra_step, settings.gate.extra_repeats
+
+    def step_of(result) -> int:  # 0: a first repeat; i: the i-th step of extra repeats after the case's own first repeats
+        beyond = result.repeat - firsts[result.case_id]
+        return 0 if beyond < 0 else 1 + beyond // step
+
+    gated = [r for r in results if r.case_id in firsts and not is_train(next(c for c in cases if c.id == r.case_id))]
+    last = max(step_of(r) for r in gated)
+    assert 1 <= last < extra // step, "the night needed no step, or every step"
     cases = gate_cases(cases, check_reproduction(cases, results))
 
     def verdict(rows) -> str:
-        gate = gate_night(rows, cases, ids, settings.gate, repeats=repeats)
+        gate = gate_night(rows, cases, ids, settings.gate, repeats=firsts)
         return next(d.verdict for d in gate.decisions if d.candidate_id == gate.challenger_id)
 
     # Promoted with the last step's pairs, not yet without them: the replay stopped at the first step that settled it.
-    assert verdict(results) == "promote" and verdict([r for r in results if r.repeat < first]) == "hold"
+    assert verdict(results) == "promote" and verdict([r for r in results if step_of(r) < last]) == "hold"
 
 
 def test_report_json_per_night(night_one) -> None:

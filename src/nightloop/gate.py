@@ -37,7 +37,8 @@ Harm, tested instead of vetoed per case
   - Regressed cases (the baseline passed every repeat, the candidate fails most) are still listed, by
     id, for the reviewer. A listing is not a veto: a per-case rule uncorrected for the number of cases
     fires by chance more often the more cases there are.
-  - Mean cost or latency per call rising beyond its relative tolerance rejects (cache hits are left out).
+  - Mean cost or latency per call rising beyond its relative tolerance rejects (per case first, so every case
+    weighs the same whatever its repeats; cache hits are left out).
 
 Verdicts: ``reject`` on harm, a cost/latency rise, or an effect worse by at least ``min_effect``;
 ``promote`` as above; ``hold`` otherwise (including too few cases, and candidates not chosen).
@@ -371,18 +372,26 @@ def _too_few(n: int, min_cases: int) -> str:
 
 
 def _missing_notes(gated: dict[str, ReplayCase], baseline: Arm, candidate: Arm, candidate_id: str) -> list[str]:
+    """Gated cases left out: those not replayed at all tonight, and those one arm lacks results for."""
     if not candidate.by_case:
         return [f"no results for candidate {candidate_id} on holdout/regression cases"]
-    missing = [cid for cid in gated if cid not in baseline.by_case or cid not in candidate.by_case]
-    if not missing:
-        return []
-    shown = ", ".join(missing[:_LISTED_IDS])
-    if len(missing) > _LISTED_IDS:
-        shown += f" and {len(missing) - _LISTED_IDS} more"
-    return [
-        f"{len(missing)} of {len(gated)} holdout/regression cases lack results for the baseline or the candidate "
-        f"(e.g. the budget stopped the run) and were left out: {shown}"
-    ]
+    unplayed = [cid for cid in gated if cid not in baseline.by_case and cid not in candidate.by_case]
+    one_sided = [cid for cid in gated if (cid in baseline.by_case) != (cid in candidate.by_case)]
+    notes = []
+    if unplayed:
+        # The replay stops once tonight's verdict is settled; the night's reasons say where.
+        notes.append(f"{len(unplayed)} of {len(gated)} holdout/regression cases were not replayed tonight and were left out: {_listed(unplayed)}")
+    if one_sided:
+        notes.append(
+            f"{len(one_sided)} of {len(gated)} holdout/regression cases lack results for the baseline or the candidate "
+            f"(a replay that did not finish) and were left out: {_listed(one_sided)}"
+        )
+    return notes
+
+
+def _listed(case_ids: Sequence[str]) -> str:
+    shown = ", ".join(case_ids[:_LISTED_IDS])
+    return shown + (f" and {len(case_ids) - _LISTED_IDS} more" if len(case_ids) > _LISTED_IDS else "")
 
 
 def _error_notes(rows: Sequence[EvalResult], arm: str) -> list[str]:

@@ -72,17 +72,22 @@ def harm_reasons(pairs: Sequence[CasePair], config: GateConfig) -> list[str]:
 
 
 def resource_vetoes(baseline: Sequence[EvalResult], candidate: Sequence[EvalResult], config: GateConfig) -> list[str]:
+    """Mean cost or latency per call rising beyond its tolerance, over the cases both arms have paid calls on.
+
+    Each case weighs the same, whatever its repeats: the replay gives some cases more repeats than others
+    (regression cases fewer, discordant cases extra), and a per-call mean would follow that mix, not the prompt.
+    """
     vetoes = []
     checks = (
         ("cost per call", "cost_usd", " USD", config.cost_tolerance),
         ("latency per call", "latency_ms", " ms", config.latency_tolerance),
     )
     for label, attr, unit, tolerance in checks:
-        base = [getattr(r, attr) for r in baseline if getattr(r, attr) > 0]
-        cand = [getattr(r, attr) for r in candidate if getattr(r, attr) > 0]
-        if not base or not cand:
+        base, cand = _per_case(baseline, attr), _per_case(candidate, attr)
+        common = base.keys() & cand.keys()  # cache hits report 0 and are left out
+        if not common:
             continue
-        base_mean, cand_mean = fmean(base), fmean(cand)
+        base_mean, cand_mean = fmean(base[c] for c in common), fmean(cand[c] for c in common)
         rise = cand_mean / base_mean - 1
         if rise > tolerance:
             vetoes.append(
@@ -90,6 +95,15 @@ def resource_vetoes(baseline: Sequence[EvalResult], candidate: Sequence[EvalResu
                 f"above the {tolerance:.0%} tolerance"
             )
     return vetoes
+
+
+def _per_case(rows: Sequence[EvalResult], attr: str) -> dict[str, float]:
+    """Each case's mean of ``attr`` over its calls that report one (> 0)."""
+    by_case: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if getattr(row, attr) > 0:
+            by_case[row.case_id].append(getattr(row, attr))
+    return {case_id: fmean(values) for case_id, values in by_case.items()}
 
 
 
