@@ -16,7 +16,9 @@ optimizers face exactly the same proposals and the same measurements:
   the challenger carried across nights (``nightloop.challenger``). A promotion changes the production prompt
   for the next night's traffic.
 
-Model calls are counted at the clients (agent steps, scorer calls, judge calls), cache off. True success is
+Model calls are counted at the clients (agent steps, scorer calls, judge calls, guard calls: the guard checks
+every proposal of either optimizer, as the judge stage does at nightloop's defaults); GEPA's cache is off,
+nightloop's is on as a user gets it (a repeated request costs nothing). True success is
 the share of 400 fresh simulated conversations (fixed per seed) whose first answer gets every behaviour the
 request needs right; it is the oracle, never shown to either optimizer, and costs no counted call.
 
@@ -68,20 +70,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Counter:
-    """The three roles' clients; ``calls`` is every model call made so far."""
+    """GEPA's side of the four roles' clients; ``calls`` is every model call made so far.
+
+    The guard checks every proposal, as in nightloop's judge stage (its ``[llm.guard]`` default): both optimizers
+    pay for the same candidate checks.
+    """
 
     agent: LLMClient
     scorer: LLMClient
     judge: LLMClient
+    guard: LLMClient
 
     @classmethod
-    def fresh(cls, seed: int) -> Counter:
-        # The agent has a provider of its own: with independent noise its seed changes call by call.
-        return cls(*(LLMClient(SimProvider(seed=seed), RoleConfig(provider="sim", model=f"sim-{role}")) for role in ("agent", "scorer", "judge")))
+    def fresh(cls, seed: int, cache: object) -> Counter:
+        """One client per role, each with a provider of its own (with independent noise the agent's seed changes call by call).
+
+        ``cache`` is the response cache nightloop's clients have at its defaults (``[llm] cache = true``): a request
+        made before is answered from it and costs no call, for GEPA as for nightloop.
+        """
+        return cls(*(
+            LLMClient(SimProvider(seed=seed), RoleConfig(provider="sim", model=f"sim-{role}"), cache=cache)
+            for role in ("agent", "scorer", "judge", "guard")
+        ))
 
     @property
     def calls(self) -> int:
-        return self.agent.calls + self.scorer.calls + self.judge.calls
+        return self.agent.calls + self.scorer.calls + self.judge.calls + self.guard.calls
 
 
 @dataclass
@@ -157,6 +171,7 @@ def night_world(template: str, version: int, day: date, seed: int, clients: Coun
         judge=clients.judge, agent=clients.agent, production=production_version(template, version), failures=failures,
         conversations={c.id: c for c in conversations}, judge_config=JudgeConfig(), candidates=1, repeats=1,
         replay_options={"concurrency": 8, "scorer_client": clients.scorer, "seed": seed},
+        judge_options={"guard": clients.guard, "guard_model": clients.guard.role.model},
     )
     return Night(cases, world)
 
@@ -253,10 +268,14 @@ def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: 
 
 
 def run_gepa(seed: int, max_calls: int, oracle: Oracle, base: str) -> Run:
+    with Store(None) as cache_store:
+        return _gepa(seed, max_calls, oracle, base, Counter.fresh(seed, cache_store.cache))
+
+
+def _gepa(seed: int, max_calls: int, oracle: Oracle, base: str, clients: Counter) -> Run:
     import gepa  # the bench extra
     from gepa_adapter import NightloopAdapter  # noqa: PLC0415  (next to this script)
 
-    clients = Counter.fresh(seed)
     night = night_world(base, 1, FIRST + timedelta(days=1), seed * 1000 + 1, clients)
     train = [c for c in night.cases if is_train(c)]
     val = [c for c in night.cases if is_gated(c)]
