@@ -44,13 +44,14 @@ import legacy_gate  # noqa: E402  (today's gate, frozen, next to this script)
 from nightloop.challenger import carried_challenger, record_night  # noqa: E402
 from nightloop.config import GateConfig, ReplayConfig  # noqa: E402
 from nightloop.gate import choose_winner, gate_night, select_challenger  # noqa: E402
-from nightloop.gate_select import discordant_cases, extra_rounds, testing_batches  # noqa: E402
+from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats, testing_batches  # noqa: E402
 from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
 K = 4
 REPEATS = 3
 TRAIN_REPEATS = ReplayConfig().train_repeats
+REGRESSION_REPEATS = ReplayConfig().regression_repeats
 HORIZON = 30
 POWER_NIGHTS = 3
 KINDS = ("wrong_output", "user_correction", "timeout", "tool_error")
@@ -178,25 +179,30 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
 
 
 def test_in_batches(rng, night, gated, true, challenger, candidates, prior, config, results):
-    """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided."""
+    """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided.
+
+    Regression cases start with ``[replay] regression_repeats`` first repeats, the others with ``REPEATS``.
+    """
     ids = [c.id for c in candidates]
+    firsts = first_repeats(night.cases, REPEATS, REGRESSION_REPEATS)
     batches = testing_batches(gated, config.batch_cases if config.evidence == "nights" else 0)
     step = config.extra_step if config.evidence == "nights" else 0  # a p-value may be read once a night only
     for number, batch in enumerate(batches, 1):
-        results += results_for(BASELINE, batch, night.probability, rng)
-        results += results_for(challenger, batch, true, rng)
-        gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
-        wanted = set(discordant_cases(results, [c.id for c in batch], challenger, REPEATS)) if config.extra_repeats else set()
-        more = [c for c in batch if c.id in wanted]
-        for first, count in extra_rounds(REPEATS, config.extra_repeats if more else 0, step):  # more pairs, a few at a time
+        for first, group in by_first_repeats(batch, firsts):
+            results += results_for(BASELINE, group, night.probability, rng, count=first)
+            results += results_for(challenger, group, true, rng, count=first)
+        gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=firsts)
+        wanted = set(discordant_cases(results, [c.id for c in batch], challenger, firsts)) if config.extra_repeats else set()
+        for pairs in extra_steps([c for c in batch if c.id in wanted], firsts, config.extra_repeats, step):  # a few at a time
             if _verdict_of(gate) in ("promote", "reject"):
                 break
-            results += results_for(BASELINE, more, night.probability, rng, first, count)
-            results += results_for(challenger, more, true, rng, first, count)
-            gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
+            for group, first, count in pairs:
+                results += results_for(BASELINE, group, night.probability, rng, first, count)
+                results += results_for(challenger, group, true, rng, first, count)
+            gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=firsts)
         if number == len(batches) or _verdict_of(gate) in ("promote", "reject"):
             return gate
-    return gate_night(results, night.cases, ids, config, prior=prior, repeats=REPEATS)
+    return gate_night(results, night.cases, ids, config, prior=prior, repeats=firsts)
 
 
 def _verdict_of(gate) -> str:

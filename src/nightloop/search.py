@@ -4,8 +4,7 @@ Like GEPA's reflective mutation: each round picks a parent from the Pareto front
 candidate that is best on some case, more often the more cases it leads), replays nothing it already knows,
 asks the judge for revisions of the parent from the failures the parent still has on a minibatch, replays
 the revisions on that minibatch and keeps the best one only if it beats the parent there. A kept revision is
-replayed on the rest of the train cases, so the front is over every train case; production is replayed only
-on the minibatches it is the parent of (a case it was not replayed on counts as a fail). The night's
+replayed on the rest of the train cases, so the front is always over every train case. The night's
 challenger is the kept candidate with the best train pass rate.
 
 Keeping a revision is not promoting it: a minibatch win is a cheap filter on cases the judge saw. The gate
@@ -98,10 +97,7 @@ def _dominated(board: Scoreboard, cid: str, candidate_ids: Sequence[str], case_i
 
 
 def minibatch(board: Scoreboard, parent: str, cases: Sequence[ReplayCase], size: int, rng: random.Random) -> list[ReplayCase]:
-    """Half cases the parent fails (what the judge learns from), half it passes (what a revision must keep).
-
-    A case the parent was not replayed on yet counts as failing: it is a production failure the judge may learn from.
-    """
+    """Half cases the parent fails (what the judge learns from), half it passes (what a revision must keep)."""
     failing = [c for c in cases if (board.score(parent, c.id) or 0.0) < 1.0]
     passing = [c for c in cases if c not in failing]
     rng.shuffle(failing)
@@ -161,9 +157,7 @@ async def reflective_search(
     """Round 0 on the night's first ``seeds`` (the judge's first answer), then ``config.rounds`` reflective rounds.
 
     ``results`` are the results the night already has (only those on ``train`` cases are read); only what
-    they lack is replayed: each round's parent and revisions on its minibatch, and a kept revision on every
-    train case. Production is replayed only on the minibatches it is the parent of: its train pass rate chooses
-    nothing (the challenger is a kept revision), so paying for it on every train case would buy no decision.
+    they lack is replayed: production on every train case, then each round's revisions on its minibatch.
     Stops early, keeping what it found, when the budget is spent or a kept candidate passes every train case.
     """
     rng = random.Random(f"search|{seed}")
@@ -172,6 +166,7 @@ async def reflective_search(
     templates = {BASELINE: base_template}
     outcome = SearchOutcome()
     try:
+        await _complete(world, board, outcome, templates, train)
         for number in range(0 if seeds else 1, config.rounds + 1):
             if any(board.rate(cid, case_ids) >= 1.0 for cid in templates):
                 break
@@ -216,7 +211,6 @@ async def _round(
     parent = pareto_parent(board, list(templates), [c.id for c in train], rng)
     batch = minibatch(board, parent, train, config.minibatch, rng)
     batch_ids = [c.id for c in batch]
-    await _complete(world, board, outcome, {parent: templates[parent]}, batch)  # production's first look at these cases
     parent_score = board.total(parent, batch_ids)
     failing = [c for c in batch if (board.score(parent, c.id) or 0.0) < 1.0]
     one = SearchRound(number, parent, len(batch), 0, parent_score)
