@@ -512,6 +512,36 @@ def test_only_cases_whose_first_repeats_differ_get_extra_repeats():
     assert discordant_cases(results, ids, "c2", repeats=3) == []  # another arm's results are not read
 
 
+def test_regression_cases_start_with_fewer_repeats_and_their_extras_follow_their_own_first_repeats():
+    from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats
+
+    cases = [case("f-0"), case("r-0", kind="regression"), case("r-1", kind="regression")]
+    firsts = first_repeats(cases, repeats=3, regression_repeats=1)
+    assert firsts == {"f-0": 3, "r-0": 1, "r-1": 1}
+    assert [(n, [c.id for c in group]) for n, group in by_first_repeats(cases, firsts)] == [(1, ["r-0", "r-1"]), (3, ["f-0"])]
+    steps = extra_steps(cases, firsts, 4, 2)
+    assert [[([c.id for c in g], first, count) for g, first, count in step] for step in steps] == [
+        [(["r-0", "r-1"], 1, 2), (["f-0"], 3, 2)],
+        [(["r-0", "r-1"], 3, 2), (["f-0"], 5, 2)],
+    ]
+    # A regression case is discordant on its one first repeat; the 2nd and 3rd repeats are already extras.
+    results = runs(BASELINE, "r-0", 1, repeats=1) + runs("c1", "r-0", 0, repeats=1) + runs(BASELINE, "r-1", 1) + runs("c1", "r-1", 1)
+    assert discordant_cases(results, ["r-0", "r-1"], "c1", firsts) == ["r-0"]
+
+
+def test_the_cost_check_weighs_every_case_the_same_whatever_its_repeats():
+    from nightloop.harm import resource_vetoes
+
+    cheap = [EvalResult(candidate_id=arm, case_id="cheap", repeat=r, cost_usd=1e-4 if arm == BASELINE else 2e-4) for arm in (BASELINE, "c1") for r in range(9)]
+    dear = [EvalResult(candidate_id=arm, case_id="dear", repeat=0, cost_usd=1e-3) for arm in (BASELINE, "c1")]
+    rows = cheap + dear
+    # Per call the mean rises 47 % (9 repeats of the cheap case); per case 9 %: the repeats must not tip it.
+    assert resource_vetoes([r for r in rows if r.candidate_id == BASELINE], [r for r in rows if r.candidate_id == "c1"], GateConfig()) == []
+    dearer = [r.model_copy(update={"cost_usd": 1.5e-3}) if r.candidate_id == "c1" and r.case_id == "dear" else r for r in rows]
+    [veto] = resource_vetoes([r for r in dearer if r.candidate_id == BASELINE], [r for r in dearer if r.candidate_id == "c1"], GateConfig())
+    assert veto.startswith("mean cost per call rose 55%")  # (2e-4 + 1.5e-3) / (1e-4 + 1e-3), per case
+
+
 def test_extra_repeats_are_added_a_step_at_a_time():
     from nightloop.gate_select import extra_rounds
 
