@@ -178,6 +178,8 @@ def test_a_failing_result_write_stops_the_replay_and_a_rerun_fills_it(sim_world,
     train = {c.id for c in cases if is_train(c)}
     assert {n for (_, case_id), n in per_arm.items() if case_id in train} == {settings.replay.train_repeats}
     assert all(n in counts(firsts[case_id]) for (_, case_id), n in per_arm.items() if case_id not in train)
+    regression = settings.replay.regression_repeats
+    assert any(n == regression for (_, case_id), n in per_arm.items() if firsts[case_id] == regression)  # alike: no extras
     extended = {case_id for (arm, case_id), n in per_arm.items() if n > firsts[case_id] and case_id not in train}
     assert all(len({n for (_, c), n in per_arm.items() if c == case_id}) == 1 for case_id in extended)
     assert all(sum(1 for (_, c) in per_arm if c == case_id) == 2 for case_id in extended)
