@@ -36,11 +36,14 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_collect(db: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+def _start_collect(db: Path, *extra: str, sigint: object = signal.SIG_DFL) -> tuple[subprocess.Popen, str]:
+    """The collector as a terminal starts it (SIGINT at its default, whatever this test process inherited), or with
+    ``sigint=signal.SIG_IGN`` as a script's background job (``nightloop collect &``) starts it."""
     port = _free_port()
     process = subprocess.Popen(
         [NIGHTLOOP, "collect", "--port", str(port), "--db", str(db), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
     line = process.stdout.readline()  # "collecting OTLP/HTTP on http://127.0.0.1:PORT …" once it listens
     assert "collecting OTLP/HTTP" in line, line + (process.stdout.read() if process.poll() is not None else "")
@@ -119,6 +122,13 @@ def test_collect_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+    assert process.returncode == 0 and "stopped: 0 request(s)" in output, output
+
+
+def test_ctrl_c_stops_a_collector_started_as_a_background_job(tmp_path: Path) -> None:
+    """A script's ``nightloop collect &`` inherits SIGINT ignored; kill -INT (Ctrl-C) must still stop it cleanly."""
+    process, _ = _start_collect(tmp_path / "b.db", sigint=signal.SIG_IGN)
+    output = _stop(process)
     assert process.returncode == 0 and "stopped: 0 request(s)" in output, output
 
 

@@ -16,7 +16,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _stop(*_: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM stops it as cleanly as Ctrl-C
+    raise KeyboardInterrupt  # SIGTERM (and SIGINT, whatever the collector inherited) stops it as Ctrl-C does
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +57,10 @@ def collect(
         store.close()
         fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port (or stop what uses it).")
     bound_host, bound_port = server.server_address[:2]
-    signal.signal(signal.SIGTERM, _stop)
+    # SIGINT too: a collector started in the background of a script inherits SIGINT ignored, and Ctrl-C (or kill -INT)
+    # would then never stop it
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, _stop)
     try:  # from the moment the handler is set: a SIGTERM right after the banner (a busy machine) still stops cleanly
         console.print(f"collecting OTLP/HTTP on http://{bound_host}:{bound_port} (POST /v1/traces, /v1/logs) into {settings.db}; Ctrl-C stops", highlight=False)
         server.serve_forever(poll_interval=0.2)
