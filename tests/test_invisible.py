@@ -8,8 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from nightloop.candidate_checks import invisible_reasons, validate_candidate
+from nightloop.cli import app
 from nightloop.config import JudgeConfig
 from nightloop.invisible import escape_invisible, invisible_characters
 from nightloop.models import Candidate, GateDecision, ReviewItem
@@ -81,11 +83,11 @@ def _nightloop(*args: str, db: Path) -> str:
 def test_a_stored_version_with_tag_characters_is_shown_escaped_by_every_command(tmp_path: Path) -> None:
     prompts = tmp_path / "prompts"
     prompts.mkdir()
-    (prompts / "support.j2").write_text(BASE, encoding="utf-8")
     db = tmp_path / "s.db"
-    _nightloop("prompts", "import", str(prompts), db=db)
-    (prompts / "support.j2").write_text(SMUGGLED, encoding="utf-8")  # imported by hand: a human's version
-    _nightloop("prompts", "import", str(prompts), db=db)
+    for template in (BASE, SMUGGLED):  # the second imported by hand: a human's version
+        (prompts / "support.j2").write_text(template, encoding="utf-8")
+        imported = CliRunner().invoke(app, ["prompts", "import", str(prompts), "--db", str(db)])
+        assert imported.exit_code == 0, imported.output
     with Store(db) as store:
         store.runs.enqueue_review(
             ReviewItem(

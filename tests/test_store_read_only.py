@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,21 +61,41 @@ def _read_only_root_store(tmp_path: Path) -> Path:
     return path
 
 
+#: One reader process runs ``get_prompt`` and every read command (in-process, as typer's CliRunner runs them) and
+#: prints what each did as JSON; exit 4 when it cannot even import nightloop.
+READER = """
+import json, sys
+try:
+    import nightloop
+    from typer.testing import CliRunner
+    from nightloop.cli import app
+except Exception:
+    sys.exit(4)
+db, commands = sys.argv[1], json.loads(sys.argv[2])
+done = {"get_prompt": nightloop.get_prompt("support_agent", db=db).version}
+for command in commands:
+    result = CliRunner().invoke(app, [*command, "--db", db])
+    done[" ".join(command)] = [result.exit_code, result.output + repr(result.exception or "")]
+print(json.dumps(done))
+"""
+
+
 def test_get_prompt_and_read_commands_work_on_a_read_only_store(read_only_store: Path):
     probe = as_reader([sys.executable, "-c", f"open({str(read_only_store)!r}, 'ab')"])
     assert probe.returncode != 0, "the reader can write the store: the test would prove nothing"
-    if as_reader([sys.executable, "-c", "import nightloop"]).returncode != 0:
+    reader = as_reader([sys.executable, "-c", READER, str(read_only_store), json.dumps(READ_COMMANDS)])
+    if reader.returncode == 4:
         pytest.skip(
             "the unprivileged reader (uid 65534) cannot read this checkout or its .venv, e.g. under a 0700 folder "
             "such as `mktemp -d` makes: clone it somewhere world-readable to run this test"
         )
-    script = f"import nightloop; p = nightloop.get_prompt('support_agent', db={str(read_only_store)!r}); print(p.version)"
-    prompt = as_reader([sys.executable, "-c", script])
-    assert prompt.returncode == 0 and prompt.stdout.strip() == "1", prompt.stderr
-    nightloop = str(Path(sys.executable).with_name("nightloop"))
-    for command in READ_COMMANDS:
-        result = as_reader([nightloop, *command, "--db", str(read_only_store)])
-        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    assert reader.returncode == 0, reader.stderr
+    done = json.loads(reader.stdout)
+    assert done.pop("get_prompt") == 1
+    assert {name: code for name, (code, _) in done.items()} == {" ".join(c): 0 for c in READ_COMMANDS}, done
+    # And one as the real command: the entry point itself needs no write access either.
+    result = as_reader([str(Path(sys.executable).with_name("nightloop")), "report", "--db", str(read_only_store)])
+    assert result.returncode == 0, (result.stdout, result.stderr)
 
 
 def test_a_read_only_open_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

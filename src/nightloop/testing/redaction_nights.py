@@ -14,8 +14,7 @@ import json
 import os
 import re
 import sqlite3
-import subprocess
-import sys
+import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,12 +90,15 @@ class _Responder:
 
 
 def _cli(*args: str, db: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, "-c", "from nightloop.cli import main; main()", *args, "--db", str(db)],
-        capture_output=True, text=True, encoding="utf-8", timeout=300,
-        env={**os.environ, "COLUMNS": "250", "NIGHTLOOP_DB": str(db)},
-    )
-    return done.stdout + done.stderr
+    """What ``nightloop *args --db db`` prints (stdout and stderr, and an error that escaped), run in this process."""
+    from typer.testing import CliRunner
+
+    from nightloop.cli import app
+
+    done = CliRunner().invoke(app, [*args, "--db", str(db)], env={"COLUMNS": "250", "NIGHTLOOP_DB": str(db)})
+    escaped = "" if done.exception is None or isinstance(done.exception, SystemExit) else "".join(
+        traceback.format_exception(done.exception))
+    return done.output + escaped
 
 
 def _pending_review_ids(db: Path) -> list[str]:
