@@ -67,10 +67,10 @@ READER = """
 import json, sys
 try:
     import nightloop
-    from typer.testing import CliRunner
-    from nightloop.cli import app
 except Exception:
     sys.exit(4)
+from typer.testing import CliRunner  # past the checkout's readability: a failure here is the test's to report
+from nightloop.cli import app
 db, commands = sys.argv[1], json.loads(sys.argv[2])
 done = {"get_prompt": nightloop.get_prompt("support_agent", db=db).version}
 for command in commands:
