@@ -129,6 +129,28 @@ def test_the_night_s_first_candidates_are_round_zero_and_only_the_winner_is_repl
     assert sorted(replayed) == sorted(c.id for c in cases)  # its minibatch, then the rest, each once
 
 
+def test_production_is_replayed_only_on_the_train_cases_a_minibatch_needs():
+    cases = [case(f"c{i:02}") for i in range(20)]
+    world = LineWorld(cases, {c.id: f"rule {i % 2}" for i, c in enumerate(cases)})  # production fails every case
+    found = asyncio.run(reflective_search(world, base_template="base", train=cases, results=[], config=SearchConfig(rounds=1, minibatch=4)))
+    production = [case_id for cid, case_id in world.replayed if cid == BASELINE]
+    assert len(production) == 4  # one minibatch's worth, not all 20 train cases
+    batch = {case_id for cid, case_id in world.replayed if cid not in (BASELINE, *(c.id for c in found.candidates))}
+    assert found.rounds and world.proposals == 1 and set(production) >= batch  # the round drew on what production was replayed on
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_production_is_replayed_on_more_train_cases_while_its_failures_pass_on_replay(seed):
+    cases = [case(f"c{i:02}") for i in range(16)]
+    world = LineWorld(cases, {"c03": "rule a", "c09": "rule b", "c14": "rule c"})  # the other 13 pass on replay
+    asyncio.run(reflective_search(world, base_template="base", train=cases, results=[], config=SearchConfig(rounds=1, minibatch=4), seed=seed))
+    production = [case_id for cid, case_id in world.replayed if cid == BASELINE]
+    failing = [i for i, case_id in enumerate(production) if case_id in world.needs]
+    assert len(failing) >= 2 and len(production) % 4 == 0  # a minibatch at a time, until half a minibatch fails
+    assert len(production) - 4 <= failing[1] < len(production)  # and not a minibatch more
+    assert len(production) == len(set(production))
+
+
 class BudgetAfter(LineWorld):
     def __init__(self, *args, replays: int) -> None:
         super().__init__(*args)
@@ -144,8 +166,9 @@ class BudgetAfter(LineWorld):
 def test_a_spent_budget_ends_the_search_with_what_it_kept():
     _, cases = line_world()
     needs = {f"c{i}": f"rule {i}" for i in range(4)}
-    world = BudgetAfter(cases, needs, replays=3)  # production, round 1's minibatch, the kept revision's rest
-    found = asyncio.run(reflective_search(world, base_template="base", train=cases, results=[], config=SearchConfig(rounds=5, minibatch=4)))
+    world = BudgetAfter(cases, needs, replays=2)  # round 1's minibatch, the kept revision's rest
+    production = [result(BASELINE, c.id, c.id not in needs) for c in cases]  # already in the night's results
+    found = asyncio.run(reflective_search(world, base_template="base", train=cases, results=production, config=SearchConfig(rounds=5, minibatch=4)))
     assert found.budget_exhausted and len(found.candidates) == 1 and found.challenger == found.candidates[0]
 
 

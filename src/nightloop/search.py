@@ -4,7 +4,7 @@ Like GEPA's reflective mutation: each round picks a parent from the Pareto front
 candidate that is best on some case, more often the more cases it leads), replays nothing it already knows,
 asks the judge for revisions of the parent from the failures the parent still has on a minibatch, replays
 the revisions on that minibatch and keeps the best one only if it beats the parent there. A kept revision is
-replayed on the rest of the train cases, so the front is always over every train case. The night's
+replayed on the rest of the train cases; production only on as many as its minibatches need. The night's
 challenger is the kept candidate with the best train pass rate.
 
 Keeping a revision is not promoting it: a minibatch win is a cheap filter on cases the judge saw. The gate
@@ -157,7 +157,8 @@ async def reflective_search(
     """Round 0 on the night's first ``seeds`` (the judge's first answer), then ``config.rounds`` reflective rounds.
 
     ``results`` are the results the night already has (only those on ``train`` cases are read); only what
-    they lack is replayed: production on every train case, then each round's revisions on its minibatch.
+    they lack is replayed: production on the train cases its minibatches need (:func:`_known_enough`), each
+    round's revisions on its minibatch, and a kept revision on every train case.
     Stops early, keeping what it found, when the budget is spent or a kept candidate passes every train case.
     """
     rng = random.Random(f"search|{seed}")
@@ -165,11 +166,12 @@ async def reflective_search(
     case_ids = [c.id for c in train]
     templates = {BASELINE: base_template}
     outcome = SearchOutcome()
+    production_order = rng.sample(list(train), len(train))
     try:
-        await _complete(world, board, outcome, templates, train)
         for number in range(0 if seeds else 1, config.rounds + 1):
             if any(board.rate(cid, case_ids) >= 1.0 for cid in templates):
                 break
+            await _known_enough(world, board, outcome, base_template, production_order, config.minibatch)
             one = await _round(world, board, outcome, templates, train, number, config, rng, list(seeds) if number == 0 else None)
             outcome.rounds.append(one)
             if on_round is not None:
@@ -182,6 +184,27 @@ async def reflective_search(
     if complete:
         outcome.challenger = max(complete, key=lambda c: board.rate(c.id, case_ids))
     return outcome
+
+
+async def _known_enough(
+    world: SearchWorld, board: Scoreboard, outcome: SearchOutcome, template: str, order: Sequence[ReplayCase], size: int
+) -> None:
+    """Replay production on train cases ``size`` at a time, in ``order``, until half a minibatch of them still fails.
+
+    Every train case failed in production, but a minibatch reads only the failures production still has on
+    replay, and half as many of its passes; a result on every train case would mostly go unread
+    (benchmarks/vs_gepa.py). Production is a parent with the cases it was replayed on; a kept revision is
+    replayed on every train case (:func:`_complete`).
+    """
+    while True:
+        known = [c for c in order if board.score(BASELINE, c.id) is not None]
+        unknown = [c for c in order if board.score(BASELINE, c.id) is None]
+        failing = [c for c in known if (board.score(BASELINE, c.id) or 0.0) < 1.0]
+        if not unknown or (known and len(failing) >= size // 2):
+            return
+        new = await world.replay({BASELINE: template}, unknown[:size])
+        board.add(new)
+        outcome.results.extend(new)
 
 
 async def _complete(
@@ -209,7 +232,7 @@ async def _round(
 ) -> SearchRound:
     """One round: a Pareto parent, its minibatch, revisions (``proposed``, or asked of the judge), the best kept if it wins."""
     parent = pareto_parent(board, list(templates), [c.id for c in train], rng)
-    batch = minibatch(board, parent, train, config.minibatch, rng)
+    batch = minibatch(board, parent, [c for c in train if board.score(parent, c.id) is not None], config.minibatch, rng)
     batch_ids = [c.id for c in batch]
     parent_score = board.total(parent, batch_ids)
     failing = [c for c in batch if (board.score(parent, c.id) or 0.0) < 1.0]
