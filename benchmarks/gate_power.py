@@ -14,7 +14,7 @@ A run is one horizon; a promotion ends it. The new gate runs exactly as in a nig
 night's results, the held challenger and its evidence carried through the real ``challenger`` module over an
 in-memory store. Select-then-test means only the challenger and the baseline are replayed on the gated cases;
 then, as the replay stage does, ``extra_repeats`` more paired repeats on the gated cases whose first repeats were not
-all alike (``gate_select.discordant_cases``). Beside it, in the same worlds and the same run: the new gate without
+all alike (``gate_select.cases_worth_more_repeats``). Beside it, in the same worlds and the same run: the new gate without
 the extra repeats, the new gate with each night standing alone (``evidence = "night"``), and today's gate (``benchmarks/legacy_gate.py``: majority McNemar, Holm over K,
 per-case regression veto; every candidate on every case).
 
@@ -44,7 +44,7 @@ import legacy_gate  # noqa: E402  (today's gate, frozen, next to this script)
 from nightloop.challenger import carried_challenger, record_night  # noqa: E402
 from nightloop.config import GateConfig, ReplayConfig  # noqa: E402
 from nightloop.gate import choose_winner, gate_night, select_challenger  # noqa: E402
-from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats, testing_batches  # noqa: E402
+from nightloop.gate_select import by_first_repeats, cases_worth_more_repeats, extra_steps, first_repeats, testing_batches  # noqa: E402
 from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
@@ -192,7 +192,7 @@ def test_in_batches(rng, night, gated, true, challenger, candidates, prior, conf
             results += results_for(BASELINE, group, night.probability, rng, count=first)
             results += results_for(challenger, group, true, rng, count=first)
         gate = gate_night(results, night.cases, ids, config, prior=prior, repeats=firsts)
-        wanted = set(discordant_cases(results, [c.id for c in batch], challenger, firsts)) if config.extra_repeats else set()
+        wanted = set(cases_worth_more_repeats(results, [c.id for c in batch], challenger, firsts)) if config.extra_repeats else set()
         for pairs in extra_steps([c for c in batch if c.id in wanted], firsts, config.extra_repeats, step):  # a few at a time
             if _verdict_of(gate) in ("promote", "reject"):
                 break

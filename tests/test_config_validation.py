@@ -105,7 +105,7 @@ def test_config_check_prints_each_setting_with_where_it_came_from(tmp_path: Path
     assert lines["limit"] == (7, "mine.toml")
     assert lines["gate.alpha"] == (0.01, "env NIGHTLOOP_GATE__ALPHA")
     assert lines["db"] == ("other.db", "command line")
-    assert lines["replay.repeats"] == (3, "default")
+    assert lines["replay.repeats"] == (1, "default")
     assert lines['llm.prices."llama3"'] == ({"input": 0.0, "output": 0.0}, "mine.toml")
     assert report["config_file"] == "mine.toml" and report["config_file_found"]
 

@@ -499,21 +499,21 @@ def test_benchmark_prints_its_figures():
     assert re.fullmatch(r"cases=12: fp30=\d\.\d{3} worse30=\d\.\d{3} power1=\d\.\d{3} power3=\d\.\d{3}", last), done.stdout
 
 
-# --- extra paired repeats for the discordant cases ---
+# --- extra paired repeats for the cases an arm failed ---
 
 
-def test_only_cases_whose_first_repeats_differ_get_extra_repeats():
-    from nightloop.gate_select import discordant_cases
+def test_only_cases_where_some_first_repeat_failed_get_extra_repeats():
+    from nightloop.gate_select import cases_worth_more_repeats
 
     cases, results = night({"all-fail": (0, {"c1": 0}), "all-pass": (3, {"c1": 3}), "mixed": (3, {"c1": 2}), "flip": (0, {"c1": 3})})
     results += runs(BASELINE, "short", 1, repeats=2) + runs("c1", "short", 1)  # a first repeat is missing: left out
     ids = [c.id for c in cases] + ["short"]
-    assert discordant_cases(results, ids, "c1", repeats=3) == ["mixed", "flip"]
-    assert discordant_cases(results, ids, "c2", repeats=3) == []  # another arm's results are not read
+    assert cases_worth_more_repeats(results, ids, "c1", repeats=3) == ["all-fail", "mixed", "flip"]
+    assert cases_worth_more_repeats(results, ids, "c2", repeats=3) == []  # another arm's results are not read
 
 
 def test_regression_cases_start_with_fewer_repeats_and_their_extras_follow_their_own_first_repeats():
-    from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats
+    from nightloop.gate_select import by_first_repeats, cases_worth_more_repeats, extra_steps, first_repeats
 
     cases = [case("f-0"), case("r-0", kind="regression"), case("r-1", kind="regression")]
     firsts = first_repeats(cases, repeats=3, regression_repeats=1)
@@ -524,9 +524,9 @@ def test_regression_cases_start_with_fewer_repeats_and_their_extras_follow_their
         [(["r-0", "r-1"], 1, 2), (["f-0"], 3, 2)],
         [(["r-0", "r-1"], 3, 2), (["f-0"], 5, 2)],
     ]
-    # A regression case is discordant on its one first repeat; the 2nd and 3rd repeats are already extras.
+    # A regression case the challenger failed on its one first repeat; the 2nd and 3rd repeats are already extras.
     results = runs(BASELINE, "r-0", 1, repeats=1) + runs("c1", "r-0", 0, repeats=1) + runs(BASELINE, "r-1", 1) + runs("c1", "r-1", 1)
-    assert discordant_cases(results, ["r-0", "r-1"], "c1", firsts) == ["r-0"]
+    assert cases_worth_more_repeats(results, ["r-0", "r-1"], "c1", firsts) == ["r-0"]
 
 
 def test_the_cost_check_weighs_every_case_the_same_whatever_its_repeats():
@@ -573,7 +573,7 @@ def test_each_extra_pair_is_a_bet_of_its_own():
 
 def test_extra_repeats_keep_the_evidence_a_fair_bet_under_the_null():
     """With the arms alike, the mean e-value over many nights stays at 1 (a test martingale), extra pairs and all."""
-    from nightloop.gate_select import discordant_cases
+    from nightloop.gate_select import cases_worth_more_repeats
 
     rng = random.Random(7)
     e_values = []
@@ -585,7 +585,7 @@ def test_extra_repeats_keep_the_evidence_a_fair_bet_under_the_null():
             for r in range(count)
         ]
         results = [r for cid in p for arm in (BASELINE, "c1") for r in draw(arm, cid, 0, 3)]
-        for cid in discordant_cases(results, list(p), "c1", 3):
+        for cid in cases_worth_more_repeats(results, list(p), "c1", 3):
             results += draw(BASELINE, cid, 3, 4) + draw("c1", cid, 3, 4)
         e_values.append(gate_night(results, cases, ["c1"], GateConfig(), repeats=3, min_cases=1).evidence.e_value)
     assert sum(e_values) / len(e_values) < 1.15, sum(e_values) / len(e_values)  # 1.04 with this seed; 1.99 when extra pairs are bet against the first repeats

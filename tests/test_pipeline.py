@@ -16,7 +16,7 @@ from worlds import NightRun, Traffic, Worlds
 from nightloop import pipeline
 from nightloop.config import Settings, load_settings
 from nightloop.gate import is_train
-from nightloop.gate_select import discordant_cases, extra_rounds, first_repeats
+from nightloop.gate_select import cases_worth_more_repeats, extra_rounds, first_repeats
 from nightloop.gate_select import testing_batches as batches_of
 from nightloop.ingest import ingest
 from nightloop.llm.base import LLMRequest, LLMResponse
@@ -165,12 +165,12 @@ def test_an_interrupted_night_resumes_without_repeating_finished_model_calls(wor
     cases = ReplaySetOutput.model_validate(store.runs.stage_output(run_id, "replay_set")).cases
     train = {c.id for c in cases if is_train(c)}
     # Select, then test: the search replays on the train cases, then the baseline and the challenger on the rest,
-    # then both again on the gated cases whose first repeats were not all alike.
+    # then both again on the gated cases where some first repeat failed.
     # Regression cases start with [replay] regression_repeats, the others with repeats.
     gated_ids = [c.id for c in cases if c.id not in train]
     firsts = first_repeats(cases, settings.replay.repeats, settings.replay.regression_repeats)
     [challenger] = {r.candidate_id for r in after.values() if r.case_id in gated_ids} - {BASELINE}
-    wanted = discordant_cases(after.values(), gated_ids, challenger, firsts)
+    wanted = cases_worth_more_repeats(after.values(), gated_ids, challenger, firsts)
     extras = Counter((arm, case_id) for arm, case_id, repeat in after if case_id in firsts and repeat >= firsts[case_id])
     extended = {case_id for _, case_id in extras}
     assert wanted and extended <= set(wanted)  # this night settled before some (here: every) step of extra repeats

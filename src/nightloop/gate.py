@@ -24,7 +24,7 @@ Statistics (:mod:`nightloop.gate_stats` explains their validity)
     a newer candidate beats it on train cases, when production moves, when harm is found, or after
     ``carry_nights`` nights. With ``evidence = "night"`` each night stands alone: tonight's p < α.
   - Extra repeats (``GateConfig.extra_repeats``): the replay adds paired repeats on the gated cases whose
-    first repeats were not all alike; each extra pair is a bet of its own in the e-process.
+    first repeats did not all pass; each extra pair is a bet of its own in the e-process.
   - Effect: ``delta`` = candidate − baseline mean per-case pass rate; it must reach ``min_effect``.
   - Interval: a paired Student-t interval (level 1 − α) on tonight's per-case differences, for the
     reviewer (deterministic and close to nominal for bounded differences over ≥ ``MIN_CASES`` cases).
@@ -159,7 +159,7 @@ def gate_night(
     ``config.evidence == "nights"``; ``test`` overrides the paired test named by ``config.test``.
     ``repeats`` is the replay's first repeats, one count or per case (:func:`~nightloop.gate_select.first_repeats`;
     default: the fewest any paired case has); repeats beyond them are the extra pairs of
-    :func:`~nightloop.gate_select.discordant_cases`, each a bet of its own.
+    :func:`~nightloop.gate_select.cases_worth_more_repeats`, each a bet of its own.
     """
     prior = prior if prior is not None and config.evidence == "nights" else Prior()
     test = test if test is not None else get_paired_test(config.test)

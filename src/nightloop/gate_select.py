@@ -19,7 +19,7 @@ __all__ = [
     "FirstRepeats",
     "Selection",
     "by_first_repeats",
-    "discordant_cases",
+    "cases_worth_more_repeats",
     "extra_rounds",
     "extra_steps",
     "first_repeats",
@@ -64,7 +64,7 @@ def first_repeats(cases: Iterable[ReplayCase], repeats: int, regression_repeats:
     """Each case's first repeats: ``regression_repeats`` on regression cases, ``repeats`` on the others.
 
     Production passed a regression case, so its first repeats are nearly always alike under both arms and say
-    little; the discordant ones get the extra repeats like any other case (:func:`discordant_cases`).
+    little; those where an arm failed get the extra repeats like any other case (:func:`cases_worth_more_repeats`).
     """
     return {c.id: regression_repeats if c.origin == "regression" else repeats for c in cases}
 
@@ -191,12 +191,14 @@ def group_by_arm(
 
 
 
-def discordant_cases(
+def cases_worth_more_repeats(
     results: Iterable[EvalResult], gated_ids: Sequence[str], challenger_id: str, repeats: FirstRepeats
 ) -> list[str]:
-    """Gated cases whose first ``repeats`` outcomes of baseline and challenger were not all alike: worth more repeats.
+    """Gated cases where some of the first ``repeats`` outcomes of baseline and challenger failed: worth more repeats.
 
-    The rule reads only whether the outcomes were all alike, whichever arm is which (see :mod:`nightloop.gate_stats`).
+    A case both arms passed every time says little more when replayed; one where either failed may be a case
+    the challenger fixes (or breaks) some of the time, which one first repeat cannot tell. The rule reads the
+    outcomes of both arms together, whichever arm is which (see :mod:`nightloop.gate_stats`).
     A case missing some of its first repeats is left out.
     """
     wanted = set(gated_ids)
@@ -207,6 +209,6 @@ def discordant_cases(
     chosen = []
     for case_id in gated_ids:
         outcomes = [*firsts[BASELINE, case_id].values(), *firsts[challenger_id, case_id].values()]
-        if len(outcomes) == 2 * repeats_of(repeats, case_id) and len(set(outcomes)) > 1:
+        if len(outcomes) == 2 * repeats_of(repeats, case_id) and not all(outcomes):
             chosen.append(case_id)
     return chosen

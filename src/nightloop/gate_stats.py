@@ -25,12 +25,13 @@ Why an e-process across nights
   that the mixture is over the whole accumulated product (the "mixture likelihood ratio"), not a
   product of nightly mixtures.
 
-Extra repeats for the discordant cases (``GateConfig.extra_repeats``)
-  A case whose first repeats were all alike (the baseline and the challenger both passed, or both
-  failed, every time) says little more when replayed; a case where they differ does. After the first
-  repeats the replay adds paired repeats (baseline and challenger, one each, sharing a sampling seed)
-  on those cases only. The rule reads only whether the case's outcomes were all alike — the same
-  whichever arm is which — so the sign-flip test over cases stays exact. The e-process bets on each
+Extra repeats for the cases an arm failed (``GateConfig.extra_repeats``)
+  A case the baseline and the challenger both passed every time says little more when replayed; a case
+  where either failed may be one the challenger fixes (or breaks) some of the time — with one first
+  repeat, a case both arms failed once is most of tonight's failure cases. After the first repeats the
+  replay adds paired repeats (baseline and challenger, one each, sharing a sampling seed) on those cases
+  only, ``extra_step`` at a time. The rule reads both arms' outcomes together — the same whichever arm is
+  which — so the sign-flip test over cases stays exact. The e-process bets on each
   extra pair's difference (−1, 0 or +1) as a bet of its own, after the case's first repeats: a bet
   placed on a fresh pair whose arms are exchangeable given the past has expectation ≤ 1 under "no
   better", so the wealth stays a test supermartingale (this needs a case's rollouts to be independent

@@ -24,7 +24,7 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
     if previous is not None:
         return previous
     from nightloop.gate import is_train, select_challenger
-    from nightloop.gate_select import by_first_repeats, discordant_cases, extra_steps, first_repeats, testing_batches
+    from nightloop.gate_select import by_first_repeats, cases_worth_more_repeats, extra_steps, first_repeats, testing_batches
     from nightloop.runners import make_runner, run_closing
 
     base = night.store.prompts.get(night.prompt_name, replay_set.base_version)
@@ -88,10 +88,10 @@ def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult)
                     phases.append(replay("gated", group, arms, first=first))
             verdict = None
             if gate.extra_repeats and chosen.challenger_id is not None and not phases[-1].budget_exhausted:
-                # More paired repeats on the gated cases whose first repeats were not all alike (nightloop.gate_stats).
+                # More paired repeats on the gated cases where an arm's first repeats failed (nightloop.gate_stats).
                 # Faulted calls decide nothing (a re-run retries them); a case once extended stays so, so its extras are retried.
                 results = [r for r in night.store.runs.eval_results(night.run_id) if not faulted(r)]
-                wanted = set(discordant_cases(results, [c.id for c in batch], chosen.challenger_id, firsts))
+                wanted = set(cases_worth_more_repeats(results, [c.id for c in batch], chosen.challenger_id, firsts))
                 wanted |= {case_id for arm, case_id, repeat in stored if repeat >= firsts.get(case_id, repeats) and arm == chosen.challenger_id}
                 for step in extra_steps([c for c in batch if c.id in wanted], firsts, gate.extra_repeats, extra_step):
                     if phases[-1].budget_exhausted or (verdict := _settled(night, replay_set, candidates, carried.prior)):
