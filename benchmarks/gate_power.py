@@ -3,7 +3,8 @@
 Nights shaped like nightloop's, with *independent* noise per rollout (every repeat of every arm is its own
 Bernoulli draw, as with a real model at temperature > 0). Each night has ``cases`` gated cases (60 % from
 production failures, hard: p ~ Beta(1.2, 2.8); 40 % regression cases, easy: p ~ Beta(19, 1)), as many train
-cases as failure cases, 3 repeats, and K = 4 fresh candidates from the judge. A world fixes every candidate's
+cases as failure cases, and K = 4 fresh candidates from the judge. The new gate starts with ``[replay] repeats``
+first repeats (1) per holdout case and ``regression_repeats`` (1) per regression case; today's gate with 3 on every case. A world fixes every candidate's
 true effect on the gated pass rate:
 
 - ``null``: every candidate is exactly as good as production, every night, for a 30-night horizon;
@@ -13,9 +14,9 @@ true effect on the gated pass rate:
 A run is one horizon; a promotion ends it. The new gate runs exactly as in a night: ``gate.gate_night`` on the
 night's results, the held challenger and its evidence carried through the real ``challenger`` module over an
 in-memory store. Select-then-test means only the challenger and the baseline are replayed on the gated cases;
-then, as the replay stage does, ``extra_repeats`` more paired repeats on the gated cases whose first repeats were not
-all alike (``gate_select.cases_worth_more_repeats``). Beside it, in the same worlds and the same run: the new gate without
-the extra repeats, the new gate with each night standing alone (``evidence = "night"``), and today's gate (``benchmarks/legacy_gate.py``: majority McNemar, Holm over K,
+then, as the replay stage does, up to ``extra_repeats`` more paired repeats, ``extra_step`` at a time, on the gated cases
+where some first repeat failed (``gate_select.cases_worth_more_repeats``). Beside it, in the same worlds and the same run:
+the new gate with 3 first repeats on holdout cases, and with 3 and no extra repeats, the new gate with each night standing alone (``evidence = "night"``), and today's gate (``benchmarks/legacy_gate.py``: majority McNemar, Holm over K,
 per-case regression veto; every candidate on every case).
 
 Prints, per number of gated cases: false promotion over the null horizon, adoption of the -5 candidate over the
@@ -49,7 +50,8 @@ from nightloop.models import BASELINE, Candidate  # noqa: E402
 from nightloop.store import Store  # noqa: E402
 
 K = 4
-REPEATS = 3
+FIRST_REPEATS = ReplayConfig().repeats  # the new gate's first repeats on holdout cases
+LEGACY_REPEATS = 3  # today's gate: every candidate, 3 repeats, every case
 TRAIN_REPEATS = ReplayConfig().train_repeats
 REGRESSION_REPEATS = ReplayConfig().regression_repeats
 HORIZON = 30
@@ -119,7 +121,7 @@ def shifted(night: Night, effect: float) -> dict[str, float]:
 
 
 def results_for(
-    arm: str, cases: list[Case], probability: dict[str, float], rng: np.random.Generator, first: int = 0, count: int = REPEATS
+    arm: str, cases: list[Case], probability: dict[str, float], rng: np.random.Generator, first: int = 0, count: int = LEGACY_REPEATS
 ) -> list[Result]:
     """Repeats ``first`` .. ``first + count - 1`` of one arm on the cases, each its own Bernoulli draw."""
     passed = (rng.random((len(cases), count)) < np.array([[probability[c.id]] for c in cases])).tolist()
@@ -146,7 +148,9 @@ class Tally:
     first_delta: float = 0.0
 
 
-def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: int, config: GateConfig) -> Tally:
+def run_new_gate(
+    rng: np.random.Generator, n_gated: int, effect: float, nights: int, config: GateConfig, repeats: int = FIRST_REPEATS
+) -> Tally:
     """One horizon of the new gate, with the carry-over through the real challenger module and store area."""
     tally = Tally()
     with Store(None) as store:
@@ -163,7 +167,7 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
             chosen = select_challenger(
                 results, night.cases, [c.id for c in candidates], carried.prior.challenger_id, margin=config.min_effect
             )
-            gate = test_in_batches(rng, night, gated, true, chosen.challenger_id, candidates, carried.prior, config, results)
+            gate = test_in_batches(rng, night, gated, true, chosen.challenger_id, candidates, carried.prior, config, results, repeats)
             tally.calls += len(results)
             record_night(store, prompt_name=PROMPT, logical_date=day, run_id=f"run-{number}", base_version=1,
                          gate=gate, candidates=candidates, config=config)
@@ -178,13 +182,13 @@ def run_new_gate(rng: np.random.Generator, n_gated: int, effect: float, nights: 
     return tally
 
 
-def test_in_batches(rng, night, gated, true, challenger, candidates, prior, config, results):
+def test_in_batches(rng, night, gated, true, challenger, candidates, prior, config, results, repeats):
     """The replay stage's gated phase: batches (``testing_batches``) with extra repeats, stopping once decided.
 
-    Regression cases start with ``[replay] regression_repeats`` first repeats, the others with ``REPEATS``.
+    Regression cases start with ``[replay] regression_repeats`` first repeats, the others with ``repeats``.
     """
     ids = [c.id for c in candidates]
-    firsts = first_repeats(night.cases, REPEATS, REGRESSION_REPEATS)
+    firsts = first_repeats(night.cases, repeats, REGRESSION_REPEATS)
     batches = testing_batches(gated, config.batch_cases if config.evidence == "nights" else 0)
     step = config.extra_step if config.evidence == "nights" else 0  # a p-value may be read once a night only
     for number, batch in enumerate(batches, 1):
@@ -221,7 +225,7 @@ def run_legacy_gate(rng: np.random.Generator, n_gated: int, effect: float, night
         results = results_for(BASELINE, gated, night.probability, rng)
         for cid in ids:
             results += results_for(cid, gated, true, rng)
-        tally.calls += len(results) + (K + 1) * (len(night.cases) - len(gated)) * REPEATS  # and on train cases
+        tally.calls += len(results) + (K + 1) * (len(night.cases) - len(gated)) * LEGACY_REPEATS  # and on train cases
         decisions = legacy_gate.decide(results, gated, ids, config, test=legacy_gate.McNemarTest())
         tally.tested += 1
         if legacy_gate.choose_winner(decisions) is not None:
@@ -234,7 +238,8 @@ GATES = {
     "new gate (evidence across nights)": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig()),
     "  every gated case at once": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(batch_cases=0)),
     "  extra repeats all at once": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_step=0)),
-    "  without extra repeats": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_repeats=0)),
+    "  3 first repeats on holdout cases": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(), repeats=3),
+    "  3 first repeats, no extra repeats": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(extra_repeats=0), repeats=3),
     "new gate, each night alone": lambda rng, n, e, h: run_new_gate(rng, n, e, h, GateConfig(evidence="night")),
     "today's gate": lambda rng, n, e, h: run_legacy_gate(rng, n, e, h),
 }
@@ -301,7 +306,10 @@ def main() -> None:
             tallies.setdefault((n, gate), {}).setdefault(world, []).extend(runs)
     headline = {}
     for n_gated in args.cases:
-        print(f"== {n_gated} gated cases x {REPEATS} repeats, K={K} candidates a night, {args.runs} runs per world")
+        print(
+            f"== {n_gated} gated cases, K={K} candidates a night, {args.runs} runs per world: the new gate {FIRST_REPEATS} first "
+            f"repeat(s) + up to {GateConfig().extra_repeats} extra where one failed, today's gate {LEGACY_REPEATS} repeats"
+        )
         for name in GATES:
             figures = summarise(tallies[n_gated, name])
             print(
@@ -313,14 +321,14 @@ def main() -> None:
             )
             if name.startswith("new gate (evidence"):
                 headline[n_gated] = figures
-        if (n_gated, "  without extra repeats") not in tallies:
+        if (n_gated, "  3 first repeats, no extra repeats") not in tallies:
             continue
-        bound = summarise(tallies[n_gated, "  without extra repeats"])["evenly_spent_bound_1"]
+        bound = summarise(tallies[n_gated, "  3 first repeats, no extra repeats"])["evenly_spent_bound_1"]
         print(
-            f"  the limit of {REPEATS} repeats alone: a gate that spends its alpha evenly over {HORIZON} nights has "
+            f"  the limit of 3 repeats alone: a gate that spends its alpha evenly over {HORIZON} nights has "
             f"{GateConfig().alpha / HORIZON:.5f} a night; the exact sign-flip test at that level promotes +10 within 1 night "
             f"{bound:.3f} (the e-process, which needs no horizon, does about as well); only more evidence a night, "
-            f"the extra repeats on discordant cases, lifts one night above it"
+            f"the extra repeats on the cases an arm failed, lifts one night above it"
         )
     print(f"config={GateConfig().model_dump()} seed={args.seed} ({time.perf_counter() - started:.0f} s)")
     print(" ".join(
