@@ -141,6 +141,12 @@ def production_version(template: str, version: int) -> PromptVersion:
 _FRESH = itertools.count(1_000_000)
 
 
+def reset_draws(seed: int, optimizer: str) -> None:
+    """Each (seed, optimizer) run draws its independent noise from seeds of its own, whatever ran before it."""
+    global _FRESH
+    _FRESH = itertools.count(10**9 * (1 + 2 * seed + (optimizer == "gepa")))
+
+
 def fresh_draws(agent: LLMClient) -> None:
     """With independent noise, the sim agent's next replay call draws its luck from a seed no other call used."""
     if NOISE == "independent":
@@ -244,6 +250,7 @@ def nightloop_night(store: Store, settings: Settings, clients: Clients, number: 
 
 
 def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: str) -> Run:
+    reset_draws(seed, "nightloop")
     run = Run(trace=[(0, oracle(base))])
     template = base
     with tempfile.TemporaryDirectory() as folder:
@@ -268,6 +275,7 @@ def run_nightloop(seed: int, max_calls: int, nights: int, oracle: Oracle, base: 
 
 
 def run_gepa(seed: int, max_calls: int, oracle: Oracle, base: str) -> Run:
+    reset_draws(seed, "gepa")
     with Store(None) as cache_store:
         return _gepa(seed, max_calls, oracle, base, Counter.fresh(seed, cache_store.cache))
 
