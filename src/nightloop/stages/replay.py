@@ -19,7 +19,11 @@ from nightloop.night import Night, held_challenger, night_candidates, run_async
 
 
 def stage_replay(night: Night, replay_set: ReplaySetOutput, judged: JudgeResult) -> ReplayOutcome:
-    """Run baseline and every candidate on every case, ``repeats`` times; each result is saved as it lands."""
+    """Every candidate on the train cases, then the chosen challenger and the baseline on the gated cases; saved as they land.
+
+    The gated cases start with their first repeats (``[replay] repeats``, ``regression_repeats``) and come in batches, the
+    cases where an arm failed getting extra repeats a step at a time, until tonight's verdict is settled.
+    """
     previous = night.saved("replay", ReplayOutcome)
     if previous is not None:
         return previous
