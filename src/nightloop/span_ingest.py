@@ -22,7 +22,7 @@ from nightloop.conversation_rows import StoredForm
 from nightloop.models import Conversation, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
 from nightloop.sources.spans import Span, SpanSource
-from nightloop.span_workers import Building, SpanRows, Workers, chunk_builder, read_spans, workers_for
+from nightloop.span_workers import Building, SpanRows, Workers, chunk_builder, fewer_collections, read_spans, workers_for
 
 if TYPE_CHECKING:
     from nightloop.store import Store
@@ -162,6 +162,7 @@ class Classifying:
     workers: int | None = None
 
 
+@fewer_collections()
 def ingest_span_items(
     store: Store,
     items: Iterable[Span | Quarantined],
