@@ -6,9 +6,10 @@ files, a conversation crossing midnight, ``nightloop collect``) is merged again,
 as updated. A re-sent batch adds no span and changes nothing. Memory stays flat: spans go to the store in
 batches and conversations are rebuilt one at a time.
 
-A large OTLP file goes in one pass (:class:`OnePass`): the workers that read a chunk of it also build and classify
-the conversations wholly in it, stored with the chunk's spans as each chunk comes back, so only conversations
-whose spans lie in several chunks, files or ingests are rebuilt after the spans are in.
+An OTLP file of one export per line goes in one pass (:class:`OnePass`): whoever reads a chunk of it (a worker
+process, or the ingesting process itself) also builds and classifies the conversations wholly in it, stored with the
+chunk's spans as each chunk comes back, so only conversations whose spans lie in several chunks, files or ingests are
+rebuilt after the spans are in.
 """
 
 from __future__ import annotations

