@@ -123,6 +123,8 @@ def max_rss_mb() -> float:
 PHASES = (
     ("nightloop.span_ingest", "store_spans", "read the export + store spans"),
     ("nightloop.store.spans.SpanRepo", "add", "  of which: write spans (JSON + insert)"),
+    ("nightloop.span_workers", "prebuild", "  of which: build + classify as read (one pass)"),
+    ("nightloop.span_workers", "classify_conversation", "    of which: classify"),
     ("nightloop.store.spans.SpanRepo", "rekey", "rekey spans to conversations"),
     ("nightloop.store.spans.SpanRepo", "span_texts_of_many", "read spans back (query)"),
     ("nightloop.span_workers", "build_chunk", "spans -> Conversation (JSON, merge, validation)"),

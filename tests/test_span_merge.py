@@ -34,16 +34,27 @@ def _state(store: Store) -> tuple[dict, list]:
     return conversations, failures
 
 
-def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool = False, workers: int | None = None) -> tuple[tuple[dict, list], list]:
-    """Each part a file; ingested one by one (or as the arguments of one ingest)."""
+def _ingest_parts(parts: list[list[str]], workdir: Path, *, as_arguments: bool = False, workers: int | str | None = None) -> tuple[tuple[dict, list], list]:
+    """Each part a file; ingested one by one (or as the arguments of one ingest). ``workers="rebuild"``: nothing is built
+    while reading, every conversation is rebuilt from its stored spans (in-process, as with a classifier of one's own)."""
     files = []
     for index, lines in enumerate(parts):
         path = workdir / f"part{index}.jsonl"
         path.write_text("".join(line + "\n" for line in lines))
         files.append(str(path))
+    options = _rebuild_options() if workers == "rebuild" else {"workers": workers}
     with Store(workdir / "store.db") as store:
-        stats = [ingest(store, files, workers=workers)] if as_arguments else [ingest(store, [f], workers=workers) for f in files]
+        stats = [ingest(store, files, **options)] if as_arguments else [ingest(store, [f], **options) for f in files]
         return _state(store), stats
+
+
+def _rebuild_options() -> dict:
+    """The rule classifier passed as one's own: the spans are read as ``OtelSource.spans()`` reads them, every
+    conversation rebuilt from the store (no conversation is built while reading), classified as it is stored."""
+    from nightloop.config import ClassifyConfig
+    from nightloop.ingest import default_classifier
+
+    return {"workers": 0, "classifier": default_classifier(ClassifyConfig())}
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +207,7 @@ def test_worker_processes_rebuild_and_classify_exactly_as_one_process_does(whole
         _span("p1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!", conversation="support-jane.doe@example.com-17")]}]}]})
     parts = [lines[:-1] + [private], lines[-1:]]
     (tmp_path / "one").mkdir()
-    in_process, in_process_stats = _ingest_parts(parts, tmp_path / "one")
+    in_process, in_process_stats = _ingest_parts(parts, tmp_path / "one", workers="rebuild")
     classified_here: list[str] = []
     real_classify = ingest_module.classify_conversation
     monkeypatch.setattr(ingest_module, "classify_conversation", lambda c, *rest: classified_here.append(c.id) or real_classify(c, *rest))
@@ -226,7 +237,7 @@ def _threads_for_workers(monkeypatch) -> None:
 
     from nightloop import span_workers
 
-    monkeypatch.setattr(span_workers, "ProcessPoolExecutor", lambda count, mp_context: ThreadPoolExecutor(count))
+    monkeypatch.setattr(span_workers, "ProcessPoolExecutor", lambda count, mp_context, initializer: ThreadPoolExecutor(count))
 
 
 @settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -246,11 +257,11 @@ def test_conversations_built_while_reading_are_those_a_rebuild_gives(whole, data
     as_arguments = data.draw(st.booleans(), label="as_arguments")
     monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", data.draw(st.sampled_from([1, 4000, 20_000, 1 << 20]), label="chunk bytes"))
     found = []
-    for workers in (0, 2):
+    for workers in ("rebuild", 0, 2):
         with tempfile.TemporaryDirectory() as tmp:
             found.append(_ingest_parts(parts, Path(tmp), as_arguments=as_arguments, workers=workers))
-    assert found[1][0] == found[0][0] == expected
-    assert _counts(found[1][1]) == _counts(found[0][1])
+    assert found[2][0] == found[1][0] == found[0][0] == expected
+    assert _counts(found[2][1]) == _counts(found[1][1]) == _counts(found[0][1])
 
 
 def test_a_conversation_built_while_reading_is_rebuilt_when_a_later_file_brings_more_of_it(whole, tmp_path: Path, monkeypatch) -> None:
@@ -269,7 +280,8 @@ def test_a_conversation_built_while_reading_is_rebuilt_when_a_later_file_brings_
     last = next(i for i, line in enumerate(lines) if "No, I asked for the price in euros" in line and "gen_ai.output.messages" in line)
     parts = [lines[:last] + lines[last + 1 :], [lines[last]]]
     (tmp_path / "one").mkdir()
-    state, stats = _ingest_parts(parts, tmp_path / "one", as_arguments=True, workers=0)
+    state, stats = _ingest_parts(parts, tmp_path / "one", as_arguments=True, workers="rebuild")
+    assert withdrawn == []
     rebuilt.clear()
     (tmp_path / "read").mkdir()
     pooled, pooled_stats = _ingest_parts(parts, tmp_path / "read", as_arguments=True, workers=2)
@@ -290,11 +302,11 @@ def test_conversations_of_many_traces_built_while_reading_are_those_a_rebuild_gi
     for cut in range(len(lines) + 1):
         for as_arguments in (False, True):
             found = []
-            for workers in (0, 2):
+            for workers in ("rebuild", 0, 2):
                 (folder := tmp_path / f"{cut}-{as_arguments}-{workers}").mkdir()
                 found.append(_ingest_parts([lines[:cut], lines[cut:]], folder, as_arguments=as_arguments, workers=workers))
-            assert found[1][0] == found[0][0] and len(found[0][0][0]) == 6, (cut, as_arguments)
-            assert _counts(found[1][1]) == _counts(found[0][1]), (cut, as_arguments)
+            assert found[2][0] == found[1][0] == found[0][0] and len(found[0][0][0]) == 6, (cut, as_arguments)
+            assert _counts(found[2][1]) == _counts(found[1][1]) == _counts(found[0][1]), (cut, as_arguments)
 
 
 def test_a_trace_wholly_in_a_chunk_of_a_conversation_with_stored_spans_is_rebuilt_from_all_of_them(tmp_path: Path, monkeypatch) -> None:
@@ -397,16 +409,16 @@ def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole,
     monkeypatch.setattr(base, "MAX_LINE_BYTES", 4096)  # the main process reads the lines; workers parse them
     monkeypatch.setattr(span_workers, "READ_CHUNK_BYTES", 1)  # a chunk per line: spans of one conversation in several chunks
     results = []
-    for workers in (0, 2):
+    for workers in ("rebuild", 0, 2):  # OtelSource.spans() reads the file; then the chunks in-process and in workers
         folder = tmp_path / str(workers)
         folder.mkdir()
         for name, content in files.items():
             (folder / name).write_text("".join(line + "\n" for line in content))
         with Store(folder / "store.db") as store:
-            stats = ingest(store, [str(folder / name) for name in files], workers=workers)
+            stats = ingest(store, [str(folder / name) for name in files], **(_rebuild_options() if workers == "rebuild" else {"workers": workers}))
             notes = sorted((q.locator.replace(str(folder), ""), q.reason) for q in store.conversations.quarantined())
             results.append((_state(store), notes, (stats.ingested, stats.updated, stats.duplicates, stats.quarantined, stats.failures)))
-    assert results[1] == results[0]
+    assert results[2] == results[1] == results[0]
     notes = results[0][1]
     assert [reason.split(":")[0] for _, reason in notes] == ["invalid JSON", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)", "line longer than 4096 bytes; split the record or drop it", "OTLP spans without GenAI content"], notes
     assert len(results[0][0][0]) == 6
@@ -430,3 +442,20 @@ def test_a_worker_that_dies_costs_only_speed() -> None:
     with span_workers.Workers(2) as workers:
         assert workers.executor is not None
         assert list(workers.map(_exit_in_a_worker, [(os.getpid(), i) for i in range(7)])) == [0, 2, 4, 6, 8, 10, 12]
+
+
+def test_a_span_ingest_collects_garbage_less_often_and_restores_the_collector_after(tmp_path: Path) -> None:
+    """Collecting at CPython's default pace was a fifth of a span ingest's CPU time: it is slower during the ingest only."""
+    import gc
+
+    from nightloop import span_ingest, span_workers
+
+    seen: list[tuple[int, int, int]] = []
+    real_store_spans = span_ingest.store_spans
+    before = gc.get_threshold()
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [_span("s1", 1_700_000_000 * 10**9, "sys", [("user", "Hi")], "Hello!")]}]}]}) + "\n")
+    with pytest.MonkeyPatch.context() as patch, Store(tmp_path / "store.db") as store:
+        patch.setattr(span_ingest, "store_spans", lambda *args: seen.append(gc.get_threshold()) or real_store_spans(*args))
+        assert ingest(store, [str(path)], workers=0).ingested == 1
+    assert seen == [(max(span_workers.GC_THRESHOLD, before[0]), *before[1:])] and gc.get_threshold() == before

@@ -6,9 +6,10 @@ files, a conversation crossing midnight, ``nightloop collect``) is merged again,
 as updated. A re-sent batch adds no span and changes nothing. Memory stays flat: spans go to the store in
 batches and conversations are rebuilt one at a time.
 
-A large OTLP file goes in one pass (:class:`OnePass`): the workers that read a chunk of it also build and classify
-the conversations wholly in it, stored with the chunk's spans as each chunk comes back, so only conversations
-whose spans lie in several chunks, files or ingests are rebuilt after the spans are in.
+An OTLP file of one export per line goes in one pass (:class:`OnePass`): whoever reads a chunk of it (a worker
+process, or the ingesting process itself) also builds and classifies the conversations wholly in it, stored with the
+chunk's spans as each chunk comes back, so only conversations whose spans lie in several chunks, files or ingests are
+rebuilt after the spans are in.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from nightloop.conversation_rows import StoredForm
 from nightloop.models import Conversation, IngestStats, Quarantined
 from nightloop.sources.base import Window, in_window
 from nightloop.sources.spans import Span, SpanSource
-from nightloop.span_workers import Building, SpanRows, Workers, chunk_builder, read_spans, workers_for
+from nightloop.span_workers import Building, SpanRows, Workers, chunk_builder, fewer_collections, read_spans, workers_for
 
 if TYPE_CHECKING:
     from nightloop.store import Store
@@ -162,6 +163,7 @@ class Classifying:
     workers: int | None = None
 
 
+@fewer_collections()
 def ingest_span_items(
     store: Store,
     items: Iterable[Span | Quarantined],

@@ -11,11 +11,13 @@ that cannot start or breaks (a daemonic parent, a killed worker) costs only spee
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,7 @@ from nightloop.sources.otel import OtelSource, line_spans, no_genai_content, one
 from nightloop.sources.span_merge import build_conversation_json
 from nightloop.sources.spans import Span, SpanRow, SpanSource, span_rows
 
-__all__ = ["Building", "Built", "Prebuilt", "prebuild", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context"]
+__all__ = ["Building", "Built", "Prebuilt", "prebuild", "ChunkBuilder", "InProcess", "WorkerPool", "Workers", "build_chunk", "auto_workers", "chunk_builder", "idle_workers", "workers_for", "read_chunk", "read_spans", "SpanRows", "worker_context", "fewer_collections"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ READ_CHUNK_BYTES = 1 << 20
 MIN_PARALLEL_BYTES = 32 << 20
 #: Chunks in flight per worker: enough to keep each busy while the store writes, few enough to keep memory flat.
 AHEAD_PER_WORKER = 2
+#: The cyclic garbage collector's first threshold while spans are ingested (CPython's default: 700 allocations).
+#: Parsing spans creates containers by the thousand, next to none in a cycle, and each collection walks all the young
+#: ones still alive (a chunk's spans): at the default, collecting took a fifth of a span ingest's CPU time (measured).
+GC_THRESHOLD = 10_000
 
 #: One conversation rebuilt: (conversation id, its record or None when no span is left). A worker's conversation is its
 #: StoredForm (with the failures found, None if the detectors raised: the ingesting process classifies it and records why).
@@ -125,6 +131,26 @@ def prebuild(spans: list[Span], rows: list[SpanRow], config: ClassifyConfig) -> 
     return built
 
 
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage every :data:`GC_THRESHOLD` allocations instead of CPython's default while spans are
+    ingested (as a decorator: during each call); the thresholds before are restored after."""
+    before = gc.get_threshold()
+    _collect_less_often()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _collect_less_often() -> None:
+    """Raise the collector's first threshold to :data:`GC_THRESHOLD` (a collector switched off, threshold 0, stays off).
+    A worker process does it as it starts: it only ever ingests spans."""
+    first, *rest = gc.get_threshold()
+    if first:
+        gc.set_threshold(max(GC_THRESHOLD, first), *rest)
+
+
 class InProcess:
     """Builds in the ingesting process; conversations are classified when they are stored."""
 
@@ -147,7 +173,7 @@ class Workers:
     def __enter__(self) -> Workers:
         if self.count > 0:
             try:
-                self.executor = ProcessPoolExecutor(self.count, mp_context=worker_context())
+                self.executor = ProcessPoolExecutor(self.count, mp_context=worker_context(), initializer=_collect_less_often)
             except Exception as exc:  # noqa: BLE001 - e.g. no semaphores: build in-process
                 log.warning("span ingest workers could not start (%s); working in-process", exc)
         return self
@@ -240,8 +266,11 @@ def auto_workers(conversations: int) -> int:
 
 def read_spans(source: SpanSource, workers: Workers, building: Building | None = None) -> Iterator[Span | Quarantined | SpanRows]:
     """A source's spans; the lines of an OTLP file of one export per line are parsed in ``workers``, a chunk at a time
-    (with ``building``, while ``building.on``, the workers also build the conversations wholly in each chunk)."""
-    if workers.executor is None or not isinstance(source, OtelSource):
+    (with ``building``, while ``building.on``, the workers also build the conversations wholly in each chunk).
+
+    Without worker processes such a file is read the same way when ``building``: in-process, a chunk's conversations
+    are then built from the spans just parsed instead of read back from the store and parsed again (8 % less CPU)."""
+    if (workers.executor is None and building is None) or not isinstance(source, OtelSource):
         yield from source.spans()
         return
     for path in source.paths:
