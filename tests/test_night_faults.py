@@ -93,8 +93,11 @@ def test_an_agent_answering_an_html_page_with_200_is_a_faulted_night_not_a_quiet
     assert not night.decisions and any("still faulted" in n for n in night.notes), night.notes
 
 
-def test_a_partly_faulted_night_is_degraded_and_the_rerun_retries_only_the_faulted_ones(wire_night) -> None:
+@pytest.mark.parametrize("extra_repeats", [0, None], ids=["no extra repeats", "default extra repeats"])
+def test_a_partly_faulted_night_is_degraded_and_the_rerun_retries_only_the_faulted_ones(wire_night, extra_repeats) -> None:
     settings, store, fake, outage = wire_night
+    if extra_repeats is not None:
+        settings = settings.model_copy(update={"gate": settings.gate.model_copy(update={"extra_repeats": extra_repeats})})
     outage.failing = _some
 
     degraded = pipeline.run_night(settings, PROMPT, NIGHT, store=store)
@@ -111,10 +114,12 @@ def test_a_partly_faulted_night_is_degraded_and_the_rerun_retries_only_the_fault
     retried = {(m["content"] if isinstance(m.get("content"), str) else "") for r in fake.requests for m in r["messages"] if m["role"] == "system"}
     assert retried, "nothing was retried"
     # The cache is off: a re-run that redid finished evaluations would call the agent for them again.
+    if extra_repeats == 0:
+        assert len(fake.requests) <= 6 * degraded.faulted_evaluations  # at most max_steps calls per faulted evaluation
     after = {(r.candidate_id, r.case_id, r.repeat): r for r in store.runs.eval_results(fixed.run_id)}
     assert all(after[key] == result for key, result in good_before.items())
-    # The re-run's own evaluations: the faulted ones, and what their results led to (the search's next replays, extra
-    # repeats on cases that now qualify). At most max_steps calls each: none went to an evaluation already finished.
+    # With extra repeats the re-run also adds the extras that the retried first repeats now qualify a case for: its own
+    # evaluations are the faulted ones and those. At most max_steps calls each: none went to an evaluation already finished.
     redone = len(after) - len(good_before)
     assert degraded.faulted_evaluations <= redone and len(fake.requests) <= 6 * redone, (len(fake.requests), redone)
 
