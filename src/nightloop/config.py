@@ -220,10 +220,11 @@ class RunnerConfig(_Section):
 
 class ReplayConfig(_Section):
     #: First repeats per holdout case; the cases where they did not all pass get ``[gate] extra_repeats`` more, a step at a
-    #: time. benchmarks/vs_gepa.py --seeds 20, nightloop's calls to 60 % true success: 3 -> 1 first repeats 557 -> 452.
+    #: time. benchmarks/vs_gepa.py --seeds 20 (shared noise), nightloop's calls to 60 % true success, 2026-12-03: 624 -> 480.5
+    #: with this, ``[gate] extra_step`` 2 -> 1, extras on every case an arm failed and the search's lazy production replays.
     repeats: int = Field(default=1, ge=1)
-    #: First repeats per regression case (production passed it, so both arms nearly always agree there); the
-    #: ones where the arms differ get ``[gate] extra_repeats`` more, like any gated case.
+    #: First repeats per regression case (production passed it, so both arms nearly always pass there); the
+    #: ones where an arm failed get ``[gate] extra_repeats`` more, like any gated case.
     regression_repeats: int = Field(default=1, ge=1)
     #: Repeats per train case: those replays only choose the night's challenger (production's are not needed).
     train_repeats: int = Field(default=1, ge=1)
@@ -263,8 +264,8 @@ class GateConfig(_Section):
     extra_repeats: int = Field(default=6, ge=0, le=30)
     #: With ``evidence = "nights"``, the extra repeats are added this many at a time, stopping once tonight's verdict
     #: is promote or reject (0: all at once). benchmarks/vs_gepa.py --seeds 10, nightloop's calls to 60 % true
-    #: success, measured 2026-12-02: 923 -> 761 (shared noise), 1,248 -> 828 (independent) against all at once;
-    #: with one first repeat, --seeds 20, 2 -> 1 at a time: 494 -> 457.
+    #: success, measured 2026-12-02: 923 -> 761 (shared noise), 1,248 -> 828 (independent) against all at once
+    #: (2026-12-03, 2 -> 1 at a time: see ``[replay] repeats``).
     extra_step: int = Field(default=1, ge=0, le=30)
     #: With ``evidence = "nights"``, the gated cases are replayed in batches: every regression case and this many
     #: holdout cases first, then this many more at a time, stopping once tonight's verdict is promote or reject

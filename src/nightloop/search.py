@@ -197,10 +197,10 @@ async def _known_enough(
     replayed on every train case (:func:`_complete`).
     """
     while True:
-        known = [c for c in order if board.score(BASELINE, c.id) is not None]
-        unknown = [c for c in order if board.score(BASELINE, c.id) is None]
-        failing = [c for c in known if (board.score(BASELINE, c.id) or 0.0) < 1.0]
-        if not unknown or (known and len(failing) >= size // 2):
+        scores = [board.score(BASELINE, c.id) for c in order]
+        unknown = [c for c, score in zip(order, scores, strict=True) if score is None]
+        failing = sum(score is not None and score < 1.0 for score in scores)
+        if not unknown or (len(unknown) < len(order) and failing >= size // 2):
             return
         new = await world.replay({BASELINE: template}, unknown[:size])
         board.add(new)
