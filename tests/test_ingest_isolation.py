@@ -251,7 +251,7 @@ def test_any_mix_of_good_and_arbitrary_lines_keeps_every_good_record(tmp_path_fa
     assert stats.ingested - goods + stats.duplicates + stats.quarantined >= len(meaningful)
 
 
-@pytest.mark.parametrize("bad_first", [b"\x00", b'{"resourceSpans": [', b"[1, 2", b'{"not": "an export"}'])
+@pytest.mark.parametrize("bad_first", [b"\x00", b'{"resourceSpans": [', b"[1, 2", b'{"not": "an export"}', b'{"n": ' + b"7" * 5000 + b"}"])
 def test_otel_keeps_good_exports_after_a_bad_line(tmp_path: Path, bad_first: bytes):
     path = tmp_path / "spans.jsonl"
     path.write_bytes(bad_first + b"\n" + otel_line(0).encode() + b"\n" + otel_line(1).encode() + b"\n")

@@ -207,7 +207,7 @@ def _stream_exports(path: Path) -> Iterator[dict[str, Any] | Quarantined]:
 def _is_export(line: str) -> bool:
     try:
         document = json_codec.loads(line)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # invalid JSON, or more digits than Python reads: the reader quarantines it
         return False
     return isinstance(document, dict) and (isinstance(document.get("resourceSpans"), list) or isinstance(document.get("resourceLogs"), list))
 
