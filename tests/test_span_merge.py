@@ -381,19 +381,32 @@ def test_workers_are_used_only_for_a_large_rebuild_on_idle_cores(monkeypatch) ->
     assert isinstance(span_workers.chunk_builder(10 * span_workers.MIN_CONVERSATIONS, None, 2), span_workers.InProcess)  # a custom classifier
 
 
-def test_worker_processes_start_from_a_fresh_interpreter_forked_from_a_server(monkeypatch) -> None:
-    """Workers inherit none of the ingesting process's state; on Linux they are forked from multiprocessing's fork
-    server, which imported nightloop once (spawning imported it again in every worker)."""
+def test_worker_processes_are_forked_from_a_single_threaded_ingest_else_from_a_fresh_interpreter(monkeypatch) -> None:
+    """With one thread, workers are forked from the ingesting process (nothing imported again: they see its modules as
+    they are); with another thread running, whose locks a fork would copy taken, they start from a fresh interpreter:
+    on Linux, forked from multiprocessing's fork server, which imported nightloop once."""
+    import threading
     from functools import partial
 
     from nightloop import span_workers
 
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert span_workers.worker_context().get_start_method() == "forkserver"  # a real second thread
+    finally:
+        stop.set()
+        thread.join()
     monkeypatch.setattr(span_workers, "MIN_CONVERSATIONS", -1)
     read_back = partial(eval, "__import__('nightloop.span_workers').span_workers.MIN_CONVERSATIONS")
-    with span_workers.Workers(1) as workers:
-        assert workers.executor is not None
-        assert list(workers.map(read_back, [()])) == [10_000]
-    assert span_workers.worker_context().get_start_method() == "forkserver"
+    for threads, method, seen in ((1, "fork", -1), (2, "forkserver", 10_000)):
+        monkeypatch.setattr(span_workers.threading, "active_count", lambda threads=threads: threads)
+        assert span_workers.worker_context().get_start_method() == method
+        with span_workers.Workers(1) as workers:
+            assert workers.executor is not None
+            assert list(workers.map(read_back, [()])) == [seen]
+
 
 def test_worker_processes_read_an_export_file_exactly_as_one_process_does(whole, tmp_path: Path, monkeypatch) -> None:
     """A large OTLP file of one export per line is parsed in the workers, a chunk of lines at a time: the same

@@ -1,7 +1,7 @@
 """Conversations rebuilt from their stored spans, and classified, in worker processes: a large span ingest uses every core.
 
 Merging spans and running the rule detectors is most of a span ingest's CPU time and needs nothing but the spans, so
-it runs in a process pool (from a fresh interpreter: no state is inherited, see :func:`worker_context`) while the
+it runs in a process pool (forked while the ingesting process has one thread, else from a fresh interpreter, see :func:`worker_context`) while the
 ingesting process stays the store's only writer (SQLite has one). Workers reading an OTLP file build the conversations
 wholly in their chunk of it as they read (:func:`prebuild`); for the rest, they get each chunk's spans as their stored JSON
 and send back each conversation under its storage id, as the store writes it, with the failures the detectors found (``conversation_rows.StoredForm``: the
@@ -15,6 +15,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -163,7 +164,7 @@ class Workers:
     """Spawned worker processes one ingest shares for reading its span files and rebuilding its conversations.
 
     ``count`` processes (a pool that cannot start leaves ``executor`` None: everything runs in-process). Use as a
-    context manager: the processes end with it (the fork server they are forked from stays for the next ingest).
+    context manager: the processes end with it (a fork server they are forked from stays for the next ingest).
     """
 
     def __init__(self, count: int) -> None:
@@ -173,10 +174,24 @@ class Workers:
     def __enter__(self) -> Workers:
         if self.count > 0:
             try:
-                self.executor = ProcessPoolExecutor(self.count, mp_context=worker_context(), initializer=_collect_less_often)
+                self.executor = self._start(worker_context())
             except Exception as exc:  # noqa: BLE001 - e.g. no semaphores: build in-process
                 log.warning("span ingest workers could not start (%s); working in-process", exc)
         return self
+
+    def _start(self, context: multiprocessing.context.BaseContext) -> ProcessPoolExecutor:
+        """The pool, its processes started; forked ones with this process's objects frozen out of their collector."""
+        if context.get_start_method() != "fork":
+            return ProcessPoolExecutor(self.count, mp_context=context, initializer=_collect_less_often)
+        # A collection in a forked worker would walk every object it inherited, writing to (so copying) their pages:
+        # frozen before the fork (the pool forks its processes on the first submit), the workers' collector skips them.
+        gc.freeze()
+        try:
+            executor = ProcessPoolExecutor(self.count, mp_context=context, initializer=_collect_less_often)
+            executor.submit(os.getpid)
+        finally:
+            gc.unfreeze()
+        return executor
 
     def __exit__(self, error: type[BaseException] | None, *_: object) -> None:
         if self.executor is not None:
@@ -216,14 +231,22 @@ class Workers:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """How worker processes start: from a fresh interpreter either way, so none inherits the ingesting process's state.
+    """How worker processes start: forked from the ingesting process while it runs no other Python thread, else from a
+    fresh interpreter (a fork server where the platform has one, else spawn).
 
-    A fork server where the platform has one: it imports nightloop (and the main module) once and forks each worker
-    from itself, where spawning imported them again in every worker (0.5 CPU s each, measured). Elsewhere: spawn.
-    The preload list is the fork server's (one per process): it only names what every worker imports anyway (the
-    recognisers: classifying imports them on its first quoted evidence, 0.1 CPU s in each worker of each ingest).
+    Forking costs next to nothing (copy-on-write), where a fresh interpreter imports nightloop again before any worker
+    starts (0.5-0.8 CPU s an ingest, measured). It is safe without another Python thread: none can hold a lock the copy
+    would find taken (C libraries' own threads see to themselves: OpenBLAS, which numpy loads and whose pool is a
+    second thread here, stops its pool before a fork). A worker never touches the store connection it inherits and
+    ends with ``os._exit`` (as multiprocessing's workers do), so no finaliser closes it. With other threads
+    (``nightloop collect``, the UI, a Prefect run) a fork server starts: it imports nightloop (and the main module)
+    once and forks each worker from itself. Its preload list (one per process) only names what every worker imports
+    anyway (the recognisers: classifying imports them on its first quoted evidence).
     """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__, "nightloop.recognisers"])
