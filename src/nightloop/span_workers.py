@@ -12,6 +12,7 @@ that cannot start or breaks (a daemonic parent, a killed worker) costs only spee
 from __future__ import annotations
 
 import gc
+import importlib
 import logging
 import multiprocessing
 import os
@@ -52,6 +53,9 @@ AHEAD_PER_WORKER = 2
 #: Parsing spans creates containers by the thousand, next to none in a cycle, and each collection walks all the young
 #: ones still alive (a chunk's spans): at the default, collecting took a fifth of a span ingest's CPU time (measured).
 GC_THRESHOLD = 10_000
+#: What every worker imports anyway, imported once before the workers start (classifying imports the recognisers on
+#: its first quoted evidence: 0.1 CPU s in each worker of each ingest, measured).
+PRELOAD = ("nightloop.recognisers",)
 
 #: One conversation rebuilt: (conversation id, its record or None when no span is left). A worker's conversation is its
 #: StoredForm (with the failures found, None if the detectors raised: the ingesting process classifies it and records why).
@@ -185,6 +189,8 @@ class Workers:
             return ProcessPoolExecutor(self.count, mp_context=context, initializer=_collect_less_often)
         # A collection in a forked worker would walk every object it inherited, writing to (so copying) their pages:
         # frozen before the fork (the pool forks its processes on the first submit), the workers' collector skips them.
+        for name in PRELOAD:
+            importlib.import_module(name)
         gc.freeze()
         try:
             executor = ProcessPoolExecutor(self.count, mp_context=context, initializer=_collect_less_often)
@@ -240,8 +246,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     second thread here, stops its pool before a fork). A worker never touches the store connection it inherits and
     ends with ``os._exit`` (as multiprocessing's workers do), so no finaliser closes it. With other threads
     (``nightloop collect``, the UI, a Prefect run) a fork server starts: it imports nightloop (and the main module)
-    once and forks each worker from itself. Its preload list (one per process) only names what every worker imports
-    anyway (the recognisers: classifying imports them on its first quoted evidence).
+    once and forks each worker from itself. Either way, :data:`PRELOAD` is imported before the first worker starts.
     """
     methods = multiprocessing.get_all_start_methods()
     if "fork" in methods and threading.active_count() == 1:
@@ -249,7 +254,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__, "nightloop.recognisers"])
+    context.set_forkserver_preload(["__main__", __name__, *PRELOAD])
     return context
 
 
