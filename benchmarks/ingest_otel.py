@@ -9,9 +9,11 @@ processes (``--workers 2``: the wall clock on 2 cores, which on a shared machine
 tenth of them in a fresh process, and prints spans/s, CPU time (the ingesting process's and the workers'), the wall time
 of reading + storing spans (workers build and classify the conversations wholly in the chunk they read: one pass) and
 of rebuilding + classifying (in one process, all of them), peak RSS (the ingesting process and the largest worker) and
-the load average. Target: >= 20,000 spans/s on 2 cores. ``--workers N`` measures only N processes; ``--phases`` also
+the load average, after the interpreter and a machine-speed figure (a fixed Python loop's CPU time: the same code runs
+faster on a CPython built with profile-guided optimisation, as distributions and python.org ship it, than on a plain
+source build, and slower on a busy shared machine). Target: >= 20,000 spans/s on 2 cores. ``--workers N`` measures only N processes; ``--phases`` also
 prints where the ingesting process's CPU time goes (the rebuild's stages only in one process).
-Usage: python benchmarks/ingest_otel.py [SPANS] [--phases] [--workers N]  (--help: what each means)
+Usage: python benchmarks/ingest_otel.py [SPANS] [--phases] [--workers N] [--repeat N]  (--help: what each means)
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -245,11 +249,23 @@ def report(big: dict, small: dict, asked: int | None) -> None:
         print(f"    {label:<48} {seconds:6.1f} CPU s  {seconds / big['cpu_seconds']:6.1%}  {seconds / big['conversations'] * 1e6:5.0f} us/conversation")
 
 
+def machine_speed() -> float:
+    """CPU seconds of a fixed pure-Python loop (10 million additions): the same figure on a slower interpreter build or a
+    busier shared machine is larger, so runs on different days or interpreters can be compared."""
+    started = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.process_time() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("spans", nargs="?", type=int, default=100_000, help="how many spans (default 100000)")
     parser.add_argument("--workers", type=int, help="measure only this many worker processes (0: one process); default 0 and 2")
     parser.add_argument("--phases", action="store_true", help="also print where the ingesting process's CPU time goes")
+    parser.add_argument("--repeat", type=int, default=1, help="measure SPANS this many times per worker count (fresh processes) and "
+                        "print the median and the best spans/s: on a shared machine one run is the load's (default 1)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one measurement, as JSON (measure())
     args = parser.parse_args()
     n_spans, workers, phases = args.spans, args.workers, args.phases
@@ -258,11 +274,18 @@ def main() -> None:
         return
     print(f"{n_spans} OTel GenAI spans ({n_spans // SPANS_PER_CONVERSATION} conversations) as OTLP JSON lines, ingested + classified, "
           f"on {os.cpu_count()} cores")
+    print(f"interpreter: {platform.python_implementation()} {platform.python_version()} ({sys.executable}); "
+          f"machine speed: a 10-million-step Python loop takes {machine_speed():.2f} CPU s")
     big = {}
     for asked in ([workers] if workers is not None else [0, 2]):
         small = measure(n_spans // 10, asked)
-        big = measure(n_spans, asked, phases)
-        report(big, small, asked)
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            big = measure(n_spans, asked, phases)
+            report(big, small, asked)
+            runs.append(big["spans_per_s"])
+        if len(runs) > 1:
+            print(f"  {len(runs)} runs: median {statistics.median(runs):,.0f} spans/s, best {max(runs):,.0f}, worst {min(runs):,.0f}")
     print(f"failures found: {big['failures']}")
 
 
