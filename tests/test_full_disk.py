@@ -43,10 +43,11 @@ def store_file(worlds: Worlds, tmp_path: Path) -> Path:
     return worlds.copy_traffic(FORTY, tmp_path)
 
 
-def _pages(db: Path) -> int:
+def _pages(db: Path, room: int = 0) -> int:
+    """The store's pages now, and ``room`` bytes more (in whole pages of its size)."""
     with sqlite3.connect(db) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return conn.execute("PRAGMA page_count").fetchone()[0]
+        return conn.execute("PRAGMA page_count").fetchone()[0] + room // conn.execute("PRAGMA page_size").fetchone()[0]
 
 
 def _nightloop(db: Path, *args: str, pages: int | None = None) -> subprocess.CompletedProcess:
@@ -66,7 +67,7 @@ def test_a_night_that_fills_the_disk_says_so_and_the_same_command_resumes_to_the
     expected = _nightloop(reference, *RUN, "--json")
     assert expected.returncode == 0, expected.stderr
 
-    full = _nightloop(store_file, *RUN, pages=_pages(store_file) + 40)
+    full = _nightloop(store_file, *RUN, pages=_pages(store_file, room=160 * 1024))
 
     assert full.returncode == 1, full.stdout + full.stderr
     assert "Traceback" not in full.stderr and "sqlite3" not in full.stderr, full.stderr

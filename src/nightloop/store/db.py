@@ -130,7 +130,13 @@ def _configure(db: sqlite_utils.Database) -> None:
     db.execute("PRAGMA foreign_keys=ON")
 
 
+#: The page size of a new store: rows of conversations and spans are a few KB of JSON, and on 4 KB pages (SQLite's
+#: default) a quarter of the file was the unused ends of pages (measured: 171 vs 131 MB for 100,000 spans).
+PAGE_SIZE = 16384
+
+
 def _use_wal(db: sqlite_utils.Database) -> None:
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # only a new database takes it (an existing one keeps its own)
     # NORMAL: a commit is appended to the WAL without an fsync (3 ms here, on the event loop of a night's replay,
     # where it delayed the deadline timers of calls in flight); the WAL is synced at checkpoints. A crash of the
     # process loses nothing and the file never corrupts; a power cut may undo the last commits before it.
