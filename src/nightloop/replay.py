@@ -25,6 +25,7 @@ from nightloop.models import (
 )
 from nightloop.runners import AgentRequest, AgentRunner, RecordedRunner
 from nightloop.score import Scorer, Scoring
+from nightloop.store.db import is_store_error
 from nightloop.templates import render
 
 if TYPE_CHECKING:
@@ -126,6 +127,8 @@ async def run_replay(
         except BudgetExceeded:
             raise
         except Exception as exc:  # one case's fault must never abort the night
+            if is_store_error(exc):  # the store's write (the model call's cache or spend) failed: that stops the stage
+                raise
             return EvalResult(**base, error=f"{type(exc).__name__}: {exc}", reason=f"the {runner.name} agent runner failed")
         rng = scoring.rng_for(case.id, candidate_id, repeat)
         scored = await scorers[case.id].score(

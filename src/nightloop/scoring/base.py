@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from nightloop.answers import comparison_form
 from nightloop.errors import BudgetExceeded
+from nightloop.store.db import is_store_error
 from nightloop.models import (
     ReplayCase,
     ScoreResult,
@@ -101,6 +102,8 @@ class _BaseScorer:
         except BudgetExceeded:
             raise
         except Exception as exc:  # one example must never abort the run
+            if is_store_error(exc):  # the store's write (the model call's cache or spend) failed: that stops the stage
+                raise
             log.warning("scorer %s failed on case %s: %s", self.name, case.id, exc)
             return _fault(f"{self.name} scorer failed: {type(exc).__name__}: {exc}")
 

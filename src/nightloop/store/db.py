@@ -13,7 +13,7 @@ import sqlite_utils
 
 from nightloop.errors import ConfigError, NotFound, StoreFull
 
-__all__ = ["NoStore", "is_disk_full", "open_db", "savepoint", "store_full", "transaction"]
+__all__ = ["NoStore", "is_disk_full", "is_store_error", "open_db", "savepoint", "store_full", "transaction"]
 
 
 class NoStore(NotFound, ConfigError):
@@ -114,6 +114,13 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.Error):
         return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(exc)
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """An error of the store itself (SQLite's, or a full disk), as opposed to a fault of what called it: raised from
+    inside a model call (its cache or its spend are written there), it is a write that failed, which stops the stage,
+    not a fault of the case being evaluated."""
+    return isinstance(exc, sqlite3.Error) or is_disk_full(exc)
 
 
 def store_full(path: Path | str | None, resume: str = "the same command") -> StoreFull:
