@@ -16,6 +16,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -237,8 +238,8 @@ class Workers:
 
 
 def worker_context() -> multiprocessing.context.BaseContext:
-    """How worker processes start: forked from the ingesting process while it runs no other Python thread, else from a
-    fresh interpreter (a fork server where the platform has one, else spawn).
+    """How worker processes start: on Linux, forked from the ingesting process while it runs no other Python thread;
+    else from a fresh interpreter (a fork server where the platform has one, else spawn).
 
     Forking costs next to nothing (copy-on-write), where a fresh interpreter imports nightloop again before any worker
     starts (0.5-0.8 CPU s an ingest, measured). It is safe without another Python thread: none can hold a lock the copy
@@ -249,7 +250,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     once and forks each worker from itself. Either way, :data:`PRELOAD` is imported before the first worker starts.
     """
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if sys.platform.startswith("linux") and threading.active_count() == 1:  # macOS's system libraries are not fork-safe
         return multiprocessing.get_context("fork")
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
