@@ -56,6 +56,13 @@ def _nightloop(db: Path, *args: str, pages: int | None = None) -> subprocess.Com
                           cwd=db.parent, env={"COLUMNS": "300", "PATH": str(Path(sys.executable).parent)})
 
 
+def _evaluations(db: Path) -> dict[tuple[str, str, int], tuple]:
+    """The night's evaluations: (candidate, case, repeat) -> (output, score, passed)."""
+    [run] = _run_state(db)
+    with Store(db, read_only=True) as store:
+        return {(r.candidate_id, r.case_id, r.repeat): (r.output, r.score, r.passed) for r in store.runs.eval_results(run["run_id"])}
+
+
 def _run_state(db: Path) -> list[dict]:
     with Store(db, read_only=True) as store:
         return store.runs.runs_for(PROMPT, NIGHT)
@@ -90,8 +97,15 @@ def test_a_night_that_fills_the_disk_says_so_and_the_same_command_resumes_to_the
     assert got["status"] == want["status"] == "done"
     assert [d["verdict"] for d in got["decisions"]] == [d["verdict"] for d in want["decisions"]]
     assert got["faulted_evaluations"] == 0
+    done, reference_done = _evaluations(store_file), _evaluations(reference)
     if room == 160 * 1024:  # filled before the replay: the resumed night replays all of it
-        assert got["evaluations"] == want["evaluations"]
+        assert got["evaluations"] == want["evaluations"] and done == reference_done
+    else:
+        # Filled mid-replay: what the first run had finished is kept, so the resumed night may read enough evidence one
+        # step of extra repeats sooner (the e-process may stop at any step) and do less: never another evaluation,
+        # never another outcome than the uninterrupted night's.
+        assert done and set(done) <= set(reference_done), set(done) - set(reference_done)
+        assert all(done[key] == reference_done[key] for key in done)
 
 
 def test_an_ingest_onto_a_full_disk_says_so_plainly(store_file: Path, tmp_path: Path) -> None:
