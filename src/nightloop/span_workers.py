@@ -249,10 +249,9 @@ def worker_context() -> multiprocessing.context.BaseContext:
     (``nightloop collect``, the UI, a Prefect run) a fork server starts: it imports nightloop (and the main module)
     once and forks each worker from itself. Either way, :data:`PRELOAD` is imported before the first worker starts.
     """
-    methods = multiprocessing.get_all_start_methods()
     if sys.platform.startswith("linux") and threading.active_count() == 1:  # macOS's system libraries are not fork-safe
         return multiprocessing.get_context("fork")
-    if "forkserver" not in methods:
+    if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__, *PRELOAD])
