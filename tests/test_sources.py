@@ -27,6 +27,7 @@ from nightloop.sources import (
     open_source,
 )
 from nightloop.sources.openai_chat import content_id
+from nightloop.sources.otel import line_spans
 from nightloop.sources.sqlite import parse_sqlite_spec
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -286,6 +287,29 @@ def test_otel_line_per_export_and_bad_exports(tmp_path: Path):
         (f"{path}:3", "invalid JSON"),
         (f"{path}:4", "not an OTLP JSON export (no 'resourceSpans' or 'resourceLogs' list)"),
     ]
+
+
+def test_otel_export_lines_read_numbers_past_64_bits_and_nan_instead_of_quarantining_them(tmp_path: Path):
+    """OTLP writes 64-bit integers as strings, so an export line is read without json_codec's big-integer scan: a JSON
+    number past 64 bits (not OTLP, but a broken exporter may write one) reads as a float, and NaN (which orjson
+    refuses) as the standard library reads it; neither line is lost."""
+    export = json.loads((DATA / "otel_export.json").read_text())
+    spans = export["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    odd = [{"key": "nightloop.feedback.score", "value": {"doubleValue": "NaN"}}, {"key": "retries", "value": {"intValue": 0}}]
+    lines = []
+    for number, span in enumerate(spans):
+        span = {**span, "attributes": span["attributes"] + odd}
+        lines.append(json.dumps({"resourceSpans": [{"resource": export["resourceSpans"][0]["resource"], "scopeSpans": [{"spans": [span]}]}]}))
+    lines = [line.replace('"intValue": 0', '"intValue": 123456789012345678901234') if n % 2 else line.replace('"NaN"', "NaN") for n, line in enumerate(lines)]
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    for number, line in enumerate(lines, start=1):  # as span ingest workers read each line
+        read = line_spans(str(path), number, line.encode(), [0])
+        assert read and not any(isinstance(item, Quarantined) for item in read), line
+    conversations, bad = split(open_source(path).fetch())
+    assert bad == []
+    assert {c.id for c in conversations} == {"otel-conv-a", "0af7651916cd43dd8448eb211c80319c"}
+    assert len(next(c for c in conversations if c.id == "otel-conv-a").messages) == 5
 
 
 def test_otel_unreadable_messages_are_quarantined(tmp_path: Path):

@@ -21,6 +21,7 @@ from __future__ import annotations
 from contextvars import ContextVar
 
 import ast
+import functools
 import json
 import math
 import re
@@ -36,6 +37,7 @@ from nightloop.models import Message, canonical_json
 __all__ = [
     "NUMERIC_REL_TOL",
     "AnswerCheck",
+    "answer_regex",
     "answers_match",
     "check",
     "comparison_form",
@@ -80,10 +82,16 @@ def final_answer_index(messages: Sequence[Message]) -> int | None:
     return next((i for i in range(len(messages) - 1, -1, -1) if is_answer(messages[i])), None)
 
 
+@functools.lru_cache(maxsize=64)
+def answer_regex(pattern: str) -> re.Pattern[str]:
+    """``answer_pattern`` compiled as answers are matched: across lines, case-blind (cached: every conversation uses it)."""
+    return re.compile(pattern, re.DOTALL | re.IGNORECASE)
+
+
 def extract(text: str, config: ClassifyConfig) -> tuple[str, bool]:
     """``(answer, marked)``: group 1 of the last ``answer_pattern`` match, else the whole text (unmarked)."""
     if config.answer_pattern:
-        matches = list(re.finditer(config.answer_pattern, text, re.DOTALL | re.IGNORECASE))
+        matches = list(answer_regex(config.answer_pattern).finditer(text))
         if matches:
             last = matches[-1]
             value = last.group(1) if last.re.groups else last.group(0)

@@ -106,7 +106,7 @@ def build_chunk(chunk: Chunk, config: ClassifyConfig | None = None) -> list[Buil
 
 def _build(conversation_id: str, spans: list[Span], config: ClassifyConfig | None, detectors: list | None) -> Record | StoredForm:
     """One conversation from all its spans; with ``config``, classified, as its :class:`StoredForm`."""
-    record, dumped = build_conversation_json(conversation_id, sorted(spans, key=lambda s: (s.start_ns, s.span_id)))
+    record, dumped = build_conversation_json(conversation_id, spans)  # which puts them in time order
     if config is None or not isinstance(record, Conversation):
         return record
     stored = with_storage_id(record)
@@ -123,12 +123,21 @@ def prebuild(spans: list[Span], rows: list[SpanRow], config: ClassifyConfig) -> 
     one that does not build (its quarantine note comes from the rebuild)."""
     groups: dict[str, list[Span]] = {}
     odd: set[str] = set()
-    sent: set[tuple[str, str]] = set()
-    for span, (trace, span_id, conversation, *_) in zip(spans, rows, strict=True):
-        if span.kind != "span" or not trace or (trace, span_id) in sent:
+    for span, row in zip(spans, rows, strict=True):
+        conversation = row[2]
+        if span.kind != "span" or not row[0]:
             odd.add(conversation)
-        sent.add((trace, span_id))
-        groups.setdefault(conversation, []).append(span)
+        if (group := groups.get(conversation)) is None:
+            groups[conversation] = [span]
+        else:
+            group.append(span)
+    sent = [(row[0], row[1]) for row in rows]
+    if len(set(sent)) < len(sent):  # a span sent twice in the chunk (seldom): which conversations
+        seen: set[tuple[str, str]] = set()
+        for pair, row in zip(sent, rows):
+            if pair in seen:
+                odd.add(row[2])
+            seen.add(pair)
     detectors = make_detectors(config.detectors)
     built: list[Prebuilt] = []
     for conversation, group in groups.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from nightloop.answers import (
     AnswerCheck,
+    answer_regex,
     check,
     final_answer_index,
     is_answer,
@@ -87,7 +89,7 @@ def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int
     candidates = [i for i, m in enumerate(conversation.messages) if is_answer(m)]
     if not config.answer_pattern:
         return candidates
-    pattern = re.compile(config.answer_pattern, re.DOTALL | re.IGNORECASE)
+    pattern = answer_regex(config.answer_pattern)
     marked = [i for i in candidates if pattern.search(conversation.messages[i].text)]
     if marked or _answer_mark_declared(conversation, config.answer_pattern):
         return marked
@@ -97,12 +99,18 @@ def answer_turns(conversation: Conversation, config: ClassifyConfig) -> list[int
 
 def _answer_mark_declared(conversation: Conversation, answer_pattern: str) -> bool:
     """Whether the agent's instructions tell it to mark answers (the pattern's literal opening, e.g. ``<solution>``)."""
-    opening = re.match(r"[^\\.^$*+?()\[\]{}|]+", answer_pattern)
-    if not opening or len(opening.group(0).strip()) < 3:
+    mark = _answer_mark(answer_pattern)
+    if mark is None:
         return False
-    mark = opening.group(0).strip().lower()
-    instructions = [m.text for m in conversation.messages if m.role == "system"][:1] or [conversation.messages[0].text]
-    return mark in instructions[0].lower()
+    instructions = next((m.text for m in conversation.messages if m.role == "system"), None)
+    return mark in (conversation.messages[0].text if instructions is None else instructions).lower()
+
+
+@functools.lru_cache(maxsize=64)
+def _answer_mark(answer_pattern: str) -> str | None:
+    """The answer pattern's literal opening, lower case (``<solution>``); None when it has none of 3 characters or more."""
+    opening = re.match(r"[^\\.^$*+?()\[\]{}|]+", answer_pattern)
+    return opening.group(0).strip().lower() if opening and len(opening.group(0).strip()) >= 3 else None
 
 
 

@@ -118,6 +118,9 @@ def _verified_final_answer_turn(conversation: Conversation, config: ClassifyConf
 
 
 
+_NOT_LOOKED_UP = object()
+
+
 class UserCorrectionDetector:
     """A user turn that rejects or corrects the agent's answer, or explicit thumbs-down feedback."""
 
@@ -129,7 +132,7 @@ class UserCorrectionDetector:
     def detect(self, conversation: Conversation, config: ClassifyConfig) -> list[Failure]:
         messages = conversation.messages
         answers = set(answer_turns(conversation, config))
-        recovered_after = _verified_final_answer_turn(conversation, config)
+        recovered_after: Any = _NOT_LOOKED_UP  # the verified final answer's turn: looked up at the first correction
         failures: list[Failure] = []
         forms: dict[int, _RepeatForm] = {}
         for turn in range(1, len(messages)):
@@ -140,6 +143,8 @@ class UserCorrectionDetector:
             found = self._correction(message, previous) or (None if _asks_question(previous) else self._repeat(messages, turn, forms))
             if found:
                 evidence, confidence = found
+                if recovered_after is _NOT_LOOKED_UP:
+                    recovered_after = _verified_final_answer_turn(conversation, config)
                 if recovered_after is not None and turn < recovered_after:
                     evidence, confidence = f"(recovered later) {evidence}", min(confidence, RECOVERED_CONFIDENCE)
                 failures.append(_failure(conversation, "user_correction", turn, evidence, self.name, confidence))

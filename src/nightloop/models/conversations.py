@@ -7,12 +7,17 @@ serialisation of :class:`Conversation`: one ``Conversation.to_jsonl()`` per line
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
 from nightloop.models.base import FailureKind, Role, _Model, canonical_json
+
+
+#: What an id may not hold: a control character other than tab and line breaks (NUL, escape, delete…).
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ToolFunction(_Model):
@@ -96,7 +101,7 @@ class Conversation(_Model):
     def _id_is_printable(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the id is blank")
-        if any((ord(ch) < 32 and ch not in "\t\n\r") or ord(ch) == 127 for ch in value):
+        if _CONTROL_CHARACTER.search(value):
             raise ValueError("the id contains control characters (such as NUL)")
         return value
 

@@ -77,10 +77,13 @@ def parts_to_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
     if "parts" not in message:  # already chat-shaped
         return [{k: v for k, v in message.items() if k in ("role", "content", "name", "tool_calls", "tool_call_id")}]
     role = message.get("role")
+    parts = message.get("parts")
+    if role != "tool" and type(parts) is list and len(parts) == 1 and type(part := parts[0]) is dict and part.get("type") == "text":
+        return [_text_message(role, part.get("content", ""), message.get("name"))]  # the usual message: one text part
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     responses: list[dict[str, Any]] = []
-    for part in message.get("parts") or []:
+    for part in parts or []:
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
@@ -100,6 +103,13 @@ def parts_to_messages(message: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(chat)
     out.extend(responses)
     return out
+
+
+def _text_message(role: Any, content: Any, name: Any) -> dict[str, Any]:
+    chat: dict[str, Any] = {"role": role, "content": _text(content)}
+    if name:
+        chat["name"] = name
+    return chat
 
 
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:

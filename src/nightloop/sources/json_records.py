@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +55,9 @@ def json_objects(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
     yield from json_lines(path)
 
 
-def json_lines(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
-    """Each line of a JSON Lines file as a JSON value with its locator (``file:line``), streamed; bad lines quarantined."""
+def json_lines(path: Path, loads: Callable[[bytes], Any] = json_codec.loads) -> Iterator[tuple[str, Any] | Quarantined]:
+    """Each line of a JSON Lines file as a JSON value with its locator (``file:line``), streamed; bad lines quarantined.
+    ``loads`` reads a line (it raises ValueError for a bad one)."""
     source = str(path)
     for number, line in read_lines(path):
         locator = f"{source}:{number}"
@@ -69,7 +70,7 @@ def json_lines(path: Path) -> Iterator[tuple[str, Any] | Quarantined]:
         if not line.strip():
             continue
         try:
-            yield locator, json_codec.loads(line)
+            yield locator, loads(line)
         except RecursionError:
             yield Quarantined(source=source, locator=locator, raw_excerpt=excerpt(line), reason=NESTED_TOO_DEEPLY)
         except ValueError as exc:

@@ -49,7 +49,7 @@ def _extend(merged: list[dict[str, Any]], have: list[tuple], incoming: list[dict
     """
     if not incoming:
         return
-    new = [keyed[id(m)] if id(m) in keyed else keyed.setdefault(id(m), comparable(m)) for m in incoming]
+    new = [keyed.get(id(m)) or keyed.setdefault(id(m), comparable(m)) for m in incoming]  # a comparable form is never empty
     if len(new) <= len(have) and have[: len(new)] == new:
         return  # a call that re-sends history already merged
     overlap = next((k for k in range(min(len(have), len(new)), 0, -1) if have[len(have) - k :] == new[:k]), 0)

@@ -76,12 +76,16 @@ class Span:
     chain_key: str = ""
 
     def to_json(self) -> bytes | str:
-        """Compact JSON of the fields that are not None (``from_json`` restores those: their default is None).
+        """Compact JSON of the fields, but the status code and body when they are None (``from_json`` restores those:
+        their default is None).
 
         Bytes when orjson wrote it (stored as a BLOB: orjson reads back exactly what it writes, so ``from_json`` skips
         json_codec's guards), text when json_codec's careful path did (big integers, NaN: read back the careful way).
         """
-        kept = {name: value for name, value in self.__dict__.items() if value is not None}
+        kept = dict(self.__dict__)
+        for name in _NONE_BY_DEFAULT:
+            if kept[name] is None:
+                del kept[name]
         try:
             data = orjson.dumps(kept, option=_ORJSON_STRICT)
         except TypeError:  # big integers, non-str keys, lone surrogates, other types: json_codec's careful path
@@ -95,6 +99,8 @@ class Span:
         return cls(**(orjson.loads(data) if isinstance(data, bytes) else json_codec.loads(data)))
 
 
+#: The span fields whose default is None, left out of its JSON while they are (any other None is written as null).
+_NONE_BY_DEFAULT = ("status_code", "body")
 #: Types orjson writes its own way raise instead, so that json_codec writes them as the standard library would.
 _ORJSON_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
@@ -128,22 +134,25 @@ def explicit_key(span: Span) -> str | None:
 
 def conversation_key(span: Span, trace_keys: dict[str, str]) -> str:
     """The span's own conversation id, else its trace's (explicit, else chained), else the trace id (else the span stands alone)."""
-    return explicit_key(span) or trace_keys.get(span.trace_id) or span.trace_id or f"span-{span.span_id}"
+    return explicit_key(span) or _trace_key(span, trace_keys)
 
 
-def trace_keys_of(spans: Iterable[Span], chain_logs: bool = False) -> dict[str, str]:
+def _trace_key(span: Span, trace_keys: dict[str, str]) -> str:
+    return trace_keys.get(span.trace_id) or span.trace_id or f"span-{span.span_id}"
+
+
+def trace_keys_of(spans: Iterable[Span], chain_logs: bool = False, own_keys: Iterable[str | None] | None = None) -> dict[str, str]:
     """trace id -> the smallest explicit conversation id in it, else its smallest chain key (so arrival order does not matter).
 
     ``chain_logs``: also chain traces whose content is in log events (:func:`log_chain_key`; ``spans`` must then hold
-    every record of their traces).
+    every record of their traces). ``own_keys``: each span's :func:`explicit_key`, when the caller has them.
     """
     keys: dict[str, str] = {}
     chains: dict[str, str] = {}
     logged: dict[str, list[Span]] = {}
-    for span in spans:
+    for span, key in zip(spans, own_keys) if own_keys is not None else ((span, explicit_key(span)) for span in spans):
         if not span.trace_id:
             continue
-        key = explicit_key(span)
         if key is not None and (span.trace_id not in keys or key < keys[span.trace_id]):
             keys[span.trace_id] = key
         if span.chain_key and (span.trace_id not in chains or span.chain_key < chains[span.trace_id]):
@@ -202,8 +211,9 @@ SpanRow = tuple[str, str, str, str | None, int, bytes | str, str | None]
 
 def span_rows(spans: Sequence[Span]) -> list[SpanRow]:
     """Spans as rows to store; each one's conversation is its trace's when ``spans`` hold the span that names it."""
-    batch_keys = trace_keys_of(spans)
-    return [(s.trace_id, s.span_id, conversation_key(s, batch_keys), explicit_key(s), s.start_ns, s.to_json(), s.chain_key or None) for s in spans]
+    own_keys = [explicit_key(s) for s in spans]
+    batch_keys = trace_keys_of(spans, own_keys=own_keys)
+    return [(s.trace_id, s.span_id, key or _trace_key(s, batch_keys), key, s.start_ns, s.to_json(), s.chain_key or None) for s, key in zip(spans, own_keys)]
 
 
 def group_spans(spans: list[Span]) -> dict[str, list[Span]]:
