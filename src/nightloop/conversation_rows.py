@@ -53,10 +53,12 @@ class StoredForm:
 _fields_of = attrgetter(*(f.name for f in fields(StoredForm)))
 
 
-def stored_form(conversation: Conversation, failures: list[Failure] | None = None, json: str | None = None) -> StoredForm:
-    """``conversation`` (put under its storage id) as the store writes it; ``json``: its JSON, when the caller has it
-    (``sources.base.conversation_and_json``), used if the storage id is its own id."""
-    stored = with_storage_id(conversation)
+def stored_form(
+    conversation: Conversation, failures: list[Failure] | None = None, json: str | None = None, *, under_storage_id: bool = False
+) -> StoredForm:
+    """``conversation`` (put under its storage id, unless ``under_storage_id`` says it is) as the store writes it;
+    ``json``: its JSON, when the caller has it (``sources.base.conversation_and_json``), used if the storage id is its own id."""
+    stored = conversation if under_storage_id else with_storage_id(conversation)
     return StoredForm(
         id=stored.id,
         prompt_name=stored.prompt_name,

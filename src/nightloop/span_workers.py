@@ -114,7 +114,7 @@ def _build(conversation_id: str, spans: list[Span], config: ClassifyConfig | Non
         failures = classify_conversation(stored, config, detectors)
     except Exception:  # noqa: BLE001 - left to the ingesting process, which records the error
         failures = None
-    return stored_form(stored, failures, dumped if stored is record else None)  # its JSON, written to check it
+    return stored_form(stored, failures, dumped if stored is record else None, under_storage_id=True)  # its JSON, written to check it
 
 
 def prebuild(spans: list[Span], rows: list[SpanRow], config: ClassifyConfig) -> list[Prebuilt]:

@@ -21,6 +21,14 @@ PROMPT_VERSION_KEYS = ("nightloop.prompt_version", "gen_ai.prompt.version")
 VARIABLES_KEYS = ("nightloop.variables", "gen_ai.prompt.variables")
 EXPECTED_KEYS = ("nightloop.expected",)
 EVALUATION_EVENT = "gen_ai.evaluation.result"
+#: Conversation metadata from the first span that has one of the keys (OTel GenAI's, then OpenInference's).
+METADATA_KEYS = {
+    "model": ("gen_ai.request.model", "llm.model_name"),
+    "response_model": ("gen_ai.response.model",),
+    "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.system", "llm.provider"),
+}
+#: Token counts, summed over the model calls.
+TOKEN_KEYS = {"input_tokens": ("gen_ai.usage.input_tokens", "llm.token_count.prompt"), "output_tokens": ("gen_ai.usage.output_tokens", "llm.token_count.completion")}
 STATUS_ERROR = (2, "2", "STATUS_CODE_ERROR", "ERROR")
 
 
@@ -187,19 +195,15 @@ def _metadata(spans: list[Span], calls: list[tuple[Span | None, CallMessages]]) 
         "trace_ids": sorted({s.trace_id for s in spans if s.trace_id}),
         "span_count": sum(1 for s in spans if s.kind == "span"),
     }
-    for name, keys in {
-        "model": ("gen_ai.request.model", "llm.model_name"),
-        "response_model": ("gen_ai.response.model",),
-        "provider": ("gen_ai.provider.name", "gen_ai.system", "llm.system", "llm.provider"),
-    }.items():
+    for name, keys in METADATA_KEYS.items():
         value = _first(spans, keys)
         if value is not None:
             metadata[name] = value
     service = next((s.service for s in spans if s.service), None)
     if service:
         metadata["service"] = service
-    for name, keys in {"input_tokens": ("gen_ai.usage.input_tokens", "llm.token_count.prompt"), "output_tokens": ("gen_ai.usage.output_tokens", "llm.token_count.completion")}.items():
-        values = [v for s, _ in calls if s is not None and isinstance(v := _first([s], keys), int | float)]
+    for name, keys in TOKEN_KEYS.items():
+        values = [v for s, _ in calls if s is not None and isinstance(v := _first([s], keys), (int, float))]
         if values:
             metadata[name] = sum(values)
     return metadata
