@@ -324,12 +324,12 @@ def conversation_from_object(obj: Any, source: str, locator: str, raw: bytes | s
 
 
 def conversation_and_json(obj: Any, source: str, locator: str, raw: bytes | str) -> tuple[Record, str | None]:
-    """:func:`conversation_from_object` and the conversation's JSON (written anyway, to check it; None if quarantined)."""
-    problem = _structure_problem(obj)
-    if problem is None and too_deep(obj):
-        problem = NESTED_TOO_DEEPLY
-    if problem is not None:
-        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=problem), None
+    """:func:`conversation_from_object` and the conversation's JSON (written anyway, to check it; None if quarantined).
+
+    A structural problem (:func:`_structure_problem`) is looked for only when the conversation does not validate or
+    nests too deeply: pydantic refuses every one of them, and the reason is worded as when it is looked for first."""
+    if too_deep(obj):
+        return Quarantined(source=source, locator=locator, raw_excerpt=excerpt(raw), reason=_structure_problem(obj) or NESTED_TOO_DEEPLY), None
     try:
         conversation = Conversation.model_validate(obj)
         dumped = conversation.model_dump_json()  # what the store will write: a lone surrogate only fails here
