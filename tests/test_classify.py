@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from nightloop.answers import answers_match
@@ -514,6 +514,19 @@ def test_the_correction_prefilter_never_changes_what_the_detector_finds(pieces: 
     with mock.patch.object(module, "_may_correct", lambda _text: True):
         unfiltered = detect("user_correction", c)
     assert detect("user_correction", c) == unfiltered
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_every_correction_pattern_match_holds_one_of_the_prefilter_anchors(data) -> None:
+    """The anchors that let most turns skip the pattern search: any ASCII text a correction pattern matches (texts
+    generated from each pattern, in any case, with text around them) still reaches the search."""
+    from nightloop.detectors import corrections as module
+
+    for pattern, _ in module._CORRECTIONS:
+        text = data.draw(st.from_regex(pattern, alphabet=st.characters(codec="ascii")), label=pattern.pattern[:40])
+        assert module._may_correct(text), (pattern.pattern, text)
+        assert module._may_correct(text.upper()) == (module._ANY_CORRECTION.search(text.upper()) is not None)
 
 
 def test_the_correction_patterns_have_no_upper_case_letter_for_the_case_sensitive_prefilter() -> None:

@@ -72,10 +72,22 @@ _ANY_CORRECTION = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in
 _ANY_CORRECTION_LOWER = re.compile(_ANY_CORRECTION.pattern)
 
 
+#: What every correction pattern's match holds one of, in lower-case ASCII text (a test checks it against texts that
+#: each pattern generates): a turn with none of them matches no pattern, and is not searched. Most turns have none, and
+#: these searches cost half of one for the patterns (which tries each of them at every character).
+_CORRECTION_ANCHORS = (
+    "your ", "not", "wrong", "incorrect", "mistake", "misunderstood", "i said", "i meant", "i already", "i told", "i asked",
+    "as i ", "answer", "reply", "respond", "write", "say that", "repeat that", "bad", "i did", "i never", " too ",
+    "s ist ", "s war ", "ich ", "zu lang", "trop long", "demasiado largo", "bitte ", "est ", "ai d", "pond",
+    "eso ", "esto ", "no es lo que", "pregunt", "pedí ", "dije ", "responda", "conteste",
+)
+
+
 def _may_correct(text: str) -> bool:
-    """Whether any correction pattern matches ``text`` (``_ANY_CORRECTION.search``, twice as fast on ASCII text)."""
+    """Whether any correction pattern matches ``text`` (``_ANY_CORRECTION.search``, several times faster on ASCII text)."""
     if text.isascii():
-        return _ANY_CORRECTION_LOWER.search(text.lower()) is not None
+        lower = text.lower()
+        return any(map(lower.__contains__, _CORRECTION_ANCHORS)) and _ANY_CORRECTION_LOWER.search(lower) is not None
     return _ANY_CORRECTION.search(text) is not None
 
 
