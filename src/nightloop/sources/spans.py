@@ -90,8 +90,13 @@ class Span:
             data = orjson.dumps(kept, option=_ORJSON_STRICT)
         except TypeError:  # big integers, non-str keys, lone surrogates, other types: json_codec's careful path
             return json_codec.dumps(kept)
-        # orjson writes NaN and infinities as null: with no null at all (the usual span) there was none of them.
-        return data if b"null" not in data else json_codec.dumps(kept)
+        # orjson writes NaN and infinities as null: a span with no float (the usual one) has none of them, and else
+        # neither has one with no null at all in what orjson wrote (a search that costs as much as the writing).
+        return data if self._has_no_float() or b"null" not in data else json_codec.dumps(kept)
+
+    def _has_no_float(self) -> bool:
+        """No value of the span is a float: its attributes are text and integers, and it has no events or body."""
+        return not self.events and self.body is None and type(self.status_code) is not float and set(map(type, self.attributes.values())) <= _TEXT_AND_INTEGERS
 
     @classmethod
     def from_json(cls, data: bytes | str) -> Span:
@@ -99,6 +104,8 @@ class Span:
         return cls(**(orjson.loads(data) if isinstance(data, bytes) else json_codec.loads(data)))
 
 
+#: Attribute value types that hold no float (NaN or infinity included).
+_TEXT_AND_INTEGERS = frozenset({str, int, bool})
 #: The span fields whose default is None, left out of its JSON while they are (any other None is written as null).
 _NONE_BY_DEFAULT = ("status_code", "body")
 #: Types orjson writes its own way raise instead, so that json_codec writes them as the standard library would.
