@@ -4,6 +4,7 @@ histories merged once, outcome, feedback and metadata from nightloop's documente
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,7 @@ def merge_calls(calls: list[CallMessages]) -> list[dict[str, Any]]:
     return ([system] if system else []) + merged
 
 
-def _first(spans: list[Span], keys: tuple[str, ...]) -> Any:
+def _first(spans: Sequence[Span], keys: tuple[str, ...]) -> Any:
     for span in spans:
         for key in keys:
             if span.attributes.get(key) not in (None, ""):
@@ -167,6 +168,8 @@ def _feedback(spans: list[Span]) -> dict[str, Any] | None:
     score = _first(spans, ("nightloop.feedback.score",))
     comment = _first(spans, ("nightloop.feedback.comment",))
     for span in spans:
+        if not span.events and span.kind != "log":
+            continue  # the usual span: no event to read
         events = span.events + ([{"name": span.name, "attributes": span.attributes}] if span.kind == "log" else [])
         for event in events:
             if event.get("name") == EVALUATION_EVENT:
@@ -203,7 +206,7 @@ def _metadata(spans: list[Span], calls: list[tuple[Span | None, CallMessages]]) 
     if service:
         metadata["service"] = service
     for name, keys in TOKEN_KEYS.items():
-        values = [v for s, _ in calls if s is not None and isinstance(v := _first([s], keys), (int, float))]
+        values = [v for s, _ in calls if s is not None and isinstance(v := _first((s,), keys), (int, float))]
         if values:
             metadata[name] = sum(values)
     return metadata
